@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every tool the local stack and the tests need, pinned, into the project:
+# Python tools into .venv, Node tools into tools/node_modules, and the arm64 Rust target.
+# Fast when already installed: each step is skipped when its stamp matches its pin file.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+stamp_ok() { [ -f "$2" ] && cmp -s "$1" "$2"; }
+
+if ! stamp_ok tools/requirements.txt .venv/.tubes-stamp; then
+  echo "bootstrap: python tools -> .venv" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+  cp tools/requirements.txt .venv/.tubes-stamp
+fi
+
+if ! stamp_ok tools/package.json tools/node_modules/.tubes-stamp; then
+  echo "bootstrap: node tools -> tools/node_modules" >&2
+  (cd tools && npm install --no-audit --no-fund --silent)
+  cp tools/package.json tools/node_modules/.tubes-stamp
+fi
+
+if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  echo "bootstrap: rustup target aarch64-unknown-linux-gnu" >&2
+  rustup target add aarch64-unknown-linux-gnu
+fi

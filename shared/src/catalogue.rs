@@ -1,0 +1,373 @@
+//! The event catalogue: every event type tubes carries, as Rust types.
+//!
+//! **Adding an event type** is one change in this file: define its data struct (with `Serialize`, `Deserialize`,
+//! an [`EventData`] and a [`Validate`] impl) and add one line to the `catalogue!` invocation below. The enum
+//! variant, the `type` string, decoding, validation, serialisation and [`EventType::ALL`] follow from that line.
+//!
+//! Data structs ignore members they do not know (a tolerant reader): a producer may add optional fields before
+//! every consumer is redeployed. Everything they do know is checked.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::validate::{Checker, Validate};
+use crate::violation::{from_serde, pointer_from_path, Code, Violation};
+
+/// What every event's data provides beyond serde and validation.
+pub trait EventData: Serialize + DeserializeOwned + Validate {
+    /// The id of the aggregate the event belongs to: the envelope's `subject` and the Kinesis partition key,
+    /// so that the events of one aggregate stay in order.
+    fn aggregate_id(&self) -> &str;
+}
+
+macro_rules! catalogue {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal => $data:ty, )+) => {
+        /// Every event in the catalogue, tagged by its CloudEvents `type`.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Event {
+            $( $(#[$doc])* $variant($data), )+
+        }
+
+        /// The CloudEvents `type` of an event, without its data.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventType {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl EventType {
+            /// Every type in the catalogue.
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant),+];
+
+            /// The `type` string on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $(EventType::$variant => $name,)+ }
+            }
+
+            /// The type named `name`, if the catalogue has it.
+            pub fn parse(name: &str) -> Option<Self> {
+                match name { $($name => Some(EventType::$variant),)+ _ => None }
+            }
+        }
+
+        impl Event {
+            /// This event's type.
+            pub fn event_type(&self) -> EventType {
+                match self { $(Event::$variant(_) => EventType::$variant,)+ }
+            }
+
+            /// See [`EventData::aggregate_id`].
+            pub fn aggregate_id(&self) -> &str {
+                match self { $(Event::$variant(d) => d.aggregate_id(),)+ }
+            }
+
+            /// Decodes the JSON text of `data` as the data of `ty`.
+            pub(crate) fn decode_data(ty: EventType, raw: &str) -> Result<Event, Violation> {
+                match ty { $(EventType::$variant => decode::<$data>(raw).map(Event::$variant),)+ }
+            }
+
+            pub(crate) fn serialize_data<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+                match self { $(Event::$variant(d) => map.serialize_entry("data", d),)+ }
+            }
+        }
+
+        impl Validate for Event {
+            fn validate(&self, checker: &mut Checker) {
+                match self { $(Event::$variant(d) => d.validate(checker),)+ }
+            }
+        }
+
+        $(impl From<$data> for Event {
+            fn from(data: $data) -> Self { Event::$variant(data) }
+        })+
+    };
+}
+
+catalogue! {
+    /// A payment arrived and waits to be validated and processed.
+    PaymentReceived = "payment.received" => PaymentReceived,
+    /// A payment was debited from the payer's account.
+    PaymentProcessed = "payment.processed" => PaymentProcessed,
+    /// A payment was refused; `reason` says why.
+    PaymentFailed = "payment.failed" => PaymentFailed,
+    /// A person created an account.
+    UserSignedUp = "user.signed_up" => UserSignedUp,
+    /// A person left a mailing list.
+    UserUnsubscribed = "user.unsubscribed" => UserUnsubscribed,
+}
+
+/// Decodes typed data; on failure decodes again with path tracking, so the violation names the member.
+fn decode<T: DeserializeOwned>(raw: &str) -> Result<T, Violation> {
+    serde_json::from_str(raw).map_err(|_| {
+        let mut de = serde_json::Deserializer::from_str(raw);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(err) => from_serde(format!("/data{}", pointer_from_path(err.path())), err.inner()),
+            // Unreachable in practice (same input, same type); still an honest answer rather than a panic.
+            Ok(_) => Violation::at(Code::InvalidValue, "/data", "data does not match its type"),
+        }
+    })
+}
+
+const MAX_DESCRIPTION: usize = 500;
+const MAX_NAME: usize = 200;
+const MAX_LOCALE: usize = 35;
+
+/// `payment.received`: a payer asks to move `amount` out of `account_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentReceived {
+    /// The payment's id, unique per payment.
+    pub payment_id: String,
+    /// The payer's account, the aggregate.
+    pub account_id: String,
+    /// Amount in integer minor units of `currency` (cents for EUR).
+    pub amount: i64,
+    /// ISO 4217 code, upper case.
+    pub currency: String,
+    /// Where the payer is notified of the outcome.
+    pub payer_email: String,
+    /// Free text shown to the payer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl EventData for PaymentReceived {
+    fn aggregate_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+impl Validate for PaymentReceived {
+    fn validate(&self, c: &mut Checker) {
+        c.id("/data/payment_id", &self.payment_id);
+        c.id("/data/account_id", &self.account_id);
+        c.amount("/data/amount", self.amount);
+        c.currency("/data/currency", &self.currency);
+        c.email("/data/payer_email", &self.payer_email);
+        c.opt_text("/data/description", self.description.as_deref(), MAX_DESCRIPTION);
+    }
+}
+
+/// `payment.processed`: the amount was debited exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentProcessed {
+    /// The payment's id.
+    pub payment_id: String,
+    /// The payer's account, the aggregate.
+    pub account_id: String,
+    /// Amount debited, in minor units.
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// When the debit was committed (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub processed_at: OffsetDateTime,
+}
+
+impl EventData for PaymentProcessed {
+    fn aggregate_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+impl Validate for PaymentProcessed {
+    fn validate(&self, c: &mut Checker) {
+        c.id("/data/payment_id", &self.payment_id);
+        c.id("/data/account_id", &self.account_id);
+        c.amount("/data/amount", self.amount);
+        c.currency("/data/currency", &self.currency);
+    }
+}
+
+/// Why a payment was refused: machine-readable, stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentFailureReason {
+    /// No such account.
+    AccountNotFound,
+    /// The account is frozen.
+    AccountFrozen,
+    /// The balance is below the amount.
+    InsufficientFunds,
+    /// The payment's currency is not the account's.
+    CurrencyMismatch,
+    /// A per-payment or per-period limit would be exceeded.
+    LimitExceeded,
+}
+
+/// `payment.failed`: a payment was refused and nothing was debited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    /// The payment's id.
+    pub payment_id: String,
+    /// The payer's account, the aggregate.
+    pub account_id: String,
+    /// Amount that was asked for, in minor units.
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Why it failed.
+    pub reason: PaymentFailureReason,
+    /// Detail for people; the reason is what machines read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When the payment was refused (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub failed_at: OffsetDateTime,
+}
+
+impl EventData for PaymentFailed {
+    fn aggregate_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+impl Validate for PaymentFailed {
+    fn validate(&self, c: &mut Checker) {
+        c.id("/data/payment_id", &self.payment_id);
+        c.id("/data/account_id", &self.account_id);
+        c.amount("/data/amount", self.amount);
+        c.currency("/data/currency", &self.currency);
+        c.opt_text("/data/detail", self.detail.as_deref(), MAX_DESCRIPTION);
+    }
+}
+
+/// `user.signed_up`: a person created an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSignedUp {
+    /// The user's id, the aggregate.
+    pub user_id: String,
+    /// Where the welcome e-mail goes.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Preferred language, a BCP 47 tag such as `en` or `pt-BR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Whether the person asked for marketing e-mail.
+    #[serde(default)]
+    pub marketing_opt_in: bool,
+    /// When the account was created (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub signed_up_at: OffsetDateTime,
+}
+
+impl EventData for UserSignedUp {
+    fn aggregate_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
+impl Validate for UserSignedUp {
+    fn validate(&self, c: &mut Checker) {
+        c.id("/data/user_id", &self.user_id);
+        c.email("/data/email", &self.email);
+        c.text("/data/name", &self.name, MAX_NAME);
+        if let Some(locale) = &self.locale {
+            if !is_language_tag(locale) {
+                c.push(Violation::at(Code::InvalidValue, "/data/locale", "must be a BCP 47 language tag like en or pt-BR"));
+            }
+        }
+    }
+}
+
+/// `user.unsubscribed`: a person left a mailing list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserUnsubscribed {
+    /// The user's id, the aggregate.
+    pub user_id: String,
+    /// The address that leaves the list.
+    pub email: String,
+    /// The mailing list's id.
+    pub list_id: String,
+    /// Why, if the person said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the person unsubscribed (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub unsubscribed_at: OffsetDateTime,
+}
+
+impl EventData for UserUnsubscribed {
+    fn aggregate_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
+impl Validate for UserUnsubscribed {
+    fn validate(&self, c: &mut Checker) {
+        c.id("/data/user_id", &self.user_id);
+        c.email("/data/email", &self.email);
+        c.id("/data/list_id", &self.list_id);
+        c.opt_text("/data/reason", self.reason.as_deref(), MAX_DESCRIPTION);
+    }
+}
+
+/// A simplified BCP 47 check: a 2–3 letter language, then subtags of 1–8 letters or digits.
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let lang_ok = parts.next().is_some_and(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphabetic()));
+    lang_ok && tag.len() <= MAX_LOCALE && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_round_trips_its_name() {
+        assert_eq!(EventType::ALL.len(), 5);
+        for ty in EventType::ALL {
+            assert_eq!(EventType::parse(ty.as_str()), Some(*ty));
+        }
+        assert_eq!(EventType::parse("payment.refunded"), None);
+        assert_eq!(EventType::parse("PAYMENT.RECEIVED"), None);
+    }
+
+    #[test]
+    fn decode_names_the_member_on_error() {
+        let v = Event::decode_data(EventType::UserSignedUp, r#"{"user_id":"u1","email":"a@b.co","name":"A"}"#)
+            .unwrap_err();
+        assert_eq!((v.code, v.field.as_deref()), (Code::MissingField, Some("/data/signed_up_at")));
+
+        let v = Event::decode_data(
+            EventType::PaymentReceived,
+            r#"{"payment_id":"p","account_id":"a","amount":"12","currency":"EUR","payer_email":"a@b.co"}"#,
+        )
+        .unwrap_err();
+        assert_eq!((v.code, v.field.as_deref()), (Code::InvalidType, Some("/data/amount")));
+
+        let v = Event::decode_data(
+            EventType::PaymentFailed,
+            r#"{"payment_id":"p","account_id":"a","amount":1,"currency":"EUR","reason":"bad_luck","failed_at":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap_err();
+        assert_eq!((v.code, v.field.as_deref()), (Code::InvalidValue, Some("/data/reason")));
+
+        let v = Event::decode_data(
+            EventType::UserUnsubscribed,
+            r#"{"user_id":"u","email":"a@b.co","list_id":"news","unsubscribed_at":"yesterday"}"#,
+        )
+        .unwrap_err();
+        assert_eq!((v.code, v.field.as_deref()), (Code::InvalidValue, Some("/data/unsubscribed_at")));
+    }
+
+    #[test]
+    fn unknown_members_are_ignored() {
+        let e = Event::decode_data(
+            EventType::UserUnsubscribed,
+            r#"{"user_id":"u","email":"a@b.co","list_id":"news","unsubscribed_at":"2026-01-01T00:00:00Z","new_field":[1]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.aggregate_id(), "u");
+    }
+
+    #[test]
+    fn language_tags() {
+        for ok in ["en", "pt-BR", "zh-Hant-TW", "de-CH-1996"] {
+            assert!(is_language_tag(ok), "{ok}");
+        }
+        for bad in ["", "e", "english", "en_US", "en-", "en-toolongsubtag"] {
+            assert!(!is_language_tag(bad), "{bad}");
+        }
+    }
+}

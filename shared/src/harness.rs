@@ -1,0 +1,735 @@
+//! The consumer harness: from the Kinesis event Lambda delivers to a typed handler per record, and back to a
+//! `KinesisEventResponse` with correct checkpoint semantics.
+//!
+//! - [`KinesisBatch`] decodes the invocation payload in one pass: each record's base64 `data` is decoded and
+//!   parsed into a validated [`Envelope`] while the batch is read, and the fields the harness does not need are
+//!   skipped without allocating. A bad record never fails the batch; it carries its own [`DecodeError`].
+//! - [`Harness::run`] dispatches each record to the [`Consumer`], in order. A **permanent** failure (undecodable
+//!   bytes, an invalid event, an error the consumer classifies as permanent) goes to the [`DeadLetters`] port and
+//!   the batch moves on: a poison record never blocks the shard. A **retryable** failure holds back the later
+//!   records of the same partition key (their order matters) but not other keys', and the response reports the
+//!   lowest failed sequence number, from which Lambda redelivers; nothing after it is lost.
+//!
+//! Idempotency (skipping records already handled when Lambda redelivers) and concurrency across keys are added
+//! around [`Consumer::handle`] without changing this contract.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+
+use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::catalogue::EventType;
+use crate::envelope::Envelope;
+use crate::violation::Violations;
+
+/// Whether an error may go away on a retry.
+pub trait Classify {
+    /// `true`: retry the record later (the shard waits for it). `false`: dead-letter it and move on.
+    fn is_retryable(&self) -> bool;
+}
+
+/// A typed event handler: one per consumer function.
+pub trait Consumer: Send + Sync {
+    /// The consumer's errors, each classified as retryable or permanent.
+    type Error: std::error::Error + Classify + Send;
+
+    /// Stable name: in logs, dead letters and (later) idempotency keys.
+    fn name(&self) -> &'static str;
+
+    /// The event types this consumer handles. The event source mapping's filter should deliver nothing else;
+    /// anything else that arrives is skipped (and counted), not failed.
+    fn subscriptions(&self) -> &'static [EventType];
+
+    /// Handles one valid event of a subscribed type.
+    fn handle(&self, envelope: &Envelope) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A record that can never succeed, with what is needed to understand and redrive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The consumer that gave up.
+    pub consumer: &'static str,
+    /// The stream (from the batch), if known.
+    pub event_source_arn: Option<String>,
+    /// The shard (from the batch), if known.
+    pub shard_id: Option<String>,
+    /// The record's sequence number.
+    pub sequence_number: String,
+    /// The record's partition key.
+    pub partition_key: String,
+    /// The event id, when the record decoded.
+    pub event_id: Option<String>,
+    /// The event type, when the record decoded.
+    pub event_type: Option<&'static str>,
+    /// Why it failed.
+    pub reason: String,
+    /// The record's data (the full payload, for redrive).
+    pub payload: Vec<u8>,
+}
+
+/// The dead-letter port could not take a letter; the record is then retried rather than lost.
+#[derive(Debug, thiserror::Error)]
+#[error("dead-letter destination failed: {0}")]
+pub struct DeadLetterError(pub String);
+
+/// Where permanent failures go.
+pub trait DeadLetters: Send + Sync {
+    /// Stores one dead letter durably.
+    fn send(&self, letter: DeadLetter) -> impl Future<Output = Result<(), DeadLetterError>> + Send;
+}
+
+/// Dead letters as structured error logs (metadata only, never the payload): the adapter until the dead-letter
+/// queue exists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogDeadLetters;
+
+impl DeadLetters for LogDeadLetters {
+    async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+        tracing::error!(
+            consumer = letter.consumer,
+            shard_id = letter.shard_id.as_deref(),
+            sequence_number = %letter.sequence_number,
+            event_id = letter.event_id.as_deref(),
+            event_type = letter.event_type,
+            payload_bytes = letter.payload.len(),
+            reason = %letter.reason,
+            "dead letter"
+        );
+        Ok(())
+    }
+}
+
+/// Why a record's data did not become an envelope. Always permanent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// `data` was not valid base64.
+    #[error("record data is not base64: {0}")]
+    Base64(String),
+    /// The bytes are not a valid event.
+    #[error("invalid event: {0}")]
+    Invalid(Violations),
+}
+
+/// One Kinesis record of a batch, decoded.
+#[derive(Debug)]
+pub struct BatchRecord {
+    /// Position in the shard; what `batchItemFailures` reports.
+    pub sequence_number: String,
+    /// The record's partition key.
+    pub partition_key: String,
+    /// The decoded event, or why it could not be decoded (with the raw bytes, for the dead letter).
+    pub envelope: Result<Envelope, (DecodeError, Vec<u8>)>,
+}
+
+/// The Kinesis event of one invocation, decoded in one pass (see the module docs).
+#[derive(Debug, Default)]
+pub struct KinesisBatch {
+    /// The records, in shard order.
+    pub records: Vec<BatchRecord>,
+    /// The stream's ARN, from the first record.
+    pub event_source_arn: Option<String>,
+    /// The shard, from the first record's `eventID` (`shardId-…:sequence`).
+    pub shard_id: Option<String>,
+}
+
+/// What a batch came to.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    /// Records the consumer handled.
+    pub handled: usize,
+    /// Records of types the consumer does not subscribe to.
+    pub skipped: usize,
+    /// Records sent to the dead-letter port.
+    pub dead_lettered: usize,
+    /// Records that failed with a retryable error.
+    pub failed: usize,
+    /// Records not attempted because an earlier record of their key failed.
+    pub held_back: usize,
+    /// The answer for Lambda.
+    pub response: KinesisEventResponse,
+}
+
+/// Runs a [`Consumer`] over batches.
+#[derive(Debug, Clone)]
+pub struct Harness<C, D> {
+    consumer: C,
+    dead_letters: D,
+}
+
+impl<C: Consumer, D: DeadLetters> Harness<C, D> {
+    /// A harness for `consumer`, sending permanent failures to `dead_letters`.
+    pub fn new(consumer: C, dead_letters: D) -> Self {
+        Self { consumer, dead_letters }
+    }
+
+    /// The consumer.
+    pub fn consumer(&self) -> &C {
+        &self.consumer
+    }
+
+    /// Handles a batch; see the module docs for the semantics.
+    pub async fn run(&self, batch: KinesisBatch) -> BatchReport {
+        let mut report = BatchReport::default();
+        let mut blocked: HashSet<String> = HashSet::new();
+        let mut lowest_failure: Option<String> = None;
+        let name = self.consumer.name();
+
+        for BatchRecord { sequence_number, partition_key, envelope } in batch.records {
+            if blocked.contains(&partition_key) {
+                report.held_back += 1;
+                continue;
+            }
+            let at = (sequence_number.as_str(), partition_key.as_str());
+            let envelope = match envelope {
+                Ok(envelope) => envelope,
+                Err((err, payload)) => {
+                    let letter = DeadLetter {
+                        consumer: name,
+                        event_source_arn: batch.event_source_arn.clone(),
+                        shard_id: batch.shard_id.clone(),
+                        sequence_number: sequence_number.clone(),
+                        partition_key: partition_key.clone(),
+                        event_id: None,
+                        event_type: None,
+                        reason: err.to_string(),
+                        payload,
+                    };
+                    self.dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure).await;
+                    continue;
+                }
+            };
+            let ty = envelope.event_type();
+            if !self.consumer.subscriptions().contains(&ty) {
+                tracing::debug!(consumer = name, event_type = ty.as_str(), "skipped: not subscribed");
+                report.skipped += 1;
+                continue;
+            }
+            match self.consumer.handle(&envelope).await {
+                Ok(()) => report.handled += 1,
+                Err(err) if err.is_retryable() => {
+                    tracing::warn!(
+                        consumer = name,
+                        event_id = envelope.id(),
+                        sequence_number = %sequence_number,
+                        error = %err,
+                        "retryable failure: the record and later records of its key will be redelivered"
+                    );
+                    report.failed += 1;
+                    fail(at, &mut blocked, &mut lowest_failure);
+                }
+                Err(err) => {
+                    let letter = DeadLetter {
+                        consumer: name,
+                        event_source_arn: batch.event_source_arn.clone(),
+                        shard_id: batch.shard_id.clone(),
+                        sequence_number: sequence_number.clone(),
+                        partition_key: partition_key.clone(),
+                        event_id: Some(envelope.id().to_owned()),
+                        event_type: Some(ty.as_str()),
+                        reason: err.to_string(),
+                        payload: serde_json::to_vec(&envelope).unwrap_or_default(),
+                    };
+                    self.dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure).await;
+                }
+            }
+        }
+
+        if let Some(seq) = lowest_failure {
+            let mut failure = KinesisBatchItemFailure::default();
+            failure.item_identifier = Some(seq);
+            report.response.batch_item_failures.push(failure);
+        }
+        tracing::info!(
+            consumer = name,
+            shard_id = batch.shard_id.as_deref(),
+            handled = report.handled,
+            skipped = report.skipped,
+            dead_lettered = report.dead_lettered,
+            failed = report.failed,
+            held_back = report.held_back,
+            "batch done"
+        );
+        report
+    }
+
+    async fn dead_letter(
+        &self,
+        letter: DeadLetter,
+        at: (&str, &str),
+        report: &mut BatchReport,
+        blocked: &mut HashSet<String>,
+        lowest_failure: &mut Option<String>,
+    ) {
+        match self.dead_letters.send(letter).await {
+            Ok(()) => report.dead_lettered += 1,
+            Err(err) => {
+                // Never drop a record: if it cannot be parked, it is retried.
+                tracing::warn!(consumer = self.consumer.name(), error = %err, "dead letter not stored; retrying record");
+                report.failed += 1;
+                fail(at, blocked, lowest_failure);
+            }
+        }
+    }
+}
+
+/// Records a retryable failure at `(sequence number, partition key)`: the key is blocked for the rest of the batch.
+fn fail((sequence_number, partition_key): (&str, &str), blocked: &mut HashSet<String>, lowest: &mut Option<String>) {
+    blocked.insert(partition_key.to_owned());
+    if lowest.as_deref().is_none_or(|l| sequence_lt(sequence_number, l)) {
+        *lowest = Some(sequence_number.to_owned());
+    }
+}
+
+/// Orders Kinesis sequence numbers (decimal strings of up to 128 digits, no leading zeros) numerically.
+pub fn sequence_lt(a: &str, b: &str) -> bool {
+    (a.len(), a) < (b.len(), b)
+}
+
+// ---- one-pass decoding of the Lambda Kinesis event ----
+
+impl<'de> Deserialize<'de> for KinesisBatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BatchVisitor;
+        impl<'de> Visitor<'de> for BatchVisitor {
+            type Value = KinesisBatch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Kinesis event with Records")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisBatch, A::Error> {
+                let mut batch = KinesisBatch::default();
+                let mut seen = false;
+                while let Some(key) = map.next_key::<Key>()? {
+                    if key.0 == KeyKind::Records {
+                        map.next_value_seed(RecordsSeed(&mut batch))?;
+                        seen = true;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if !seen {
+                    return Err(de::Error::missing_field("Records"));
+                }
+                Ok(batch)
+            }
+        }
+        deserializer.deserialize_map(BatchVisitor)
+    }
+}
+
+/// The keys the decoder looks at; the rest are skipped without allocating.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum KeyKind {
+    Records,
+    Kinesis,
+    EventSourceArn,
+    EventId,
+    PartitionKey,
+    SequenceNumber,
+    Data,
+    Other,
+}
+
+struct Key(KeyKind);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(match v {
+                    "Records" => KeyKind::Records,
+                    "kinesis" => KeyKind::Kinesis,
+                    "eventSourceARN" => KeyKind::EventSourceArn,
+                    "eventID" => KeyKind::EventId,
+                    "partitionKey" => KeyKind::PartitionKey,
+                    "sequenceNumber" => KeyKind::SequenceNumber,
+                    "data" => KeyKind::Data,
+                    _ => KeyKind::Other,
+                }))
+            }
+        }
+        deserializer.deserialize_identifier(V)
+    }
+}
+
+struct RecordsSeed<'b>(&'b mut KinesisBatch);
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of Kinesis records")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.0.records.reserve(n);
+        }
+        while let Some(record) = seq.next_element_seed(RecordSeed(self.0))? {
+            self.0.records.push(record);
+        }
+        Ok(())
+    }
+}
+
+struct RecordSeed<'b>(&'b mut KinesisBatch);
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = BatchRecord;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<BatchRecord, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = BatchRecord;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kinesis event record")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BatchRecord, A::Error> {
+        let mut kinesis = None;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0 {
+                KeyKind::Kinesis => kinesis = Some(map.next_value::<KinesisPart>()?),
+                KeyKind::EventSourceArn if self.0.event_source_arn.is_none() => {
+                    self.0.event_source_arn = Some(map.next_value::<String>()?);
+                }
+                KeyKind::EventId if self.0.shard_id.is_none() => {
+                    let id = map.next_value::<String>()?;
+                    self.0.shard_id = id.split_once(':').map(|(shard, _)| shard.to_owned());
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let kinesis = kinesis.ok_or_else(|| de::Error::missing_field("kinesis"))?;
+        Ok(BatchRecord {
+            sequence_number: kinesis.sequence_number,
+            partition_key: kinesis.partition_key,
+            envelope: kinesis.envelope,
+        })
+    }
+}
+
+struct KinesisPart {
+    sequence_number: String,
+    partition_key: String,
+    envelope: Result<Envelope, (DecodeError, Vec<u8>)>,
+}
+
+impl<'de> Deserialize<'de> for KinesisPart {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KinesisPart;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the kinesis member of a record")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisPart, A::Error> {
+                let (mut seq, mut key, mut envelope) = (None, None, None);
+                while let Some(k) = map.next_key::<Key>()? {
+                    match k.0 {
+                        KeyKind::SequenceNumber => seq = Some(map.next_value::<String>()?),
+                        KeyKind::PartitionKey => key = Some(map.next_value::<String>()?),
+                        KeyKind::Data => envelope = Some(map.next_value::<DataField>()?.0),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(KinesisPart {
+                    sequence_number: seq.ok_or_else(|| de::Error::missing_field("sequenceNumber"))?,
+                    partition_key: key.ok_or_else(|| de::Error::missing_field("partitionKey"))?,
+                    envelope: envelope.ok_or_else(|| de::Error::missing_field("data"))?,
+                })
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// The base64 `data` of a record, decoded and parsed as it is read.
+struct DataField(Result<Envelope, (DecodeError, Vec<u8>)>);
+
+impl<'de> Deserialize<'de> for DataField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DataField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("base64 record data")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DataField, E> {
+                Ok(DataField(decode_data(v)))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+fn decode_data(base64: &str) -> Result<Envelope, (DecodeError, Vec<u8>)> {
+    let bytes = match base64::engine::general_purpose::STANDARD.decode(base64) {
+        Ok(bytes) => bytes,
+        Err(err) => return Err((DecodeError::Base64(err.to_string()), base64.as_bytes().to_vec())),
+    };
+    match Envelope::decode(&bytes) {
+        Ok(envelope) => Ok(envelope),
+        Err(violations) => Err((DecodeError::Invalid(violations), bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use aws_lambda_events::event::kinesis::KinesisEvent;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/kinesis-event.json");
+
+    /// The AWS fixture, with its records replaced by `(partition key, data bytes)` pairs.
+    fn event(records: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut v: Value = serde_json::from_str(FIXTURE).unwrap();
+        let template = v["Records"][0].clone();
+        let list = records
+            .iter()
+            .enumerate()
+            .map(|(i, (key, data))| {
+                let mut r = template.clone();
+                let seq = format!("4956816737333333333333333333333333333333333333333333{:04}", i + 1);
+                r["kinesis"]["partitionKey"] = json!(key);
+                r["kinesis"]["sequenceNumber"] = json!(seq);
+                r["kinesis"]["data"] = json!(base64::engine::general_purpose::STANDARD.encode(data));
+                r["eventID"] = json!(format!("shardId-000000000000:{seq}"));
+                r
+            })
+            .collect();
+        v["Records"] = Value::Array(list);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    fn signup(user: &str, id: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "specversion": "1.0", "id": id, "source": "/test", "type": "user.signed_up", "subject": user,
+            "time": "2026-11-22T10:00:00Z",
+            "data": {"user_id": user, "email": "a@b.co", "name": "A", "signed_up_at": "2026-11-22T10:00:00Z"}
+        }))
+        .unwrap()
+    }
+
+    fn payment(account: &str, id: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "specversion": "1.0", "id": id, "source": "/test", "type": "payment.received", "subject": account,
+            "time": "2026-11-22T10:00:00Z",
+            "data": {"payment_id": id, "account_id": account, "amount": 100, "currency": "EUR", "payer_email": "a@b.co"}
+        }))
+        .unwrap()
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct TestError(&'static str, bool);
+
+    impl Classify for TestError {
+        fn is_retryable(&self) -> bool {
+            self.1
+        }
+    }
+
+    /// Handles user.signed_up; fails the event ids it is told to, retryably or not.
+    #[derive(Default)]
+    struct Recorder {
+        handled: Mutex<Vec<String>>,
+        retryable: Vec<&'static str>,
+        permanent: Vec<&'static str>,
+    }
+
+    impl Consumer for Recorder {
+        type Error = TestError;
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn subscriptions(&self) -> &'static [EventType] {
+            &[EventType::UserSignedUp]
+        }
+        async fn handle(&self, envelope: &Envelope) -> Result<(), TestError> {
+            if self.retryable.contains(&envelope.id()) {
+                return Err(TestError("transient", true));
+            }
+            if self.permanent.contains(&envelope.id()) {
+                return Err(TestError("never", false));
+            }
+            self.handled.lock().unwrap().push(envelope.id().to_owned());
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct MemoryDeadLetters {
+        letters: Mutex<Vec<DeadLetter>>,
+        broken: bool,
+    }
+
+    impl DeadLetters for &MemoryDeadLetters {
+        async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+            if self.broken {
+                return Err(DeadLetterError("down".into()));
+            }
+            self.letters.lock().unwrap().push(letter);
+            Ok(())
+        }
+    }
+
+    fn failures(report: &BatchReport) -> Vec<&str> {
+        report.response.batch_item_failures.iter().filter_map(|f| f.item_identifier.as_deref()).collect()
+    }
+
+    fn seq(i: usize) -> String {
+        format!("4956816737333333333333333333333333333333333333333333{i:04}")
+    }
+
+    #[test]
+    fn decodes_what_aws_lambda_events_decodes() {
+        let bytes = event(&[("usr_1", signup("usr_1", "e1")), ("acc", payment("acc", "e2"))]);
+        let ours: KinesisBatch = serde_json::from_slice(&bytes).unwrap();
+        let theirs: KinesisEvent = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(ours.records.len(), theirs.records.len());
+        for (o, t) in ours.records.iter().zip(&theirs.records) {
+            assert_eq!(o.sequence_number, t.kinesis.sequence_number);
+            assert_eq!(o.partition_key, t.kinesis.partition_key);
+            let env = o.envelope.as_ref().unwrap();
+            assert_eq!(env, &Envelope::decode(&t.kinesis.data.0).unwrap());
+        }
+        assert_eq!(ours.event_source_arn.as_deref(), theirs.records[0].event_source_arn.as_deref());
+        assert_eq!(ours.shard_id.as_deref(), Some("shardId-000000000000"));
+    }
+
+    #[test]
+    fn a_batch_without_records_is_an_error_but_an_empty_one_is_not() {
+        assert!(serde_json::from_slice::<KinesisBatch>(b"{}").is_err());
+        assert!(serde_json::from_slice::<KinesisBatch>(br#"{"Records":[]}"#).unwrap().records.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_aws_fixture_is_dead_lettered_not_failed() {
+        // Given the AWS sample event, whose records hold "Hello World" (not an event)
+        let batch: KinesisBatch = serde_json::from_str(FIXTURE).unwrap();
+        let dlq = MemoryDeadLetters::default();
+        // When the harness runs it
+        let report = Harness::new(Recorder::default(), &dlq).run(batch).await;
+        // Then both are dead letters with their payload, and the batch succeeds
+        assert_eq!(report.dead_lettered, 2);
+        assert!(failures(&report).is_empty());
+        let letters = dlq.letters.lock().unwrap();
+        assert_eq!(letters[0].payload, b"Hello World");
+        assert!(letters[0].reason.contains("malformed_json"), "{}", letters[0].reason);
+        assert_eq!(letters[1].sequence_number, "49568167373333333334444444444444444444444444444444444444");
+        assert_eq!(letters[0].shard_id.as_deref(), Some("shardId-000000000000"));
+    }
+
+    #[tokio::test]
+    async fn handles_every_valid_record_in_order() {
+        let bytes = event(&[("u1", signup("u1", "a")), ("u2", signup("u2", "b")), ("u1", signup("u1", "c"))]);
+        let dlq = MemoryDeadLetters::default();
+        let harness = Harness::new(Recorder::default(), &dlq);
+        let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        assert_eq!(*harness.consumer().handled.lock().unwrap(), ["a", "b", "c"]);
+        assert_eq!((report.handled, report.dead_lettered), (3, 0));
+        assert!(failures(&report).is_empty());
+        let json = serde_json::to_value(&report.response).unwrap();
+        assert_eq!(json, json!({"batchItemFailures": []}));
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_holds_back_its_key_and_reports_the_lowest_sequence() {
+        // Given u1's second event fails transiently
+        let bytes = event(&[
+            ("u1", signup("u1", "a")),
+            ("u1", signup("u1", "b")),
+            ("u2", signup("u2", "c")),
+            ("u1", signup("u1", "d")),
+            ("u3", signup("u3", "e")),
+        ]);
+        let consumer = Recorder { retryable: vec!["b", "e"], ..Recorder::default() };
+        let dlq = MemoryDeadLetters::default();
+        let harness = Harness::new(consumer, &dlq);
+        // When the batch runs
+        let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        // Then u1's later event waits, u2 goes on, and Lambda is told to resume at b (the lowest failure)
+        assert_eq!(*harness.consumer().handled.lock().unwrap(), ["a", "c"]);
+        assert_eq!((report.failed, report.held_back), (2, 1));
+        assert_eq!(failures(&report), [seq(2).as_str()]);
+        let json = serde_json::to_value(&report.response).unwrap();
+        assert_eq!(json["batchItemFailures"][0]["itemIdentifier"], seq(2));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_dead_lettered_and_the_batch_goes_on() {
+        let bytes = event(&[("u1", signup("u1", "a")), ("u1", signup("u1", "b")), ("u1", b"{not json".to_vec())]);
+        let consumer = Recorder { permanent: vec!["a"], ..Recorder::default() };
+        let dlq = MemoryDeadLetters::default();
+        let harness = Harness::new(consumer, &dlq);
+        let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        assert_eq!(*harness.consumer().handled.lock().unwrap(), ["b"]);
+        assert_eq!(report.dead_lettered, 2);
+        assert!(failures(&report).is_empty());
+        let letters = dlq.letters.lock().unwrap();
+        assert_eq!(letters[0].event_id.as_deref(), Some("a"));
+        assert_eq!(letters[0].event_type, Some("user.signed_up"));
+        assert_eq!(letters[0].reason, "never");
+        assert_eq!(Envelope::decode(&letters[0].payload).unwrap().id(), "a");
+        assert_eq!(letters[1].payload, b"{not json");
+        assert_eq!(letters[1].sequence_number, seq(3));
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_that_cannot_be_stored_is_retried() {
+        let bytes = event(&[("u1", b"garbage".to_vec()), ("u2", signup("u2", "b"))]);
+        let dlq = MemoryDeadLetters { broken: true, ..MemoryDeadLetters::default() };
+        let harness = Harness::new(Recorder::default(), &dlq);
+        let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        assert_eq!(failures(&report), [seq(1).as_str()]);
+        assert_eq!(*harness.consumer().handled.lock().unwrap(), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn other_types_are_skipped() {
+        let bytes = event(&[("acc", payment("acc", "p")), ("u1", signup("u1", "a"))]);
+        let dlq = MemoryDeadLetters::default();
+        let harness = Harness::new(Recorder::default(), &dlq);
+        let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        assert_eq!((report.skipped, report.handled), (1, 1));
+    }
+
+    #[test]
+    fn bad_base64_is_a_record_error_not_a_batch_error() {
+        let mut v: Value = serde_json::from_str(FIXTURE).unwrap();
+        v["Records"][1]["kinesis"]["data"] = json!("%%%not base64");
+        let batch: KinesisBatch = serde_json::from_value(v).unwrap();
+        assert!(matches!(batch.records[1].envelope, Err((DecodeError::Base64(_), _))));
+    }
+
+    #[test]
+    fn sequence_numbers_order_numerically() {
+        assert!(sequence_lt("9", "10"));
+        assert!(sequence_lt("49568167373333333333333333333333333333333333333333333333", "49568167373333333334444444444444444444444444444444444444"));
+        assert!(!sequence_lt("10", "10"));
+        assert!(!sequence_lt("100", "99"));
+    }
+}
