@@ -5,18 +5,25 @@
 //! - [`validate`] and [`violation`]: the rules, and what a broken rule reports (a stable code and a JSON pointer).
 //! - [`codec`]: envelope ↔ Kinesis record.
 //! - [`publish`]: the [`Publisher`] port and its Kinesis adapter, which checks every `PutRecords` entry.
-//! - [`harness`]: decode a Lambda Kinesis batch, dispatch to a typed [`Consumer`], answer with checkpoints.
+//! - [`effects`]: the port through which consumers act on the world, with deterministic idempotency keys.
+//! - [`harness`]: decode a Lambda Kinesis batch, dispatch to a typed [`Consumer`], answer with checkpoints;
+//!   [`runtime::serve`] runs one as a Lambda function.
+//! - [`lambda_event`]: the Kinesis event JSON Lambda sends, built from records read off a stream.
 
 pub mod catalogue;
 pub mod codec;
+pub mod effects;
 pub mod envelope;
 pub mod harness;
+pub mod lambda_event;
 pub mod publish;
+pub mod runtime;
 pub mod validate;
 pub mod violation;
 
 pub use catalogue::{Event, EventType};
 pub use codec::Record;
+pub use effects::{Effect, EffectError, Effects};
 pub use envelope::Envelope;
 pub use harness::{Classify, Consumer, DeadLetters, Harness, KinesisBatch};
 pub use publish::{KinesisPublisher, PutOutcome, Publisher};

@@ -126,3 +126,73 @@ impl Publisher for KinesisPublisher {
             .collect())
     }
 }
+
+/// An in-memory [`Publisher`] for tests: keeps what it accepted and fails on command.
+#[derive(Debug, Default)]
+pub struct MemoryPublisher {
+    state: std::sync::Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    written: Vec<Record>,
+    next: std::collections::VecDeque<MemoryFault>,
+}
+
+/// A fault [`MemoryPublisher`] produces on one of its next calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryFault {
+    /// Every record of the call fails with this Kinesis error code.
+    FailEntries(&'static str),
+    /// The call itself fails as throttled.
+    ThrottleCall,
+    /// The call itself fails as unavailable.
+    FailCall,
+}
+
+impl MemoryPublisher {
+    /// Queues a fault for the next call that has none queued before it.
+    pub fn fail_next(&self, fault: MemoryFault) {
+        self.lock().next.push_back(fault);
+    }
+
+    /// Every record written so far, in order.
+    pub fn written(&self) -> Vec<Record> {
+        self.lock().written.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        // A poisoned lock only means another test thread panicked; the data is still usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Publisher for MemoryPublisher {
+    async fn put_records(&self, records: &[Record]) -> Result<Vec<PutOutcome>, PublishError> {
+        let mut state = self.lock();
+        match state.next.pop_front() {
+            Some(MemoryFault::ThrottleCall) => Err(PublishError::Throttled("injected".into())),
+            Some(MemoryFault::FailCall) => Err(PublishError::Unavailable("injected".into())),
+            Some(MemoryFault::FailEntries(code)) => Ok(records
+                .iter()
+                .map(|_| PutOutcome::Failed { code: code.to_owned(), message: "injected".into() })
+                .collect()),
+            None => {
+                let first = state.written.len();
+                state.written.extend_from_slice(records);
+                Ok((first..first + records.len())
+                    .map(|n| PutOutcome::Accepted {
+                        shard_id: "shardId-000000000000".into(),
+                        sequence_number: format!("{:056}", n + 1),
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+impl<P: Publisher> Publisher for &P {
+    fn put_records(&self, records: &[Record]) -> impl Future<Output = Result<Vec<PutOutcome>, PublishError>> + Send {
+        (**self).put_records(records)
+    }
+}
