@@ -8,17 +8,20 @@ cd "$root"
 
 stamp_ok() { [ -f "$2" ] && cmp -s "$1" "$2"; }
 
-if ! stamp_ok tools/requirements.txt .venv/.tubes-stamp; then
+# The stamp is both pin files: a change to either reinstalls.
+cat tools/requirements.txt tools/constraints.txt > .local-pins.tmp
+if ! stamp_ok .local-pins.tmp .venv/.tubes-stamp; then
   echo "bootstrap: python tools -> .venv" >&2
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
-  cp tools/requirements.txt .venv/.tubes-stamp
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt -c tools/constraints.txt
+  cp .local-pins.tmp .venv/.tubes-stamp
 fi
+rm -f .local-pins.tmp
 
-if ! stamp_ok tools/package.json tools/node_modules/.tubes-stamp; then
+if ! stamp_ok tools/package-lock.json tools/node_modules/.tubes-stamp; then
   echo "bootstrap: node tools -> tools/node_modules" >&2
-  (cd tools && npm install --no-audit --no-fund --silent)
-  cp tools/package.json tools/node_modules/.tubes-stamp
+  (cd tools && npm ci --no-audit --no-fund --silent)
+  cp tools/package-lock.json tools/node_modules/.tubes-stamp
 fi
 
 if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then

@@ -1,2 +1,318 @@
-//! wip
-fn main() {}
+//! The hot paths of tubes, each as a ratio to a baseline in the same run (`make bench`).
+//!
+//! - **consumer batch**: a 10,000-record Kinesis event (bytes, as the runtime hands them over) decoded in one pass
+//!   by [`KinesisBatch`], every record validated and dispatched by the [`Harness`] to a consumer that does nothing,
+//!   against the baseline of only deserialising the same bytes into `aws_lambda_events`' `KinesisEvent`
+//!   (base64 decoded, no envelope parsing, no validation, no dispatch).
+//! - **ingest request**: one `POST /events` through the whole handler (routing, content type, parse, validate,
+//!   encode, publish to a publisher that acknowledges at once, 202 body) against the baseline of parsing the same
+//!   body into a `serde_json::Value`.
+//! - **consumer batch with idempotency**: the same batch with every record claimed and completed in an in-memory
+//!   store (payload hash, key, claim, completion), against the harness without idempotency: the harness's own
+//!   cost of exactly-once bookkeeping, without the DynamoDB round trips (measured on the emulator in tests).
+//! - **signed ingest**: the same request to a source that requires Standard Webhooks signatures (HMAC-SHA256 over
+//!   id, timestamp and body, checked against two active secrets as during a rotation), against the same request
+//!   to an open source: the per-request cost of verification.
+//! - **ingest batch**: a 500-event batch in one request, per event, against one event per request.
+//! - **codec**: record bytes → validated envelope, against bytes → `serde_json::Value`.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use lambda_http::{Body, Request};
+use serde_json::json;
+use tubes_bench::{compare, report};
+use tubes_ingest::config::Source;
+use tubes_ingest::webhook::Secret;
+use tubes_ingest::{Config, Ingest};
+use tubes_shared::harness::{IdempotencyTimes, LogDeadLetters};
+use tubes_shared::idempotency::MemoryIdempotency;
+use tubes_shared::lambda_event::{kinesis_event, BatchSource, StreamRecord};
+use tubes_shared::publish::PublishError;
+use tubes_shared::{
+    codec, Consumer, Envelope, EventType, Harness, KinesisBatch, Publisher, PutOutcome, Record,
+};
+
+/// Acknowledges every record at once: measures ingest's own work, not a network.
+struct AckPublisher;
+
+impl Publisher for AckPublisher {
+    async fn put_records(&self, records: &[Record]) -> Result<Vec<PutOutcome>, PublishError> {
+        Ok(records
+            .iter()
+            .map(|_| PutOutcome::Accepted {
+                shard_id: "shardId-000000000000".into(),
+                sequence_number: "49590338271490256608559692538361571095921575989136588898".into(),
+            })
+            .collect())
+    }
+}
+
+/// Handles every event by doing nothing: measures the harness, not a consumer.
+struct Noop;
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl tubes_shared::Classify for Never {
+    fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+impl Consumer for Noop {
+    type Error = Never;
+    fn name(&self) -> &'static str {
+        "noop"
+    }
+    fn subscriptions(&self) -> &'static [EventType] {
+        EventType::ALL
+    }
+    async fn handle(&self, envelope: &Envelope) -> Result<(), Never> {
+        black_box(envelope.id());
+        Ok(())
+    }
+}
+
+fn payment(i: usize) -> serde_json::Value {
+    json!({
+        "specversion": "1.0", "id": format!("evt_{i:08}"), "source": "/shop/checkout", "type": "payment.received",
+        "subject": format!("acc_{}", i % 97), "time": "2026-11-22T10:00:00Z", "datacontenttype": "application/json",
+        "data": {"payment_id": format!("pay_{i}"), "account_id": format!("acc_{}", i % 97), "amount": 1250 + i,
+                 "currency": "EUR", "payer_email": "ada@example.com"}
+    })
+}
+
+fn kinesis_event_bytes(n: usize) -> Vec<u8> {
+    let records: Vec<StreamRecord> = (0..n)
+        .map(|i| StreamRecord {
+            sequence_number: format!(
+                "4959033827149025660855969253836157109592157598913658{:04}",
+                i % 10_000
+            ),
+            partition_key: format!("acc_{}", i % 97),
+            data: serde_json::to_vec(&payment(i)).expect("serialisable"),
+            approximate_arrival_timestamp: 1_795_000_000.123,
+        })
+        .collect();
+    let source = BatchSource {
+        event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/tubes-events".into(),
+        shard_id: "shardId-000000000000".into(),
+        aws_region: "us-east-1".into(),
+        invoke_identity_arn: "arn:aws:iam::123456789012:role/tubes-payments".into(),
+    };
+    serde_json::to_vec(&kinesis_event(&source, &records)).expect("serialisable")
+}
+
+fn request(body: &str) -> Request {
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("https://api.example.com/events")
+        .header("content-type", "application/cloudevents+json")
+        .body(Body::Text(body.to_owned()))
+        .expect("valid request")
+}
+
+fn source_request(source: &str, body: &str, signature: Option<(&Secret, i64)>) -> Request {
+    let mut builder = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(format!("https://api.example.com/sources/{source}/events"))
+        .header("content-type", "application/json");
+    if let Some((secret, ts)) = signature {
+        builder = builder
+            .header("webhook-id", "msg_2f9a1c")
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                secret.sign("msg_2f9a1c", ts, body.as_bytes()),
+            );
+    }
+    builder
+        .body(Body::Text(body.to_owned()))
+        .expect("valid request")
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument, if any, selects benchmarks by name.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let selected = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    // Timers on, as in the Lambda runtime: ingest bounds each PutRecords call with one.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+
+    println!("tubes hot paths (median of interleaved rounds; ratio = candidate / baseline)\n");
+
+    if selected("consumer") {
+        let bytes = kinesis_event_bytes(10_000);
+        let harness = Harness::new(Noop, LogDeadLetters);
+        // Sanity: the candidate does the full job, or the figure means nothing.
+        let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
+        let checked = rt.block_on(harness.run(batch));
+        assert_eq!(checked.handled, 10_000, "every record handled");
+        let c = compare(
+            15,
+            3,
+            || {
+                serde_json::from_slice::<KinesisEvent>(&bytes)
+                    .expect("event")
+                    .records
+                    .len()
+            },
+            || {
+                let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
+                rt.block_on(harness.run(batch)).handled
+            },
+        );
+        let label = format!(
+            "consumer batch (10,000 records, {:.1} MB)",
+            bytes.len() as f64 / 1e6
+        );
+        report(&label, "KinesisEvent deserialise", &c);
+        println!(
+            "{:<44} {:>12.0} records/s per core",
+            "",
+            10_000.0 / c.candidate.as_secs_f64()
+        );
+    }
+
+    if selected("idempotency") {
+        let bytes = kinesis_event_bytes(10_000);
+        let plain = Harness::new(Noop, LogDeadLetters);
+        let times = IdempotencyTimes::default();
+        // A fresh store per run, so every record is claimed and completed (no duplicates to skip).
+        let run_idempotent = || {
+            let store = MemoryIdempotency::default();
+            let harness = Harness::new(Noop, LogDeadLetters).with_idempotency(&store, times);
+            let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
+            rt.block_on(harness.run(batch)).handled
+        };
+        assert_eq!(run_idempotent(), 10_000, "every record claimed and handled");
+        let c = compare(
+            9,
+            2,
+            || {
+                let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
+                rt.block_on(plain.run(batch)).handled
+            },
+            run_idempotent,
+        );
+        report(
+            "consumer batch with idempotency (10,000, in-memory store)",
+            "the same harness without",
+            &c,
+        );
+        println!(
+            "{:<44} {:>12.0} records/s per core",
+            "",
+            10_000.0 / c.candidate.as_secs_f64()
+        );
+    }
+
+    if selected("ingest") {
+        let body = payment(1).to_string();
+        let config = Config {
+            max_body_bytes: 256 * 1024,
+            ..Config::new("tubes-events")
+        };
+        let ingest = Ingest::new(AckPublisher, &config);
+        let status = rt.block_on(ingest.handle(request(&body))).status();
+        assert_eq!(status, 202, "the candidate accepts the event");
+        let c = compare(
+            15,
+            2_000,
+            || {
+                let req = request(&body);
+                serde_json::from_slice::<serde_json::Value>(req.body().as_ref()).expect("json")
+            },
+            || rt.block_on(ingest.handle(request(&body))).status(),
+        );
+        report(
+            "ingest request (1 event, POST → 202)",
+            "build request + parse to Value",
+            &c,
+        );
+    }
+
+    if selected("signed") {
+        let body = payment(1).to_string();
+        let old = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
+        let new = Secret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").expect("secret");
+        let mut sources = BTreeMap::new();
+        sources.insert("open".to_owned(), Source::default());
+        sources.insert(
+            "signed".to_owned(),
+            Source {
+                secrets: vec![old, new.clone()],
+                require_signature: true,
+            },
+        );
+        let config = Config {
+            sources,
+            ..Config::new("tubes-events")
+        };
+        let ingest = Ingest::new(AckPublisher, &config);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signed = || source_request("signed", &body, Some((&new, now)));
+        let open = || source_request("open", &body, None);
+        assert_eq!(rt.block_on(ingest.handle(signed())).status(), 202);
+        assert_eq!(rt.block_on(ingest.handle(open())).status(), 202);
+        let c = compare(
+            15,
+            2_000,
+            || rt.block_on(ingest.handle(open())).status(),
+            || rt.block_on(ingest.handle(signed())).status(),
+        );
+        report(
+            "signed ingest request (2 active secrets)",
+            "same request, unsigned source",
+            &c,
+        );
+    }
+
+    if selected("batch") {
+        let events: Vec<serde_json::Value> = (0..500).map(payment).collect();
+        let batch = serde_json::Value::from(events).to_string();
+        let single = payment(1).to_string();
+        let ingest = Ingest::new(AckPublisher, &Config::new("tubes-events"));
+        let batch_request = || {
+            lambda_http::http::Request::builder()
+                .method("POST")
+                .uri("https://api.example.com/events")
+                .header("content-type", "application/cloudevents-batch+json")
+                .body(Body::Text(batch.clone()))
+                .expect("valid request")
+        };
+        assert_eq!(rt.block_on(ingest.handle(batch_request())).status(), 202);
+        let c = compare(
+            15,
+            4,
+            || {
+                for _ in 0..500 {
+                    black_box(rt.block_on(ingest.handle(request(&single))).status());
+                }
+            },
+            || rt.block_on(ingest.handle(batch_request())).status(),
+        );
+        report(
+            "ingest batch (500 events, 1 request)",
+            "500 single-event requests",
+            &c,
+        );
+    }
+
+    if selected("codec") {
+        let bytes = serde_json::to_vec(&payment(7)).expect("serialisable");
+        assert!(codec::decode(&bytes).is_ok());
+        let c = compare(
+            15,
+            5_000,
+            || serde_json::from_slice::<serde_json::Value>(&bytes).expect("json"),
+            || codec::decode(&bytes).expect("valid"),
+        );
+        report("codec decode + validate (1 record)", "parse to Value", &c);
+    }
+}

@@ -1,12 +1,16 @@
 //! The event catalogue: every event type tubes carries, as Rust types.
 //!
 //! **Adding an event type** is one change in this file: define its data struct (with `Serialize`, `Deserialize`,
-//! an [`EventData`] and a [`Validate`] impl) and add one line to the `catalogue!` invocation below. The enum
-//! variant, the `type` string, decoding, validation, serialisation and [`EventType::ALL`] follow from that line.
+//! `JsonSchema`, an [`EventData`] and a [`Validate`] impl) and add one line to the `catalogue!` invocation below.
+//! The enum variant, the `type` string, decoding, validation, serialisation, its JSON Schema and
+//! [`EventType::ALL`] follow from that line (then `make schemas` writes `schemas/{type}.json`). The schema
+//! attributes (`#[schemars(schema_with = ...)]`) name the same rules as the `Validate` impl, from
+//! [`crate::schema`].
 //!
 //! Data structs ignore members they do not know (a tolerant reader): a producer may add optional fields before
 //! every consumer is redeployed. Everything they do know is checked.
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -15,7 +19,7 @@ use crate::validate::{Checker, Validate};
 use crate::violation::{from_serde, pointer_from_path, Code, Violation};
 
 /// What every event's data provides beyond serde and validation.
-pub trait EventData: Serialize + DeserializeOwned + Validate {
+pub trait EventData: Serialize + DeserializeOwned + Validate + JsonSchema {
     /// The id of the aggregate the event belongs to: the envelope's `subject` and the Kinesis partition key,
     /// so that the events of one aggregate stay in order.
     fn aggregate_id(&self) -> &str;
@@ -42,6 +46,11 @@ macro_rules! catalogue {
             /// The `type` string on the wire.
             pub fn as_str(self) -> &'static str {
                 match self { $(EventType::$variant => $name,)+ }
+            }
+
+            /// The JSON Schema of this type's `data`, its nested definitions left in `generator`.
+            pub(crate) fn data_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                match self { $(EventType::$variant => <$data as JsonSchema>::json_schema(generator),)+ }
             }
 
             /// The type named `name`, if the catalogue has it.
@@ -101,32 +110,41 @@ fn decode<T: DeserializeOwned>(raw: &str) -> Result<T, Violation> {
     serde_json::from_str(raw).map_err(|_| {
         let mut de = serde_json::Deserializer::from_str(raw);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
-            Err(err) => from_serde(format!("/data{}", pointer_from_path(err.path())), err.inner()),
+            Err(err) => from_serde(
+                format!("/data{}", pointer_from_path(err.path())),
+                err.inner(),
+            ),
             // Unreachable in practice (same input, same type); still an honest answer rather than a panic.
             Ok(_) => Violation::at(Code::InvalidValue, "/data", "data does not match its type"),
         }
     })
 }
 
-const MAX_DESCRIPTION: usize = 500;
-const MAX_NAME: usize = 200;
-const MAX_LOCALE: usize = 35;
+pub(crate) const MAX_DESCRIPTION: usize = 500;
+pub(crate) const MAX_NAME: usize = 200;
+pub(crate) const MAX_LOCALE: usize = 35;
 
 /// `payment.received`: a payer asks to move `amount` out of `account_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentReceived {
     /// The payment's id, unique per payment.
+    #[schemars(schema_with = "crate::schema::id")]
     pub payment_id: String,
     /// The payer's account, the aggregate.
+    #[schemars(schema_with = "crate::schema::id")]
     pub account_id: String,
     /// Amount in integer minor units of `currency` (cents for EUR).
+    #[schemars(schema_with = "crate::schema::amount")]
     pub amount: i64,
     /// ISO 4217 code, upper case.
+    #[schemars(schema_with = "crate::schema::currency")]
     pub currency: String,
     /// Where the payer is notified of the outcome.
+    #[schemars(schema_with = "crate::schema::email")]
     pub payer_email: String,
     /// Free text shown to the payer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::opt_description_text")]
     pub description: Option<String>,
 }
 
@@ -143,23 +161,32 @@ impl Validate for PaymentReceived {
         c.amount("/data/amount", self.amount);
         c.currency("/data/currency", &self.currency);
         c.email("/data/payer_email", &self.payer_email);
-        c.opt_text("/data/description", self.description.as_deref(), MAX_DESCRIPTION);
+        c.opt_text(
+            "/data/description",
+            self.description.as_deref(),
+            MAX_DESCRIPTION,
+        );
     }
 }
 
 /// `payment.processed`: the amount was debited exactly once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentProcessed {
     /// The payment's id.
+    #[schemars(schema_with = "crate::schema::id")]
     pub payment_id: String,
     /// The payer's account, the aggregate.
+    #[schemars(schema_with = "crate::schema::id")]
     pub account_id: String,
     /// Amount debited, in minor units.
+    #[schemars(schema_with = "crate::schema::amount")]
     pub amount: i64,
     /// ISO 4217 code.
+    #[schemars(schema_with = "crate::schema::currency")]
     pub currency: String,
     /// When the debit was committed (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
     pub processed_at: OffsetDateTime,
 }
 
@@ -179,7 +206,7 @@ impl Validate for PaymentProcessed {
 }
 
 /// Why a payment was refused: machine-readable, stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentFailureReason {
     /// No such account.
@@ -195,23 +222,29 @@ pub enum PaymentFailureReason {
 }
 
 /// `payment.failed`: a payment was refused and nothing was debited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentFailed {
     /// The payment's id.
+    #[schemars(schema_with = "crate::schema::id")]
     pub payment_id: String,
     /// The payer's account, the aggregate.
+    #[schemars(schema_with = "crate::schema::id")]
     pub account_id: String,
     /// Amount that was asked for, in minor units.
+    #[schemars(schema_with = "crate::schema::amount")]
     pub amount: i64,
     /// ISO 4217 code.
+    #[schemars(schema_with = "crate::schema::currency")]
     pub currency: String,
     /// Why it failed.
     pub reason: PaymentFailureReason,
     /// Detail for people; the reason is what machines read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::opt_description_text")]
     pub detail: Option<String>,
     /// When the payment was refused (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
     pub failed_at: OffsetDateTime,
 }
 
@@ -232,22 +265,27 @@ impl Validate for PaymentFailed {
 }
 
 /// `user.signed_up`: a person created an account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UserSignedUp {
     /// The user's id, the aggregate.
+    #[schemars(schema_with = "crate::schema::id")]
     pub user_id: String,
     /// Where the welcome e-mail goes.
+    #[schemars(schema_with = "crate::schema::email")]
     pub email: String,
     /// Display name.
+    #[schemars(schema_with = "crate::schema::name_text")]
     pub name: String,
     /// Preferred language, a BCP 47 tag such as `en` or `pt-BR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::opt_locale")]
     pub locale: Option<String>,
     /// Whether the person asked for marketing e-mail.
     #[serde(default)]
     pub marketing_opt_in: bool,
     /// When the account was created (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
     pub signed_up_at: OffsetDateTime,
 }
 
@@ -264,26 +302,35 @@ impl Validate for UserSignedUp {
         c.text("/data/name", &self.name, MAX_NAME);
         if let Some(locale) = &self.locale {
             if !is_language_tag(locale) {
-                c.push(Violation::at(Code::InvalidValue, "/data/locale", "must be a BCP 47 language tag like en or pt-BR"));
+                c.push(Violation::at(
+                    Code::InvalidValue,
+                    "/data/locale",
+                    "must be a BCP 47 language tag like en or pt-BR",
+                ));
             }
         }
     }
 }
 
 /// `user.unsubscribed`: a person left a mailing list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UserUnsubscribed {
     /// The user's id, the aggregate.
+    #[schemars(schema_with = "crate::schema::id")]
     pub user_id: String,
     /// The address that leaves the list.
+    #[schemars(schema_with = "crate::schema::email")]
     pub email: String,
     /// The mailing list's id.
+    #[schemars(schema_with = "crate::schema::id")]
     pub list_id: String,
     /// Why, if the person said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::opt_description_text")]
     pub reason: Option<String>,
     /// When the person unsubscribed (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
     pub unsubscribed_at: OffsetDateTime,
 }
 
@@ -305,8 +352,12 @@ impl Validate for UserUnsubscribed {
 /// A simplified BCP 47 check: a 2–3 letter language, then subtags of 1–8 letters or digits.
 fn is_language_tag(tag: &str) -> bool {
     let mut parts = tag.split('-');
-    let lang_ok = parts.next().is_some_and(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphabetic()));
-    lang_ok && tag.len() <= MAX_LOCALE && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+    let lang_ok = parts
+        .next()
+        .is_some_and(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphabetic()));
+    lang_ok
+        && tag.len() <= MAX_LOCALE
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 #[cfg(test)]
@@ -325,30 +376,45 @@ mod tests {
 
     #[test]
     fn decode_names_the_member_on_error() {
-        let v = Event::decode_data(EventType::UserSignedUp, r#"{"user_id":"u1","email":"a@b.co","name":"A"}"#)
-            .unwrap_err();
-        assert_eq!((v.code, v.field.as_deref()), (Code::MissingField, Some("/data/signed_up_at")));
+        let v = Event::decode_data(
+            EventType::UserSignedUp,
+            r#"{"user_id":"u1","email":"a@b.co","name":"A"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (v.code, v.field.as_deref()),
+            (Code::MissingField, Some("/data/signed_up_at"))
+        );
 
         let v = Event::decode_data(
             EventType::PaymentReceived,
             r#"{"payment_id":"p","account_id":"a","amount":"12","currency":"EUR","payer_email":"a@b.co"}"#,
         )
         .unwrap_err();
-        assert_eq!((v.code, v.field.as_deref()), (Code::InvalidType, Some("/data/amount")));
+        assert_eq!(
+            (v.code, v.field.as_deref()),
+            (Code::InvalidType, Some("/data/amount"))
+        );
 
         let v = Event::decode_data(
             EventType::PaymentFailed,
             r#"{"payment_id":"p","account_id":"a","amount":1,"currency":"EUR","reason":"bad_luck","failed_at":"2026-01-01T00:00:00Z"}"#,
         )
         .unwrap_err();
-        assert_eq!((v.code, v.field.as_deref()), (Code::InvalidValue, Some("/data/reason")));
+        assert_eq!(
+            (v.code, v.field.as_deref()),
+            (Code::InvalidValue, Some("/data/reason"))
+        );
 
         let v = Event::decode_data(
             EventType::UserUnsubscribed,
             r#"{"user_id":"u","email":"a@b.co","list_id":"news","unsubscribed_at":"yesterday"}"#,
         )
         .unwrap_err();
-        assert_eq!((v.code, v.field.as_deref()), (Code::InvalidValue, Some("/data/unsubscribed_at")));
+        assert_eq!(
+            (v.code, v.field.as_deref()),
+            (Code::InvalidValue, Some("/data/unsubscribed_at"))
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub enum EncodeError {
 
 /// Encodes an envelope as a record.
 pub fn encode(envelope: &Envelope) -> Result<Record, EncodeError> {
-    let record = Record { partition_key: envelope.subject().to_owned(), data: serde_json::to_vec(envelope)? };
+    let record = Record {
+        partition_key: envelope.subject().to_owned(),
+        data: serde_json::to_vec(envelope)?,
+    };
     match record.billed_size() {
         size if size > MAX_RECORD_BYTES => Err(EncodeError::TooLarge { size }),
         _ => Ok(record),
@@ -70,7 +73,11 @@ mod tests {
             "specversion": "1.0", "id": "e1", "source": "/t", "type": "user.signed_up",
             "data": {"user_id": "usr_9", "email": "a@b.co", "name": name, "signed_up_at": "2026-11-22T10:00:00Z"}
         });
-        Envelope::parse(&serde_json::to_vec(&v).unwrap(), datetime!(2026-11-22 12:00 UTC)).unwrap()
+        Envelope::parse(
+            &serde_json::to_vec(&v).unwrap(),
+            datetime!(2026-11-22 12:00 UTC),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -87,12 +94,18 @@ mod tests {
     #[test]
     fn refuses_records_over_the_kinesis_limit() {
         let mut e = envelope("Ada");
-        e.extensions_mut().insert("pad".into(), json!("x".repeat(MAX_RECORD_BYTES)));
-        assert!(matches!(encode(&e), Err(EncodeError::TooLarge { size }) if size > MAX_RECORD_BYTES));
+        e.extensions_mut()
+            .insert("pad".into(), json!("x".repeat(MAX_RECORD_BYTES)));
+        assert!(
+            matches!(encode(&e), Err(EncodeError::TooLarge { size }) if size > MAX_RECORD_BYTES)
+        );
     }
 
     #[test]
     fn decode_rejects_garbage() {
-        assert_eq!(decode(b"Hello World").unwrap_err().first().code, Code::MalformedJson);
+        assert_eq!(
+            decode(b"Hello World").unwrap_err().first().code,
+            Code::MalformedJson
+        );
     }
 }

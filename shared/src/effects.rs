@@ -8,8 +8,9 @@
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::catalogue::EventType;
 use crate::envelope::Envelope;
-use crate::harness::Classify;
+use crate::harness::{Classify, Consumer};
 
 /// One thing a consumer does because of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,56 @@ impl<E: Effects> Effects for &E {
     }
 }
 
+/// The simplest consumer: every event of its types causes the same effects, in order, each through the port
+/// with its idempotency key. A consumer whose effects depend on the event's data implements [`Consumer`] itself.
+#[derive(Debug, Clone)]
+pub struct Plan<E> {
+    name: &'static str,
+    subscriptions: &'static [EventType],
+    effects: &'static [&'static str],
+    port: E,
+}
+
+impl<E: Effects> Plan<E> {
+    /// A consumer named `name` that answers each event of `subscriptions` with `effects` through `port`.
+    pub fn new(
+        name: &'static str,
+        subscriptions: &'static [EventType],
+        effects: &'static [&'static str],
+        port: E,
+    ) -> Self {
+        Self {
+            name,
+            subscriptions,
+            effects,
+            port,
+        }
+    }
+}
+
+impl<E: Effects> Consumer for Plan<E> {
+    type Error = EffectError;
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn subscriptions(&self) -> &'static [EventType] {
+        self.subscriptions
+    }
+
+    async fn handle(&self, envelope: &Envelope) -> Result<(), EffectError> {
+        // Effects run in order and stop at the first failure; on redelivery the earlier ones are asked for
+        // again under the same keys, so the adapter can recognise them.
+        for &kind in self.effects {
+            self.port
+                .apply(Effect::of(self.name, kind, envelope))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// Effects as structured logs: the outcome a person can follow in the function's log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogEffects;
@@ -86,8 +137,11 @@ impl Effects for LogEffects {
 /// Effects kept in memory, for tests; can be told to fail.
 #[derive(Debug, Default)]
 pub struct MemoryEffects {
-    state: Mutex<(Vec<Effect>, Vec<(String, bool)>)>,
+    state: Mutex<MemoryState>,
 }
+
+/// Applied effects, and the events whose effects fail (with whether retryably).
+type MemoryState = (Vec<Effect>, Vec<(String, bool)>);
 
 impl MemoryEffects {
     /// Makes effects of the event `event_id` fail, retryably or not, until [`MemoryEffects::heal`].
@@ -105,7 +159,7 @@ impl MemoryEffects {
         self.lock().0.clone()
     }
 
-    fn lock(&self) -> MutexGuard<'_, (Vec<Effect>, Vec<(String, bool)>)> {
+    fn lock(&self) -> MutexGuard<'_, MemoryState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -114,9 +168,88 @@ impl Effects for MemoryEffects {
     async fn apply(&self, effect: Effect) -> Result<(), EffectError> {
         let mut state = self.lock();
         if let Some((_, retryable)) = state.1.iter().find(|(id, _)| *id == effect.event_id) {
-            return Err(EffectError { kind: effect.kind, message: "injected failure".into(), retryable: *retryable });
+            return Err(EffectError {
+                kind: effect.kind,
+                message: "injected failure".into(),
+                retryable: *retryable,
+            });
         }
         state.0.push(effect);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::harness::{Harness, LogDeadLetters};
+    use crate::lambda_event::batch_of;
+
+    const EFFECTS: &[&str] = &["profile.create", "email.welcome"];
+
+    fn signup(id: &str) -> serde_json::Value {
+        json!({"specversion": "1.0", "id": id, "source": "/test", "type": "user.signed_up", "subject": "usr_1", "time": "2026-11-22T10:00:00Z",
+               "data": {"user_id": "usr_1", "email": "ada@example.com", "name": "Ada",
+                        "signed_up_at": "2026-11-22T10:00:00Z"}})
+    }
+
+    fn plan(effects: &MemoryEffects) -> Plan<&MemoryEffects> {
+        Plan::new("signups", &[EventType::UserSignedUp], EFFECTS, effects)
+    }
+
+    #[tokio::test]
+    async fn a_plan_carries_out_every_effect_in_order_with_deterministic_keys() {
+        let effects = MemoryEffects::default();
+        let report = Harness::new(plan(&effects), LogDeadLetters)
+            .run(batch_of(&[signup("e1")]))
+            .await;
+        assert_eq!(report.handled, 1);
+        let applied = effects.applied();
+        assert_eq!(applied.iter().map(|e| e.kind).collect::<Vec<_>>(), EFFECTS);
+        assert!(applied
+            .iter()
+            .all(|e| e.aggregate_id == "usr_1" && e.event_id == "e1"));
+        assert_eq!(applied[1].idempotency_key, "signups:e1:email.welcome");
+        // A redelivery asks for the same effects under the same keys.
+        Harness::new(plan(&effects), LogDeadLetters)
+            .run(batch_of(&[signup("e1")]))
+            .await;
+        let again = effects.applied();
+        assert_eq!(again[2..], applied[..]);
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_reported_and_holds_back_its_key() {
+        let effects = MemoryEffects::default();
+        effects.fail_event("e2", true);
+        let batch = batch_of(&[signup("e1"), signup("e2"), signup("e3")]);
+        let report = Harness::new(plan(&effects), LogDeadLetters)
+            .run(batch)
+            .await;
+        let failed: Vec<_> = report
+            .response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone().unwrap())
+            .collect();
+        assert_eq!(failed, [format!("{:056}", 2)]);
+        assert_eq!(
+            (report.handled, report.held_back),
+            (1, 1),
+            "e3 shares e2's key, so it waits"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_dead_lettered_and_the_batch_goes_on() {
+        let effects = MemoryEffects::default();
+        effects.fail_event("e1", false);
+        let report = Harness::new(plan(&effects), LogDeadLetters)
+            .run(batch_of(&[signup("e1"), signup("e2")]))
+            .await;
+        assert!(report.response.batch_item_failures.is_empty());
+        assert_eq!((report.dead_lettered, report.handled), (1, 1));
     }
 }

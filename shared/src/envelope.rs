@@ -83,6 +83,16 @@ impl Envelope {
         Violations::from_vec(c.into_violations()).map_or(Ok(envelope), Err)
     }
 
+    /// Replaces the event id (ingest uses a verified `webhook-id`, so a sender's retries keep one id).
+    pub fn with_id(mut self, id: impl Into<String>) -> Result<Self, Violations> {
+        let id = id.into();
+        let mut c = Checker::new();
+        c.id("/id", &id);
+        Violations::from_vec(c.into_violations()).map_or(Ok(()), Err)?;
+        self.id = id;
+        Ok(self)
+    }
+
     /// The event id (unique per event; the idempotency key downstream).
     pub fn id(&self) -> &str {
         &self.id
@@ -134,7 +144,10 @@ impl Serialize for Envelope {
         map.serialize_entry("source", &self.source)?;
         map.serialize_entry("type", self.event.event_type().as_str())?;
         map.serialize_entry("subject", &self.subject)?;
-        let time = self.time.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
+        let time = self
+            .time
+            .format(&Rfc3339)
+            .map_err(serde::ser::Error::custom)?;
         map.serialize_entry("time", &time)?;
         map.serialize_entry("datacontenttype", DATA_CONTENT_TYPE)?;
         if let Some(schema) = &self.dataschema {
@@ -152,7 +165,10 @@ fn parse(bytes: &[u8], received_at: Option<OffsetDateTime>) -> Result<Envelope, 
     let raw: Raw<'_> = match serde_json::from_slice(bytes) {
         Ok(raw) => raw,
         Err(err) if err.is_data() => {
-            return Err(Violations::one(Violation::whole(Code::NotAnObject, "an event must be a JSON object")))
+            return Err(Violations::one(Violation::whole(
+                Code::NotAnObject,
+                "an event must be a JSON object",
+            )))
         }
         Err(err) => return Err(Violations::one(from_serde(String::new(), &err))),
     };
@@ -176,7 +192,16 @@ struct Raw<'a> {
 }
 
 /// The context attributes of CloudEvents 1.0 that tubes reads, by slot.
-const ATTRS: [&str; 8] = ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"];
+const ATTRS: [&str; 8] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+];
 
 fn attr_slot(name: &str) -> Option<usize> {
     ATTRS.iter().position(|a| *a == name)
@@ -195,26 +220,41 @@ impl<'a> Raw<'a> {
         match attr_slot(name).and_then(|i| self.attrs[i].take()) {
             Some(Attr::Str(s)) => Got::Str(s),
             Some(Attr::Other(kind)) => {
-                c.push(Violation::at(Code::InvalidType, format!("/{name}"), format!("must be a string, not {kind}")));
+                c.push(Violation::at(
+                    Code::InvalidType,
+                    format!("/{name}"),
+                    format!("must be a string, not {kind}"),
+                ));
                 Got::Invalid
             }
             None => Got::Absent,
         }
     }
 
-    fn into_envelope(mut self, received_at: Option<OffsetDateTime>) -> Result<Envelope, Violations> {
+    fn into_envelope(
+        mut self,
+        received_at: Option<OffsetDateTime>,
+    ) -> Result<Envelope, Violations> {
         let mut c = Checker::new();
         for v in std::mem::take(&mut self.violations) {
             c.push(v);
         }
         let strict = received_at.is_none();
         let missing = |c: &mut Checker, name: &str| {
-            c.push(Violation::at(Code::MissingField, format!("/{name}"), format!("`{name}` is required")))
+            c.push(Violation::at(
+                Code::MissingField,
+                format!("/{name}"),
+                format!("`{name}` is required"),
+            ))
         };
 
         match self.string("specversion", &mut c) {
             Got::Str(v) if v == SPECVERSION => {}
-            Got::Str(_) => c.push(Violation::at(Code::UnsupportedSpecversion, "/specversion", "must be \"1.0\"")),
+            Got::Str(_) => c.push(Violation::at(
+                Code::UnsupportedSpecversion,
+                "/specversion",
+                "must be \"1.0\"",
+            )),
             Got::Absent => missing(&mut c, "specversion"),
             Got::Invalid => {}
         }
@@ -248,7 +288,11 @@ impl<'a> Raw<'a> {
             (Got::Str(t), _) => match OffsetDateTime::parse(&t, &Rfc3339) {
                 Ok(t) => t.to_offset(UtcOffset::UTC),
                 Err(_) => {
-                    c.push(Violation::at(Code::InvalidValue, "/time", "must be an RFC 3339 timestamp"));
+                    c.push(Violation::at(
+                        Code::InvalidValue,
+                        "/time",
+                        "must be an RFC 3339 timestamp",
+                    ));
                     OffsetDateTime::UNIX_EPOCH
                 }
             },
@@ -284,7 +328,11 @@ impl<'a> Raw<'a> {
             Got::Str(t) => {
                 let ty = EventType::parse(&t);
                 if ty.is_none() {
-                    c.push(Violation::at(Code::UnknownEventType, "/type", "is not an event type of the catalogue"));
+                    c.push(Violation::at(
+                        Code::UnknownEventType,
+                        "/type",
+                        "is not an event type of the catalogue",
+                    ));
                 }
                 ty
             }
@@ -301,18 +349,24 @@ impl<'a> Raw<'a> {
                 None
             }
             (None, Some(_)) => None,
-            (Some(ty), Some(raw)) if raw.get().starts_with('{') => match Event::decode_data(ty, raw.get()) {
-                Ok(event) => {
-                    event.validate(&mut c);
-                    Some(event)
+            (Some(ty), Some(raw)) if raw.get().starts_with('{') => {
+                match Event::decode_data(ty, raw.get()) {
+                    Ok(event) => {
+                        event.validate(&mut c);
+                        Some(event)
+                    }
+                    Err(v) => {
+                        c.push(v);
+                        None
+                    }
                 }
-                Err(v) => {
-                    c.push(v);
-                    None
-                }
-            },
+            }
             (Some(_), Some(_)) => {
-                c.push(Violation::at(Code::NotAnObject, "/data", "must be a JSON object"));
+                c.push(Violation::at(
+                    Code::NotAnObject,
+                    "/data",
+                    "must be a JSON object",
+                ));
                 None
             }
         };
@@ -337,13 +391,29 @@ impl<'a> Raw<'a> {
             (Got::Absent, None) | (Got::Invalid, _) => String::new(),
         };
 
-        let extensions = self.extensions.into_iter().map(|(name, value)| (name.into_owned(), value)).collect();
+        let extensions = self
+            .extensions
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value))
+            .collect();
 
         match (Violations::from_vec(c.into_violations()), event) {
-            (None, Some(event)) => Ok(Envelope { id, source, subject, time, dataschema, extensions, event }),
+            (None, Some(event)) => Ok(Envelope {
+                id,
+                source,
+                subject,
+                time,
+                dataschema,
+                extensions,
+                event,
+            }),
             (Some(v), _) => Err(v),
             // Every path that leaves `event` empty pushed a violation; stay total all the same.
-            (None, None) => Err(Violations::one(Violation::at(Code::MissingField, "/data", "`data` is required"))),
+            (None, None) => Err(Violations::one(Violation::at(
+                Code::MissingField,
+                "/data",
+                "`data` is required",
+            ))),
         }
     }
 }
@@ -354,7 +424,12 @@ fn check_source(c: &mut Checker, source: &str) {
 
 /// `application/json`, `text/json` or `application/<anything>+json`, with optional parameters.
 fn is_json_media_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json"
         || essence == "text/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
@@ -411,14 +486,20 @@ impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
 }
 
 fn duplicate(name: &str) -> Violation {
-    Violation::at(Code::DuplicateMember, format!("/{}", crate::violation::escape_pointer(name)), "appears more than once")
+    Violation::at(
+        Code::DuplicateMember,
+        format!("/{}", crate::violation::escape_pointer(name)),
+        "appears more than once",
+    )
 }
 
 fn check_extension<'a>(raw: &mut Raw<'a>, name: Cow<'a, str>, value: serde_json::Value) {
     let pointer = format!("/{}", crate::violation::escape_pointer(&name));
     let name_ok = !name.is_empty()
         && name.len() <= MAX_EXTENSION_NAME
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     let value_ok = match &value {
         serde_json::Value::String(s) => s.len() <= MAX_EXTENSION_VALUE,
         serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
@@ -551,14 +632,22 @@ mod tests {
 
     fn with(mut v: Value, pointer: &str, new: Value) -> Value {
         let (parent, name) = pointer.rsplit_once('/').unwrap();
-        let obj = if parent.is_empty() { &mut v } else { v.pointer_mut(parent).unwrap() };
+        let obj = if parent.is_empty() {
+            &mut v
+        } else {
+            v.pointer_mut(parent).unwrap()
+        };
         obj.as_object_mut().unwrap().insert(name.to_owned(), new);
         v
     }
 
     fn without(mut v: Value, pointer: &str) -> Value {
         let (parent, name) = pointer.rsplit_once('/').unwrap();
-        let obj = if parent.is_empty() { &mut v } else { v.pointer_mut(parent).unwrap() };
+        let obj = if parent.is_empty() {
+            &mut v
+        } else {
+            v.pointer_mut(parent).unwrap()
+        };
         obj.as_object_mut().unwrap().remove(name);
         v
     }
@@ -566,8 +655,11 @@ mod tests {
     /// Asserts the event is rejected with exactly these (code, field) pairs.
     fn rejects(v: Value, expected: &[(Code, &str)]) {
         let err = parse(&v).expect_err("must be rejected");
-        let got: Vec<(Code, &str)> =
-            err.as_slice().iter().map(|x| (x.code, x.field.as_deref().unwrap_or(""))).collect();
+        let got: Vec<(Code, &str)> = err
+            .as_slice()
+            .iter()
+            .map(|x| (x.code, x.field.as_deref().unwrap_or("")))
+            .collect();
         assert_eq!(got, expected, "for {v}");
     }
 
@@ -632,33 +724,87 @@ mod tests {
         assert_eq!(e.extensions().len(), 2);
         let out: Value = serde_json::to_value(&e).unwrap();
         assert_eq!(out["priority"], 3);
-        assert_eq!(Envelope::decode(&serde_json::to_vec(&e).unwrap()).unwrap(), e);
+        assert_eq!(
+            Envelope::decode(&serde_json::to_vec(&e).unwrap()).unwrap(),
+            e
+        );
     }
 
     #[test]
     fn every_envelope_rule() {
-        rejects(with(signed_up(), "/specversion", json!("0.3")), &[(Code::UnsupportedSpecversion, "/specversion")]);
-        rejects(without(signed_up(), "/specversion"), &[(Code::MissingField, "/specversion")]);
-        rejects(with(signed_up(), "/specversion", json!(1.0)), &[(Code::InvalidType, "/specversion")]);
-        rejects(without(signed_up(), "/source"), &[(Code::MissingField, "/source")]);
-        rejects(with(signed_up(), "/source", json!("")), &[(Code::Empty, "/source")]);
-        rejects(with(signed_up(), "/source", json!("a b")), &[(Code::InvalidIdentifier, "/source")]);
+        rejects(
+            with(signed_up(), "/specversion", json!("0.3")),
+            &[(Code::UnsupportedSpecversion, "/specversion")],
+        );
+        rejects(
+            without(signed_up(), "/specversion"),
+            &[(Code::MissingField, "/specversion")],
+        );
+        rejects(
+            with(signed_up(), "/specversion", json!(1.0)),
+            &[(Code::InvalidType, "/specversion")],
+        );
+        rejects(
+            without(signed_up(), "/source"),
+            &[(Code::MissingField, "/source")],
+        );
+        rejects(
+            with(signed_up(), "/source", json!("")),
+            &[(Code::Empty, "/source")],
+        );
+        rejects(
+            with(signed_up(), "/source", json!("a b")),
+            &[(Code::InvalidIdentifier, "/source")],
+        );
         rejects(with(signed_up(), "/id", json!("")), &[(Code::Empty, "/id")]);
-        rejects(with(signed_up(), "/id", json!(42)), &[(Code::InvalidType, "/id")]);
-        rejects(with(signed_up(), "/id", json!("x".repeat(129))), &[(Code::TooLong, "/id")]);
-        rejects(without(signed_up(), "/type"), &[(Code::MissingField, "/type")]);
-        rejects(with(signed_up(), "/type", json!("user.deleted")), &[(Code::UnknownEventType, "/type")]);
-        rejects(with(signed_up(), "/time", json!("22/11/2026")), &[(Code::InvalidValue, "/time")]);
-        rejects(with(signed_up(), "/time", json!("2026-11-22T10:00:00")), &[(Code::InvalidValue, "/time")]);
-        rejects(with(signed_up(), "/subject", json!("usr_2")), &[(Code::SubjectMismatch, "/subject")]);
+        rejects(
+            with(signed_up(), "/id", json!(42)),
+            &[(Code::InvalidType, "/id")],
+        );
+        rejects(
+            with(signed_up(), "/id", json!("x".repeat(129))),
+            &[(Code::TooLong, "/id")],
+        );
+        rejects(
+            without(signed_up(), "/type"),
+            &[(Code::MissingField, "/type")],
+        );
+        rejects(
+            with(signed_up(), "/type", json!("user.deleted")),
+            &[(Code::UnknownEventType, "/type")],
+        );
+        rejects(
+            with(signed_up(), "/time", json!("22/11/2026")),
+            &[(Code::InvalidValue, "/time")],
+        );
+        rejects(
+            with(signed_up(), "/time", json!("2026-11-22T10:00:00")),
+            &[(Code::InvalidValue, "/time")],
+        );
+        rejects(
+            with(signed_up(), "/subject", json!("usr_2")),
+            &[(Code::SubjectMismatch, "/subject")],
+        );
         rejects(
             with(signed_up(), "/datacontenttype", json!("text/plain")),
             &[(Code::UnsupportedDataContentType, "/datacontenttype")],
         );
-        rejects(without(signed_up(), "/data"), &[(Code::MissingField, "/data")]);
-        rejects(with(signed_up(), "/data", json!(null)), &[(Code::MissingField, "/data")]);
-        rejects(with(signed_up(), "/data", json!([1])), &[(Code::NotAnObject, "/data")]);
-        rejects(with(signed_up(), "/data", json!("{}")), &[(Code::NotAnObject, "/data")]);
+        rejects(
+            without(signed_up(), "/data"),
+            &[(Code::MissingField, "/data")],
+        );
+        rejects(
+            with(signed_up(), "/data", json!(null)),
+            &[(Code::MissingField, "/data")],
+        );
+        rejects(
+            with(signed_up(), "/data", json!([1])),
+            &[(Code::NotAnObject, "/data")],
+        );
+        rejects(
+            with(signed_up(), "/data", json!("{}")),
+            &[(Code::NotAnObject, "/data")],
+        );
         let mut v = signed_up();
         v["Bad-Name"] = json!("x");
         rejects(v, &[(Code::InvalidExtension, "/Bad-Name")]);
@@ -672,7 +818,13 @@ mod tests {
 
     #[test]
     fn media_types() {
-        for ok in ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/cloudevents+json", "text/json"] {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/cloudevents+json",
+            "text/json",
+        ] {
             assert!(is_json_media_type(ok), "{ok}");
         }
         for bad in ["text/plain", "application/xml", "json", ""] {
@@ -682,7 +834,11 @@ mod tests {
 
     #[test]
     fn reports_every_violation_at_once() {
-        let v = with(with(signed_up(), "/data/email", json!("nope")), "/data/name", json!(""));
+        let v = with(
+            with(signed_up(), "/data/email", json!("nope")),
+            "/data/name",
+            json!(""),
+        );
         let v = with(v, "/specversion", json!("2.0"));
         rejects(
             v,
@@ -701,13 +857,34 @@ mod tests {
             "data": {"payment_id": "p1", "account_id": "acc_1", "amount": 1250, "currency": "EUR", "payer_email": "a@b.co"}
         });
         assert_eq!(parse(&payment).unwrap().subject(), "acc_1");
-        rejects(with(payment.clone(), "/data/amount", json!(0)), &[(Code::AmountNotPositive, "/data/amount")]);
-        rejects(with(payment.clone(), "/data/amount", json!(-1)), &[(Code::AmountNotPositive, "/data/amount")]);
-        rejects(with(payment.clone(), "/data/amount", json!(12.5)), &[(Code::InvalidType, "/data/amount")]);
-        rejects(with(payment.clone(), "/data/currency", json!("eur")), &[(Code::InvalidCurrency, "/data/currency")]);
-        rejects(with(payment.clone(), "/data/payer_email", json!("x@")), &[(Code::InvalidEmail, "/data/payer_email")]);
-        rejects(without(payment.clone(), "/data/payment_id"), &[(Code::MissingField, "/data/payment_id")]);
-        rejects(with(payment.clone(), "/data/account_id", json!("a c")), &[(Code::InvalidIdentifier, "/data/account_id")]);
+        rejects(
+            with(payment.clone(), "/data/amount", json!(0)),
+            &[(Code::AmountNotPositive, "/data/amount")],
+        );
+        rejects(
+            with(payment.clone(), "/data/amount", json!(-1)),
+            &[(Code::AmountNotPositive, "/data/amount")],
+        );
+        rejects(
+            with(payment.clone(), "/data/amount", json!(12.5)),
+            &[(Code::InvalidType, "/data/amount")],
+        );
+        rejects(
+            with(payment.clone(), "/data/currency", json!("eur")),
+            &[(Code::InvalidCurrency, "/data/currency")],
+        );
+        rejects(
+            with(payment.clone(), "/data/payer_email", json!("x@")),
+            &[(Code::InvalidEmail, "/data/payer_email")],
+        );
+        rejects(
+            without(payment.clone(), "/data/payment_id"),
+            &[(Code::MissingField, "/data/payment_id")],
+        );
+        rejects(
+            with(payment.clone(), "/data/account_id", json!("a c")),
+            &[(Code::InvalidIdentifier, "/data/account_id")],
+        );
         rejects(
             with(payment, "/data/description", json!("x".repeat(501))),
             &[(Code::TooLong, "/data/description")],
@@ -719,22 +896,34 @@ mod tests {
                      "reason": "insufficient_funds", "failed_at": "2026-11-22T10:00:00Z"}
         });
         assert!(parse(&failed).is_ok());
-        rejects(with(failed, "/data/reason", json!("gremlins")), &[(Code::InvalidValue, "/data/reason")]);
+        rejects(
+            with(failed, "/data/reason", json!("gremlins")),
+            &[(Code::InvalidValue, "/data/reason")],
+        );
 
         let processed = json!({
             "specversion": "1.0", "source": "/pay", "type": "payment.processed",
             "data": {"payment_id": "p1", "account_id": "acc_1", "amount": 5, "currency": "USD", "processed_at": "2026-11-22T10:00:00Z"}
         });
         assert!(parse(&processed).is_ok());
-        rejects(with(processed, "/data/currency", json!("XXX")), &[(Code::InvalidCurrency, "/data/currency")]);
+        rejects(
+            with(processed, "/data/currency", json!("XXX")),
+            &[(Code::InvalidCurrency, "/data/currency")],
+        );
 
         let unsub = json!({
             "specversion": "1.0", "source": "/mail", "type": "user.unsubscribed",
             "data": {"user_id": "usr_1", "email": "a@b.co", "list_id": "news", "unsubscribed_at": "2026-11-22T10:00:00Z"}
         });
         assert!(parse(&unsub).is_ok());
-        rejects(with(unsub.clone(), "/data/list_id", json!("")), &[(Code::Empty, "/data/list_id")]);
-        rejects(without(unsub, "/data/email"), &[(Code::MissingField, "/data/email")]);
+        rejects(
+            with(unsub.clone(), "/data/list_id", json!("")),
+            &[(Code::Empty, "/data/list_id")],
+        );
+        rejects(
+            without(unsub, "/data/email"),
+            &[(Code::MissingField, "/data/email")],
+        );
         rejects(
             with(signed_up(), "/data/locale", json!("english")),
             &[(Code::InvalidValue, "/data/locale")],
@@ -785,7 +974,15 @@ mod tests {
         };
         let err = Envelope::new("id-1", "/me", NOW, data.clone()).unwrap_err();
         assert!(err.has_at(Code::InvalidEmail, "/data/email"));
-        let ok = Envelope::new("id-1", "/me", NOW, crate::catalogue::UserUnsubscribed { email: "a@b.co".into(), ..data });
+        let ok = Envelope::new(
+            "id-1",
+            "/me",
+            NOW,
+            crate::catalogue::UserUnsubscribed {
+                email: "a@b.co".into(),
+                ..data
+            },
+        );
         assert_eq!(ok.unwrap().subject(), "u");
     }
 }

@@ -10,12 +10,19 @@
 //!   records of the same partition key (their order matters) but not other keys', and the response reports the
 //!   lowest failed sequence number, from which Lambda redelivers; nothing after it is lost.
 //!
-//! Idempotency (skipping records already handled when Lambda redelivers) and concurrency across keys are added
-//! around [`Consumer::handle`] without changing this contract.
+//! - With [`Harness::with_idempotency`], each record is first claimed in an [`IdempotencyStore`] under
+//!   `(consumer, event id)`: a record already completed is skipped (a redelivery), one in progress elsewhere is a
+//!   retryable failure, and an id reused for another payload is a permanent one. A handled or dead-lettered
+//!   record is completed; a retryable failure releases its claim. A crash between the effect and the completion
+//!   leaves the claim to expire, after which the record is handled again: effects that must happen once either
+//!   commit with their completion (`DynamoIdempotency::completion`) or carry a deterministic idempotency key.
+//!
+//! Concurrency across keys is added around [`Consumer::handle`] without changing this contract.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use base64::Engine as _;
@@ -24,6 +31,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::catalogue::EventType;
 use crate::envelope::Envelope;
+use crate::idempotency::{self, Claim, IdempotencyStore, StoreError};
 use crate::violation::Violations;
 
 /// Whether an error may go away on a retry.
@@ -69,6 +77,30 @@ pub struct DeadLetter {
     pub reason: String,
     /// The record's data (the full payload, for redrive).
     pub payload: Vec<u8>,
+}
+
+impl DeadLetter {
+    /// The letter for a decoded record at `(sequence number, partition key)` of the batch from
+    /// `(stream ARN, shard)`.
+    fn of(
+        consumer: &'static str,
+        (event_source_arn, shard_id): (&Option<String>, &Option<String>),
+        (sequence_number, partition_key): (&str, &str),
+        envelope: &Envelope,
+        reason: String,
+    ) -> Self {
+        Self {
+            consumer,
+            event_source_arn: event_source_arn.clone(),
+            shard_id: shard_id.clone(),
+            sequence_number: sequence_number.to_owned(),
+            partition_key: partition_key.to_owned(),
+            event_id: Some(envelope.id().to_owned()),
+            event_type: Some(envelope.event_type().as_str()),
+            reason,
+            payload: serde_json::to_vec(envelope).unwrap_or_default(),
+        }
+    }
 }
 
 /// The dead-letter port could not take a letter; the record is then retried rather than lost.
@@ -149,23 +181,90 @@ pub struct BatchReport {
     pub failed: usize,
     /// Records not attempted because an earlier record of their key failed.
     pub held_back: usize,
+    /// Records skipped because their idempotency record says they were already handled.
+    pub duplicates: usize,
     /// The answer for Lambda.
     pub response: KinesisEventResponse,
 }
 
+/// No idempotency records: every record is handled (the harness without [`Harness::with_idempotency`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoIdempotency;
+
+impl IdempotencyStore for NoIdempotency {
+    fn keeps_records(&self) -> bool {
+        false
+    }
+    async fn claim(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<Claim, StoreError> {
+        Ok(Claim::Acquired)
+    }
+    async fn complete(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn release(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// How long claims and completed records last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyTimes {
+    /// A claim's lock: at least the function's timeout, so a live holder never loses it.
+    pub lock: Duration,
+    /// How long a completed record is remembered (default 24 h): redeliveries within it are skipped.
+    pub ttl: Duration,
+}
+
+impl Default for IdempotencyTimes {
+    fn default() -> Self {
+        Self {
+            lock: Duration::from_secs(15 * 60),
+            ttl: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
 /// Runs a [`Consumer`] over batches.
 #[derive(Debug, Clone)]
-pub struct Harness<C, D> {
+pub struct Harness<C, D, I = NoIdempotency> {
     consumer: C,
     dead_letters: D,
+    idempotency: I,
+    times: IdempotencyTimes,
 }
 
 impl<C: Consumer, D: DeadLetters> Harness<C, D> {
     /// A harness for `consumer`, sending permanent failures to `dead_letters`.
     pub fn new(consumer: C, dead_letters: D) -> Self {
-        Self { consumer, dead_letters }
+        Self {
+            consumer,
+            dead_letters,
+            idempotency: NoIdempotency,
+            times: IdempotencyTimes::default(),
+        }
     }
 
+    /// The same harness, claiming each record in `store` first (see the module docs).
+    pub fn with_idempotency<I: IdempotencyStore>(
+        self,
+        store: I,
+        times: IdempotencyTimes,
+    ) -> Harness<C, D, I> {
+        Harness {
+            consumer: self.consumer,
+            dead_letters: self.dead_letters,
+            idempotency: store,
+            times,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
     /// The consumer.
     pub fn consumer(&self) -> &C {
         &self.consumer
@@ -178,7 +277,12 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
         let mut lowest_failure: Option<String> = None;
         let name = self.consumer.name();
 
-        for BatchRecord { sequence_number, partition_key, envelope } in batch.records {
+        for BatchRecord {
+            sequence_number,
+            partition_key,
+            envelope,
+        } in batch.records
+        {
             if blocked.contains(&partition_key) {
                 report.held_back += 1;
                 continue;
@@ -198,17 +302,89 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
                         reason: err.to_string(),
                         payload,
                     };
-                    self.dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure).await;
+                    self.dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure)
+                        .await;
                     continue;
                 }
             };
             let ty = envelope.event_type();
             if !self.consumer.subscriptions().contains(&ty) {
-                tracing::debug!(consumer = name, event_type = ty.as_str(), "skipped: not subscribed");
+                tracing::debug!(
+                    consumer = name,
+                    event_type = ty.as_str(),
+                    "skipped: not subscribed"
+                );
                 report.skipped += 1;
                 continue;
             }
-            match self.consumer.handle(&envelope).await {
+            // The claim: skip what was done, wait for what is being done, refuse a reused id.
+            // Without a store (`NoIdempotency`) there is nothing to hash or claim.
+            let keeps = self.idempotency.keeps_records();
+            let (claim_key, hash) = if keeps {
+                let payload = serde_json::to_vec(&envelope).unwrap_or_default();
+                (
+                    idempotency::key(name, envelope.id()),
+                    idempotency::payload_hash(&payload),
+                )
+            } else {
+                (String::new(), String::new())
+            };
+            let claim = if keeps {
+                self.idempotency
+                    .claim(&claim_key, &hash, now_ms(), self.times.lock)
+                    .await
+            } else {
+                Ok(Claim::Acquired)
+            };
+            match claim {
+                Ok(Claim::Acquired) => {}
+                Ok(Claim::Completed) => {
+                    tracing::info!(
+                        consumer = name,
+                        event_id = envelope.id(),
+                        "duplicate: already handled"
+                    );
+                    report.duplicates += 1;
+                    continue;
+                }
+                Ok(Claim::InProgress) => {
+                    tracing::warn!(
+                        consumer = name,
+                        event_id = envelope.id(),
+                        "in progress elsewhere; retried later"
+                    );
+                    report.failed += 1;
+                    fail(at, &mut blocked, &mut lowest_failure);
+                    continue;
+                }
+                Ok(Claim::Conflict) => {
+                    let letter = DeadLetter::of(
+                        name,
+                        (&batch.event_source_arn, &batch.shard_id),
+                        at,
+                        &envelope,
+                        "event id reused with a different payload".into(),
+                    );
+                    self.dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure)
+                        .await;
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(consumer = name, event_id = envelope.id(), error = %err, "idempotency store failed; retried later");
+                    report.failed += 1;
+                    fail(at, &mut blocked, &mut lowest_failure);
+                    continue;
+                }
+            }
+            let outcome = self.consumer.handle(&envelope).await;
+            // Handled: completed. Failed retryably: released for the redelivery. Failed for good: completed once
+            // the dead letter is stored (below), released if it could not be.
+            match &outcome {
+                Ok(()) => self.finish(&claim_key, &hash, true).await,
+                Err(err) if err.is_retryable() => self.finish(&claim_key, &hash, false).await,
+                Err(_) => {}
+            }
+            match outcome {
                 Ok(()) => report.handled += 1,
                 Err(err) if err.is_retryable() => {
                     tracing::warn!(
@@ -222,18 +398,17 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
                     fail(at, &mut blocked, &mut lowest_failure);
                 }
                 Err(err) => {
-                    let letter = DeadLetter {
-                        consumer: name,
-                        event_source_arn: batch.event_source_arn.clone(),
-                        shard_id: batch.shard_id.clone(),
-                        sequence_number: sequence_number.clone(),
-                        partition_key: partition_key.clone(),
-                        event_id: Some(envelope.id().to_owned()),
-                        event_type: Some(ty.as_str()),
-                        reason: err.to_string(),
-                        payload: serde_json::to_vec(&envelope).unwrap_or_default(),
-                    };
-                    self.dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure).await;
+                    let letter = DeadLetter::of(
+                        name,
+                        (&batch.event_source_arn, &batch.shard_id),
+                        at,
+                        &envelope,
+                        err.to_string(),
+                    );
+                    let stored = self
+                        .dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure)
+                        .await;
+                    self.finish(&claim_key, &hash, stored).await;
                 }
             }
         }
@@ -251,11 +426,32 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
             dead_lettered = report.dead_lettered,
             failed = report.failed,
             held_back = report.held_back,
+            duplicates = report.duplicates,
             "batch done"
         );
         report
     }
 
+    /// Completes (`done`) or releases a claim. A failure here is logged, not fatal: a completion that did not
+    /// land leaves the claim to expire; a release that did not land delays the redelivery until it does.
+    async fn finish(&self, claim_key: &str, hash: &str, done: bool) {
+        if !self.idempotency.keeps_records() {
+            return;
+        }
+        let result = if done {
+            let now = now_ms();
+            self.idempotency
+                .complete(claim_key, hash, now, self.times.ttl)
+                .await
+        } else {
+            self.idempotency.release(claim_key, hash).await
+        };
+        if let Err(err) = result {
+            tracing::warn!(consumer = self.consumer.name(), key = claim_key, error = %err, "idempotency record not updated");
+        }
+    }
+
+    /// Sends a dead letter; `true` when it is stored.
     async fn dead_letter(
         &self,
         letter: DeadLetter,
@@ -263,23 +459,34 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
         report: &mut BatchReport,
         blocked: &mut HashSet<String>,
         lowest_failure: &mut Option<String>,
-    ) {
+    ) -> bool {
         match self.dead_letters.send(letter).await {
-            Ok(()) => report.dead_lettered += 1,
+            Ok(()) => {
+                report.dead_lettered += 1;
+                true
+            }
             Err(err) => {
                 // Never drop a record: if it cannot be parked, it is retried.
                 tracing::warn!(consumer = self.consumer.name(), error = %err, "dead letter not stored; retrying record");
                 report.failed += 1;
                 fail(at, blocked, lowest_failure);
+                false
             }
         }
     }
 }
 
 /// Records a retryable failure at `(sequence number, partition key)`: the key is blocked for the rest of the batch.
-fn fail((sequence_number, partition_key): (&str, &str), blocked: &mut HashSet<String>, lowest: &mut Option<String>) {
+fn fail(
+    (sequence_number, partition_key): (&str, &str),
+    blocked: &mut HashSet<String>,
+    lowest: &mut Option<String>,
+) {
     blocked.insert(partition_key.to_owned());
-    if lowest.as_deref().is_none_or(|l| sequence_lt(sequence_number, l)) {
+    if lowest
+        .as_deref()
+        .is_none_or(|l| sequence_lt(sequence_number, l))
+    {
         *lowest = Some(sequence_number.to_owned());
     }
 }
@@ -452,7 +659,8 @@ impl<'de> Deserialize<'de> for KinesisPart {
                     }
                 }
                 Ok(KinesisPart {
-                    sequence_number: seq.ok_or_else(|| de::Error::missing_field("sequenceNumber"))?,
+                    sequence_number: seq
+                        .ok_or_else(|| de::Error::missing_field("sequenceNumber"))?,
                     partition_key: key.ok_or_else(|| de::Error::missing_field("partitionKey"))?,
                     envelope: envelope.ok_or_else(|| de::Error::missing_field("data"))?,
                 })
@@ -484,7 +692,12 @@ impl<'de> Deserialize<'de> for DataField {
 fn decode_data(base64: &str) -> Result<Envelope, (DecodeError, Vec<u8>)> {
     let bytes = match base64::engine::general_purpose::STANDARD.decode(base64) {
         Ok(bytes) => bytes,
-        Err(err) => return Err((DecodeError::Base64(err.to_string()), base64.as_bytes().to_vec())),
+        Err(err) => {
+            return Err((
+                DecodeError::Base64(err.to_string()),
+                base64.as_bytes().to_vec(),
+            ))
+        }
     };
     match Envelope::decode(&bytes) {
         Ok(envelope) => Ok(envelope),
@@ -512,10 +725,14 @@ mod tests {
             .enumerate()
             .map(|(i, (key, data))| {
                 let mut r = template.clone();
-                let seq = format!("4956816737333333333333333333333333333333333333333333{:04}", i + 1);
+                let seq = format!(
+                    "4956816737333333333333333333333333333333333333333333{:04}",
+                    i + 1
+                );
                 r["kinesis"]["partitionKey"] = json!(key);
                 r["kinesis"]["sequenceNumber"] = json!(seq);
-                r["kinesis"]["data"] = json!(base64::engine::general_purpose::STANDARD.encode(data));
+                r["kinesis"]["data"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(data));
                 r["eventID"] = json!(format!("shardId-000000000000:{seq}"));
                 r
             })
@@ -597,7 +814,12 @@ mod tests {
     }
 
     fn failures(report: &BatchReport) -> Vec<&str> {
-        report.response.batch_item_failures.iter().filter_map(|f| f.item_identifier.as_deref()).collect()
+        report
+            .response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref())
+            .collect()
     }
 
     fn seq(i: usize) -> String {
@@ -606,7 +828,10 @@ mod tests {
 
     #[test]
     fn decodes_what_aws_lambda_events_decodes() {
-        let bytes = event(&[("usr_1", signup("usr_1", "e1")), ("acc", payment("acc", "e2"))]);
+        let bytes = event(&[
+            ("usr_1", signup("usr_1", "e1")),
+            ("acc", payment("acc", "e2")),
+        ]);
         let ours: KinesisBatch = serde_json::from_slice(&bytes).unwrap();
         let theirs: KinesisEvent = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(ours.records.len(), theirs.records.len());
@@ -616,14 +841,20 @@ mod tests {
             let env = o.envelope.as_ref().unwrap();
             assert_eq!(env, &Envelope::decode(&t.kinesis.data.0).unwrap());
         }
-        assert_eq!(ours.event_source_arn.as_deref(), theirs.records[0].event_source_arn.as_deref());
+        assert_eq!(
+            ours.event_source_arn.as_deref(),
+            theirs.records[0].event_source_arn.as_deref()
+        );
         assert_eq!(ours.shard_id.as_deref(), Some("shardId-000000000000"));
     }
 
     #[test]
     fn a_batch_without_records_is_an_error_but_an_empty_one_is_not() {
         assert!(serde_json::from_slice::<KinesisBatch>(b"{}").is_err());
-        assert!(serde_json::from_slice::<KinesisBatch>(br#"{"Records":[]}"#).unwrap().records.is_empty());
+        assert!(serde_json::from_slice::<KinesisBatch>(br#"{"Records":[]}"#)
+            .unwrap()
+            .records
+            .is_empty());
     }
 
     #[tokio::test]
@@ -638,14 +869,25 @@ mod tests {
         assert!(failures(&report).is_empty());
         let letters = dlq.letters.lock().unwrap();
         assert_eq!(letters[0].payload, b"Hello World");
-        assert!(letters[0].reason.contains("malformed_json"), "{}", letters[0].reason);
-        assert_eq!(letters[1].sequence_number, "49568167373333333334444444444444444444444444444444444444");
+        assert!(
+            letters[0].reason.contains("malformed_json"),
+            "{}",
+            letters[0].reason
+        );
+        assert_eq!(
+            letters[1].sequence_number,
+            "49568167373333333334444444444444444444444444444444444444"
+        );
         assert_eq!(letters[0].shard_id.as_deref(), Some("shardId-000000000000"));
     }
 
     #[tokio::test]
     async fn handles_every_valid_record_in_order() {
-        let bytes = event(&[("u1", signup("u1", "a")), ("u2", signup("u2", "b")), ("u1", signup("u1", "c"))]);
+        let bytes = event(&[
+            ("u1", signup("u1", "a")),
+            ("u2", signup("u2", "b")),
+            ("u1", signup("u1", "c")),
+        ]);
         let dlq = MemoryDeadLetters::default();
         let harness = Harness::new(Recorder::default(), &dlq);
         let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
@@ -666,7 +908,10 @@ mod tests {
             ("u1", signup("u1", "d")),
             ("u3", signup("u3", "e")),
         ]);
-        let consumer = Recorder { retryable: vec!["b", "e"], ..Recorder::default() };
+        let consumer = Recorder {
+            retryable: vec!["b", "e"],
+            ..Recorder::default()
+        };
         let dlq = MemoryDeadLetters::default();
         let harness = Harness::new(consumer, &dlq);
         // When the batch runs
@@ -681,8 +926,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_permanent_failure_is_dead_lettered_and_the_batch_goes_on() {
-        let bytes = event(&[("u1", signup("u1", "a")), ("u1", signup("u1", "b")), ("u1", b"{not json".to_vec())]);
-        let consumer = Recorder { permanent: vec!["a"], ..Recorder::default() };
+        let bytes = event(&[
+            ("u1", signup("u1", "a")),
+            ("u1", signup("u1", "b")),
+            ("u1", b"{not json".to_vec()),
+        ]);
+        let consumer = Recorder {
+            permanent: vec!["a"],
+            ..Recorder::default()
+        };
         let dlq = MemoryDeadLetters::default();
         let harness = Harness::new(consumer, &dlq);
         let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
@@ -701,7 +953,10 @@ mod tests {
     #[tokio::test]
     async fn a_dead_letter_that_cannot_be_stored_is_retried() {
         let bytes = event(&[("u1", b"garbage".to_vec()), ("u2", signup("u2", "b"))]);
-        let dlq = MemoryDeadLetters { broken: true, ..MemoryDeadLetters::default() };
+        let dlq = MemoryDeadLetters {
+            broken: true,
+            ..MemoryDeadLetters::default()
+        };
         let harness = Harness::new(Recorder::default(), &dlq);
         let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
         assert_eq!(failures(&report), [seq(1).as_str()]);
@@ -722,14 +977,152 @@ mod tests {
         let mut v: Value = serde_json::from_str(FIXTURE).unwrap();
         v["Records"][1]["kinesis"]["data"] = json!("%%%not base64");
         let batch: KinesisBatch = serde_json::from_value(v).unwrap();
-        assert!(matches!(batch.records[1].envelope, Err((DecodeError::Base64(_), _))));
+        assert!(matches!(
+            batch.records[1].envelope,
+            Err((DecodeError::Base64(_), _))
+        ));
     }
 
     #[test]
     fn sequence_numbers_order_numerically() {
         assert!(sequence_lt("9", "10"));
-        assert!(sequence_lt("49568167373333333333333333333333333333333333333333333333", "49568167373333333334444444444444444444444444444444444444"));
+        assert!(sequence_lt(
+            "49568167373333333333333333333333333333333333333333333333",
+            "49568167373333333334444444444444444444444444444444444444"
+        ));
         assert!(!sequence_lt("10", "10"));
         assert!(!sequence_lt("100", "99"));
+    }
+
+    mod idempotent {
+        use super::*;
+        use crate::idempotency::{key, payload_hash, MemoryIdempotency};
+
+        fn hash_of(bytes: &[u8]) -> String {
+            payload_hash(&serde_json::to_vec(&Envelope::decode(bytes).unwrap()).unwrap())
+        }
+
+        fn now() -> i64 {
+            now_ms()
+        }
+
+        #[tokio::test]
+        async fn a_batch_delivered_twice_is_handled_once() {
+            let bytes = event(&[("u1", signup("u1", "a")), ("u2", signup("u2", "b"))]);
+            let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+            let harness = Harness::new(Recorder::default(), &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default());
+            let first = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+            let second = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+            assert_eq!((first.handled, first.duplicates), (2, 0));
+            assert_eq!((second.handled, second.duplicates), (0, 2));
+            assert_eq!(*harness.consumer().handled.lock().unwrap(), ["a", "b"]);
+            assert!(failures(&second).is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_record_in_progress_elsewhere_is_retried_and_holds_back_its_key_only() {
+            let payload = signup("u1", "a");
+            let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+            // Another invocation holds u1's record.
+            let held = store
+                .claim(
+                    &key("recorder", "a"),
+                    &hash_of(&payload),
+                    now(),
+                    Duration::from_secs(60),
+                )
+                .await;
+            assert_eq!(held, Ok(Claim::Acquired));
+            let bytes = event(&[
+                ("u1", payload),
+                ("u1", signup("u1", "b")),
+                ("u2", signup("u2", "c")),
+            ]);
+            let harness = Harness::new(Recorder::default(), &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default());
+            let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+            assert_eq!(failures(&report), [seq(1)]);
+            assert_eq!((report.failed, report.held_back, report.handled), (1, 1, 1));
+            assert_eq!(*harness.consumer().handled.lock().unwrap(), ["c"]);
+        }
+
+        #[tokio::test]
+        async fn a_retryable_failure_releases_its_claim() {
+            let payload = signup("u1", "b");
+            let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+            let consumer = Recorder {
+                retryable: vec!["b"],
+                ..Recorder::default()
+            };
+            let harness =
+                Harness::new(consumer, &dlq).with_idempotency(&store, IdempotencyTimes::default());
+            let report = harness
+                .run(serde_json::from_slice(&event(&[("u1", payload.clone())])).unwrap())
+                .await;
+            assert_eq!(report.failed, 1);
+            let again = store
+                .claim(
+                    &key("recorder", "b"),
+                    &hash_of(&payload),
+                    now(),
+                    Duration::from_secs(60),
+                )
+                .await;
+            assert_eq!(
+                again,
+                Ok(Claim::Acquired),
+                "the redelivery can claim it at once"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_reused_id_with_another_payload_is_a_dead_letter() {
+            let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+            let harness = Harness::new(Recorder::default(), &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default());
+            harness
+                .run(serde_json::from_slice(&event(&[("u1", signup("u1", "a"))])).unwrap())
+                .await;
+            // Same id "a", other user: another payload.
+            let report = harness
+                .run(serde_json::from_slice(&event(&[("u9", signup("u9", "a"))])).unwrap())
+                .await;
+            assert_eq!((report.dead_lettered, report.handled), (1, 0));
+            assert!(
+                failures(&report).is_empty(),
+                "a poison record does not block the shard"
+            );
+            let letters = dlq.letters.lock().unwrap();
+            assert!(letters[0].reason.contains("different payload"));
+            assert_eq!(letters[0].partition_key, "u9");
+        }
+
+        #[tokio::test]
+        async fn a_dead_letter_that_was_not_stored_is_not_marked_done() {
+            let payload = signup("u1", "x");
+            let store = MemoryIdempotency::default();
+            let consumer = || Recorder {
+                permanent: vec!["x"],
+                ..Recorder::default()
+            };
+            let broken = MemoryDeadLetters {
+                broken: true,
+                ..MemoryDeadLetters::default()
+            };
+            let bytes = event(&[("u1", payload)]);
+            let report = Harness::new(consumer(), &broken)
+                .with_idempotency(&store, IdempotencyTimes::default())
+                .run(serde_json::from_slice(&bytes).unwrap())
+                .await;
+            assert_eq!(failures(&report), [seq(1)]);
+            // Redelivered once the queue works: dead-lettered now, not skipped as a duplicate.
+            let dlq = MemoryDeadLetters::default();
+            let report = Harness::new(consumer(), &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default())
+                .run(serde_json::from_slice(&bytes).unwrap())
+                .await;
+            assert_eq!((report.dead_lettered, report.duplicates), (1, 0));
+        }
     }
 }

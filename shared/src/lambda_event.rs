@@ -58,6 +58,34 @@ pub fn kinesis_event(source: &BatchSource, records: &[StreamRecord]) -> Value {
     json!({ "Records": records })
 }
 
+/// A decoded batch of `events` (CloudEvents JSON), as one shard would deliver them: partition key = `subject`,
+/// sequence numbers 1, 2, …. For consumer tests and tools; `events` that do not serialise are skipped.
+pub fn batch_of(events: &[Value]) -> crate::harness::KinesisBatch {
+    let records: Vec<StreamRecord> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            Some(StreamRecord {
+                sequence_number: format!("{:056}", i + 1),
+                partition_key: e
+                    .get("subject")
+                    .and_then(Value::as_str)
+                    .unwrap_or("none")
+                    .to_owned(),
+                data: serde_json::to_vec(e).ok()?,
+                approximate_arrival_timestamp: 1_795_000_000.0,
+            })
+        })
+        .collect();
+    let source = BatchSource {
+        event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/tubes-events".into(),
+        shard_id: "shardId-000000000000".into(),
+        aws_region: "us-east-1".into(),
+        invoke_identity_arn: "arn:aws:iam::123456789012:role/tubes-consumer".into(),
+    };
+    serde_json::from_value(kinesis_event(&source, &records)).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +109,9 @@ mod tests {
                 sequence_number: r["kinesis"]["sequenceNumber"].as_str().unwrap().into(),
                 partition_key: r["kinesis"]["partitionKey"].as_str().unwrap().into(),
                 data: b"Hello World".to_vec(),
-                approximate_arrival_timestamp: r["kinesis"]["approximateArrivalTimestamp"].as_f64().unwrap(),
+                approximate_arrival_timestamp: r["kinesis"]["approximateArrivalTimestamp"]
+                    .as_f64()
+                    .unwrap(),
             })
             .collect();
         assert_eq!(kinesis_event(&source, &records), aws);

@@ -4,20 +4,26 @@
 //! - [`catalogue`]: the event types ([`Event`], [`EventType`]); adding a type is one change there.
 //! - [`validate`] and [`violation`]: the rules, and what a broken rule reports (a stable code and a JSON pointer).
 //! - [`codec`]: envelope ↔ Kinesis record.
+//! - [`schema`]: the JSON Schemas of the envelope of every event type, generated from these types (`schemas/`).
 //! - [`publish`]: the [`Publisher`] port and its Kinesis adapter, which checks every `PutRecords` entry.
 //! - [`effects`]: the port through which consumers act on the world, with deterministic idempotency keys.
+//! - [`dlq`]: dead letters as SQS messages (the consumers' dead-letter queues).
+//! - [`idempotency`]: claim / complete records per `(consumer, event id)`, in DynamoDB, so effects happen once.
 //! - [`harness`]: decode a Lambda Kinesis batch, dispatch to a typed [`Consumer`], answer with checkpoints;
 //!   [`runtime::serve`] runs one as a Lambda function.
 //! - [`lambda_event`]: the Kinesis event JSON Lambda sends, built from records read off a stream.
 
 pub mod catalogue;
 pub mod codec;
+pub mod dlq;
 pub mod effects;
 pub mod envelope;
 pub mod harness;
+pub mod idempotency;
 pub mod lambda_event;
 pub mod publish;
 pub mod runtime;
+pub mod schema;
 pub mod validate;
 pub mod violation;
 
@@ -26,5 +32,5 @@ pub use codec::Record;
 pub use effects::{Effect, EffectError, Effects};
 pub use envelope::Envelope;
 pub use harness::{Classify, Consumer, DeadLetters, Harness, KinesisBatch};
-pub use publish::{KinesisPublisher, PutOutcome, Publisher};
+pub use publish::{KinesisPublisher, Publisher, PutOutcome};
 pub use violation::{Code, Violation, Violations};

@@ -58,7 +58,10 @@ pub enum PublishError {
 /// Writes records to the event stream.
 pub trait Publisher: Send + Sync {
     /// Writes at most [`MAX_RECORDS_PER_CALL`] records in one call; one outcome per record, in order.
-    fn put_records(&self, records: &[Record]) -> impl Future<Output = Result<Vec<PutOutcome>, PublishError>> + Send;
+    fn put_records(
+        &self,
+        records: &[Record],
+    ) -> impl Future<Output = Result<Vec<PutOutcome>, PublishError>> + Send;
 }
 
 /// The Kinesis adapter of [`Publisher`].
@@ -71,7 +74,10 @@ pub struct KinesisPublisher {
 impl KinesisPublisher {
     /// A publisher writing to `stream_name` through `client`.
     pub fn new(client: aws_sdk_kinesis::Client, stream_name: impl Into<String>) -> Self {
-        Self { client, stream_name: stream_name.into() }
+        Self {
+            client,
+            stream_name: stream_name.into(),
+        }
     }
 }
 
@@ -97,8 +103,14 @@ impl Publisher for KinesisPublisher {
             .map_err(|err| {
                 use aws_sdk_kinesis::error::ProvideErrorMetadata;
                 let err = err.into_service_error();
-                let message = format!("{}: {}", err.code().unwrap_or("Unknown"), err.message().unwrap_or_default());
-                if err.is_provisioned_throughput_exceeded_exception() || err.code() == Some("LimitExceededException") {
+                let message = format!(
+                    "{}: {}",
+                    err.code().unwrap_or("Unknown"),
+                    err.message().unwrap_or_default()
+                );
+                if err.is_provisioned_throughput_exceeded_exception()
+                    || err.code() == Some("LimitExceededException")
+                {
                     PublishError::Throttled(message)
                 } else {
                     PublishError::Unavailable(message)
@@ -114,15 +126,18 @@ impl Publisher for KinesisPublisher {
         }
         Ok(results
             .iter()
-            .map(|r| match (r.error_code(), r.shard_id(), r.sequence_number()) {
-                (None, Some(shard), Some(seq)) => {
-                    PutOutcome::Accepted { shard_id: shard.to_owned(), sequence_number: seq.to_owned() }
-                }
-                (code, _, _) => PutOutcome::Failed {
-                    code: code.unwrap_or("MissingSequenceNumber").to_owned(),
-                    message: r.error_message().unwrap_or_default().to_owned(),
+            .map(
+                |r| match (r.error_code(), r.shard_id(), r.sequence_number()) {
+                    (None, Some(shard), Some(seq)) => PutOutcome::Accepted {
+                        shard_id: shard.to_owned(),
+                        sequence_number: seq.to_owned(),
+                    },
+                    (code, _, _) => PutOutcome::Failed {
+                        code: code.unwrap_or("MissingSequenceNumber").to_owned(),
+                        message: r.error_message().unwrap_or_default().to_owned(),
+                    },
                 },
-            })
+            )
             .collect())
     }
 }
@@ -137,6 +152,7 @@ pub struct MemoryPublisher {
 struct MemoryState {
     written: Vec<Record>,
     next: std::collections::VecDeque<MemoryFault>,
+    calls: Vec<usize>,
 }
 
 /// A fault [`MemoryPublisher`] produces on one of its next calls.
@@ -148,6 +164,8 @@ pub enum MemoryFault {
     ThrottleCall,
     /// The call itself fails as unavailable.
     FailCall,
+    /// The records at these positions of the call fail with this code; the others are written.
+    FailAt(Vec<usize>, &'static str),
 }
 
 impl MemoryPublisher {
@@ -161,38 +179,72 @@ impl MemoryPublisher {
         self.lock().written.clone()
     }
 
+    /// The number of records of each call so far.
+    pub fn calls(&self) -> Vec<usize> {
+        self.lock().calls.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
         // A poisoned lock only means another test thread panicked; the data is still usable.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Publisher for MemoryPublisher {
     async fn put_records(&self, records: &[Record]) -> Result<Vec<PutOutcome>, PublishError> {
         let mut state = self.lock();
-        match state.next.pop_front() {
-            Some(MemoryFault::ThrottleCall) => Err(PublishError::Throttled("injected".into())),
-            Some(MemoryFault::FailCall) => Err(PublishError::Unavailable("injected".into())),
-            Some(MemoryFault::FailEntries(code)) => Ok(records
-                .iter()
-                .map(|_| PutOutcome::Failed { code: code.to_owned(), message: "injected".into() })
-                .collect()),
-            None => {
-                let first = state.written.len();
-                state.written.extend_from_slice(records);
-                Ok((first..first + records.len())
-                    .map(|n| PutOutcome::Accepted {
-                        shard_id: "shardId-000000000000".into(),
-                        sequence_number: format!("{:056}", n + 1),
-                    })
-                    .collect())
+        state.calls.push(records.len());
+        // Kinesis refuses a call over its limits; so does this stand-in, so tests catch a writer that exceeds them.
+        let bytes: usize = records.iter().map(Record::billed_size).sum();
+        if records.is_empty() || records.len() > MAX_RECORDS_PER_CALL || bytes > MAX_BYTES_PER_CALL
+        {
+            return Err(PublishError::Protocol(format!(
+                "{} records / {bytes} bytes in one call",
+                records.len()
+            )));
+        }
+        let fault = state.next.pop_front();
+        let failing: Vec<usize> = match &fault {
+            Some(MemoryFault::ThrottleCall) => {
+                return Err(PublishError::Throttled("injected".into()))
+            }
+            Some(MemoryFault::FailCall) => {
+                return Err(PublishError::Unavailable("injected".into()))
+            }
+            Some(MemoryFault::FailEntries(_)) => (0..records.len()).collect(),
+            Some(MemoryFault::FailAt(at, _)) => at.clone(),
+            None => vec![],
+        };
+        let code = match fault {
+            Some(MemoryFault::FailEntries(c) | MemoryFault::FailAt(_, c)) => c,
+            _ => "",
+        };
+        let mut out = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            if failing.contains(&i) {
+                out.push(PutOutcome::Failed {
+                    code: code.to_owned(),
+                    message: "injected".into(),
+                });
+            } else {
+                state.written.push(record.clone());
+                out.push(PutOutcome::Accepted {
+                    shard_id: "shardId-000000000000".into(),
+                    sequence_number: format!("{:056}", state.written.len()),
+                });
             }
         }
+        Ok(out)
     }
 }
 
 impl<P: Publisher> Publisher for &P {
-    fn put_records(&self, records: &[Record]) -> impl Future<Output = Result<Vec<PutOutcome>, PublishError>> + Send {
+    fn put_records(
+        &self,
+        records: &[Record],
+    ) -> impl Future<Output = Result<Vec<PutOutcome>, PublishError>> + Send {
         (**self).put_records(records)
     }
 }

@@ -57,7 +57,11 @@ impl Checker {
         if value.is_empty() {
             self.push(Violation::at(Code::Empty, field, "must not be empty"));
         } else if value.len() > max {
-            self.push(Violation::at(Code::TooLong, field, format!("must be at most {max} characters")));
+            self.push(Violation::at(
+                Code::TooLong,
+                field,
+                format!("must be at most {max} characters"),
+            ));
         } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
             self.push(Violation::at(
                 Code::InvalidIdentifier,
@@ -72,9 +76,17 @@ impl Checker {
         if value.trim().is_empty() {
             self.push(Violation::at(Code::Empty, field, "must not be empty"));
         } else if value.chars().count() > max {
-            self.push(Violation::at(Code::TooLong, field, format!("must be at most {max} characters")));
+            self.push(Violation::at(
+                Code::TooLong,
+                field,
+                format!("must be at most {max} characters"),
+            ));
         } else if value.chars().any(char::is_control) {
-            self.push(Violation::at(Code::InvalidText, field, "must not contain control characters"));
+            self.push(Violation::at(
+                Code::InvalidText,
+                field,
+                "must not contain control characters",
+            ));
         }
     }
 
@@ -90,9 +102,17 @@ impl Checker {
         if value.is_empty() {
             self.push(Violation::at(Code::Empty, field, "must not be empty"));
         } else if value.len() > MAX_EMAIL_LEN {
-            self.push(Violation::at(Code::TooLong, field, format!("must be at most {MAX_EMAIL_LEN} characters")));
+            self.push(Violation::at(
+                Code::TooLong,
+                field,
+                format!("must be at most {MAX_EMAIL_LEN} characters"),
+            ));
         } else if !is_email(value) {
-            self.push(Violation::at(Code::InvalidEmail, field, "must be an e-mail address like name@example.com"));
+            self.push(Violation::at(
+                Code::InvalidEmail,
+                field,
+                "must be an e-mail address like name@example.com",
+            ));
         }
     }
 
@@ -110,9 +130,17 @@ impl Checker {
     /// An amount in integer minor units: positive and at most [`MAX_AMOUNT_MINOR`].
     pub fn amount(&mut self, field: &str, value: i64) {
         if value <= 0 {
-            self.push(Violation::at(Code::AmountNotPositive, field, "must be a positive integer of minor units"));
+            self.push(Violation::at(
+                Code::AmountNotPositive,
+                field,
+                "must be a positive integer of minor units",
+            ));
         } else if value > MAX_AMOUNT_MINOR {
-            self.push(Violation::at(Code::AmountTooLarge, field, format!("must be at most {MAX_AMOUNT_MINOR}")));
+            self.push(Violation::at(
+                Code::AmountTooLarge,
+                field,
+                format!("must be at most {MAX_AMOUNT_MINOR}"),
+            ));
         }
     }
 }
@@ -121,11 +149,15 @@ impl Checker {
 /// characters), and a domain of at least two DNS labels (letters, digits, inner hyphens; at most 63 each) whose
 /// last is alphabetic. Quoted local parts, IP literals and unencoded international names are refused.
 pub fn is_email(value: &str) -> bool {
-    let Some((local, domain)) = value.rsplit_once('@') else { return false };
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return false;
+    };
     let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(&b);
     let local_ok = !local.is_empty()
         && local.len() <= 64
-        && local.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(atext));
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(atext));
     let labels: Vec<&str> = domain.split('.').collect();
     let label_ok = |l: &&str| {
         !l.is_empty()
@@ -134,9 +166,9 @@ pub fn is_email(value: &str) -> bool {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    let tld_ok = labels
-        .last()
-        .is_some_and(|t| t.len() >= 2 && (t.bytes().all(|b| b.is_ascii_alphabetic()) || t.starts_with("xn--")));
+    let tld_ok = labels.last().is_some_and(|t| {
+        t.len() >= 2 && (t.bytes().all(|b| b.is_ascii_alphabetic()) || t.starts_with("xn--"))
+    });
     local_ok && domain.len() <= 253 && labels.len() >= 2 && labels.iter().all(label_ok) && tld_ok
 }
 
@@ -146,18 +178,19 @@ pub fn is_currency(code: &str) -> bool {
 }
 
 /// Active ISO 4217 currency codes of circulating currencies (list of 2025-07), sorted for binary search.
-const CURRENCIES: &[&str] = &[
-    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF",
-    "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP",
-    "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP",
-    "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD",
-    "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK",
-    "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
-    "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP",
-    "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP",
-    "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD",
-    "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VED", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG",
-    "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+pub(crate) const CURRENCIES: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
+    "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
+    "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP",
+    "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD",
+    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY",
+    "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
+    "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK",
+    "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK",
+    "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG",
+    "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS",
+    "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VED",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
 ];
 
 #[cfg(test)]
@@ -167,13 +200,18 @@ mod tests {
     fn codes(f: impl FnOnce(&mut Checker)) -> Vec<(Code, String)> {
         let mut c = Checker::new();
         f(&mut c);
-        c.into_violations().into_iter().map(|v| (v.code, v.field.unwrap_or_default())).collect()
+        c.into_violations()
+            .into_iter()
+            .map(|v| (v.code, v.field.unwrap_or_default()))
+            .collect()
     }
 
     #[test]
     fn currency_list_is_sorted_unique_and_upper_case() {
         assert!(CURRENCIES.windows(2).all(|w| w[0] < w[1]));
-        assert!(CURRENCIES.iter().all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())));
+        assert!(CURRENCIES
+            .iter()
+            .all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())));
     }
 
     #[test]
@@ -181,57 +219,118 @@ mod tests {
         for ok in ["EUR", "USD", "JPY", "GBP", "CHF", "XCG"] {
             assert!(is_currency(ok), "{ok}");
         }
-        for bad in ["eur", "EURO", "EU", "", "XXX", "XAU", "XTS", "HRK", "ABC", "€"] {
+        for bad in [
+            "eur", "EURO", "EU", "", "XXX", "XAU", "XTS", "HRK", "ABC", "€",
+        ] {
             assert!(!is_currency(bad), "{bad}");
         }
-        assert_eq!(codes(|c| c.currency("/data/currency", "usd")), [(Code::InvalidCurrency, "/data/currency".into())]);
+        assert_eq!(
+            codes(|c| c.currency("/data/currency", "usd")),
+            [(Code::InvalidCurrency, "/data/currency".into())]
+        );
     }
 
     #[test]
     fn emails() {
-        for ok in ["a@b.co", "first.last+tag@mail.example.com", "x_y-z@sub.xn--p1ai", "o'neil@example.ie"] {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@mail.example.com",
+            "x_y-z@sub.xn--p1ai",
+            "o'neil@example.ie",
+        ] {
             assert!(is_email(ok), "{ok}");
         }
         for bad in [
-            "", "plain", "@example.com", "a@", "a@b", "a@b.c", "a..b@example.com", ".a@example.com", "a.@example.com",
-            "a b@example.com", "a@exa mple.com", "a@-example.com", "a@example-.com", "a@example..com", "a@example.c0m",
-            "é@example.com", "a@[127.0.0.1]", "\"q\"@example.com",
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@b.c",
+            "a..b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@-example.com",
+            "a@example-.com",
+            "a@example..com",
+            "a@example.c0m",
+            "é@example.com",
+            "a@[127.0.0.1]",
+            "\"q\"@example.com",
         ] {
             assert!(!is_email(bad), "{bad:?}");
         }
         let long_local = format!("{}@example.com", "a".repeat(65));
         assert!(!is_email(&long_local));
-        assert_eq!(codes(|c| c.email("/data/email", "nope")), [(Code::InvalidEmail, "/data/email".into())]);
-        assert_eq!(codes(|c| c.email("/data/email", "")), [(Code::Empty, "/data/email".into())]);
+        assert_eq!(
+            codes(|c| c.email("/data/email", "nope")),
+            [(Code::InvalidEmail, "/data/email".into())]
+        );
+        assert_eq!(
+            codes(|c| c.email("/data/email", "")),
+            [(Code::Empty, "/data/email".into())]
+        );
         let huge = format!("{}@{}.com", "a".repeat(60), "b".repeat(250));
-        assert_eq!(codes(|c| c.email("/e", &huge)), [(Code::TooLong, "/e".into())]);
+        assert_eq!(
+            codes(|c| c.email("/e", &huge)),
+            [(Code::TooLong, "/e".into())]
+        );
     }
 
     #[test]
     fn amounts() {
         assert!(codes(|c| c.amount("/a", 1)).is_empty());
         assert!(codes(|c| c.amount("/a", MAX_AMOUNT_MINOR)).is_empty());
-        assert_eq!(codes(|c| c.amount("/a", 0)), [(Code::AmountNotPositive, "/a".into())]);
-        assert_eq!(codes(|c| c.amount("/a", -5)), [(Code::AmountNotPositive, "/a".into())]);
-        assert_eq!(codes(|c| c.amount("/a", MAX_AMOUNT_MINOR + 1)), [(Code::AmountTooLarge, "/a".into())]);
+        assert_eq!(
+            codes(|c| c.amount("/a", 0)),
+            [(Code::AmountNotPositive, "/a".into())]
+        );
+        assert_eq!(
+            codes(|c| c.amount("/a", -5)),
+            [(Code::AmountNotPositive, "/a".into())]
+        );
+        assert_eq!(
+            codes(|c| c.amount("/a", MAX_AMOUNT_MINOR + 1)),
+            [(Code::AmountTooLarge, "/a".into())]
+        );
     }
 
     #[test]
     fn ids() {
         assert!(codes(|c| c.id("/id", "usr_01H:x-y.z@1")).is_empty());
         assert_eq!(codes(|c| c.id("/id", "")), [(Code::Empty, "/id".into())]);
-        assert_eq!(codes(|c| c.id("/id", "a b")), [(Code::InvalidIdentifier, "/id".into())]);
-        assert_eq!(codes(|c| c.id("/id", "ü")), [(Code::InvalidIdentifier, "/id".into())]);
+        assert_eq!(
+            codes(|c| c.id("/id", "a b")),
+            [(Code::InvalidIdentifier, "/id".into())]
+        );
+        assert_eq!(
+            codes(|c| c.id("/id", "ü")),
+            [(Code::InvalidIdentifier, "/id".into())]
+        );
         assert!(codes(|c| c.id("/id", &"a".repeat(MAX_ID_LEN))).is_empty());
-        assert_eq!(codes(|c| c.id("/id", &"a".repeat(MAX_ID_LEN + 1))), [(Code::TooLong, "/id".into())]);
+        assert_eq!(
+            codes(|c| c.id("/id", &"a".repeat(MAX_ID_LEN + 1))),
+            [(Code::TooLong, "/id".into())]
+        );
     }
 
     #[test]
     fn texts() {
         assert!(codes(|c| c.text("/t", "Zoë Ångström", 20)).is_empty());
-        assert_eq!(codes(|c| c.text("/t", "  ", 20)), [(Code::Empty, "/t".into())]);
-        assert_eq!(codes(|c| c.text("/t", "abc", 2)), [(Code::TooLong, "/t".into())]);
-        assert_eq!(codes(|c| c.text("/t", "a\u{7}b", 20)), [(Code::InvalidText, "/t".into())]);
+        assert_eq!(
+            codes(|c| c.text("/t", "  ", 20)),
+            [(Code::Empty, "/t".into())]
+        );
+        assert_eq!(
+            codes(|c| c.text("/t", "abc", 2)),
+            [(Code::TooLong, "/t".into())]
+        );
+        assert_eq!(
+            codes(|c| c.text("/t", "a\u{7}b", 20)),
+            [(Code::InvalidText, "/t".into())]
+        );
         // Length counts characters, not bytes.
         assert!(codes(|c| c.text("/t", "ééé", 3)).is_empty());
         assert!(codes(|c| c.opt_text("/t", None, 3)).is_empty());

@@ -97,12 +97,20 @@ pub struct Violation {
 impl Violation {
     /// A violation at `field` (a JSON pointer).
     pub fn at(code: Code, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: Some(field.into()) }
+        Self {
+            code,
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
     /// A violation of the document as a whole.
     pub fn whole(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None }
+        Self {
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 }
 
@@ -148,7 +156,9 @@ impl Violations {
 
     /// Whether one violation has this code at this field.
     pub fn has_at(&self, code: Code, field: &str) -> bool {
-        self.0.iter().any(|v| v.code == code && v.field.as_deref() == Some(field))
+        self.0
+            .iter()
+            .any(|v| v.code == code && v.field.as_deref() == Some(field))
     }
 
     /// Prefixes every field pointer (used when an event sits inside a larger document).
@@ -166,7 +176,11 @@ impl Violations {
 /// Maps a serde error (with the path where it happened) to a violation.
 pub(crate) fn from_serde(path: String, err: &serde_json::Error) -> Violation {
     use serde_json::error::Category;
-    let field = if path.is_empty() || path == "." { None } else { Some(path) };
+    let field = if path.is_empty() || path == "." {
+        None
+    } else {
+        Some(path)
+    };
     let text = err.to_string();
     // serde_json appends " at line L column C"; the pointer says where, and the position would confuse.
     let message = match text.rfind(" at line ") {
@@ -183,11 +197,19 @@ pub(crate) fn from_serde(path: String, err: &serde_json::Error) -> Violation {
     let field = match (code, field) {
         (Code::MissingField, parent) => {
             let name = message.split('`').nth(1).unwrap_or_default();
-            Some(format!("{}/{}", parent.unwrap_or_default(), escape_pointer(name)))
+            Some(format!(
+                "{}/{}",
+                parent.unwrap_or_default(),
+                escape_pointer(name)
+            ))
         }
         (_, field) => field,
     };
-    Violation { code, message, field }
+    Violation {
+        code,
+        message,
+        field,
+    }
 }
 
 /// Escapes one JSON pointer reference token (RFC 6901 §3).

@@ -1,1 +1,12 @@
-//! wip
+//! Integration tests: tubes against real emulators (one test binary, a module per area).
+// Test helpers outside `#[test]` functions may unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod contract;
+mod dead_letters;
+mod esm;
+mod idempotency;
+mod ingest_faults;
+mod local_stack;
+mod pipeline;
+mod schemas;

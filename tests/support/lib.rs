@@ -1,1 +1,411 @@
-//! wip
+//! Test support: real emulators started on free loopback ports, polled until ready, stopped on drop.
+
+pub mod fault_proxy;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::types::{ShardIteratorType, StreamMode, StreamModeDetails};
+use tubes_shared::lambda_event::{BatchSource, StreamRecord};
+
+/// The region every test client uses.
+pub const REGION: &str = "us-east-1";
+
+/// How long an emulator may take to come up before the test fails.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A free TCP port on loopback (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A moto server (DynamoDB, SQS, Secrets Manager) of our own, from the tools' virtualenv; killed when dropped.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:{port}`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` and waits until it answers.
+    pub async fn start() -> Self {
+        let bin = repo_root().join(".venv/bin/moto_server");
+        assert!(
+            bin.exists(),
+            "moto is not installed at {}: run `make test` (or scripts/bootstrap.sh) first",
+            bin.display()
+        );
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let client = moto.dynamodb();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while client.list_tables().send().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer on {} in time",
+                moto.endpoint
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        moto
+    }
+
+    /// A DynamoDB client for this server.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+}
+
+impl Moto {
+    /// An SQS client for this server.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kinesis-local (kinesis-mock) process of our own, on free ports; killed when dropped.
+pub struct KinesisLocal {
+    child: Child,
+    /// `http://127.0.0.1:{port}`.
+    pub endpoint: String,
+}
+
+impl KinesisLocal {
+    /// Starts the emulator installed by `scripts/bootstrap.sh` and waits until it answers.
+    pub async fn start() -> Self {
+        let dir = repo_root().join("tools/node_modules/kinesis-local");
+        let main = dir.join("main.js");
+        assert!(
+            main.exists(),
+            "kinesis-local is not installed at {}: run `make test` (or scripts/bootstrap.sh) first",
+            main.display()
+        );
+        let (plain, tls) = (free_port(), free_port());
+        let child = Command::new("node")
+            .arg(&main)
+            .env("KINESIS_MOCK_CERT_PATH", dir.join("server.json"))
+            .env("KINESIS_MOCK_PLAIN_PORT", plain.to_string())
+            .env("KINESIS_MOCK_TLS_PORT", tls.to_string())
+            .env("CREATE_STREAM_DURATION", "0ms")
+            .env("DELETE_STREAM_DURATION", "0ms")
+            .env("UPDATE_SHARD_COUNT_DURATION", "0ms")
+            .env("LOG_LEVEL", "ERROR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node must be on PATH to run kinesis-local");
+        let emulator = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{plain}"),
+        };
+        let client = emulator.client();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if client.list_streams().send().await.is_ok() {
+                return emulator;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kinesis-local did not answer on {} in time",
+                emulator.endpoint
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A Kinesis client for this emulator.
+    pub fn client(&self) -> aws_sdk_kinesis::Client {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_kinesis::Client::from_conf(config)
+    }
+
+    /// Creates a provisioned stream of `shards` shards and waits until it is active; returns its ARN.
+    pub async fn create_stream(&self, name: &str, shards: i32) -> String {
+        let client = self.client();
+        client
+            .create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .stream_mode_details(
+                StreamModeDetails::builder()
+                    .stream_mode(StreamMode::Provisioned)
+                    .build()
+                    .expect("stream mode is set"),
+            )
+            .send()
+            .await
+            .expect("create stream");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let summary = client
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .expect("describe stream");
+            let summary = summary.stream_description_summary().expect("a summary");
+            if summary.stream_status().as_str() == "ACTIVE" {
+                return summary.stream_arn().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {name} did not become active"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Reads every record of every shard from the trim horizon, as `(source, records)` per shard.
+    pub async fn read_all(
+        &self,
+        stream: &str,
+        stream_arn: &str,
+    ) -> Vec<(BatchSource, Vec<StreamRecord>)> {
+        let client = self.client();
+        let shards = client
+            .list_shards()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("list shards");
+        let mut out = Vec::new();
+        for shard in shards.shards() {
+            let mut iterator = client
+                .get_shard_iterator()
+                .stream_name(stream)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .expect("shard iterator")
+                .shard_iterator
+                .expect("an iterator");
+            let mut records = Vec::new();
+            loop {
+                let page = client
+                    .get_records()
+                    .shard_iterator(&iterator)
+                    .send()
+                    .await
+                    .expect("get records");
+                let got = page.records();
+                for r in got {
+                    records.push(StreamRecord {
+                        sequence_number: r.sequence_number().to_owned(),
+                        partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                        data: r.data().as_ref().to_vec(),
+                        approximate_arrival_timestamp: r
+                            .approximate_arrival_timestamp()
+                            .map(|t| t.as_secs_f64())
+                            .unwrap_or_default(),
+                    });
+                }
+                match page.next_shard_iterator() {
+                    Some(next) if !got.is_empty() => iterator = next.to_owned(),
+                    _ => break,
+                }
+            }
+            out.push((
+                BatchSource {
+                    event_source_arn: stream_arn.to_owned(),
+                    shard_id: shard.shard_id().to_owned(),
+                    aws_region: REGION.to_owned(),
+                    invoke_identity_arn: "arn:aws:iam::000000000000:role/tubes-consumer".to_owned(),
+                },
+                records,
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for KinesisLocal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The whole local stack (`scripts/dev.sh`: emulators, `cargo lambda watch`, the event source mapping emulator)
+/// for one template, on free loopback ports and its own state directory; stopped (every process) when dropped.
+pub struct LocalStack {
+    child: Child,
+    /// The state directory (`esm.jsonl`, `functions.log`, …).
+    pub state: PathBuf,
+    /// `http://127.0.0.1:{port}`: `POST /events` and the Lambda Invoke API.
+    pub http: String,
+    /// The SQS (moto) endpoint.
+    pub sqs_endpoint: String,
+    /// The Kinesis (kinesis-local) endpoint.
+    pub kinesis_endpoint: String,
+}
+
+impl LocalStack {
+    /// Starts the stack for `template` (a path relative to the repository root), keeping its state in a fresh
+    /// directory under `parent`, and waits until it is ready.
+    pub fn start(template: &str, parent: &std::path::Path) -> Self {
+        Self::start_with_env(template, parent, &[])
+    }
+
+    /// [`LocalStack::start`] with extra environment variables for `scripts/dev.sh`, which every function inherits
+    /// (`cargo lambda watch` passes its environment on), e.g. `WEBHOOK_SOURCES` for ingest.
+    pub fn start_with_env(template: &str, parent: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let state = parent.join(format!("stack-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&state).expect("state dir");
+        let (http, moto, kinesis) = (free_port(), free_port(), free_kinesis_port());
+        let log = std::fs::File::create(state.join("dev.log")).expect("dev log");
+        // `setsid`: the stack is its own process group, so dropping it can stop every process it started.
+        let child = Command::new("setsid")
+            .arg(repo_root().join("scripts/dev.sh"))
+            .current_dir(repo_root())
+            .env("TUBES_TEMPLATE", template)
+            .env("TUBES_STATE_DIR", &state)
+            .env("TUBES_HTTP_PORT", http.to_string())
+            .env("TUBES_MOTO_PORT", moto.to_string())
+            .env("TUBES_KINESIS_PORT", kinesis.to_string())
+            .env("TUBES_SUMMARY_SECS", "3600")
+            .env("TUBES_NO_RELOAD", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("scripts/dev.sh starts");
+        let mut stack = LocalStack {
+            child,
+            state,
+            http: format!("http://127.0.0.1:{http}"),
+            sqs_endpoint: format!("http://127.0.0.1:{moto}"),
+            kinesis_endpoint: format!("http://127.0.0.1:{kinesis}"),
+        };
+        // A cold stack builds the workspace first: allow for it.
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            let log = std::fs::read_to_string(stack.state.join("dev.log")).unwrap_or_default();
+            if log.contains("dev: ready") {
+                return stack;
+            }
+            if let Ok(Some(status)) = stack.child.try_wait() {
+                panic!("the local stack exited ({status}) before it was ready:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the local stack was not ready in time:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The JSON lines of a file in the state directory (`esm.jsonl`, `handled.jsonl`); empty if absent.
+    pub fn json_lines(&self, file: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.state.join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// A Kinesis client for the stack's kinesis-local.
+    pub fn kinesis(&self) -> aws_sdk_kinesis::Client {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+            .endpoint_url(&self.kinesis_endpoint)
+            .build();
+        aws_sdk_kinesis::Client::from_conf(config)
+    }
+
+    /// An SQS client for the stack's moto.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "local", "local", None, None, "tests",
+            ))
+            .endpoint_url(&self.sqs_endpoint)
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        // TERM the process group: dev.sh's trap stops everything it started, then exits.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port whose predecessor is free too (kinesis-local takes `port - 1` for TLS).
+fn free_kinesis_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p > 1025 && TcpListener::bind(("127.0.0.1", p - 1)).is_ok() {
+            return p;
+        }
+    }
+}

@@ -9,6 +9,8 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 use tubes_shared::{Code, Violation, Violations};
 
+use crate::webhook::SignatureError;
+
 /// Seconds a client should wait before retrying after throttling or unavailability.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
@@ -18,6 +20,12 @@ pub enum IngestError {
     /// No such route.
     #[error("no route for this path")]
     NotFound,
+    /// `/sources/{source}/events` names no configured source.
+    #[error("no such source")]
+    UnknownSource,
+    /// The request's signature is missing, stale or wrong.
+    #[error("{0}")]
+    Signature(SignatureError),
     /// The route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -35,6 +43,39 @@ pub enum IngestError {
     /// The body is empty.
     #[error("empty body")]
     EmptyBody,
+    /// The body is not UTF-8.
+    #[error("the body is not valid UTF-8 (at byte {offset})")]
+    InvalidUtf8 {
+        /// Bytes before the first invalid one.
+        offset: usize,
+    },
+    /// The JSON nests deeper than allowed.
+    #[error("the JSON nests deeper than {limit} levels")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
+    /// A batch without events.
+    #[error("the batch has no events")]
+    EmptyBatch,
+    /// A batch with more events than allowed.
+    #[error("the batch has {count} events; at most {limit} are accepted")]
+    TooManyEvents {
+        /// Events sent.
+        count: usize,
+        /// Events allowed.
+        limit: usize,
+    },
+    /// One event is over the per-event limit.
+    #[error("an event of {size} bytes exceeds the limit of {limit}")]
+    EventTooLarge {
+        /// Its position in the batch (`None` for a single event).
+        index: Option<usize>,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The event is malformed or invalid.
     #[error("invalid event: {0}")]
     Invalid(Violations),
@@ -67,13 +108,21 @@ impl IngestError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            IngestError::NotFound => StatusCode::NOT_FOUND,
+            IngestError::NotFound | IngestError::UnknownSource => StatusCode::NOT_FOUND,
+            IngestError::Signature(_) => StatusCode::UNAUTHORIZED,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::EmptyBody => StatusCode::BAD_REQUEST,
+            IngestError::PayloadTooLarge { .. }
+            | IngestError::TooManyEvents { .. }
+            | IngestError::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::EmptyBody
+            | IngestError::InvalidUtf8 { .. }
+            | IngestError::TooDeep { .. }
+            | IngestError::EmptyBatch => StatusCode::BAD_REQUEST,
             IngestError::Invalid(v) => match v.first().code {
-                Code::MalformedJson | Code::NotAnObject | Code::DuplicateMember => StatusCode::BAD_REQUEST,
+                Code::MalformedJson | Code::NotAnObject | Code::DuplicateMember => {
+                    StatusCode::BAD_REQUEST
+                }
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
             IngestError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -86,10 +135,17 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::NotFound => "not_found",
+            IngestError::UnknownSource => "unknown_source",
+            IngestError::Signature(e) => e.code(),
             IngestError::MethodNotAllowed => "method_not_allowed",
             IngestError::UnsupportedMediaType => "unsupported_media_type",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::EmptyBody => "empty_body",
+            IngestError::InvalidUtf8 { .. } => "invalid_utf8",
+            IngestError::TooDeep { .. } => "nesting_too_deep",
+            IngestError::EmptyBatch => "empty_batch",
+            IngestError::TooManyEvents { .. } => "too_many_events",
+            IngestError::EventTooLarge { .. } => "event_too_large",
             IngestError::Invalid(v) => v.first().code.as_str(),
             IngestError::Throttled(_) => "throttled",
             IngestError::Unavailable(_) => "stream_unavailable",
@@ -98,35 +154,206 @@ impl IngestError {
     }
 
     /// The response; the only place errors become HTTP.
+    ///
+    /// `401` answers carry `WWW-Authenticate` naming the scheme, as HTTP requires.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
-        let (message, field, details): (String, Option<&str>, &[Violation]) = match &self {
-            IngestError::Invalid(v) => (v.first().message.clone(), v.first().field.as_deref(), v.as_slice()),
+        let (message, field, details): (String, Option<String>, &[Violation]) = match &self {
+            IngestError::Invalid(v) => (
+                v.first().message.clone(),
+                v.first().field.clone(),
+                v.as_slice(),
+            ),
             IngestError::UnsupportedMediaType => (
-                "Content-Type must be application/json or application/cloudevents+json (charset utf-8)".into(),
+                "Content-Type must be application/json, application/cloudevents+json or \
+                 application/cloudevents-batch+json (charset utf-8)"
+                    .into(),
                 None,
                 &[],
             ),
-            IngestError::Throttled(_) => ("the event stream is over capacity; retry later".into(), None, &[]),
-            IngestError::Unavailable(_) => ("the event stream is unavailable; retry later".into(), None, &[]),
+            IngestError::Throttled(_) => (
+                "the event stream is over capacity; retry later".into(),
+                None,
+                &[],
+            ),
+            IngestError::Unavailable(_) => (
+                "the event stream is unavailable; retry later".into(),
+                None,
+                &[],
+            ),
             IngestError::Internal(_) => ("internal error".into(), None, &[]),
+            IngestError::Signature(e) => (e.to_string(), Some(signature_field(e).into()), &[]),
+            IngestError::UnknownSource => {
+                ("no such source".into(), Some("/path/source".into()), &[])
+            }
+            IngestError::EventTooLarge { index: Some(i), .. } => {
+                (self.to_string(), Some(format!("/{i}")), &[])
+            }
             other => (other.to_string(), None, &[]),
         };
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             tracing::error!(code = self.code(), error = %self, "request failed");
         }
-        let body = ErrorBody { error: ErrorDetail { code: self.code(), message: &message, field, details } };
-        let json = serde_json::to_string(&body).unwrap_or_else(|_| r#"{"error":{"code":"internal_error","message":"internal error","field":null}}"#.into());
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: &message,
+                field: field.as_deref(),
+                details,
+            },
+        };
+        let json = serde_json::to_string(&body).unwrap_or_else(|_| {
+            r#"{"error":{"code":"internal_error","message":"internal error","field":null}}"#.into()
+        });
         let mut response = Response::new(Body::Text(json));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if matches!(self, IngestError::Throttled(_) | IngestError::Unavailable(_)) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if matches!(
+            self,
+            IngestError::Throttled(_) | IngestError::Unavailable(_)
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        if matches!(self, IngestError::Signature(_)) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Webhook-Signature"),
+            );
         }
         if matches!(self, IngestError::MethodNotAllowed) {
             headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
         }
         response
+    }
+}
+
+/// Every `(status, code)` ingest can answer with, from one value of each [`IngestError`], [`SignatureError`] and
+/// validation [`Code`] variant, through [`IngestError::status`] and [`IngestError::code`]: what `openapi.yaml`
+/// must document (its contract test compares the two).
+pub fn codes() -> Vec<(StatusCode, &'static str)> {
+    // Exhaustive matches without a wildcard: a new variant does not compile until it is listed below.
+    let _listed = |e: &IngestError, s: &SignatureError, c: Code| {
+        match e {
+            IngestError::NotFound
+            | IngestError::UnknownSource
+            | IngestError::Signature(_)
+            | IngestError::MethodNotAllowed
+            | IngestError::UnsupportedMediaType
+            | IngestError::PayloadTooLarge { .. }
+            | IngestError::EmptyBody
+            | IngestError::InvalidUtf8 { .. }
+            | IngestError::TooDeep { .. }
+            | IngestError::EmptyBatch
+            | IngestError::TooManyEvents { .. }
+            | IngestError::EventTooLarge { .. }
+            | IngestError::Invalid(_)
+            | IngestError::Throttled(_)
+            | IngestError::Unavailable(_)
+            | IngestError::Internal(_) => {}
+        }
+        match s {
+            SignatureError::MissingHeader(_)
+            | SignatureError::InvalidTimestamp
+            | SignatureError::TimestampTooOld
+            | SignatureError::TimestampInFuture
+            | SignatureError::UnsupportedVersion
+            | SignatureError::Malformed
+            | SignatureError::Mismatch
+            | SignatureError::NotConfigured => {}
+        }
+        match c {
+            Code::MalformedJson
+            | Code::NotAnObject
+            | Code::MissingField
+            | Code::InvalidType
+            | Code::InvalidValue
+            | Code::UnsupportedSpecversion
+            | Code::UnknownEventType
+            | Code::UnsupportedDataContentType
+            | Code::Empty
+            | Code::TooLong
+            | Code::InvalidIdentifier
+            | Code::InvalidText
+            | Code::InvalidEmail
+            | Code::InvalidCurrency
+            | Code::AmountNotPositive
+            | Code::AmountTooLarge
+            | Code::SubjectMismatch
+            | Code::InvalidExtension
+            | Code::DuplicateMember => {}
+        }
+    };
+    let signature = [
+        SignatureError::MissingHeader(crate::webhook::SIGNATURE_HEADER),
+        SignatureError::InvalidTimestamp,
+        SignatureError::TimestampTooOld,
+        SignatureError::TimestampInFuture,
+        SignatureError::UnsupportedVersion,
+        SignatureError::Malformed,
+        SignatureError::Mismatch,
+        SignatureError::NotConfigured,
+    ];
+    let validation = [
+        Code::MalformedJson,
+        Code::NotAnObject,
+        Code::MissingField,
+        Code::InvalidType,
+        Code::InvalidValue,
+        Code::UnsupportedSpecversion,
+        Code::UnknownEventType,
+        Code::UnsupportedDataContentType,
+        Code::Empty,
+        Code::TooLong,
+        Code::InvalidIdentifier,
+        Code::InvalidText,
+        Code::InvalidEmail,
+        Code::InvalidCurrency,
+        Code::AmountNotPositive,
+        Code::AmountTooLarge,
+        Code::SubjectMismatch,
+        Code::InvalidExtension,
+        Code::DuplicateMember,
+    ];
+    let (size, limit) = (0, 0);
+    [
+        IngestError::NotFound,
+        IngestError::UnknownSource,
+        IngestError::MethodNotAllowed,
+        IngestError::UnsupportedMediaType,
+        IngestError::PayloadTooLarge { size, limit },
+        IngestError::EmptyBody,
+        IngestError::InvalidUtf8 { offset: 0 },
+        IngestError::TooDeep { limit },
+        IngestError::EmptyBatch,
+        IngestError::TooManyEvents { count: 0, limit },
+        IngestError::EventTooLarge {
+            index: None,
+            size,
+            limit,
+        },
+        IngestError::Throttled(String::new()),
+        IngestError::Unavailable(String::new()),
+        IngestError::Internal(String::new()),
+    ]
+    .into_iter()
+    .chain(signature.into_iter().map(IngestError::Signature))
+    .chain(
+        validation
+            .into_iter()
+            .map(|c| IngestError::Invalid(Violations::one(Violation::whole(c, String::new())))),
+    )
+    .map(|e| (e.status(), e.code()))
+    .collect()
+}
+
+fn signature_field(e: &SignatureError) -> &'static str {
+    match e.field() {
+        crate::webhook::ID_HEADER => "/headers/webhook-id",
+        crate::webhook::TIMESTAMP_HEADER => "/headers/webhook-timestamp",
+        _ => "/headers/webhook-signature",
     }
 }

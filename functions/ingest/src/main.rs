@@ -7,10 +7,17 @@ use tubes_shared::KinesisPublisher;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    // The default chain honours AWS_ENDPOINT_URL_KINESIS, which points the client at a local emulator.
+    // The default chain honours AWS_ENDPOINT_URL_KINESIS / _SECRETS_MANAGER, which point at local emulators.
     let aws = aws_config::load_from_env().await;
-    let publisher = KinesisPublisher::new(aws_sdk_kinesis::Client::new(&aws), &config.stream_name);
+    let config = Config::load(&aws).await?;
+    // One retry policy, ingest's own (write.rs): failed entries only, with jitter, under the request's deadline.
+    let kinesis = aws_sdk_kinesis::config::Builder::from(&aws)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let publisher = KinesisPublisher::new(
+        aws_sdk_kinesis::Client::from_conf(kinesis),
+        &config.stream_name,
+    );
     let ingest = Ingest::new(publisher, &config);
     run(service_fn(|request: Request| {
         let ingest = &ingest;

@@ -1,5 +1,7 @@
 //! The ingest handler fed with real API Gateway / function URL events (fixtures from the Lambda runtime crate),
 //! over an in-memory publisher.
+// Test helpers outside `#[test]` functions may unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use base64::Engine as _;
 use lambda_http::http::StatusCode;
@@ -23,7 +25,13 @@ enum Source {
 const ALL_SOURCES: [Source; 3] = [Source::RestV1, Source::HttpV2, Source::FunctionUrl];
 
 /// A real event of `source`, turned into `method path` with these headers and body.
-fn request(source: Source, method: &str, path: &str, content_type: Option<&str>, body: &str) -> Request {
+fn request(
+    source: Source,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> Request {
     let fixture = match source {
         Source::RestV1 => REST_V1,
         Source::HttpV2 => HTTP_V2,
@@ -68,7 +76,15 @@ fn signed_up() -> Value {
 }
 
 fn ingest(publisher: &MemoryPublisher) -> Ingest<&MemoryPublisher> {
-    Ingest::new(publisher, &Config { stream_name: "events".into(), max_body_bytes: 64 * 1024 })
+    Ingest::new(
+        publisher,
+        &Config {
+            max_body_bytes: 64 * 1024,
+            // Short, so that tests of "Kinesis never acknowledged" give up quickly.
+            write_deadline_ms: 200,
+            ..Config::new("events")
+        },
+    )
 }
 
 fn body_json(response: &Response<Body>) -> Value {
@@ -79,23 +95,39 @@ fn body_json(response: &Response<Body>) -> Value {
 }
 
 /// Asserts a 4xx with the error body, and that nothing was written.
-async fn assert_rejected(publisher: &MemoryPublisher, req: Request, status: StatusCode, code: &str, field: Option<&str>) {
+async fn assert_rejected(
+    publisher: &MemoryPublisher,
+    req: Request,
+    status: StatusCode,
+    code: &str,
+    field: Option<&str>,
+) {
     let response = ingest(publisher).handle(req).await;
     assert_eq!(response.status(), status);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body = body_json(&response);
     assert_eq!(body["error"]["code"], code, "{body}");
     assert_eq!(body["error"]["field"].as_str(), field, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert!(publisher.written().is_empty(), "nothing may be written for a rejected request");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert!(
+        publisher.written().is_empty(),
+        "nothing may be written for a rejected request"
+    );
 }
 
 #[tokio::test]
 async fn accepts_a_valid_event_from_every_front_door() {
     for source in ALL_SOURCES {
         let publisher = MemoryPublisher::default();
-        for ct in ["application/json", "application/cloudevents+json; charset=utf-8"] {
-            let response = ingest(&publisher).handle(post(source, ct, &signed_up().to_string())).await;
+        for ct in [
+            "application/json",
+            "application/cloudevents+json; charset=utf-8",
+        ] {
+            let response = ingest(&publisher)
+                .handle(post(source, ct, &signed_up().to_string()))
+                .await;
             assert_eq!(response.status(), StatusCode::ACCEPTED, "{source:?}");
             let body = body_json(&response);
             let accepted = &body["accepted"][0];
@@ -118,7 +150,13 @@ async fn accepts_a_valid_event_from_every_front_door() {
 async fn assigns_a_uuid_v7_id_and_the_receive_time() {
     let publisher = MemoryPublisher::default();
     let before = time::OffsetDateTime::now_utc();
-    let response = ingest(&publisher).handle(post(Source::HttpV2, "application/json", &signed_up().to_string())).await;
+    let response = ingest(&publisher)
+        .handle(post(
+            Source::HttpV2,
+            "application/json",
+            &signed_up().to_string(),
+        ))
+        .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let envelope = Envelope::decode(&publisher.written()[0].data).unwrap();
     let id = uuid::Uuid::parse_str(envelope.id()).unwrap();
@@ -131,7 +169,9 @@ async fn keeps_a_client_id() {
     let publisher = MemoryPublisher::default();
     let mut event = signed_up();
     event["id"] = json!("client-chosen-1");
-    let response = ingest(&publisher).handle(post(Source::RestV1, "application/json", &event.to_string())).await;
+    let response = ingest(&publisher)
+        .handle(post(Source::RestV1, "application/json", &event.to_string()))
+        .await;
     assert_eq!(body_json(&response)["accepted"][0]["id"], "client-chosen-1");
 }
 
@@ -145,7 +185,10 @@ async fn accepts_a_base64_encoded_body() {
     v["isBase64Encoded"] = json!(true);
     let req = lambda_http::request::from_str(&v.to_string()).unwrap();
     let publisher = MemoryPublisher::default();
-    assert_eq!(ingest(&publisher).handle(req).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        ingest(&publisher).handle(req).await.status(),
+        StatusCode::ACCEPTED
+    );
 }
 
 #[tokio::test]
@@ -153,35 +196,126 @@ async fn every_bad_input_gets_its_error_and_writes_nothing() {
     for source in ALL_SOURCES {
         let p = MemoryPublisher::default();
         let ok = signed_up().to_string();
-        assert_rejected(&p, post(source, "text/plain", &ok), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None).await;
-        assert_rejected(&p, request(source, "POST", "/events", None, &ok), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None).await;
-        assert_rejected(&p, post(source, "application/json; charset=latin1", &ok), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None).await;
-        assert_rejected(&p, post(source, "application/json", "{\"specversion\":"), StatusCode::BAD_REQUEST, "malformed_json", None).await;
-        assert_rejected(&p, post(source, "application/json", "[1,2]"), StatusCode::BAD_REQUEST, "not_an_object", None).await;
-        assert_rejected(&p, post(source, "application/json", ""), StatusCode::BAD_REQUEST, "empty_body", None).await;
+        assert_rejected(
+            &p,
+            post(source, "text/plain", &ok),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        )
+        .await;
+        assert_rejected(
+            &p,
+            request(source, "POST", "/events", None, &ok),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        )
+        .await;
+        assert_rejected(
+            &p,
+            post(source, "application/json; charset=latin1", &ok),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        )
+        .await;
+        assert_rejected(
+            &p,
+            post(source, "application/json", "{\"specversion\":"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            None,
+        )
+        .await;
+        assert_rejected(
+            &p,
+            post(source, "application/json", "[1,2]"),
+            StatusCode::BAD_REQUEST,
+            "not_an_object",
+            Some("/0"),
+        )
+        .await;
+        assert_rejected(
+            &p,
+            post(source, "application/json", ""),
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            None,
+        )
+        .await;
 
         let mut missing = signed_up();
         missing["data"].as_object_mut().unwrap().remove("email");
-        assert_rejected(&p, post(source, "application/json", &missing.to_string()), StatusCode::UNPROCESSABLE_ENTITY, "missing_field", Some("/data/email")).await;
+        assert_rejected(
+            &p,
+            post(source, "application/json", &missing.to_string()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_field",
+            Some("/data/email"),
+        )
+        .await;
 
         let mut unknown = signed_up();
         unknown["type"] = json!("user.teleported");
-        assert_rejected(&p, post(source, "application/json", &unknown.to_string()), StatusCode::UNPROCESSABLE_ENTITY, "unknown_event_type", Some("/type")).await;
+        assert_rejected(
+            &p,
+            post(source, "application/json", &unknown.to_string()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_event_type",
+            Some("/type"),
+        )
+        .await;
 
         let mut bad_email = signed_up();
         bad_email["data"]["email"] = json!("ada-at-example");
-        assert_rejected(&p, post(source, "application/json", &bad_email.to_string()), StatusCode::UNPROCESSABLE_ENTITY, "invalid_email", Some("/data/email")).await;
+        assert_rejected(
+            &p,
+            post(source, "application/json", &bad_email.to_string()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_email",
+            Some("/data/email"),
+        )
+        .await;
 
         let mut bad_version = signed_up();
         bad_version["specversion"] = json!("0.3");
-        assert_rejected(&p, post(source, "application/json", &bad_version.to_string()), StatusCode::UNPROCESSABLE_ENTITY, "unsupported_specversion", Some("/specversion")).await;
+        assert_rejected(
+            &p,
+            post(source, "application/json", &bad_version.to_string()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_specversion",
+            Some("/specversion"),
+        )
+        .await;
 
         let mut oversized = signed_up();
         oversized["data"]["name"] = json!("x".repeat(70 * 1024));
-        assert_rejected(&p, post(source, "application/json", &oversized.to_string()), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None).await;
+        assert_rejected(
+            &p,
+            post(source, "application/json", &oversized.to_string()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            None,
+        )
+        .await;
 
-        assert_rejected(&p, request(source, "GET", "/events", None, ""), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None).await;
-        assert_rejected(&p, request(source, "POST", "/elsewhere", Some("application/json"), &ok), StatusCode::NOT_FOUND, "not_found", None).await;
+        assert_rejected(
+            &p,
+            request(source, "GET", "/events", None, ""),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            None,
+        )
+        .await;
+        assert_rejected(
+            &p,
+            request(source, "POST", "/elsewhere", Some("application/json"), &ok),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+        )
+        .await;
     }
 }
 
@@ -191,7 +325,9 @@ async fn lists_every_violation_in_details() {
     let mut event = signed_up();
     event["data"]["email"] = json!("nope");
     event["data"]["name"] = json!("");
-    let response = ingest(&p).handle(post(Source::HttpV2, "application/json", &event.to_string())).await;
+    let response = ingest(&p)
+        .handle(post(Source::HttpV2, "application/json", &event.to_string()))
+        .await;
     let body = body_json(&response);
     let details: Vec<(&str, &str)> = body["error"]["details"]
         .as_array()
@@ -199,7 +335,10 @@ async fn lists_every_violation_in_details() {
         .iter()
         .map(|d| (d["code"].as_str().unwrap(), d["field"].as_str().unwrap()))
         .collect();
-    assert_eq!(details, [("invalid_email", "/data/email"), ("empty", "/data/name")]);
+    assert_eq!(
+        details,
+        [("invalid_email", "/data/email"), ("empty", "/data/name")]
+    );
     // No value of the request is echoed back.
     assert!(!body.to_string().contains("nope"));
 }
@@ -207,22 +346,55 @@ async fn lists_every_violation_in_details() {
 #[tokio::test]
 async fn method_not_allowed_names_the_allowed_method() {
     let p = MemoryPublisher::default();
-    let response = ingest(&p).handle(request(Source::HttpV2, "PUT", "/events", Some("application/json"), "{}")).await;
+    let response = ingest(&p)
+        .handle(request(
+            Source::HttpV2,
+            "PUT",
+            "/events",
+            Some("application/json"),
+            "{}",
+        ))
+        .await;
     assert_eq!(response.headers()["allow"], "POST");
 }
 
 #[tokio::test]
 async fn never_202_unless_kinesis_acknowledged_the_record() {
     let cases = [
-        (MemoryFault::FailEntries("ProvisionedThroughputExceededException"), StatusCode::TOO_MANY_REQUESTS, "throttled"),
-        (MemoryFault::FailEntries("InternalFailure"), StatusCode::SERVICE_UNAVAILABLE, "stream_unavailable"),
-        (MemoryFault::ThrottleCall, StatusCode::TOO_MANY_REQUESTS, "throttled"),
-        (MemoryFault::FailCall, StatusCode::SERVICE_UNAVAILABLE, "stream_unavailable"),
+        (
+            MemoryFault::FailEntries("ProvisionedThroughputExceededException"),
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+        ),
+        (
+            MemoryFault::FailEntries("InternalFailure"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stream_unavailable",
+        ),
+        (
+            MemoryFault::ThrottleCall,
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+        ),
+        (
+            MemoryFault::FailCall,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stream_unavailable",
+        ),
     ];
     for (fault, status, code) in cases {
         let p = MemoryPublisher::default();
-        p.fail_next(fault.clone());
-        let response = ingest(&p).handle(post(Source::HttpV2, "application/json", &signed_up().to_string())).await;
+        // Failing every attempt until the write deadline: the retries cannot save it.
+        for _ in 0..10_000 {
+            p.fail_next(fault.clone());
+        }
+        let response = ingest(&p)
+            .handle(post(
+                Source::HttpV2,
+                "application/json",
+                &signed_up().to_string(),
+            ))
+            .await;
         assert_eq!(response.status(), status, "{fault:?}");
         assert_eq!(response.headers()["retry-after"], "1");
         let body = body_json(&response);
@@ -231,4 +403,388 @@ async fn never_202_unless_kinesis_acknowledged_the_record() {
         assert!(!body.to_string().contains("injected"));
         assert!(p.written().is_empty());
     }
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn signing_ingest(publisher: &MemoryPublisher) -> Ingest<&MemoryPublisher> {
+    let sources = tubes_ingest::config::parse_sources(&format!(
+        r#"{{"stripe": {{"secrets": ["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "{SECRET}"], "require_signature": true}},
+            "internal": {{}}}}"#
+    ))
+    .unwrap();
+    Ingest::new(
+        publisher,
+        &Config {
+            sources,
+            ..Config::new("events")
+        },
+    )
+}
+
+/// A request to `path` signed with `secret` at `timestamp` (the signature over the exact body bytes).
+fn signed(path: &str, body: &str, id: &str, timestamp: i64, signature: Option<String>) -> Request {
+    let mut req = request(Source::HttpV2, "POST", path, Some("application/json"), body);
+    let secret = tubes_ingest::webhook::Secret::parse(SECRET).unwrap();
+    let sig = signature.unwrap_or_else(|| secret.sign(id, timestamp, body.as_bytes()));
+    let headers = req.headers_mut();
+    headers.insert("webhook-id", id.parse().unwrap());
+    headers.insert("webhook-timestamp", timestamp.to_string().parse().unwrap());
+    headers.insert("webhook-signature", sig.parse().unwrap());
+    req
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[tokio::test]
+async fn a_signed_webhook_is_accepted_under_its_webhook_id() {
+    let publisher = MemoryPublisher::default();
+    let body = signed_up().to_string();
+    let response = signing_ingest(&publisher)
+        .handle(signed(
+            "/sources/stripe/events",
+            &body,
+            "msg_2Xk9",
+            now(),
+            None,
+        ))
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        body_json(&response)
+    );
+    assert_eq!(body_json(&response)["accepted"][0]["id"], "msg_2Xk9");
+    let envelope = codec::decode(&publisher.written()[0].data).unwrap();
+    assert_eq!(
+        envelope.id(),
+        "msg_2Xk9",
+        "a sender's retry keeps its id downstream"
+    );
+    // An open source takes unsigned events; the default route stays open.
+    let open = signing_ingest(&publisher);
+    let r = open
+        .handle(request(
+            Source::HttpV2,
+            "POST",
+            "/sources/internal/events",
+            Some("application/json"),
+            &body,
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = open
+        .handle(post(Source::HttpV2, "application/json", &body))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn unauthentic_webhooks_get_401_and_write_nothing() {
+    let body = signed_up().to_string();
+    let path = "/sources/stripe/events";
+    let cases: Vec<(Request, &str, &str)> = vec![
+        (
+            request(
+                Source::HttpV2,
+                "POST",
+                path,
+                Some("application/json"),
+                &body,
+            ),
+            "missing_signature_header",
+            "/headers/webhook-signature",
+        ),
+        (
+            signed(path, &body, "msg_1", now(), Some("v1,".into())),
+            "malformed_signature",
+            "/headers/webhook-signature",
+        ),
+        (
+            signed(path, &body, "msg_1", now(), Some("v1,AAAA".into())),
+            "malformed_signature",
+            "/headers/webhook-signature",
+        ),
+        (
+            signed(
+                path,
+                &body,
+                "msg_1",
+                now(),
+                Some("v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into()),
+            ),
+            "unsupported_signature_version",
+            "/headers/webhook-signature",
+        ),
+        (
+            signed(
+                path,
+                &body,
+                "msg_1",
+                now(),
+                Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into()),
+            ),
+            "signature_mismatch",
+            "/headers/webhook-signature",
+        ),
+        (
+            signed(path, &body, "msg_1", now() - 301, None),
+            "signature_timestamp_too_old",
+            "/headers/webhook-timestamp",
+        ),
+        (
+            signed(path, &body, "msg_1", now() + 301, None),
+            "signature_timestamp_in_future",
+            "/headers/webhook-timestamp",
+        ),
+    ];
+    for (req, code, field) in cases {
+        let publisher = MemoryPublisher::default();
+        let response = signing_ingest(&publisher).handle(req).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{code}");
+        assert_eq!(response.headers()["www-authenticate"], "Webhook-Signature");
+        let b = body_json(&response);
+        assert_eq!(
+            (b["error"]["code"].as_str(), b["error"]["field"].as_str()),
+            (Some(code), Some(field)),
+            "{b}"
+        );
+        assert!(publisher.written().is_empty(), "{code}: nothing written");
+    }
+    // The signature covers the exact bytes: the same JSON re-serialised (a space removed) no longer verifies.
+    let publisher = MemoryPublisher::default();
+    let mut req = signed(path, &body, "msg_1", now(), None);
+    *req.body_mut() = Body::Text(body.replacen(':', ": ", 1));
+    let response = signing_ingest(&publisher).handle(req).await;
+    assert_eq!(body_json(&response)["error"]["code"], "signature_mismatch");
+    // An unknown source.
+    let response = signing_ingest(&publisher)
+        .handle(request(
+            Source::HttpV2,
+            "POST",
+            "/sources/nobody/events",
+            Some("application/json"),
+            &body,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body_json(&response)["error"]["code"], "unknown_source");
+    assert!(publisher.written().is_empty());
+}
+
+fn batch_ingest(publisher: &MemoryPublisher, max_batch_events: usize) -> Ingest<&MemoryPublisher> {
+    let config = Config {
+        max_batch_events,
+        write_deadline_ms: 200,
+        max_body_bytes: 4 << 20,
+        ..Config::new("events")
+    };
+    Ingest::new(publisher, &config)
+}
+
+fn user(i: usize) -> Value {
+    let mut e = signed_up();
+    e["data"]["user_id"] = json!(format!("usr_{i}"));
+    e
+}
+
+fn batch_post(events: &[Value]) -> Request {
+    let body = Value::Array(events.to_vec()).to_string();
+    request(
+        Source::HttpV2,
+        "POST",
+        "/events",
+        Some("application/cloudevents-batch+json"),
+        &body,
+    )
+}
+
+#[tokio::test]
+async fn a_batch_is_written_in_chunks_and_every_event_reported() {
+    let p = MemoryPublisher::default();
+    let events: Vec<Value> = (0..1_200).map(user).collect();
+    let response = batch_ingest(&p, 2_000).handle(batch_post(&events)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body = body_json(&response);
+    let accepted = body["accepted"].as_array().unwrap();
+    assert_eq!(accepted.len(), 1_200);
+    assert!(accepted.iter().enumerate().all(|(i, a)| a["index"] == i));
+    assert_eq!(
+        p.calls(),
+        [500, 500, 200],
+        "PutRecords within Kinesis's 500-record limit"
+    );
+    let keys: Vec<String> = p.written().into_iter().map(|r| r.partition_key).collect();
+    assert_eq!(keys[..3], ["usr_0", "usr_1", "usr_2"]);
+    // A JSON array sent as application/json is a batch too.
+    let r = batch_ingest(&p, 10)
+        .handle(request(
+            Source::RestV1,
+            "POST",
+            "/events",
+            Some("application/json"),
+            &json!([user(1)]).to_string(),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn one_invalid_event_rejects_the_batch_and_names_each_problem() {
+    let p = MemoryPublisher::default();
+    let mut bad_source = user(1);
+    bad_source.as_object_mut().unwrap().remove("source");
+    let mut bad_currency = json!({"specversion": "1.0", "source": "/shop", "type": "payment.received",
+        "data": {"payment_id": "p", "account_id": "a", "amount": 5, "currency": "EURO", "payer_email": "a@b.co"}});
+    bad_currency["id"] = json!("pay-1");
+    let response = batch_ingest(&p, 10)
+        .handle(batch_post(&[user(0), bad_source, bad_currency]))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = body_json(&response);
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["/1/source", "/2/data/currency"], "{body}");
+    assert_eq!(body["error"]["field"], "/1/source");
+    assert!(
+        p.written().is_empty(),
+        "valid siblings are not written: the batch is all or nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_partially_acknowledged_batch_gets_207_with_each_outcome() {
+    let p = MemoryPublisher::default();
+    p.fail_next(MemoryFault::FailAt(
+        vec![1],
+        "ProvisionedThroughputExceededException",
+    ));
+    for _ in 0..10_000 {
+        // Its retries carry only the failed record, at position 0.
+        p.fail_next(MemoryFault::FailAt(
+            vec![0],
+            "ProvisionedThroughputExceededException",
+        ));
+    }
+    let response = batch_ingest(&p, 10)
+        .handle(batch_post(&[user(0), user(1), user(2)]))
+        .await;
+    assert_eq!(response.status(), StatusCode::MULTI_STATUS);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = body_json(&response);
+    let accepted: Vec<u64> = body["accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(accepted, [0, 2]);
+    let failed = &body["failed"][0];
+    assert_eq!(
+        (failed["index"].as_u64(), failed["error"]["code"].as_str()),
+        (Some(1), Some("throttled"))
+    );
+    assert_eq!(body["failed"].as_array().unwrap().len(), 1);
+    // Exactly what was acknowledged was reported as accepted.
+    let written: Vec<String> = p.written().into_iter().map(|r| r.partition_key).collect();
+    assert_eq!(written, ["usr_0", "usr_2"]);
+}
+
+#[tokio::test]
+async fn batch_and_body_limits_each_have_their_error() {
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    let mut big = user(1);
+    big["data"]["name"] = json!("x".repeat(70 * 1024));
+    let cases: Vec<(Request, StatusCode, &str, Option<&str>)> = vec![
+        (
+            batch_post(&(0..11).map(user).collect::<Vec<_>>()),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            None,
+        ),
+        (
+            batch_post(&[]),
+            StatusCode::BAD_REQUEST,
+            "empty_batch",
+            None,
+        ),
+        (
+            batch_post(&[user(0), big]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event_too_large",
+            Some("/1"),
+        ),
+        (
+            post(Source::HttpV2, "application/json", &deep),
+            StatusCode::BAD_REQUEST,
+            "nesting_too_deep",
+            None,
+        ),
+        (
+            request(
+                Source::HttpV2,
+                "POST",
+                "/events",
+                Some("application/cloudevents+json"),
+                &json!([user(0)]).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "not_an_object",
+            None,
+        ),
+        (
+            request(
+                Source::HttpV2,
+                "POST",
+                "/events",
+                Some("application/cloudevents-batch+json"),
+                &user(0).to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+            None,
+        ),
+    ];
+    for (req, status, code, field) in cases {
+        let p = MemoryPublisher::default();
+        let response = batch_ingest(&p, 10).handle(req).await;
+        let body = body_json(&response);
+        assert_eq!(response.status(), status, "{code}: {body}");
+        assert_eq!(body["error"]["code"], code);
+        assert_eq!(body["error"]["field"].as_str(), field, "{body}");
+        assert!(p.written().is_empty(), "{code}: nothing written");
+    }
+    // Strict UTF-8: a body with an invalid byte (sent base64-encoded, as API Gateway does for binary bodies).
+    let p = MemoryPublisher::default();
+    let mut req = post(Source::HttpV2, "application/json", "{}");
+    *req.body_mut() = Body::Binary(b"{\"specversion\": \"1.0\xff\"}".to_vec());
+    let response = batch_ingest(&p, 10).handle(req).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(&response)["error"]["code"], "invalid_utf8");
+}
+
+#[tokio::test]
+async fn a_signed_batch_gets_ids_from_its_webhook_id() {
+    let p = MemoryPublisher::default();
+    let body = json!([user(0), user(1)]).to_string();
+    let mut req = signed("/sources/stripe/events", &body, "msg_batch", now(), None);
+    req.headers_mut().insert(
+        "content-type",
+        "application/cloudevents-batch+json".parse().unwrap(),
+    );
+    let response = signing_ingest(&p).handle(req).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let ids: Vec<String> = p
+        .written()
+        .iter()
+        .map(|r| codec::decode(&r.data).unwrap().id().to_owned())
+        .collect();
+    assert_eq!(ids, ["msg_batch-0", "msg_batch-1"]);
 }

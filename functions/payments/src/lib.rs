@@ -1,49 +1,23 @@
 //! The payments consumer: `payment.received` → the payer's account is debited, the payer is notified of the outcome.
 //!
-//! The handler decides which effects an event causes and asks the [`Effects`] port to carry them out, each with
+//! The consumer decides which effects an event causes and asks the [`Effects`] port to carry them out, each with
 //! a deterministic idempotency key; the port's adapter decides how (logged today, stores and providers later).
 
-use tubes_shared::effects::{Effect, EffectError, Effects};
-use tubes_shared::{Consumer, Envelope, Event, EventType};
+use tubes_shared::effects::{Effects, Plan};
+use tubes_shared::EventType;
 
-/// The consumer's stable name.
+/// The consumer's stable name (in logs, dead letters and idempotency keys).
 pub const NAME: &str = "payments";
 
+/// The event types it handles; `template.yaml` filters its event source mapping to the same.
+pub const SUBSCRIPTIONS: &[EventType] = &[EventType::PaymentReceived];
+
 /// The effects of one `payment.received` event, in the order they are carried out.
-pub const EFFECTS: [&str; 2] = ["ledger.debit", "notification.payment_outcome"];
+pub const EFFECTS: &[&str] = &["ledger.debit", "notification.payment_outcome"];
 
-/// The payments consumer over an effects port.
-#[derive(Debug, Clone)]
-pub struct Payments<E> {
-    effects: E,
-}
-
-impl<E: Effects> Payments<E> {
-    /// A consumer carrying out its effects through `effects`.
-    pub fn new(effects: E) -> Self {
-        Self { effects }
-    }
-}
-
-impl<E: Effects> Consumer for Payments<E> {
-    type Error = EffectError;
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn subscriptions(&self) -> &'static [EventType] {
-        &[EventType::PaymentReceived]
-    }
-
-    async fn handle(&self, envelope: &Envelope) -> Result<(), EffectError> {
-        if let Event::PaymentReceived(_) = envelope.event() {
-            for kind in EFFECTS {
-                self.effects.apply(Effect::of(NAME, kind, envelope)).await?;
-            }
-        }
-        Ok(())
-    }
+/// The payments consumer, carrying out its effects through `effects`.
+pub fn consumer<E: Effects>(effects: E) -> Plan<E> {
+    Plan::new(NAME, SUBSCRIPTIONS, EFFECTS, effects)
 }
 
 #[cfg(test)]
@@ -51,57 +25,26 @@ mod tests {
     use serde_json::json;
     use tubes_shared::effects::MemoryEffects;
     use tubes_shared::harness::LogDeadLetters;
-    use tubes_shared::lambda_event::{kinesis_event, BatchSource, StreamRecord};
-    use tubes_shared::{Harness, KinesisBatch};
+    use tubes_shared::lambda_event::batch_of;
+    use tubes_shared::Harness;
 
     use super::*;
 
-    fn batch(ids: &[&str]) -> KinesisBatch {
-        let records: Vec<StreamRecord> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| StreamRecord {
-                sequence_number: format!("{:056}", i + 1),
-                partition_key: "acc_1".into(),
-                data: serde_json::to_vec(&json!({
-                    "specversion": "1.0", "id": id, "source": "/test", "type": "payment.received", "subject": "acc_1",
-                    "time": "2026-11-22T10:00:00Z", "data": {"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250, "currency": "EUR", "payer_email": "ada@example.com"}
-                }))
-                .unwrap(),
-                approximate_arrival_timestamp: 1_790_000_000.0,
-            })
-            .collect();
-        let source = BatchSource {
-            event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/events".into(),
-            shard_id: "shardId-000000000000".into(),
-            aws_region: "us-east-1".into(),
-            invoke_identity_arn: "arn:aws:iam::123456789012:role/payments".into(),
-        };
-        serde_json::from_value(kinesis_event(&source, &records)).unwrap()
-    }
-
     #[tokio::test]
-    async fn carries_out_every_effect_with_deterministic_keys() {
+    async fn a_payment_debits_the_ledger_then_notifies_the_payer() {
         let effects = MemoryEffects::default();
-        let harness = Harness::new(Payments::new(&effects), LogDeadLetters);
-        let report = harness.run(batch(&["e1"])).await;
+        let event = json!({"specversion": "1.0", "id": "e1", "source": "/shop", "type": "payment.received", "subject": "acc_1", "time": "2026-11-22T10:00:00Z",
+               "data": {"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250, "currency": "EUR",
+                        "payer_email": "ada@example.com"}});
+        let report = Harness::new(consumer(&effects), LogDeadLetters)
+            .run(batch_of(&[event]))
+            .await;
         assert_eq!(report.handled, 1);
-        let applied = effects.applied();
-        assert_eq!(applied.iter().map(|e| e.kind).collect::<Vec<_>>(), EFFECTS);
-        assert!(applied.iter().all(|e| e.aggregate_id == "acc_1" && e.event_id == "e1"));
-        assert_eq!(applied[0].idempotency_key, format!("payments:e1:{}", EFFECTS[0]));
-    }
-
-    #[tokio::test]
-    async fn a_transient_failure_is_reported_for_redelivery() {
-        let effects = MemoryEffects::default();
-        effects.fail_event("e2", true);
-        let harness = Harness::new(Payments::new(&effects), LogDeadLetters);
-        let report = harness.run(batch(&["e1", "e2", "e3"])).await;
-        let failed: Vec<_> =
-            report.response.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect();
-        assert_eq!(failed, [format!("{:056}", 2)]);
-        // e3 shares e2's key, so it waits for e2.
-        assert_eq!((report.handled, report.held_back), (1, 1));
+        let kinds: Vec<&str> = effects.applied().iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, EFFECTS);
+        assert_eq!(
+            effects.applied()[0].idempotency_key,
+            format!("payments:e1:{}", EFFECTS[0])
+        );
     }
 }

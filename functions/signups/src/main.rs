@@ -1,10 +1,9 @@
 //! The signups consumer's entry point.
 
-use tubes_consumer_signups::Signups;
 use tubes_shared::effects::LogEffects;
 use tubes_shared::harness::LogDeadLetters;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tubes_shared::runtime::serve(Signups::new(LogEffects), LogDeadLetters).await
+    tubes_shared::runtime::serve(tubes_consumer_signups::consumer(LogEffects), LogDeadLetters).await
 }

@@ -1,0 +1,65 @@
+# tubes: the commands. `make dev` runs the pipeline locally; `make test` runs every test. Both install what they
+# need first (pinned: .venv, tools/node_modules, the arm64 Rust target) and skip that when already installed.
+SHELL := /bin/bash
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+VENV := .venv/bin
+
+.PHONY: help bootstrap dev test test-rust check-template lint bench bench-local schemas fuzz build deploy lock clean
+
+help: ## This list.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+bootstrap: ## Install the pinned tools (fast when already installed).
+	@scripts/bootstrap.sh
+
+dev: ## Run the whole pipeline locally (Ctrl-C stops it).
+	@scripts/dev.sh
+
+test: bootstrap check-template test-rust ## Run all tests: template checks, unit, handler and integration tests.
+
+test-rust:
+	PATH="$(CURDIR)/$(VENV):$$PATH" cargo test --workspace --locked
+
+check-template: bootstrap ## cfn-lint, sam validate (--lint), cfn-lint on the SAM-expanded template.
+	@scripts/check-template.sh
+
+.PHONY: openapi
+openapi: bootstrap ## The API contract: openapi.yaml against the code, and schemathesis against the local stack.
+	PATH="$(CURDIR)/$(VENV):$$PATH" cargo test -p tubes-tests --test it --locked -- contract::
+
+lint: ## rustfmt and clippy, as CI runs them.
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+bench: ## The hot paths, each as a ratio to its baseline.
+	cargo bench -p tubes-bench --bench hot_paths
+
+bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer latency, sustained events/s (60 s).
+	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example local_stack_figures -- $(or $(DURATION),60)
+
+schemas: ## Regenerate schemas/ (the events' JSON Schemas) from the catalogue's types.
+	UPDATE_SCHEMAS=1 cargo test -q -p tubes-shared --test schemas
+
+FUZZ_SECS ?= 60
+fuzz: ## Fuzz the ingest handler and the envelope parser (cargo fuzz on nightly; FUZZ_SECS per target).
+	@test -x .tools/bin/cargo-fuzz || cargo install cargo-fuzz --version 0.13.2 --locked --root .tools
+	for t in ingest_request envelope; do \
+	  PATH="$(CURDIR)/.tools/bin:$$PATH" cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECS) -rss_limit_mb=4096 || exit 1; \
+	done
+
+build: bootstrap ## sam build: every function with cargo lambda, release, arm64.
+	PATH="$(CURDIR)/$(VENV):$$PATH" $(VENV)/sam build
+
+deploy: build ## sam deploy --guided (needs AWS credentials).
+	$(VENV)/sam deploy --guided
+
+lock: ## Re-pin the transitive Python packages after editing tools/requirements.txt.
+	rm -rf .venv && python3 -m venv .venv && $(VENV)/pip install -q -r tools/requirements.txt
+	{ echo "# Every transitive Python package, pinned (pip freeze of requirements.txt). Regenerate: make lock"; \
+	  $(VENV)/pip freeze | grep -v '^-e'; } > tools/constraints.txt
+	scripts/bootstrap.sh
+
+clean: ## Remove build output and local state (not the installed tools).
+	cargo clean
+	rm -rf .aws-sam .local

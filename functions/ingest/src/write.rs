@@ -1,0 +1,254 @@
+//! Writing a request's records: `PutRecords` in chunks within Kinesis's limits, retrying only the entries that
+//! failed, with exponential backoff and full jitter, until a deadline well under API Gateway's 29 s timeout.
+//!
+//! The answer is one [`PutOutcome`] per record, in request order: `Accepted` only for what Kinesis acknowledged
+//! with a sequence number. A record whose last attempt failed carries that attempt's error.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tubes_shared::publish::{PublishError, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL};
+use tubes_shared::{Publisher, PutOutcome, Record};
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Give up retrying once the next attempt would start after this much time.
+    pub deadline: Duration,
+    /// The first backoff's upper bound; it doubles per attempt.
+    pub base: Duration,
+    /// The largest backoff.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            deadline: Duration::from_secs(5),
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The least time a `PutRecords` call gets, even when the deadline is near.
+const MIN_CALL_BUDGET: Duration = Duration::from_millis(500);
+
+/// Splits `pending` (indices into `records`) into calls of at most 500 records and 5 MiB.
+fn chunks(records: &[Record], pending: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for &i in pending {
+        let size = records[i].billed_size();
+        if !chunk.is_empty()
+            && (chunk.len() == MAX_RECORDS_PER_CALL || bytes + size > MAX_BYTES_PER_CALL)
+        {
+            out.push(std::mem::take(&mut chunk));
+            bytes = 0;
+        }
+        chunk.push(i);
+        bytes += size;
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    out
+}
+
+fn failed(err: &PublishError) -> PutOutcome {
+    let (code, message) = match err {
+        PublishError::Throttled(m) => ("ProvisionedThroughputExceededException", m),
+        PublishError::Unavailable(m) => ("ServiceUnavailable", m),
+        PublishError::Protocol(m) => ("InternalFailure", m),
+    };
+    PutOutcome::Failed {
+        code: code.into(),
+        message: message.clone(),
+    }
+}
+
+/// Writes `records`; one outcome per record, in order (see the module docs).
+pub async fn write_all<P: Publisher>(
+    publisher: &P,
+    records: &[Record],
+    policy: RetryPolicy,
+) -> Vec<PutOutcome> {
+    let started = Instant::now();
+    let mut outcomes: Vec<Option<PutOutcome>> = vec![None; records.len()];
+    let mut pending: Vec<usize> = (0..records.len()).collect();
+    let mut attempt: u32 = 0;
+    loop {
+        for chunk in chunks(records, &pending) {
+            // First attempts are contiguous runs of `records`: no copy. Retries gather the failed ones.
+            let gathered: Vec<Record>;
+            let batch: &[Record] = match (chunk.first(), chunk.last()) {
+                (Some(&first), Some(&last)) if last - first + 1 == chunk.len() => {
+                    &records[first..=last]
+                }
+                _ => {
+                    gathered = chunk.iter().map(|&i| records[i].clone()).collect();
+                    &gathered
+                }
+            };
+            // A call that hangs must not hold the request past its deadline; its records count as not
+            // acknowledged (the sender retries them, and their ids let consumers drop any duplicate).
+            let budget = policy
+                .deadline
+                .saturating_sub(started.elapsed())
+                .max(MIN_CALL_BUDGET);
+            let result = tokio::time::timeout(budget, publisher.put_records(batch))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(PublishError::Unavailable(format!(
+                        "no answer within {} ms",
+                        budget.as_millis()
+                    )))
+                });
+            match result {
+                Ok(results) if results.len() == chunk.len() => {
+                    for (&i, result) in chunk.iter().zip(results) {
+                        outcomes[i] = Some(result);
+                    }
+                }
+                Ok(results) => {
+                    let err = PublishError::Protocol(format!(
+                        "{} results for {} records",
+                        results.len(),
+                        chunk.len()
+                    ));
+                    chunk.iter().for_each(|&i| outcomes[i] = Some(failed(&err)));
+                }
+                Err(err) => chunk.iter().for_each(|&i| outcomes[i] = Some(failed(&err))),
+            }
+        }
+        pending.retain(|&i| !matches!(outcomes[i], Some(PutOutcome::Accepted { .. })));
+        if pending.is_empty() {
+            break;
+        }
+        // Full jitter: a random wait up to the exponential bound, so retrying clients spread out.
+        let bound = policy
+            .base
+            .saturating_mul(1 << attempt.min(16))
+            .min(policy.cap);
+        let wait = bound.mul_f64(fastrand::f64());
+        if started.elapsed() + wait >= policy.deadline {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(PutOutcome::Failed {
+                code: "NotAttempted".into(),
+                message: String::new(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tubes_shared::publish::{MemoryFault, MemoryPublisher};
+
+    use super::*;
+
+    fn records(n: usize, size: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                partition_key: format!("k{i}"),
+                data: vec![b'x'; size],
+            })
+            .collect()
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            deadline: Duration::from_secs(2),
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_stay_within_kinesis_limits() {
+        let p = MemoryPublisher::default();
+        let out = write_all(&p, &records(1_201, 10), fast()).await;
+        assert!(out.iter().all(|o| matches!(o, PutOutcome::Accepted { .. })));
+        assert_eq!(p.calls(), [500, 500, 201]);
+        // 12 records of ~1 MiB: 5 per call fit under 5 MiB (the stand-in refuses anything larger).
+        let p = MemoryPublisher::default();
+        let out = write_all(&p, &records(12, 1_000_000), fast()).await;
+        assert!(out.iter().all(|o| matches!(o, PutOutcome::Accepted { .. })));
+        assert_eq!(p.calls(), [5, 5, 2]);
+    }
+
+    #[tokio::test]
+    async fn only_failed_entries_are_retried_and_order_is_kept() {
+        let p = MemoryPublisher::default();
+        p.fail_next(MemoryFault::FailAt(
+            vec![1, 3],
+            "ProvisionedThroughputExceededException",
+        ));
+        p.fail_next(MemoryFault::ThrottleCall);
+        let out = write_all(&p, &records(5, 10), fast()).await;
+        assert!(out.iter().all(|o| matches!(o, PutOutcome::Accepted { .. })));
+        assert_eq!(
+            p.calls(),
+            [5, 2, 2],
+            "then only the two failed entries, twice"
+        );
+        let keys: Vec<String> = p.written().into_iter().map(|r| r.partition_key).collect();
+        assert_eq!(keys, ["k0", "k2", "k4", "k1", "k3"]);
+    }
+
+    #[tokio::test]
+    async fn past_the_deadline_failures_are_reported_never_as_accepted() {
+        let p = MemoryPublisher::default();
+        for _ in 0..1_000 {
+            p.fail_next(MemoryFault::FailAt(
+                vec![0],
+                "ProvisionedThroughputExceededException",
+            ));
+        }
+        let policy = RetryPolicy {
+            deadline: Duration::from_millis(50),
+            ..fast()
+        };
+        let out = write_all(&p, &records(3, 10), policy).await;
+        assert!(out[0].is_throttled(), "{:?}", out[0]);
+        assert!(
+            matches!(out[1], PutOutcome::Accepted { .. })
+                && matches!(out[2], PutOutcome::Accepted { .. })
+        );
+        assert_eq!(p.written().len(), 2);
+        assert!(p.calls().len() > 2, "it did retry before giving up");
+    }
+
+    /// A stream endpoint that never answers.
+    struct Silent;
+
+    impl Publisher for Silent {
+        async fn put_records(&self, _: &[Record]) -> Result<Vec<PutOutcome>, PublishError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_never_answers_ends_at_the_deadline_as_not_acknowledged() {
+        let policy = RetryPolicy {
+            deadline: Duration::from_secs(3),
+            ..fast()
+        };
+        let started = Instant::now();
+        let out = write_all(&Silent, &records(2, 10), policy).await;
+        assert!(out.iter().all(|o| matches!(o, PutOutcome::Failed { .. })));
+        let took = started.elapsed();
+        assert!(
+            took >= policy.deadline && took <= policy.deadline + MIN_CALL_BUDGET + policy.cap,
+            "{took:?}"
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! `tubes-local`: provisions the template's resources on the local emulators and runs the Kinesis event source
+//! mapping emulator. Started by `make dev` (scripts/dev.sh); see `tubes-local --help`.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tubes_local::app::App;
+use tubes_local::runner::{Emulator, Settings};
+use tubes_local::stack::{environment, provision, Clients};
+use tubes_local::view::View;
+
+const HELP: &str = "\
+tubes-local: the local stack's resources and Kinesis event source mapping emulator.
+
+USAGE:
+  tubes-local provision --template EXPANDED.json --env-out FILE [--prefix tubes]
+      Creates the template's streams, queues and secrets (idempotently) on the emulators named by
+      AWS_ENDPOINT_URL_KINESIS / _SQS / _SECRETS_MANAGER and writes the functions' environment to FILE.
+  tubes-local run --template EXPANDED.json [--lambda http://127.0.0.1:9000] [--prefix tubes]
+                  [--state DIR] [--log FILE] [--summary-secs 10] [--quiet]
+      Runs every Kinesis event source mapping of the template until interrupted.
+
+The template is the SAM-expanded one: scripts/expand_template.py template.yaml OUT.json";
+
+struct Args(BTreeMap<String, String>);
+
+impl Args {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut map = BTreeMap::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let key = a
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {a}"))?;
+            if key == "quiet" {
+                map.insert(key.to_owned(), "true".to_owned());
+                continue;
+            }
+            let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
+            map.insert(key.to_owned(), value.clone());
+        }
+        Ok(Args(map))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn required(&self, key: &str) -> Result<&str, String> {
+        self.get(key).ok_or_else(|| format!("--{key} is required"))
+    }
+}
+
+fn read_app(path: &str) -> Result<App, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    App::from_template(&value).map_err(|e| e.to_string())
+}
+
+async fn run(command: &str, args: &Args) -> Result<(), String> {
+    let app = read_app(args.required("template")?)?;
+    let prefix = args.get("prefix").unwrap_or("tubes");
+    let clients = Clients::from_env().await;
+    let resolved = provision(&app, prefix, &clients)
+        .await
+        .map_err(|e| e.to_string())?;
+    match command {
+        "provision" => {
+            let env = environment(&app, &resolved).map_err(|e| e.to_string())?;
+            let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            let out = args.required("env-out")?;
+            std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
+            for (id, (name, _)) in &resolved.streams {
+                println!("stream {id}: {name}");
+            }
+            for (id, (url, _)) in &resolved.queues {
+                println!("queue  {id}: {url}");
+            }
+            for (id, arn) in &resolved.secrets {
+                println!("secret {id}: {arn}");
+            }
+            Ok(())
+        }
+        "run" => {
+            let log = match args.get("log") {
+                Some(p) => Some(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .map_err(|e| format!("{p}: {e}"))?,
+                ),
+                None => None::<File>,
+            };
+            let view = Arc::new(View::new(log, args.get("quiet").is_some()));
+            let summary_every: u64 = args
+                .get("summary-secs")
+                .unwrap_or("10")
+                .parse()
+                .map_err(|_| "--summary-secs")?;
+            let settings = Settings {
+                lambda_endpoint: args
+                    .get("lambda")
+                    .unwrap_or("http://127.0.0.1:9000")
+                    .trim_end_matches('/')
+                    .into(),
+                region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+                account: "000000000000".into(),
+                idle_poll: Duration::from_secs(1),
+                discovery: Duration::from_secs(5),
+                state_dir: args.get("state").map(PathBuf::from),
+            };
+            let mappings = app.mappings.len();
+            let emulator = Emulator::new(
+                app,
+                resolved,
+                clients.kinesis,
+                clients.sqs,
+                settings,
+                Arc::clone(&view),
+            );
+            emulator.start();
+            view.note(
+                "ready",
+                &format!("{mappings} event source mappings running"),
+                serde_json::json!({}),
+            );
+            let summaries = {
+                let view = Arc::clone(&view);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(summary_every.max(1))).await;
+                        view.summary();
+                    }
+                })
+            };
+            let _ = tokio::signal::ctrl_c().await;
+            summaries.abort();
+            emulator.save();
+            view.summary();
+            Ok(())
+        }
+        other => Err(format!("unknown command {other}")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = argv.first().cloned() else {
+        eprintln!("{HELP}");
+        return ExitCode::from(2);
+    };
+    if command == "--help" || command == "-h" {
+        println!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    let result = match Args::parse(&argv[1..]) {
+        Ok(args) => run(&command, &args).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tubes-local: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

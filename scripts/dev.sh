@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# `make dev`: the whole pipeline on this machine, on loopback only, driven by template.yaml.
+#   1. the local AWS endpoints: kinesis-local (Kinesis) and moto (SQS on-failure destinations, Secrets Manager);
+#   2. the template's streams, queues and secrets, created if missing (tubes-local provision);
+#   3. every function under `cargo lambda watch` (live reload), with the template's environment resolved
+#      to the local endpoints; POST http://127.0.0.1:${TUBES_HTTP_PORT:-9000}/events;
+#   4. the Kinesis event source mapping emulator with its live view (tubes-local run).
+# Settings (environment): TUBES_TEMPLATE (default template.yaml), TUBES_STATE_DIR (.local/dev), TUBES_HTTP_PORT
+# (9000), TUBES_KINESIS_PORT (4568; 4567 is its TLS port), TUBES_MOTO_PORT (4566), TUBES_SUMMARY_SECS (10),
+# TUBES_NO_RELOAD=1 (no live reload: tests want the binaries they started with).
+# Ctrl-C stops everything this script started. State (stream data, checkpoints, logs) lives in .local/dev.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+t0=$(date +%s.%N)
+elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
+say() { echo "dev: [$(elapsed) s] $*" >&2; }
+scripts/bootstrap.sh
+
+kinesis_port=${TUBES_KINESIS_PORT:-4568}
+moto_port=${TUBES_MOTO_PORT:-4566}
+http_port=${TUBES_HTTP_PORT:-9000}
+template=${TUBES_TEMPLATE:-template.yaml}
+# kinesis-local also takes the port below its own (TLS): say so rather than fail later with "address in use".
+ports=("$http_port" "$moto_port" "$kinesis_port" "$((kinesis_port - 1))")
+if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) -ne 4 ]]; then
+  echo "dev: ports clash: HTTP $http_port, moto $moto_port, kinesis-local $kinesis_port (and its TLS port $((kinesis_port - 1)))" >&2
+  exit 2
+fi
+state=${TUBES_STATE_DIR:-.local/dev}
+mkdir -p "$state"
+state=$(cd "$state" && pwd)
+
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+export AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
+export AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:${kinesis_port}"
+export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:${moto_port}"
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${moto_port}"
+export PATH="$root/.venv/bin:$PATH"
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  echo "dev: stopped everything it started" >&2
+}
+trap cleanup EXIT INT TERM
+
+# Each child runs in its own process group (setsid), so stopping it stops its children too.
+spawn() { setsid "$@" & pids+=($!); }
+
+wait_http() { # name url pid
+  for _ in $(seq 1 600); do
+    if curl -s -o /dev/null -m 1 -X POST -H 'Authorization: AWS4-HMAC-SHA256 Credential=local/x' \
+      -H 'X-Amz-Target: Kinesis_20131202.ListStreams' -H 'Content-Type: application/x-amz-json-1.1' -d '{}' "$2"; then
+      return 0
+    fi
+    kill -0 "$3" 2>/dev/null || { echo "dev: $1 exited; see $state/$1.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "dev: $1 not ready" >&2; exit 1
+}
+
+# Build everything first, so the first invocation of each function does not wait for a compile.
+say "building"
+cargo build --workspace --bins --quiet
+
+say "kinesis-local on 127.0.0.1:${kinesis_port}, moto (SQS) on 127.0.0.1:${moto_port}"
+# kinesis-local binds every interface; it is only ever addressed on 127.0.0.1.
+KINESIS_MOCK_CERT_PATH="$root/tools/node_modules/kinesis-local/server.json" \
+KINESIS_MOCK_PLAIN_PORT="$kinesis_port" KINESIS_MOCK_TLS_PORT="$((kinesis_port - 1))" \
+CREATE_STREAM_DURATION=0ms LOG_LEVEL=WARN SHOULD_PERSIST_DATA=true PERSIST_PATH="$state/kinesis" \
+  spawn node tools/node_modules/kinesis-local/main.js >"$state/kinesis.log" 2>&1
+kinesis_pid=${pids[-1]}
+spawn moto_server -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1
+moto_pid=${pids[-1]}
+wait_http kinesis "$AWS_ENDPOINT_URL_KINESIS" "$kinesis_pid"
+wait_http moto "$AWS_ENDPOINT_URL_SQS" "$moto_pid"
+
+say "emulators ready; resources"
+.venv/bin/python scripts/expand_template.py "$template" "$state/template.json" >/dev/null
+"${CARGO_TARGET_DIR:-target}"/debug/tubes-local provision --template "$state/template.json" --env-out "$state/functions.env"
+
+say "cargo lambda watch on 127.0.0.1:${http_port}"
+reload=()
+if [[ "${TUBES_NO_RELOAD:-}" == 1 ]]; then reload=(--ignore-changes); fi
+spawn cargo lambda watch "${reload[@]}" --invoke-address 127.0.0.1 --invoke-port "$http_port" --concurrency 4 \
+  --env-file "$state/functions.env" \
+  --env-var "AWS_ENDPOINT_URL_KINESIS=$AWS_ENDPOINT_URL_KINESIS" --env-var "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" \
+  --env-var "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER" \
+  --env-var AWS_REGION=us-east-1 --env-var AWS_ACCESS_KEY_ID=local --env-var AWS_SECRET_ACCESS_KEY=local \
+  --env-var AWS_EC2_METADATA_DISABLED=true --env-var "TUBES_STATE_DIR=$state" >"$state/functions.log" 2>&1
+watch_pid=${pids[-1]}
+for _ in $(seq 1 600); do
+  curl -s -o /dev/null -m 1 "http://127.0.0.1:${http_port}/" && break
+  kill -0 "$watch_pid" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $state/functions.log" >&2; exit 1; }
+  sleep 0.1
+done
+
+spawn "${CARGO_TARGET_DIR:-target}"/debug/tubes-local run --template "$state/template.json" --lambda "http://127.0.0.1:${http_port}" \
+  --state "$state" --log "$state/esm.jsonl" --summary-secs "${TUBES_SUMMARY_SECS:-10}"
+echo "dev: ready in $(elapsed) s. POST http://127.0.0.1:${http_port}/events   (function logs: $state/functions.log)" >&2
+wait -n "${pids[@]}"

@@ -1,0 +1,213 @@
+//! Figures of the local stack (`make bench-local`), each with a baseline measured in the same run:
+//!
+//! 1. time from `scripts/dev.sh` start (already built) to ready;
+//! 2. latency from ingest's `202` to the start of the consumer invocation that carries the event, on an idle
+//!    stream (p50, p99), against the idle poll interval (1 s, as AWS);
+//! 3. sustained events/s POSTed through the local stack for a period (default 60 s) with every accepted event
+//!    counted as processed by its consumer (none lost), against direct `PutRecord` calls to the same emulator at
+//!    the same concurrency.
+//!
+//! Usage: cargo run --release -p tubes-tests --example local_stack_figures [-- SECONDS]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tubes_tests::LocalStack;
+
+const CONCURRENCY: usize = 8;
+
+fn payment(i: u64) -> String {
+    json!({"specversion": "1.0", "source": "/bench", "type": "payment.received", "data": {
+        "payment_id": format!("pay_{i}"), "account_id": format!("acc_{}", i % 64), "amount": 100 + i,
+        "currency": "EUR", "payer_email": "bench@example.com"}})
+    .to_string()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn unix(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// Start times (unix seconds) of the invocations of `function`, per sequence number.
+fn invocation_starts(stack: &LocalStack, function: &str) -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    for b in stack.json_lines("esm.jsonl") {
+        if b["kind"] != "batch" || b["function"] != function {
+            continue;
+        }
+        let at = OffsetDateTime::parse(b["at"].as_str().unwrap_or(""), &Rfc3339)
+            .map(unix)
+            .unwrap_or(0.0);
+        let start = at - b["latency_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        for s in b["sequence_numbers"].as_array().into_iter().flatten() {
+            out.entry(s.as_str().unwrap_or("").to_owned())
+                .or_insert(start);
+        }
+    }
+    out
+}
+
+fn processed(stack: &LocalStack, function: &str) -> u64 {
+    stack
+        .json_lines("esm.jsonl")
+        .iter()
+        .filter(|b| b["kind"] == "batch" && b["function"] == function)
+        .map(|b| b["processed"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: String) -> Option<(String, f64)> {
+    let resp = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    if resp.status() != 202 {
+        return None;
+    }
+    let at = unix(OffsetDateTime::now_utc());
+    let v: Value = serde_json::from_slice(&resp.bytes().await.ok()?).ok()?;
+    Some((v["accepted"][0]["sequence_number"].as_str()?.to_owned(), at))
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let tmp = std::env::temp_dir().join("tubes-local-figures");
+    // A first start builds what changed; the second is the figure: a start with everything built.
+    drop(LocalStack::start("template.yaml", &tmp));
+    let started = Instant::now();
+    let stack = LocalStack::start("template.yaml", &tmp);
+    let ready = started.elapsed();
+    println!("local stack: kinesis-local 0.6.2 (Kinesis), moto 5.2.5 (SQS), cargo-lambda 1.9.2 watch (debug builds)");
+    println!(
+        "1. dev.sh start → ready (already built): {:.1} s",
+        ready.as_secs_f64()
+    );
+
+    let http = reqwest::Client::new();
+    let url = format!("{}/events", stack.http);
+    // Warm every function once, so the figures are of a running stack, not of first compiles.
+    let (warm, _) = post(&http, &url, payment(0)).await.expect("202");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !invocation_starts(&stack, "PaymentsFunction").contains_key(&warm) {
+        assert!(
+            Instant::now() < deadline,
+            "the warm-up event was not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 2. Idle-stream latency: one event at a time, each after the previous was delivered.
+    let mut latencies = Vec::new();
+    for i in 1..=40u64 {
+        let (seq, acked_unix) = post(&http, &url, payment(i)).await.expect("202");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let start = loop {
+            if let Some(s) = invocation_starts(&stack, "PaymentsFunction").get(&seq) {
+                break *s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "event {seq} not delivered in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        latencies.push(((start - acked_unix) * 1000.0).max(0.0));
+    }
+    latencies.sort_by(f64::total_cmp);
+    // The yardstick is the idle poll interval (AWS polls an idle shard about once a second): a p50 near half of
+    // it means the emulator adds little beyond the poll itself.
+    println!(
+        "2. 202 → consumer invocation, idle stream, 40 events: p50 {:.0} ms, p99 {:.0} ms (poll interval 1000 ms)",
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.99)
+    );
+
+    // 3. Sustained throughput through the stack, then the direct baseline.
+    let before = processed(&stack, "PaymentsFunction");
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..CONCURRENCY as u64 {
+        let (http, url, accepted, refused) =
+            (http.clone(), url.clone(), accepted.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 1_000_000 * (w + 1);
+            while Instant::now() < until {
+                i += 1;
+                match post(&http, &url, payment(i)).await {
+                    Some(_) => accepted.fetch_add(1, Ordering::Relaxed),
+                    None => refused.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let accepted = accepted.load(Ordering::Relaxed);
+    let rate = accepted as f64 / seconds as f64;
+    let drain = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut done = processed(&stack, "PaymentsFunction") - before;
+    while done < accepted && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        done = processed(&stack, "PaymentsFunction") - before;
+    }
+
+    let kinesis = stack.kinesis();
+    let stream = "tubes-EventStream";
+    let direct = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(seconds.min(20));
+    let mut tasks = Vec::new();
+    for w in 0..CONCURRENCY as u64 {
+        let (kinesis, direct) = (kinesis.clone(), direct.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < until {
+                i += 1;
+                let put = kinesis
+                    .put_record()
+                    .stream_name(stream)
+                    .partition_key(format!("direct_{w}_{i}"))
+                    .data(Blob::new(b"{}".to_vec()))
+                    .send()
+                    .await;
+                if put.is_ok() {
+                    direct.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let direct_rate = direct.load(Ordering::Relaxed) as f64 / seconds.min(20) as f64;
+    println!(
+        "3. sustained {seconds} s, {CONCURRENCY} clients: {accepted} accepted ({rate:.0} events/s), {} refused; \
+         processed by the payments consumer: {done} ({} lost), drained {:.1} s after the last POST",
+        refused.load(Ordering::Relaxed),
+        accepted.saturating_sub(done),
+        drain.elapsed().as_secs_f64()
+    );
+    println!(
+        "   baseline: direct PutRecord to kinesis-local, same concurrency: {direct_rate:.0} records/s → stack/direct = {:.2}",
+        rate / direct_rate.max(1.0)
+    );
+    assert_eq!(done, accepted, "every accepted event was processed");
+}

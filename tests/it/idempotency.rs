@@ -1,0 +1,258 @@
+//! Idempotency records on a real DynamoDB emulator (moto): the claim rules, one winner among concurrent claims,
+//! TTL attributes, and completion committed in one `TransactWriteItems` with the effect it guards.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TransactWriteItem,
+};
+use tubes_shared::idempotency::{key, payload_hash, Claim, DynamoIdempotency, IdempotencyStore};
+use tubes_tests::Moto;
+
+const LOCK: Duration = Duration::from_secs(30);
+const DAY: Duration = Duration::from_secs(86_400);
+const T: i64 = 1_800_000_000_000;
+
+async fn table(client: &aws_sdk_dynamodb::Client, name: &str, key_name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key_name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key_name)
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn claims_follow_the_rules_on_dynamodb() {
+    let moto = Moto::start().await;
+    let client = moto.dynamodb();
+    table(&client, "idem", "key").await;
+    let store = DynamoIdempotency::new(client.clone(), "idem");
+    let (k, h) = (key("payments", "evt_1"), payload_hash(b"{\"a\":1}"));
+
+    assert_eq!(store.claim(&k, &h, T, LOCK).await, Ok(Claim::Acquired));
+    assert_eq!(
+        store.claim(&k, &h, T + 1, LOCK).await,
+        Ok(Claim::InProgress)
+    );
+    assert_eq!(
+        store.claim(&k, "other", T + 1, LOCK).await,
+        Ok(Claim::Conflict)
+    );
+    // The holder crashed: once its lock expired, a redelivery takes the record over.
+    assert_eq!(
+        store.claim(&k, &h, T + 30_001, LOCK).await,
+        Ok(Claim::Acquired)
+    );
+    store.complete(&k, &h, T + 30_002, DAY).await.unwrap();
+    assert_eq!(
+        store.claim(&k, &h, T + 40_000, LOCK).await,
+        Ok(Claim::Completed)
+    );
+    assert_eq!(
+        store.claim(&k, "other", T + 40_000, LOCK).await,
+        Ok(Claim::Conflict)
+    );
+
+    let item = client
+        .get_item()
+        .table_name("idem")
+        .key("key", AttributeValue::S(k.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["status"].as_s().unwrap(), "COMPLETED");
+    let ttl: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    assert_eq!(
+        ttl,
+        (T + 30_002 + 86_400_000) / 1000,
+        "TTL in epoch seconds"
+    );
+    assert!(!item.contains_key("lock_expires_ms"));
+
+    // A released claim (retryable failure) is free at once; releasing a completed record does nothing.
+    let k2 = key("payments", "evt_2");
+    assert_eq!(store.claim(&k2, &h, T, LOCK).await, Ok(Claim::Acquired));
+    store.release(&k2, &h).await.unwrap();
+    assert_eq!(store.claim(&k2, &h, T + 1, LOCK).await, Ok(Claim::Acquired));
+    store.release(&k, &h).await.unwrap();
+    assert_eq!(
+        store.claim(&k, &h, T + 40_001, LOCK).await,
+        Ok(Claim::Completed)
+    );
+}
+
+#[tokio::test]
+async fn of_concurrent_claims_exactly_one_wins() {
+    let moto = Moto::start().await;
+    let client = moto.dynamodb();
+    table(&client, "idem", "key").await;
+    let store = DynamoIdempotency::new(client, "idem");
+    let (k, h) = (key("signups", "evt_race"), payload_hash(b"x"));
+    let claims = futures_join(&store, &k, &h, 16).await;
+    let won = claims.iter().filter(|c| **c == Ok(Claim::Acquired)).count();
+    assert_eq!(won, 1, "{claims:?}");
+    assert!(claims
+        .iter()
+        .all(|c| *c == Ok(Claim::Acquired) || *c == Ok(Claim::InProgress)));
+}
+
+async fn futures_join(
+    store: &DynamoIdempotency,
+    k: &str,
+    h: &str,
+    n: usize,
+) -> Vec<Result<Claim, tubes_shared::idempotency::StoreError>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (store, k, h) = (store.clone(), k.to_owned(), h.to_owned());
+        tasks.spawn(async move { store.claim(&k, &h, T, LOCK).await });
+    }
+    tasks.join_all().await
+}
+
+#[tokio::test]
+async fn the_effect_and_its_completion_commit_together() {
+    let moto = Moto::start().await;
+    let client = moto.dynamodb();
+    table(&client, "idem", "key").await;
+    table(&client, "ledger", "entry").await;
+    let store = DynamoIdempotency::new(client.clone(), "idem");
+    let (k, h) = (key("payments", "evt_debit"), payload_hash(b"debit"));
+    let debit = |entry: &str| {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name("ledger")
+                    .item("entry", AttributeValue::S(entry.to_owned()))
+                    .condition_expression("attribute_not_exists(entry)")
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+
+    assert_eq!(store.claim(&k, &h, T, LOCK).await, Ok(Claim::Acquired));
+    client
+        .transact_write_items()
+        .transact_items(debit("pay_1"))
+        .transact_items(store.completion(&k, &h, T + 5, DAY).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&k, &h, T + 10, LOCK).await,
+        Ok(Claim::Completed)
+    );
+
+    // When the effect cannot commit, neither does the completion: the record stays claimable after its lock.
+    let (k2, h2) = (key("payments", "evt_dup"), payload_hash(b"dup"));
+    assert_eq!(store.claim(&k2, &h2, T, LOCK).await, Ok(Claim::Acquired));
+    let refused = client
+        .transact_write_items()
+        .transact_items(debit("pay_1"))
+        .transact_items(store.completion(&k2, &h2, T + 5, DAY).unwrap())
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "the ledger entry exists: the transaction is cancelled"
+    );
+    assert_eq!(
+        store.claim(&k2, &h2, T + 30_001, LOCK).await,
+        Ok(Claim::Acquired)
+    );
+    let ledger = client.scan().table_name("ledger").send().await.unwrap();
+    assert_eq!(ledger.count, 1, "one debit");
+}
+
+/// Counts what it handles.
+#[derive(Default)]
+struct Counter(std::sync::Mutex<Vec<String>>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl tubes_shared::Classify for Never {
+    fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+impl tubes_shared::Consumer for &Counter {
+    type Error = Never;
+    fn name(&self) -> &'static str {
+        "counter"
+    }
+    fn subscriptions(&self) -> &'static [tubes_shared::EventType] {
+        tubes_shared::EventType::ALL
+    }
+    async fn handle(&self, envelope: &tubes_shared::Envelope) -> Result<(), Never> {
+        self.0.lock().unwrap().push(envelope.id().to_owned());
+        Ok(())
+    }
+}
+
+fn batch(ids: &[&str]) -> tubes_shared::KinesisBatch {
+    use tubes_shared::lambda_event::{kinesis_event, BatchSource, StreamRecord};
+    let records: Vec<StreamRecord> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| StreamRecord {
+            sequence_number: format!("4959033827149025660855969253836157109592157598913658{i:04}"),
+            partition_key: format!("usr_{id}"),
+            data: serde_json::to_vec(&serde_json::json!({
+                "specversion": "1.0", "id": id, "source": "/it", "type": "user.signed_up", "subject": format!("usr_{id}"),
+                "time": "2026-11-22T10:00:00Z",
+                "data": {"user_id": format!("usr_{id}"), "email": "ada@example.com", "name": "Ada",
+                         "signed_up_at": "2026-11-22T10:00:00Z"}}))
+            .unwrap(),
+            approximate_arrival_timestamp: 1_795_000_000.123,
+        })
+        .collect();
+    let source = BatchSource {
+        event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/tubes-events".into(),
+        shard_id: "shardId-000000000000".into(),
+        aws_region: "us-east-1".into(),
+        invoke_identity_arn: "arn:aws:iam::123456789012:role/tubes".into(),
+    };
+    serde_json::from_value(kinesis_event(&source, &records)).unwrap()
+}
+
+#[tokio::test]
+async fn the_harness_handles_a_redelivered_batch_once() {
+    let moto = Moto::start().await;
+    let client = moto.dynamodb();
+    table(&client, "idem", "key").await;
+    let counter = Counter::default();
+    let harness = tubes_shared::Harness::new(&counter, tubes_shared::harness::LogDeadLetters)
+        .with_idempotency(
+            DynamoIdempotency::new(client, "idem"),
+            tubes_shared::harness::IdempotencyTimes::default(),
+        );
+    let first = harness.run(batch(&["a", "b", "c"])).await;
+    // Lambda redelivers from a checkpoint: the batch again, with one new record.
+    let second = harness.run(batch(&["a", "b", "c", "d"])).await;
+    assert_eq!((first.handled, first.duplicates), (3, 0));
+    assert_eq!((second.handled, second.duplicates), (1, 3));
+    assert_eq!(*counter.0.lock().unwrap(), ["a", "b", "c", "d"]);
+}

@@ -1,0 +1,179 @@
+//! Ingest against the real Kinesis emulator with faults injected in front of it (`FaultProxy`): partial
+//! `PutRecords` failures, a hot shard, throttling and unavailability. Whatever happens, the events reported
+//! accepted are exactly the events on the stream, each once.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+use tubes_ingest::{Config, Ingest};
+use tubes_shared::{Envelope, KinesisPublisher};
+use tubes_tests::fault_proxy::{Fault, FaultProxy};
+use tubes_tests::KinesisLocal;
+
+fn event(i: usize) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": format!("evt_{i:03}"),
+        "source": "/shop/web",
+        "type": "user.signed_up",
+        "data": {"user_id": format!("usr_{i:03}"), "email": "ada@example.com", "name": "Ada",
+                 "signed_up_at": "2026-11-22T10:00:00Z"}
+    })
+}
+
+fn batch(n: usize) -> Request {
+    let body = Value::from((0..n).map(event).collect::<Vec<_>>()).to_string();
+    lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("https://example.com/events")
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(Body::Text(body))
+        .unwrap()
+}
+
+fn json_body(response: &Response<Body>) -> Value {
+    match response.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("expected a text body, got {other:?}"),
+    }
+}
+
+struct Setup {
+    emulator: KinesisLocal,
+    proxy: FaultProxy,
+    stream: String,
+    arn: String,
+}
+
+async fn setup(name: &str) -> Setup {
+    let emulator = KinesisLocal::start().await;
+    let arn = emulator.create_stream(name, 2).await;
+    let proxy = FaultProxy::start(&emulator.endpoint).await;
+    Setup {
+        emulator,
+        proxy,
+        stream: name.to_owned(),
+        arn,
+    }
+}
+
+impl Setup {
+    fn ingest(&self, deadline_ms: u64) -> Ingest<KinesisPublisher> {
+        let publisher = KinesisPublisher::new(self.proxy.client(), &self.stream);
+        Ingest::new(
+            publisher,
+            &Config {
+                write_deadline_ms: deadline_ms,
+                ..Config::new(&self.stream)
+            },
+        )
+    }
+
+    /// The event ids on the stream, in no particular order.
+    async fn on_stream(&self) -> Vec<String> {
+        self.emulator
+            .read_all(&self.stream, &self.arn)
+            .await
+            .into_iter()
+            .flat_map(|(_, records)| records)
+            .map(|r| Envelope::decode(&r.data).unwrap().id().to_owned())
+            .collect()
+    }
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn failed_entries_are_retried_alone_and_every_event_lands_once() {
+    let s = setup("faults-partial").await;
+    s.proxy.set(Fault::FailOnce(
+        vec![1, 4, 7],
+        "ProvisionedThroughputExceededException",
+    ));
+    let response = s.ingest(5_000).handle(batch(10)).await;
+    assert_eq!(response.status(), 202, "{}", json_body(&response));
+    let accepted = ids(&json_body(&response)["accepted"]);
+    assert_eq!(accepted.len(), 10);
+    assert_eq!(
+        s.proxy.calls(),
+        [10, 3],
+        "only the three failed entries went again"
+    );
+    let on_stream = s.on_stream().await;
+    assert_eq!(sorted(on_stream), sorted(accepted));
+}
+
+#[tokio::test]
+async fn a_hot_shard_gets_207_and_only_acknowledged_events_are_reported() {
+    let s = setup("faults-hot").await;
+    // Partition keys are the subjects; signups' subject is the user id.
+    let hot: BTreeSet<String> = ["usr_002", "usr_005"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    s.proxy.set(Fault::FailKeys(
+        hot,
+        "ProvisionedThroughputExceededException",
+    ));
+    let response = s.ingest(300).handle(batch(8)).await;
+    assert_eq!(response.status(), 207);
+    assert!(response.headers().contains_key("retry-after"));
+    let body = json_body(&response);
+    let accepted = ids(&body["accepted"]);
+    let failed: Vec<(u64, String)> = body["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["index"].as_u64().unwrap(),
+                f["error"]["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(2, "throttled".to_owned()), (5, "throttled".to_owned())]
+    );
+    assert_eq!(accepted.len(), 6);
+    assert!(s.proxy.calls().len() > 1, "it retried before answering");
+    assert_eq!(sorted(s.on_stream().await), sorted(accepted));
+}
+
+#[tokio::test]
+async fn throttling_and_unavailability_never_get_202_and_write_nothing() {
+    let s = setup("faults-none").await;
+    for (fault, status, code) in [
+        (Fault::ThrottleCalls, 429, "throttled"),
+        (Fault::FailCalls, 503, "stream_unavailable"),
+    ] {
+        s.proxy.set(fault);
+        let started = std::time::Instant::now();
+        let response = s.ingest(300).handle(batch(3)).await;
+        assert_eq!(response.status(), status);
+        assert_eq!(json_body(&response)["error"]["code"], code);
+        assert!(response.headers().contains_key("retry-after"));
+        // The deadline bounds the request, the SDK's own retries included.
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    assert!(s.on_stream().await.is_empty());
+    // And once the stream recovers, the same request goes through.
+    s.proxy.set(Fault::None);
+    assert_eq!(s.ingest(300).handle(batch(3)).await.status(), 202);
+    assert_eq!(s.on_stream().await.len(), 3);
+}
