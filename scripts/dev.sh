@@ -96,7 +96,8 @@ spawn cargo lambda watch "${reload[@]}" --invoke-address 127.0.0.1 --invoke-port
   --env-var AWS_EC2_METADATA_DISABLED=true --env-var "TUBES_STATE_DIR=$state" >"$state/functions.log" 2>&1
 watch_pid=${pids[-1]}
 for _ in $(seq 1 600); do
-  curl -s -o /dev/null -m 1 "http://127.0.0.1:${http_port}/" && break
+  # Long enough for ingest's first (cold) answer: a client that gives up leaves the runtime an orphan invocation.
+  curl -s -o /dev/null -m 60 "http://127.0.0.1:${http_port}/" && break
   kill -0 "$watch_pid" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $state/functions.log" >&2; exit 1; }
   sleep 0.1
 done
