@@ -15,6 +15,10 @@
 //!   to an open source: the per-request cost of verification.
 //! - **ingest batch**: a 500-event batch in one request, per event, against one event per request.
 //! - **codec**: record bytes → validated envelope, against bytes → `serde_json::Value`.
+//! - **keys at once**: a 256-record batch over 97 partition keys to a consumer whose every record waits 1 ms (a
+//!   store or provider round trip), with 8 keys at once against one record at a time: what per-key concurrency
+//!   buys an I/O-bound consumer. And the 10,000-record batch to the no-op consumer, 8 keys at once against 1:
+//!   what it costs when there is nothing to wait for.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -72,6 +76,24 @@ impl Consumer for Noop {
     }
     async fn handle(&self, envelope: &Envelope) -> Result<(), Never> {
         black_box(envelope.id());
+        Ok(())
+    }
+}
+
+/// Waits 1 ms per record, as a consumer waiting on a store or provider does.
+struct Waits;
+
+impl Consumer for Waits {
+    type Error = Never;
+    fn name(&self) -> &'static str {
+        "waits"
+    }
+    fn subscriptions(&self) -> &'static [EventType] {
+        EventType::ALL
+    }
+    async fn handle(&self, envelope: &Envelope) -> Result<(), Never> {
+        black_box(envelope.id());
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         Ok(())
     }
 }
@@ -300,6 +322,44 @@ fn main() {
         report(
             "ingest batch (500 events, 1 request)",
             "500 single-event requests",
+            &c,
+        );
+    }
+
+    if selected("keys") {
+        // payment(i) is keyed by its account, one of 97 (see `payment`): 2 or 3 records per key.
+        let bytes = kinesis_event_bytes(256);
+        let sequential = Harness::new(Waits, LogDeadLetters).with_concurrency(1);
+        let concurrent = Harness::new(Waits, LogDeadLetters).with_concurrency(8);
+        let run = |h: &Harness<Waits, LogDeadLetters>| {
+            let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
+            rt.block_on(h.run(batch)).handled
+        };
+        assert_eq!(run(&concurrent), 256, "every record handled");
+        let c = compare(5, 1, || run(&sequential), || run(&concurrent));
+        report(
+            "I/O-bound batch (256 records, 97 keys, 8 at once)",
+            "one record at a time",
+            &c,
+        );
+        println!(
+            "{:<44} {:>12.0} records/s per invocation (vs {:.0})",
+            "",
+            256.0 / c.candidate.as_secs_f64(),
+            256.0 / c.baseline.as_secs_f64()
+        );
+
+        let bytes = kinesis_event_bytes(10_000);
+        let sequential = Harness::new(Noop, LogDeadLetters).with_concurrency(1);
+        let concurrent = Harness::new(Noop, LogDeadLetters).with_concurrency(8);
+        let run = |h: &Harness<Noop, LogDeadLetters>| {
+            let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
+            rt.block_on(h.run(batch)).handled
+        };
+        let c = compare(9, 2, || run(&sequential), || run(&concurrent));
+        report(
+            "CPU-bound batch (10,000 records, 8 keys at once)",
+            "one key at a time",
             &c,
         );
     }

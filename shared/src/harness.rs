@@ -4,11 +4,14 @@
 //! - [`KinesisBatch`] decodes the invocation payload in one pass: each record's base64 `data` is decoded and
 //!   parsed into a validated [`Envelope`] while the batch is read, and the fields the harness does not need are
 //!   skipped without allocating. A bad record never fails the batch; it carries its own [`DecodeError`].
-//! - [`Harness::run`] dispatches each record to the [`Consumer`], in order. A **permanent** failure (undecodable
-//!   bytes, an invalid event, an error the consumer classifies as permanent) goes to the [`DeadLetters`] port and
-//!   the batch moves on: a poison record never blocks the shard. A **retryable** failure holds back the later
-//!   records of the same partition key (their order matters) but not other keys', and the response reports the
-//!   lowest failed sequence number, from which Lambda redelivers; nothing after it is lost.
+//! - [`Harness::run`] dispatches each record to the [`Consumer`]: the records of one partition key one after
+//!   another, in shard order; different keys concurrently, at most [`Harness::with_concurrency`] at once (one
+//!   task: no spawning, so a consumer needs no `'static` state). A **permanent** failure (undecodable bytes, an
+//!   invalid event, an error the consumer classifies as permanent) goes to the [`DeadLetters`] port and the key
+//!   moves on: a poison record never blocks the shard. A **retryable** failure holds back the later records of
+//!   the same partition key (their order matters) but not other keys', and the response reports the lowest
+//!   failed sequence number, from which Lambda redelivers; nothing after it is lost, and what was already done
+//!   after it is skipped on redelivery by the idempotency records.
 //!
 //! - With [`Harness::with_idempotency`], each record is first claimed in an [`IdempotencyStore`] under
 //!   `(consumer, event id)`: a record already completed is skipped (a redelivery), one in progress elsewhere is a
@@ -16,16 +19,17 @@
 //!   record is completed; a retryable failure releases its claim. A crash between the effect and the completion
 //!   leaves the claim to expire, after which the record is handled again: effects that must happen once either
 //!   commit with their completion (`DynamoIdempotency::completion`) or carry a deterministic idempotency key.
-//!
-//! Concurrency across keys is added around [`Consumer::handle`] without changing this contract.
+//! - [`Harness::run_until`] takes the invocation's deadline: claims expire with the invocation, so a redelivery
+//!   after a timeout or a crash is not locked out longer than the invocation could have lived.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use base64::Engine as _;
+use futures_util::stream::{self, StreamExt as _};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -231,7 +235,11 @@ pub struct Harness<C, D, I = NoIdempotency> {
     dead_letters: D,
     idempotency: I,
     times: IdempotencyTimes,
+    concurrency: usize,
 }
+
+/// How many partition keys a batch works on at once unless told otherwise ([`Harness::with_concurrency`]).
+pub const DEFAULT_CONCURRENCY: usize = 8;
 
 impl<C: Consumer, D: DeadLetters> Harness<C, D> {
     /// A harness for `consumer`, sending permanent failures to `dead_letters`.
@@ -241,6 +249,7 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
             dead_letters,
             idempotency: NoIdempotency,
             times: IdempotencyTimes::default(),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 
@@ -255,6 +264,7 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
             dead_letters: self.dead_letters,
             idempotency: store,
             times,
+            concurrency: self.concurrency,
         }
     }
 }
@@ -264,151 +274,113 @@ fn now_ms() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
+/// The shortest lock a claim gets, however close the invocation's deadline.
+const MIN_LOCK: Duration = Duration::from_secs(1);
+
+/// What became of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Handled,
+    Skipped,
+    Duplicate,
+    DeadLettered,
+    /// Retryable: this record and the later records of its key are redelivered.
+    Failed,
+}
+
+/// Where the records of a batch came from: what a dead letter says about them.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    event_source_arn: &'a Option<String>,
+    shard_id: &'a Option<String>,
+}
+
+impl BatchReport {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Handled => self.handled += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::DeadLettered => self.dead_lettered += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &BatchReport) {
+        self.handled += other.handled;
+        self.skipped += other.skipped;
+        self.dead_lettered += other.dead_lettered;
+        self.failed += other.failed;
+        self.held_back += other.held_back;
+        self.duplicates += other.duplicates;
+    }
+}
+
 impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
     /// The consumer.
     pub fn consumer(&self) -> &C {
         &self.consumer
     }
 
-    /// Handles a batch; see the module docs for the semantics.
-    pub async fn run(&self, batch: KinesisBatch) -> BatchReport {
-        let mut report = BatchReport::default();
-        let mut blocked: HashSet<String> = HashSet::new();
-        let mut lowest_failure: Option<String> = None;
-        let name = self.consumer.name();
+    /// The same harness, working on at most `keys` partition keys of a batch at once (at least 1; default
+    /// [`DEFAULT_CONCURRENCY`]). The records of one key are always handled one after another, in shard order.
+    pub fn with_concurrency(mut self, keys: usize) -> Self {
+        self.concurrency = keys.max(1);
+        self
+    }
 
-        for BatchRecord {
-            sequence_number,
-            partition_key,
-            envelope,
-        } in batch.records
-        {
-            if blocked.contains(&partition_key) {
-                report.held_back += 1;
-                continue;
-            }
-            let at = (sequence_number.as_str(), partition_key.as_str());
-            let envelope = match envelope {
-                Ok(envelope) => envelope,
-                Err((err, payload)) => {
-                    let letter = DeadLetter {
-                        consumer: name,
-                        event_source_arn: batch.event_source_arn.clone(),
-                        shard_id: batch.shard_id.clone(),
-                        sequence_number: sequence_number.clone(),
-                        partition_key: partition_key.clone(),
-                        event_id: None,
-                        event_type: None,
-                        reason: err.to_string(),
-                        payload,
-                    };
-                    self.dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure)
-                        .await;
-                    continue;
+    /// Handles a batch; see the module docs for the semantics. Claims hold for [`IdempotencyTimes::lock`].
+    pub async fn run(&self, batch: KinesisBatch) -> BatchReport {
+        self.run_with_lock(batch, self.times.lock).await
+    }
+
+    /// Handles a batch of an invocation that must end by `deadline_ms` (milliseconds since the Unix epoch, as the
+    /// Lambda context gives it): claims expire with the invocation, so if it dies (a timeout, a crash) the
+    /// redelivery can claim its records as soon as Lambda retries, not a fixed lock later.
+    pub async fn run_until(&self, batch: KinesisBatch, deadline_ms: i64) -> BatchReport {
+        let remaining = u64::try_from(deadline_ms.saturating_sub(now_ms())).unwrap_or(0);
+        let lock = Duration::from_millis(remaining).clamp(MIN_LOCK, self.times.lock.max(MIN_LOCK));
+        self.run_with_lock(batch, lock).await
+    }
+
+    async fn run_with_lock(&self, batch: KinesisBatch, lock: Duration) -> BatchReport {
+        let KinesisBatch {
+            records,
+            event_source_arn,
+            shard_id,
+        } = batch;
+        let origin = Origin {
+            event_source_arn: &event_source_arn,
+            shard_id: &shard_id,
+        };
+        // The records of each key, in shard order; keys in order of their first record.
+        let mut by_key: Vec<Vec<BatchRecord>> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for record in records {
+            let at = match index.get(&record.partition_key) {
+                Some(&at) => at,
+                None => {
+                    index.insert(record.partition_key.clone(), by_key.len());
+                    by_key.push(Vec::new());
+                    by_key.len() - 1
                 }
             };
-            let ty = envelope.event_type();
-            if !self.consumer.subscriptions().contains(&ty) {
-                tracing::debug!(
-                    consumer = name,
-                    event_type = ty.as_str(),
-                    "skipped: not subscribed"
-                );
-                report.skipped += 1;
-                continue;
-            }
-            // The claim: skip what was done, wait for what is being done, refuse a reused id.
-            // Without a store (`NoIdempotency`) there is nothing to hash or claim.
-            let keeps = self.idempotency.keeps_records();
-            let (claim_key, hash) = if keeps {
-                let payload = serde_json::to_vec(&envelope).unwrap_or_default();
-                (
-                    idempotency::key(name, envelope.id()),
-                    idempotency::payload_hash(&payload),
-                )
-            } else {
-                (String::new(), String::new())
-            };
-            let claim = if keeps {
-                self.idempotency
-                    .claim(&claim_key, &hash, now_ms(), self.times.lock)
-                    .await
-            } else {
-                Ok(Claim::Acquired)
-            };
-            match claim {
-                Ok(Claim::Acquired) => {}
-                Ok(Claim::Completed) => {
-                    tracing::info!(
-                        consumer = name,
-                        event_id = envelope.id(),
-                        "duplicate: already handled"
-                    );
-                    report.duplicates += 1;
-                    continue;
-                }
-                Ok(Claim::InProgress) => {
-                    tracing::warn!(
-                        consumer = name,
-                        event_id = envelope.id(),
-                        "in progress elsewhere; retried later"
-                    );
-                    report.failed += 1;
-                    fail(at, &mut blocked, &mut lowest_failure);
-                    continue;
-                }
-                Ok(Claim::Conflict) => {
-                    let letter = DeadLetter::of(
-                        name,
-                        (&batch.event_source_arn, &batch.shard_id),
-                        at,
-                        &envelope,
-                        "event id reused with a different payload".into(),
-                    );
-                    self.dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure)
-                        .await;
-                    continue;
-                }
-                Err(err) => {
-                    tracing::warn!(consumer = name, event_id = envelope.id(), error = %err, "idempotency store failed; retried later");
-                    report.failed += 1;
-                    fail(at, &mut blocked, &mut lowest_failure);
-                    continue;
-                }
-            }
-            let outcome = self.consumer.handle(&envelope).await;
-            // Handled: completed. Failed retryably: released for the redelivery. Failed for good: completed once
-            // the dead letter is stored (below), released if it could not be.
-            match &outcome {
-                Ok(()) => self.finish(&claim_key, &hash, true).await,
-                Err(err) if err.is_retryable() => self.finish(&claim_key, &hash, false).await,
-                Err(_) => {}
-            }
-            match outcome {
-                Ok(()) => report.handled += 1,
-                Err(err) if err.is_retryable() => {
-                    tracing::warn!(
-                        consumer = name,
-                        event_id = envelope.id(),
-                        sequence_number = %sequence_number,
-                        error = %err,
-                        "retryable failure: the record and later records of its key will be redelivered"
-                    );
-                    report.failed += 1;
-                    fail(at, &mut blocked, &mut lowest_failure);
-                }
-                Err(err) => {
-                    let letter = DeadLetter::of(
-                        name,
-                        (&batch.event_source_arn, &batch.shard_id),
-                        at,
-                        &envelope,
-                        err.to_string(),
-                    );
-                    let stored = self
-                        .dead_letter(letter, at, &mut report, &mut blocked, &mut lowest_failure)
-                        .await;
-                    self.finish(&claim_key, &hash, stored).await;
+            by_key[at].push(record);
+        }
+
+        let mut report = BatchReport::default();
+        let mut lowest_failure: Option<String> = None;
+        let mut keys = stream::iter(by_key)
+            .map(|records| self.run_key(records, origin, lock))
+            .buffer_unordered(self.concurrency);
+        while let Some((partial, failure)) = keys.next().await {
+            report.merge(&partial);
+            if let Some(seq) = failure {
+                if lowest_failure
+                    .as_deref()
+                    .is_none_or(|l| sequence_lt(&seq, l))
+                {
+                    lowest_failure = Some(seq);
                 }
             }
         }
@@ -419,8 +391,8 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
             report.response.batch_item_failures.push(failure);
         }
         tracing::info!(
-            consumer = name,
-            shard_id = batch.shard_id.as_deref(),
+            consumer = self.consumer.name(),
+            shard_id = shard_id.as_deref(),
             handled = report.handled,
             skipped = report.skipped,
             dead_lettered = report.dead_lettered,
@@ -430,6 +402,146 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
             "batch done"
         );
         report
+    }
+
+    /// The records of one partition key, in order, until one fails retryably: the rest are held back. Returns
+    /// the key's counts and the sequence number of its failed record, if any.
+    async fn run_key(
+        &self,
+        records: Vec<BatchRecord>,
+        origin: Origin<'_>,
+        lock: Duration,
+    ) -> (BatchReport, Option<String>) {
+        let mut report = BatchReport::default();
+        let total = records.len();
+        for (done, record) in records.into_iter().enumerate() {
+            let sequence_number = record.sequence_number.clone();
+            let outcome = self.record(record, origin, lock).await;
+            report.count(outcome);
+            if outcome == Outcome::Failed {
+                report.held_back += total - done - 1;
+                return (report, Some(sequence_number));
+            }
+        }
+        (report, None)
+    }
+
+    /// One record: decode, filter, claim, handle, complete (see the module docs).
+    async fn record(&self, record: BatchRecord, origin: Origin<'_>, lock: Duration) -> Outcome {
+        let name = self.consumer.name();
+        let BatchRecord {
+            sequence_number,
+            partition_key,
+            envelope,
+        } = record;
+        let at = (sequence_number.as_str(), partition_key.as_str());
+        let envelope = match envelope {
+            Ok(envelope) => envelope,
+            Err((err, payload)) => {
+                let letter = DeadLetter {
+                    consumer: name,
+                    event_source_arn: origin.event_source_arn.clone(),
+                    shard_id: origin.shard_id.clone(),
+                    sequence_number: sequence_number.clone(),
+                    partition_key: partition_key.clone(),
+                    event_id: None,
+                    event_type: None,
+                    reason: err.to_string(),
+                    payload,
+                };
+                return self.dead_letter(letter).await;
+            }
+        };
+        let ty = envelope.event_type();
+        if !self.consumer.subscriptions().contains(&ty) {
+            tracing::debug!(
+                consumer = name,
+                event_type = ty.as_str(),
+                "skipped: not subscribed"
+            );
+            return Outcome::Skipped;
+        }
+        // The claim: skip what was done, wait for what is being done, refuse a reused id.
+        // Without a store (`NoIdempotency`) there is nothing to hash or claim.
+        let keeps = self.idempotency.keeps_records();
+        let (claim_key, hash) = if keeps {
+            let payload = serde_json::to_vec(&envelope).unwrap_or_default();
+            (
+                idempotency::key(name, envelope.id()),
+                idempotency::payload_hash(&payload),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let claim = if keeps {
+            self.idempotency
+                .claim(&claim_key, &hash, now_ms(), lock)
+                .await
+        } else {
+            Ok(Claim::Acquired)
+        };
+        let letter = |reason: String| {
+            DeadLetter::of(
+                name,
+                (origin.event_source_arn, origin.shard_id),
+                at,
+                &envelope,
+                reason,
+            )
+        };
+        match claim {
+            Ok(Claim::Acquired) => {}
+            Ok(Claim::Completed) => {
+                tracing::info!(
+                    consumer = name,
+                    event_id = envelope.id(),
+                    "duplicate: already handled"
+                );
+                return Outcome::Duplicate;
+            }
+            Ok(Claim::InProgress) => {
+                tracing::warn!(
+                    consumer = name,
+                    event_id = envelope.id(),
+                    "in progress elsewhere; retried later"
+                );
+                return Outcome::Failed;
+            }
+            Ok(Claim::Conflict) => {
+                return self
+                    .dead_letter(letter("event id reused with a different payload".into()))
+                    .await;
+            }
+            Err(err) => {
+                tracing::warn!(consumer = name, event_id = envelope.id(), error = %err, "idempotency store failed; retried later");
+                return Outcome::Failed;
+            }
+        }
+        // Handled: completed. Failed retryably: released for the redelivery. Failed for good: completed once
+        // the dead letter is stored, released if it could not be.
+        match self.consumer.handle(&envelope).await {
+            Ok(()) => {
+                self.finish(&claim_key, &hash, true).await;
+                Outcome::Handled
+            }
+            Err(err) if err.is_retryable() => {
+                self.finish(&claim_key, &hash, false).await;
+                tracing::warn!(
+                    consumer = name,
+                    event_id = envelope.id(),
+                    sequence_number = %sequence_number,
+                    error = %err,
+                    "retryable failure: the record and later records of its key will be redelivered"
+                );
+                Outcome::Failed
+            }
+            Err(err) => {
+                let outcome = self.dead_letter(letter(err.to_string())).await;
+                self.finish(&claim_key, &hash, outcome == Outcome::DeadLettered)
+                    .await;
+                outcome
+            }
+        }
     }
 
     /// Completes (`done`) or releases a claim. A failure here is logged, not fatal: a completion that did not
@@ -451,43 +563,16 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
         }
     }
 
-    /// Sends a dead letter; `true` when it is stored.
-    async fn dead_letter(
-        &self,
-        letter: DeadLetter,
-        at: (&str, &str),
-        report: &mut BatchReport,
-        blocked: &mut HashSet<String>,
-        lowest_failure: &mut Option<String>,
-    ) -> bool {
+    /// Sends a dead letter: [`Outcome::DeadLettered`] when it is stored, else [`Outcome::Failed`] (never drop a
+    /// record: if it cannot be parked, it is retried).
+    async fn dead_letter(&self, letter: DeadLetter) -> Outcome {
         match self.dead_letters.send(letter).await {
-            Ok(()) => {
-                report.dead_lettered += 1;
-                true
-            }
+            Ok(()) => Outcome::DeadLettered,
             Err(err) => {
-                // Never drop a record: if it cannot be parked, it is retried.
                 tracing::warn!(consumer = self.consumer.name(), error = %err, "dead letter not stored; retrying record");
-                report.failed += 1;
-                fail(at, blocked, lowest_failure);
-                false
+                Outcome::Failed
             }
         }
-    }
-}
-
-/// Records a retryable failure at `(sequence number, partition key)`: the key is blocked for the rest of the batch.
-fn fail(
-    (sequence_number, partition_key): (&str, &str),
-    blocked: &mut HashSet<String>,
-    lowest: &mut Option<String>,
-) {
-    blocked.insert(partition_key.to_owned());
-    if lowest
-        .as_deref()
-        .is_none_or(|l| sequence_lt(sequence_number, l))
-    {
-        *lowest = Some(sequence_number.to_owned());
     }
 }
 
@@ -891,11 +976,104 @@ mod tests {
         let dlq = MemoryDeadLetters::default();
         let harness = Harness::new(Recorder::default(), &dlq);
         let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
-        assert_eq!(*harness.consumer().handled.lock().unwrap(), ["a", "b", "c"]);
+        // Every record, and u1's in shard order (keys run concurrently, so b may come anywhere).
+        let handled = harness.consumer().handled.lock().unwrap().clone();
+        let mut sorted = handled.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["a", "b", "c"]);
+        let pos = |id: &str| handled.iter().position(|h| h == id).unwrap();
+        assert!(pos("a") < pos("c"), "{handled:?}");
         assert_eq!((report.handled, report.dead_lettered), (3, 0));
         assert!(failures(&report).is_empty());
         let json = serde_json::to_value(&report.response).unwrap();
         assert_eq!(json, json!({"batchItemFailures": []}));
+    }
+
+    /// Counts how many records are in `handle` at once, overall and per key; yields inside `handle` so that
+    /// concurrent keys really interleave.
+    #[derive(Default)]
+    struct Gauge {
+        now: Mutex<(usize, HashMap<String, usize>)>,
+        max: Mutex<(usize, usize)>,
+        order: Mutex<Vec<(String, String)>>,
+    }
+
+    impl Consumer for Gauge {
+        type Error = TestError;
+        fn name(&self) -> &'static str {
+            "gauge"
+        }
+        fn subscriptions(&self) -> &'static [EventType] {
+            &[EventType::UserSignedUp]
+        }
+        async fn handle(&self, envelope: &Envelope) -> Result<(), TestError> {
+            let key = envelope.subject().to_owned();
+            {
+                let mut now = self.now.lock().unwrap();
+                now.0 += 1;
+                let per_key = now.1.entry(key.clone()).or_default();
+                *per_key += 1;
+                let per_key = *per_key;
+                let mut max = self.max.lock().unwrap();
+                *max = (max.0.max(now.0), max.1.max(per_key));
+            }
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            let mut now = self.now.lock().unwrap();
+            now.0 -= 1;
+            *now.1.get_mut(&key).unwrap() -= 1;
+            self.order
+                .lock()
+                .unwrap()
+                .push((key, envelope.id().to_owned()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_run_concurrently_up_to_the_bound_and_each_key_in_order() {
+        // 12 keys, 3 records each, interleaved as a shard would hold them.
+        let records: Vec<(String, Vec<u8>)> = (0..36)
+            .map(|i| {
+                let user = format!("u{}", i % 12);
+                let payload = signup(&user, &format!("e{i:02}"));
+                (user, payload)
+            })
+            .collect();
+        let refs: Vec<(&str, Vec<u8>)> = records
+            .iter()
+            .map(|(u, p)| (u.as_str(), p.clone()))
+            .collect();
+        let bytes = event(&refs);
+        let dlq = MemoryDeadLetters::default();
+        let harness = Harness::new(Gauge::default(), &dlq).with_concurrency(4);
+        let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        assert_eq!(report.handled, 36);
+        let (overall, per_key) = *harness.consumer().max.lock().unwrap();
+        assert!(
+            (2..=4).contains(&overall),
+            "at most 4 keys at once, and more than one: {overall}"
+        );
+        assert_eq!(per_key, 1, "one record of a key at a time");
+        let order = harness.consumer().order.lock().unwrap().clone();
+        for k in 0..12 {
+            let key = format!("u{k}");
+            let ids: Vec<&str> = order
+                .iter()
+                .filter(|(u, _)| *u == key)
+                .map(|(_, id)| id.as_str())
+                .collect();
+            let expected: Vec<String> = (0..3).map(|r| format!("e{:02}", k + 12 * r)).collect();
+            assert_eq!(ids, expected, "{key} in shard order");
+        }
+
+        // A bound of 1 is the plain sequential loop.
+        let sequential = Harness::new(Gauge::default(), &dlq).with_concurrency(0);
+        sequential
+            .run(serde_json::from_slice(&bytes).unwrap())
+            .await;
+        assert_eq!(sequential.consumer().max.lock().unwrap().0, 1);
     }
 
     #[tokio::test]
@@ -1045,6 +1223,66 @@ mod tests {
             assert_eq!(failures(&report), [seq(1)]);
             assert_eq!((report.failed, report.held_back, report.handled), (1, 1, 1));
             assert_eq!(*harness.consumer().handled.lock().unwrap(), ["c"]);
+        }
+
+        /// Looks, from inside `handle`, at how long its own claim holds: another claimant at `probe_ms`.
+        struct LockProbe<'a> {
+            store: &'a MemoryIdempotency,
+            probe_ms: i64,
+            seen: Mutex<Option<Claim>>,
+        }
+
+        impl Consumer for LockProbe<'_> {
+            type Error = TestError;
+            fn name(&self) -> &'static str {
+                "recorder"
+            }
+            fn subscriptions(&self) -> &'static [EventType] {
+                &[EventType::UserSignedUp]
+            }
+            async fn handle(&self, envelope: &Envelope) -> Result<(), TestError> {
+                let claim = self
+                    .store
+                    .claim(
+                        &key("recorder", envelope.id()),
+                        &hash_of(&signup("u1", "a")),
+                        self.probe_ms,
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .unwrap();
+                *self.seen.lock().unwrap() = Some(claim);
+                Err(TestError("crash-like: leave the claim", true))
+            }
+        }
+
+        #[tokio::test]
+        async fn a_claim_expires_with_the_invocation_not_a_fixed_lock_later() {
+            let bytes = event(&[("u1", signup("u1", "a"))]);
+            let deadline = now() + 5_000;
+            for (probe_ms, expected) in [
+                (deadline - 1_000, Claim::InProgress),
+                (deadline + 2_000, Claim::Acquired),
+            ] {
+                let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+                let probe = LockProbe {
+                    store: &store,
+                    probe_ms,
+                    seen: Mutex::new(None),
+                };
+                // A 15-minute default lock, but the invocation ends in 5 s.
+                let harness =
+                    Harness::new(probe, &dlq).with_idempotency(&store, IdempotencyTimes::default());
+                harness
+                    .run_until(serde_json::from_slice(&bytes).unwrap(), deadline)
+                    .await;
+                assert_eq!(
+                    *harness.consumer().seen.lock().unwrap(),
+                    Some(expected.clone()),
+                    "another claimant {} ms after the deadline",
+                    probe_ms - deadline
+                );
+            }
         }
 
         #[tokio::test]
