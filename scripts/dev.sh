@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make dev`: the whole pipeline on this machine, on loopback only, driven by template.yaml.
-#   1. the local AWS endpoints: kinesis-local (Kinesis) and moto (SQS on-failure destinations, Secrets Manager);
-#   2. the template's streams, queues and secrets, created if missing (tubes-local provision);
+#   1. the local AWS endpoints: kinesis-local (Kinesis) and moto (SQS dead-letter queues, Secrets Manager,
+#      DynamoDB idempotency records);
+#   2. the template's streams, queues, secrets and tables, created if missing (tubes-local provision);
 #   3. every function under `cargo lambda watch` (live reload), with the template's environment resolved
 #      to the local endpoints; POST http://127.0.0.1:${TUBES_HTTP_PORT:-9000}/events;
 #   4. the Kinesis event source mapping emulator with its live view (tubes-local run).
@@ -36,6 +37,7 @@ export AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
 export AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:${kinesis_port}"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:${moto_port}"
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${moto_port}"
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:${moto_port}"
 export PATH="$root/.venv/bin:$PATH"
 
 pids=()
@@ -92,6 +94,7 @@ spawn cargo lambda watch "${reload[@]}" --invoke-address 127.0.0.1 --invoke-port
   --env-file "$state/functions.env" \
   --env-var "AWS_ENDPOINT_URL_KINESIS=$AWS_ENDPOINT_URL_KINESIS" --env-var "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" \
   --env-var "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER" \
+  --env-var "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" \
   --env-var AWS_REGION=us-east-1 --env-var AWS_ACCESS_KEY_ID=local --env-var AWS_SECRET_ACCESS_KEY=local \
   --env-var AWS_EC2_METADATA_DISABLED=true --env-var "TUBES_STATE_DIR=$state" >"$state/functions.log" 2>&1
 watch_pid=${pids[-1]}

@@ -62,6 +62,17 @@ pub struct Queue {
     pub logical_id: String,
 }
 
+/// A DynamoDB table (string partition key only: what the template declares).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Logical id in the template.
+    pub logical_id: String,
+    /// The partition key's attribute name.
+    pub partition_key: String,
+    /// The TTL attribute, if enabled.
+    pub ttl_attribute: Option<String>,
+}
+
 /// A Secrets Manager secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Secret {
@@ -122,6 +133,8 @@ pub struct App {
     pub queues: Vec<Queue>,
     /// Secrets.
     pub secrets: Vec<Secret>,
+    /// DynamoDB tables.
+    pub tables: Vec<Table>,
     /// Functions.
     pub functions: Vec<Function>,
     /// Kinesis event source mappings.
@@ -173,6 +186,7 @@ impl App {
                         .and_then(Value::as_str)
                         .map(str::to_owned),
                 }),
+                Some("AWS::DynamoDB::Table") => app.tables.push(table(id, props)?),
                 Some("AWS::Lambda::Function") => app.functions.push(function(id, resource, props)?),
                 Some("AWS::Lambda::EventSourceMapping") => {
                     kinesis_mappings.push((id.clone(), props.clone()))
@@ -192,6 +206,35 @@ impl App {
     pub fn function(&self, logical_id: &str) -> Option<&Function> {
         self.functions.iter().find(|f| f.logical_id == logical_id)
     }
+}
+
+fn table(id: &str, props: &Map<String, Value>) -> Result<Table, TemplateError> {
+    let keys = props
+        .get("KeySchema")
+        .and_then(Value::as_array)
+        .ok_or_else(|| prop_err(id, "KeySchema", "missing"))?;
+    let hash = keys
+        .iter()
+        .find(|k| k.get("KeyType").and_then(Value::as_str) == Some("HASH"))
+        .and_then(|k| k.get("AttributeName").and_then(Value::as_str))
+        .ok_or_else(|| prop_err(id, "KeySchema", "no HASH key"))?;
+    if keys.len() != 1 {
+        return Err(prop_err(
+            id,
+            "KeySchema",
+            "only a partition key is supported locally",
+        ));
+    }
+    let ttl = props
+        .get("TimeToLiveSpecification")
+        .filter(|t| t.get("Enabled").and_then(Value::as_bool) == Some(true))
+        .and_then(|t| t.get("AttributeName").and_then(Value::as_str))
+        .map(str::to_owned);
+    Ok(Table {
+        logical_id: id.to_owned(),
+        partition_key: hash.to_owned(),
+        ttl_attribute: ttl,
+    })
 }
 
 fn prop_err(resource: &str, property: &str, reason: impl Into<String>) -> TemplateError {
@@ -397,6 +440,28 @@ mod tests {
                   "Properties": {"Timeout": 30, "Environment": {"Variables": {"STREAM": {"Ref": "S"}}}}},
             "M": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": esm},
         }})
+    }
+
+    #[test]
+    fn tables_keep_their_partition_key_and_ttl_attribute() {
+        let template = json!({"Resources": {
+            "T": {"Type": "AWS::DynamoDB::Table", "Properties": {
+                "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
+                "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": true}}},
+            "U": {"Type": "AWS::DynamoDB::Table", "Properties": {
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                "TimeToLiveSpecification": {"AttributeName": "gone", "Enabled": false}}},
+            "V": {"Type": "AWS::DynamoDB::Table", "Properties": {
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]}}}});
+        let err = App::from_template(&template).unwrap_err();
+        assert!(err.to_string().contains("only a partition key"), "{err}");
+        let mut template = template;
+        template["Resources"].as_object_mut().unwrap().remove("V");
+        let app = App::from_template(&template).unwrap();
+        let by_id = |id: &str| app.tables.iter().find(|t| t.logical_id == id).unwrap();
+        assert_eq!(by_id("T").partition_key, "key");
+        assert_eq!(by_id("T").ttl_attribute.as_deref(), Some("expires_at"));
+        assert_eq!(by_id("U").ttl_attribute, None, "TTL declared but disabled");
     }
 
     #[test]

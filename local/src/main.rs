@@ -83,6 +83,9 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
             for (id, arn) in &resolved.secrets {
                 println!("secret {id}: {arn}");
             }
+            for (id, (name, _)) in &resolved.tables {
+                println!("table  {id}: {name}");
+            }
             Ok(())
         }
         "run" => {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
-use crate::app::{target, App};
+use crate::app::{target, App, Table};
 
 /// A provisioning step failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,8 @@ pub struct Resolved {
     pub queues: BTreeMap<String, (String, String)>,
     /// Logical id → secret ARN.
     pub secrets: BTreeMap<String, String>,
+    /// Logical id → (table name, table ARN).
+    pub tables: BTreeMap<String, (String, String)>,
 }
 
 /// The emulators' clients; the optional ones exist when their endpoint is configured.
@@ -52,10 +54,12 @@ pub struct Clients {
     pub sqs: Option<aws_sdk_sqs::Client>,
     /// Secrets Manager, for secrets.
     pub secrets: Option<aws_sdk_secretsmanager::Client>,
+    /// DynamoDB, for tables.
+    pub dynamodb: Option<aws_sdk_dynamodb::Client>,
 }
 
 impl Clients {
-    /// Clients from the environment: `AWS_ENDPOINT_URL_KINESIS`, `_SQS`, `_SECRETS_MANAGER`.
+    /// Clients from the environment: `AWS_ENDPOINT_URL_KINESIS`, `_SQS`, `_SECRETS_MANAGER`, `_DYNAMODB`.
     pub async fn from_env() -> Self {
         let config = aws_config::load_from_env().await;
         let configured = |var: &str| std::env::var_os(var).is_some();
@@ -64,6 +68,8 @@ impl Clients {
             sqs: configured("AWS_ENDPOINT_URL_SQS").then(|| aws_sdk_sqs::Client::new(&config)),
             secrets: configured("AWS_ENDPOINT_URL_SECRETS_MANAGER")
                 .then(|| aws_sdk_secretsmanager::Client::new(&config)),
+            dynamodb: configured("AWS_ENDPOINT_URL_DYNAMODB")
+                .then(|| aws_sdk_dynamodb::Client::new(&config)),
         }
     }
 }
@@ -165,7 +171,85 @@ pub async fn provision(app: &App, prefix: &str, clients: &Clients) -> Result<Res
             resolved.secrets.insert(secret.logical_id.clone(), arn);
         }
     }
+    if !app.tables.is_empty() {
+        let ddb = clients.dynamodb.as_ref().ok_or_else(|| {
+            StackError::Unsupported(
+                "the template declares tables: start the DynamoDB emulator (AWS_ENDPOINT_URL_DYNAMODB)"
+                    .into(),
+            )
+        })?;
+        for table in &app.tables {
+            resolved.tables.insert(
+                table.logical_id.clone(),
+                provision_table(ddb, prefix, table).await?,
+            );
+        }
+    }
     Ok(resolved)
+}
+
+/// Creates a table if it is missing (its data survives restarts of the stack as long as the emulator does).
+async fn provision_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    prefix: &str,
+    table: &Table,
+) -> Result<(String, String), StackError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+    let name = local_name(prefix, &table.logical_id);
+    let built = |e: aws_sdk_dynamodb::error::BuildError| StackError::Unsupported(e.to_string());
+    let arn = match ddb.describe_table().table_name(&name).send().await {
+        Ok(d) => d
+            .table()
+            .and_then(|t| t.table_arn())
+            .unwrap_or_default()
+            .to_owned(),
+        Err(_) => {
+            let created = ddb
+                .create_table()
+                .table_name(&name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(&table.partition_key)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .map_err(built)?,
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(&table.partition_key)
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .map_err(built)?,
+                )
+                .send()
+                .await
+                .map_err(|e| aws(format!("CreateTable {name}"), e))?;
+            if let Some(attr) = &table.ttl_attribute {
+                ddb.update_time_to_live()
+                    .table_name(&name)
+                    .time_to_live_specification(
+                        TimeToLiveSpecification::builder()
+                            .attribute_name(attr)
+                            .enabled(true)
+                            .build()
+                            .map_err(built)?,
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| aws(format!("UpdateTimeToLive {name}"), e))?;
+            }
+            created
+                .table_description()
+                .and_then(|t| t.table_arn())
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    Ok((name, arn))
 }
 
 async fn wait_active(
@@ -215,6 +299,9 @@ fn resolve(value: &Value, app: &App, resolved: &Resolved) -> Option<String> {
                 .and_then(Value::as_str)
                 .unwrap_or("Arn");
             if let Some((name, arn)) = resolved.streams.get(id) {
+                return Some(if is_ref { name.clone() } else { arn.clone() });
+            }
+            if let Some((name, arn)) = resolved.tables.get(id) {
                 return Some(if is_ref { name.clone() } else { arn.clone() });
             }
             if let Some(arn) = resolved.secrets.get(id) {

@@ -177,6 +177,25 @@ impl Envelope {
         &mut self.extensions
     }
 
+    /// What must match for two deliveries under one event id to be the same event: its source, type, subject and
+    /// data, as canonical JSON. Not `time`, which ingest fills in from the receipt when a producer leaves it out,
+    /// so a producer's retry of the same event differs there; nor extensions (transport metadata such as trace
+    /// context). The idempotency records hash this to tell a redelivery from an id reused for another event.
+    pub fn content_bytes(&self) -> Vec<u8> {
+        struct Content<'a>(&'a Envelope);
+        impl Serialize for Content<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(4))?;
+                map.serialize_entry("source", &self.0.source)?;
+                map.serialize_entry("type", self.0.event_type().as_str())?;
+                map.serialize_entry("subject", &self.0.subject)?;
+                self.0.event.serialize_data(&mut map)?;
+                map.end()
+            }
+        }
+        serde_json::to_vec(&Content(self)).unwrap_or_default()
+    }
+
     /// Gives up the envelope for its event.
     pub fn into_event(self) -> Event {
         self.event
@@ -703,6 +722,25 @@ mod tests {
         // And it survives the trip through a Kinesis record.
         let decoded = Envelope::decode(&serde_json::to_vec(&first).unwrap()).unwrap();
         assert_eq!(decoded, first);
+    }
+
+    #[test]
+    fn the_content_of_an_event_ignores_its_time_but_not_its_data() {
+        let a = parse(&signed_up()).unwrap();
+        let later = parse(&with(signed_up(), "/time", json!("2026-11-22T11:00:05Z"))).unwrap();
+        assert_ne!(a, later);
+        assert_eq!(
+            a.content_bytes(),
+            later.content_bytes(),
+            "a retry with a new time"
+        );
+        for (pointer, value) in [
+            ("/data/name", json!("Bob")),
+            ("/source", json!("/elsewhere")),
+        ] {
+            let other = parse(&with(signed_up(), pointer, value)).unwrap();
+            assert_ne!(a.content_bytes(), other.content_bytes(), "{pointer}");
+        }
     }
 
     #[test]

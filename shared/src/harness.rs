@@ -15,7 +15,8 @@
 //!
 //! - With [`Harness::with_idempotency`], each record is first claimed in an [`IdempotencyStore`] under
 //!   `(consumer, event id)`: a record already completed is skipped (a redelivery), one in progress elsewhere is a
-//!   retryable failure, and an id reused for another payload is a permanent one. A handled or dead-lettered
+//!   retryable failure, and an id reused for another event (other source, type, subject or data; see
+//!   [`Envelope::content_bytes`]) is a permanent one. A handled or dead-lettered
 //!   record is completed; a retryable failure releases its claim. A crash between the effect and the completion
 //!   leaves the claim to expire, after which the record is handled again: effects that must happen once either
 //!   commit with their completion (`DynamoIdempotency::completion`) or carry a deterministic idempotency key.
@@ -465,10 +466,9 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
         // Without a store (`NoIdempotency`) there is nothing to hash or claim.
         let keeps = self.idempotency.keeps_records();
         let (claim_key, hash) = if keeps {
-            let payload = serde_json::to_vec(&envelope).unwrap_or_default();
             (
                 idempotency::key(name, envelope.id()),
-                idempotency::payload_hash(&payload),
+                idempotency::payload_hash(&envelope.content_bytes()),
             )
         } else {
             (String::new(), String::new())
@@ -1177,7 +1177,7 @@ mod tests {
         use crate::idempotency::{key, payload_hash, MemoryIdempotency};
 
         fn hash_of(bytes: &[u8]) -> String {
-            payload_hash(&serde_json::to_vec(&Envelope::decode(bytes).unwrap()).unwrap())
+            payload_hash(&Envelope::decode(bytes).unwrap().content_bytes())
         }
 
         fn now() -> i64 {

@@ -132,6 +132,7 @@ async fn latest_skips_old_records_and_child_shards_follow_their_parent() {
         kinesis: kinesis.clone(),
         sqs: None,
         secrets: None,
+        dynamodb: None,
     };
     let resolved = provision(&app, "t", &clients).await.unwrap();
     put(&kinesis, "k", "before-start").await;

@@ -378,6 +378,19 @@ impl LocalStack {
             .build();
         aws_sdk_sqs::Client::from_conf(config)
     }
+
+    /// A DynamoDB client for the stack's moto.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "tests",
+            ))
+            .endpoint_url(&self.sqs_endpoint)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
 }
 
 impl Drop for LocalStack {

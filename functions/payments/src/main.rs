@@ -1,13 +1,8 @@
-//! The payments consumer's entry point.
+//! The payments consumer's entry point: the adapters come from the environment (`tubes_shared::runtime`).
 
 use tubes_shared::effects::LogEffects;
-use tubes_shared::harness::LogDeadLetters;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tubes_shared::runtime::serve(
-        tubes_consumer_payments::consumer(LogEffects),
-        LogDeadLetters,
-    )
-    .await
+    tubes_shared::runtime::serve(tubes_consumer_payments::consumer(LogEffects)).await
 }

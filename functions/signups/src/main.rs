@@ -1,9 +1,8 @@
-//! The signups consumer's entry point.
+//! The signups consumer's entry point: the adapters come from the environment (`tubes_shared::runtime`).
 
 use tubes_shared::effects::LogEffects;
-use tubes_shared::harness::LogDeadLetters;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tubes_shared::runtime::serve(tubes_consumer_signups::consumer(LogEffects), LogDeadLetters).await
+    tubes_shared::runtime::serve(tubes_consumer_signups::consumer(LogEffects)).await
 }

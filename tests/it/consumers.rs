@@ -1,0 +1,176 @@
+//! The real consumers on the local stack (`template.yaml`, as deployed): idempotency records in the template's
+//! DynamoDB table and dead letters on each consumer's SQS queue, both on moto, wired by the environment that
+//! `tubes-local provision` resolves from the template.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use tubes_tests::LocalStack;
+
+const DEADLINE: Duration = Duration::from_secs(240);
+
+fn signup(id: &str, user: &str) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "/e2e", "type": "user.signed_up", "data": {
+        "user_id": user, "email": format!("{user}@example.com"), "name": "Ada", "marketing_opt_in": false,
+        "signed_up_at": "2026-11-22T10:00:00Z"}})
+}
+
+async fn post(http: &reqwest::Client, stack: &LocalStack, event: &Value) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        // The first request may meet ingest's cold start; anything but 202 is retried until the deadline.
+        if let Ok(resp) = http
+            .post(format!("{}/events", stack.http))
+            .header("content-type", "application/cloudevents+json")
+            .body(event.to_string())
+            .send()
+            .await
+        {
+            if resp.status() == 202 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "ingest never accepted {event}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Lines of the functions' log that mention `needle`.
+fn log_lines(stack: &LocalStack, needle: &str) -> Vec<String> {
+    std::fs::read_to_string(stack.state.join("functions.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked_with_its_payload()
+{
+    let stack = LocalStack::start(
+        "template.yaml",
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    );
+    let http = reqwest::Client::new();
+    let ddb = stack.dynamodb();
+    let id = format!("evt-{}", uuid::Uuid::now_v7());
+
+    // The same event twice (a producer's retry that reached ingest twice): two records on the stream.
+    let event = signup(&id, "usr_idem");
+    post(&http, &stack, &event).await;
+    post(&http, &stack, &event).await;
+
+    // The first is handled and its record completed in the template's table…
+    let key = tubes_shared::idempotency::key(tubes_consumer_signups::NAME, &id);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let item = ddb
+            .get_item()
+            .table_name("tubes-IdempotencyTable")
+            .key("key", AttributeValue::S(key.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.item);
+        let status = item
+            .as_ref()
+            .and_then(|i| i.get("status"))
+            .and_then(|s| s.as_s().ok())
+            .cloned();
+        let duplicate = log_lines(&stack, "duplicate: already handled")
+            .iter()
+            .any(|l| l.contains(&id));
+        if status.as_deref() == Some("COMPLETED") && duplicate {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no completed record and duplicate for {key} (status {status:?}, duplicate seen: {duplicate})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // …and the second was skipped: each effect of the signup happened once.
+    let effects = log_lines(&stack, &format!("event_id={id}"));
+    let effects: Vec<&String> = effects.iter().filter(|l| l.contains(" effect ")).collect();
+    assert_eq!(
+        effects.len(),
+        tubes_consumer_signups::EFFECTS.len(),
+        "one of each effect: {effects:#?}"
+    );
+
+    // A record that passes the mapping's filter but is no valid event: parked with its bytes, the shard goes on.
+    let poison = json!({"specversion": "1.0", "id": "poison-1", "type": "user.signed_up", "data": {"user_id": 7}});
+    let poison_bytes = serde_json::to_vec(&poison).unwrap();
+    stack
+        .kinesis()
+        .put_record()
+        .stream_name("tubes-EventStream")
+        .partition_key("usr_poison")
+        .data(aws_sdk_kinesis::primitives::Blob::new(poison_bytes.clone()))
+        .send()
+        .await
+        .unwrap();
+    let after = signup(&format!("evt-{}", uuid::Uuid::now_v7()), "usr_poison");
+    post(&http, &stack, &after).await;
+
+    let sqs = stack.sqs();
+    let queue = sqs
+        .get_queue_url()
+        .queue_name("tubes-SignupsDeadLetterQueue")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let letter: Value = loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let found = received.messages().iter().find_map(|m| {
+            let body: Value = serde_json::from_str(m.body().unwrap_or_default()).ok()?;
+            (body["partition_key"] == "usr_poison").then_some(body)
+        });
+        if let Some(letter) = found {
+            break letter;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison record was not parked"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(letter["consumer"], "signups", "{letter}");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid event"),
+        "{letter}"
+    );
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(letter["payload_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(payload, poison_bytes, "the full payload, for redrive");
+
+    // The next record of the same key was not blocked by it.
+    let after_id = after["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + DEADLINE;
+    while log_lines(&stack, &format!("event_id={after_id}")).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the record after the poison one was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
