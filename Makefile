@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template lint bench bench-local schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq lint bench bench-local schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -27,6 +27,12 @@ check-template: bootstrap ## cfn-lint, sam validate (--lint), cfn-lint on the SA
 .PHONY: openapi
 openapi: bootstrap ## The API contract: openapi.yaml against the code, and schemathesis against the local stack.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo test -p tubes-tests --test it --locked -- contract::
+
+dlq: ## Dead letters of the local stack: make dlq ARGS="list tubes-SignupsDeadLetterQueue" (list | show | redrive).
+	AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
+	AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$${TUBES_KINESIS_PORT:-4568} \
+	AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+	  cargo run -q -p tubes-ops --bin tubes-dlq -- $(ARGS)
 
 lint: ## rustfmt and clippy, as CI runs them.
 	cargo fmt --all --check

@@ -16,8 +16,8 @@
 //! - With [`Harness::with_idempotency`], each record is first claimed in an [`IdempotencyStore`] under
 //!   `(consumer, event id)`: a record already completed is skipped (a redelivery), one in progress elsewhere is a
 //!   retryable failure, and an id reused for another event (other source, type, subject or data; see
-//!   [`Envelope::content_bytes`]) is a permanent one. A handled or dead-lettered
-//!   record is completed; a retryable failure releases its claim. A crash between the effect and the completion
+//!   [`Envelope::content_bytes`]) is a permanent one. A handled record is completed; a
+//!   retryable failure or a dead-lettered record releases its claim (a redrive after the fix is then handled). A crash between the effect and the completion
 //!   leaves the claim to expire, after which the record is handled again: effects that must happen once either
 //!   commit with their completion (`DynamoIdempotency::completion`) or carry a deterministic idempotency key.
 //! - [`Harness::run_until`] takes the invocation's deadline: claims expire with the invocation, so a redelivery
@@ -517,8 +517,9 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
                 return Outcome::Failed;
             }
         }
-        // Handled: completed. Failed retryably: released for the redelivery. Failed for good: completed once
-        // the dead letter is stored, released if it could not be.
+        // Handled: completed. Failed retryably: released for the redelivery. Failed for good: released too, once
+        // the dead letter is stored, so that a redrive after the fix is handled, not skipped as done (a
+        // redelivery by Lambda parks it again; `tubes-dlq redrive` puts such twins back once).
         match self.consumer.handle(&envelope).await {
             Ok(()) => {
                 self.finish(&claim_key, &hash, true).await;
@@ -537,8 +538,7 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
             }
             Err(err) => {
                 let outcome = self.dead_letter(letter(err.to_string())).await;
-                self.finish(&claim_key, &hash, outcome == Outcome::DeadLettered)
-                    .await;
+                self.finish(&claim_key, &hash, false).await;
                 outcome
             }
         }
@@ -1334,6 +1334,31 @@ mod tests {
             let letters = dlq.letters.lock().unwrap();
             assert!(letters[0].reason.contains("different payload"));
             assert_eq!(letters[0].partition_key, "u9");
+        }
+
+        #[tokio::test]
+        async fn a_dead_lettered_record_is_handled_when_redriven_after_the_fix() {
+            let bytes = event(&[("u1", signup("u1", "x"))]);
+            let store = MemoryIdempotency::default();
+            let dlq = MemoryDeadLetters::default();
+            let broken = Recorder {
+                permanent: vec!["x"],
+                ..Recorder::default()
+            };
+            let report = Harness::new(broken, &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default())
+                .run(serde_json::from_slice(&bytes).unwrap())
+                .await;
+            assert_eq!(report.dead_lettered, 1);
+            // The fix is deployed; the redriven record arrives.
+            let fixed = Harness::new(Recorder::default(), &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default());
+            let report = fixed.run(serde_json::from_slice(&bytes).unwrap()).await;
+            assert_eq!((report.handled, report.duplicates), (1, 0));
+            // And only once.
+            let report = fixed.run(serde_json::from_slice(&bytes).unwrap()).await;
+            assert_eq!((report.handled, report.duplicates), (0, 1));
+            assert_eq!(*fixed.consumer().handled.lock().unwrap(), ["x"]);
         }
 
         #[tokio::test]

@@ -10,4 +10,5 @@ mod idempotency;
 mod ingest_faults;
 mod local_stack;
 mod pipeline;
+mod redrive;
 mod schemas;
