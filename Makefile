@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq lint bench bench-local schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq lint bench bench-local bench-consumer schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer l
 
 schemas: ## Regenerate schemas/ (the events' JSON Schemas) from the catalogue's types.
 	UPDATE_SCHEMAS=1 cargo test -q -p tubes-shared --test schemas
+
+bench-consumer: bootstrap ## Consumer records/s per invocation with idempotency records in DynamoDB (moto) vs without.
+	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q --release -p tubes-tests --example consumer_figures
 
 FUZZ_SECS ?= 60
 fuzz: ## Fuzz the ingest handler and the envelope parser (cargo fuzz on nightly; FUZZ_SECS per target).

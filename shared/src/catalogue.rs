@@ -99,6 +99,12 @@ catalogue! {
     PaymentProcessed = "payment.processed" => PaymentProcessed,
     /// A payment was refused; `reason` says why.
     PaymentFailed = "payment.failed" => PaymentFailed,
+    /// An account was opened, in one currency.
+    AccountOpened = "account.opened" => AccountOpened,
+    /// Money arrived on an account.
+    AccountCredited = "account.credited" => AccountCredited,
+    /// No payment may be taken from an account any more.
+    AccountFrozen = "account.frozen" => AccountFrozen,
     /// A person created an account.
     UserSignedUp = "user.signed_up" => UserSignedUp,
     /// A person left a mailing list.
@@ -264,6 +270,106 @@ impl Validate for PaymentFailed {
     }
 }
 
+/// `account.opened`: an account exists, holds `currency` only, and starts with a balance of zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountOpened {
+    /// The account's id, the aggregate.
+    #[schemars(schema_with = "crate::schema::id")]
+    pub account_id: String,
+    /// The only currency of its balance and payments (ISO 4217).
+    #[schemars(schema_with = "crate::schema::currency")]
+    pub currency: String,
+    /// The largest single payment it allows, in minor units; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::opt_amount")]
+    pub per_payment_limit: Option<i64>,
+    /// When it was opened (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
+    pub opened_at: OffsetDateTime,
+}
+
+impl EventData for AccountOpened {
+    fn aggregate_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+impl Validate for AccountOpened {
+    fn validate(&self, c: &mut Checker) {
+        c.id("/data/account_id", &self.account_id);
+        c.currency("/data/currency", &self.currency);
+        if let Some(limit) = self.per_payment_limit {
+            c.amount("/data/per_payment_limit", limit);
+        }
+    }
+}
+
+/// `account.credited`: `amount` arrived on the account; counted once per `credit_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountCredited {
+    /// The credit's id, unique per credit.
+    #[schemars(schema_with = "crate::schema::id")]
+    pub credit_id: String,
+    /// The account, the aggregate.
+    #[schemars(schema_with = "crate::schema::id")]
+    pub account_id: String,
+    /// Amount in minor units.
+    #[schemars(schema_with = "crate::schema::amount")]
+    pub amount: i64,
+    /// ISO 4217 code; must be the account's.
+    #[schemars(schema_with = "crate::schema::currency")]
+    pub currency: String,
+    /// When the money arrived (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
+    pub credited_at: OffsetDateTime,
+}
+
+impl EventData for AccountCredited {
+    fn aggregate_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+impl Validate for AccountCredited {
+    fn validate(&self, c: &mut Checker) {
+        c.id("/data/credit_id", &self.credit_id);
+        c.id("/data/account_id", &self.account_id);
+        c.amount("/data/amount", self.amount);
+        c.currency("/data/currency", &self.currency);
+    }
+}
+
+/// `account.frozen`: payments from the account are refused from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountFrozen {
+    /// The account, the aggregate.
+    #[schemars(schema_with = "crate::schema::id")]
+    pub account_id: String,
+    /// Why, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::opt_description_text")]
+    pub reason: Option<String>,
+    /// When it was frozen (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
+    pub frozen_at: OffsetDateTime,
+}
+
+impl EventData for AccountFrozen {
+    fn aggregate_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+impl Validate for AccountFrozen {
+    fn validate(&self, c: &mut Checker) {
+        c.id("/data/account_id", &self.account_id);
+        c.opt_text("/data/reason", self.reason.as_deref(), MAX_DESCRIPTION);
+    }
+}
+
 /// `user.signed_up`: a person created an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct UserSignedUp {
@@ -366,7 +472,7 @@ mod tests {
 
     #[test]
     fn every_type_round_trips_its_name() {
-        assert_eq!(EventType::ALL.len(), 5);
+        assert_eq!(EventType::ALL.len(), 8);
         for ty in EventType::ALL {
             assert_eq!(EventType::parse(ty.as_str()), Some(*ty));
         }

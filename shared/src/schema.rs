@@ -83,6 +83,14 @@ pub fn amount(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// An optional amount in minor units (`null` or absent: none).
+pub fn opt_amount(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["integer", "null"], "minimum": 1, "maximum": MAX_AMOUNT_MINOR,
+        "description": "Integer minor units of the currency (cents for EUR); a whole number, written without a fraction."
+    })
+}
+
 fn text(max: usize, nullable: bool) -> Schema {
     let ty = if nullable {
         json!(["string", "null"])

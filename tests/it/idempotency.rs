@@ -256,3 +256,62 @@ async fn the_harness_handles_a_redelivered_batch_once() {
     assert_eq!((second.handled, second.duplicates), (1, 3));
     assert_eq!(*counter.0.lock().unwrap(), ["a", "b", "c", "d"]);
 }
+
+/// Like [`Counter`], but each record takes a while: two invocations overlap for real.
+#[derive(Default)]
+struct SlowCounter(std::sync::Mutex<Vec<String>>);
+
+impl tubes_shared::Consumer for &SlowCounter {
+    type Error = Never;
+    fn name(&self) -> &'static str {
+        "counter"
+    }
+    fn subscriptions(&self) -> &'static [tubes_shared::EventType] {
+        tubes_shared::EventType::ALL
+    }
+    async fn handle(&self, envelope: &tubes_shared::Envelope) -> Result<(), Never> {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        self.0.lock().unwrap().push(envelope.id().to_owned());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn two_invocations_of_the_same_batch_have_each_effect_once() {
+    let moto = Moto::start().await;
+    let client = moto.dynamodb();
+    table(&client, "idem", "key").await;
+    let counter = SlowCounter::default();
+    // Two invocations at once on one batch (a retry after a timeout while the first still runs), each with its
+    // own client, as two Lambda instances would have.
+    let harness = || {
+        tubes_shared::Harness::new(&counter, tubes_shared::harness::LogDeadLetters)
+            .with_idempotency(
+                DynamoIdempotency::new(moto.dynamodb(), "idem"),
+                tubes_shared::harness::IdempotencyTimes::default(),
+            )
+    };
+    let (one, two) = (harness(), harness());
+    let ids = ["a", "b", "c", "d", "e", "f"];
+    let (r1, r2) = tokio::join!(one.run(batch(&ids)), two.run(batch(&ids)));
+    let mut handled = counter.0.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(handled, ids, "each record once across both invocations");
+    assert_eq!(r1.handled + r2.handled, ids.len());
+    // What one found in progress at the other, it reported for redelivery; the redelivery skips it.
+    assert_eq!(
+        r1.failed + r2.failed + r1.duplicates + r2.duplicates,
+        ids.len(),
+        "every record the loser met was done or in progress elsewhere"
+    );
+    let again = harness().run(batch(&ids)).await;
+    assert_eq!((again.handled, again.duplicates), (0, ids.len()));
+
+    // A crash after the effects and their completions, before Lambda got the answer: the batch comes again and
+    // nothing happens twice.
+    let crashed = harness().run(batch(&["g"])).await;
+    drop(crashed);
+    let redelivered = harness().run(batch(&["g"])).await;
+    assert_eq!((redelivered.handled, redelivered.duplicates), (0, 1));
+    assert_eq!(counter.0.lock().unwrap().len(), ids.len() + 1);
+}

@@ -9,6 +9,7 @@ mod esm;
 mod idempotency;
 mod ingest_faults;
 mod local_stack;
+mod payments;
 mod pipeline;
 mod redrive;
 mod schemas;

@@ -106,16 +106,19 @@ async fn a_posted_signup_reaches_the_stream_and_the_signups_consumer() {
         .all(|e| e.event_id == id && e.aggregate_id == "usr_42"));
 
     // And the payments consumer, had the filter let it through, would skip it
-    let payment_effects = MemoryEffects::default();
+    let (ledger, outcomes) = (
+        tubes_consumer_payments::MemoryLedger::default(),
+        tubes_shared::publish::MemoryPublisher::default(),
+    );
     let payments = Harness::new(
-        tubes_consumer_payments::consumer(&payment_effects),
+        tubes_consumer_payments::Payments::new(&ledger, &outcomes),
         LogDeadLetters,
     );
     let report = payments
         .run(serde_json::from_slice::<KinesisBatch>(&event).unwrap())
         .await;
     assert_eq!((report.handled, report.skipped), (0, 1));
-    assert!(payment_effects.applied().is_empty());
+    assert!(outcomes.written().is_empty());
 }
 
 #[tokio::test]

@@ -16,6 +16,14 @@ fn base(ty: &str) -> Value {
             "currency": "EUR", "processed_at": "2026-11-22T10:00:00Z"}),
         "payment.failed" => json!({"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250,
             "currency": "EUR", "reason": "insufficient_funds", "failed_at": "2026-11-22T10:00:00Z"}),
+        "account.opened" => {
+            json!({"account_id": "acc_1", "currency": "EUR", "per_payment_limit": 50000,
+            "opened_at": "2026-11-22T10:00:00Z"})
+        }
+        "account.credited" => json!({"credit_id": "crd_1", "account_id": "acc_1", "amount": 5000,
+            "currency": "EUR", "credited_at": "2026-11-22T10:00:00Z"}),
+        "account.frozen" => json!({"account_id": "acc_1", "reason": "fraud review",
+            "frozen_at": "2026-11-22T10:00:00Z"}),
         "user.signed_up" => json!({"user_id": "usr_1", "email": "ada@example.com", "name": "Ada",
             "locale": "pt-BR", "marketing_opt_in": true, "signed_up_at": "2026-11-22T10:00:00Z"}),
         "user.unsubscribed" => {
@@ -38,6 +46,21 @@ fn cases() -> Vec<(String, Value)> {
         change(&mut event);
         cases.push((format!("{ty}: {label}"), event));
     };
+    with("account.opened", "no limit", &|e| {
+        e["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("per_payment_limit");
+    });
+    with("account.opened", "null limit", &|e| {
+        e["data"]["per_payment_limit"] = json!(null)
+    });
+    with("account.opened", "zero limit", &|e| {
+        e["data"]["per_payment_limit"] = json!(0)
+    });
+    with("account.credited", "no credit id", &|e| {
+        e["data"].as_object_mut().unwrap().remove("credit_id");
+    });
     let paid = "payment.received";
     with(paid, "zero amount", &|e| e["data"]["amount"] = json!(0));
     with(paid, "negative amount", &|e| {
