@@ -96,7 +96,8 @@ spawn cargo lambda watch "${reload[@]}" --invoke-address 127.0.0.1 --invoke-port
   --env-var "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER" \
   --env-var "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" \
   --env-var AWS_REGION=us-east-1 --env-var AWS_ACCESS_KEY_ID=local --env-var AWS_SECRET_ACCESS_KEY=local \
-  --env-var AWS_EC2_METADATA_DISABLED=true --env-var "TUBES_STATE_DIR=$state" >"$state/functions.log" 2>&1
+  --env-var AWS_EC2_METADATA_DISABLED=true --env-var "TUBES_STATE_DIR=$state" \
+  --env-var "TUBES_OUTBOX=$state/outbox.jsonl" >"$state/functions.log" 2>&1
 watch_pid=${pids[-1]}
 for _ in $(seq 1 600); do
   # Long enough for ingest's first (cold) answer: a client that gives up leaves the runtime an orphan invocation.

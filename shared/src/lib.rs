@@ -8,6 +8,8 @@
 //! - [`publish`]: the [`Publisher`] port and its Kinesis adapter, which checks every `PutRecords` entry.
 //! - [`effects`]: the port through which consumers act on the world, with deterministic idempotency keys.
 //! - [`dlq`]: dead letters as SQS messages (the consumers' dead-letter queues).
+//! - [`mail`]: the e-mail port (an outbox file locally), once per idempotency key.
+//! - [`users`]: the users directory of the signup flow (profiles, mailing lists), in DynamoDB.
 //! - [`idempotency`]: claim / complete records per `(consumer, event id)`, in DynamoDB, so effects happen once.
 //! - [`harness`]: decode a Lambda Kinesis batch, dispatch to a typed [`Consumer`], answer with checkpoints;
 //!   [`runtime::serve`] runs one as a Lambda function.
@@ -21,9 +23,11 @@ pub mod envelope;
 pub mod harness;
 pub mod idempotency;
 pub mod lambda_event;
+pub mod mail;
 pub mod publish;
 pub mod runtime;
 pub mod schema;
+pub mod users;
 pub mod validate;
 pub mod violation;
 

@@ -6,9 +6,10 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tubes_ingest::{Config, Ingest};
-use tubes_shared::effects::MemoryEffects;
 use tubes_shared::harness::LogDeadLetters;
 use tubes_shared::lambda_event::kinesis_event;
+use tubes_shared::mail::MemoryMailer;
+use tubes_shared::users::MemoryDirectory;
 use tubes_shared::{Harness, KinesisBatch, KinesisPublisher};
 use tubes_tests::KinesisLocal;
 
@@ -91,19 +92,24 @@ async fn a_posted_signup_reaches_the_stream_and_the_signups_consumer() {
         Some(arn.as_str())
     );
 
-    // And the signups consumer handles it: every effect, for this user, keyed by this event
-    let effects = MemoryEffects::default();
-    let signups = Harness::new(tubes_consumer_signups::consumer(&effects), LogDeadLetters);
+    // And the signups consumer handles it: the profile, and the welcome e-mail for this user
+    let (directory, mailer) = (MemoryDirectory::default(), MemoryMailer::default());
+    let signups = Harness::new(
+        tubes_consumer_signups::Signups::new(&directory, &mailer),
+        LogDeadLetters,
+    );
     let report = signups
         .run(serde_json::from_slice::<KinesisBatch>(&event).unwrap())
         .await;
-    assert_eq!(report.handled, 1);
+    assert_eq!(report.handled, 1, "{id}");
     assert!(report.response.batch_item_failures.is_empty());
-    let applied = effects.applied();
-    assert_eq!(applied.len(), tubes_consumer_signups::EFFECTS.len());
-    assert!(applied
-        .iter()
-        .all(|e| e.event_id == id && e.aggregate_id == "usr_42"));
+    assert!(directory.profile("usr_42").is_some());
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].idempotency_key,
+        tubes_consumer_signups::welcome_key("usr_42")
+    );
 
     // And the payments consumer, had the filter let it through, would skip it
     let (ledger, outcomes) = (

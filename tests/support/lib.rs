@@ -22,12 +22,25 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A free TCP port on loopback (bound, then released for the child to take).
+/// A free TCP port (bound, then released for the child to take), from 20000–31999: below Linux's ephemeral range
+/// (32768–60999), so no outgoing connection takes it between now and the moment the child binds it, which for a
+/// local stack is after a build, minutes later (an ephemeral port once was, and kinesis-local could not start).
+/// Candidates differ per process and per call, so concurrent tests do not pick the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7_919)) % 12_000) as u16;
+        // kinesis-local binds every interface, the others loopback: the port must be free on both.
+        if TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port in 20000–31999")
 }
 
 /// A moto server (DynamoDB, SQS, Secrets Manager) of our own, from the tools' virtualenv; killed when dropped.
@@ -417,7 +430,9 @@ impl Drop for LocalStack {
 fn free_kinesis_port() -> u16 {
     loop {
         let p = free_port();
-        if p > 1025 && TcpListener::bind(("127.0.0.1", p - 1)).is_ok() {
+        if TcpListener::bind(("0.0.0.0", p - 1)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p - 1)).is_ok()
+        {
             return p;
         }
     }
