@@ -190,6 +190,9 @@ pub struct PaymentProcessed {
     /// ISO 4217 code.
     #[schemars(schema_with = "crate::schema::currency")]
     pub currency: String,
+    /// Where the payer is told of the outcome (from the payment).
+    #[schemars(schema_with = "crate::schema::email")]
+    pub payer_email: String,
     /// When the debit was committed (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(schema_with = "crate::schema::timestamp")]
@@ -208,6 +211,7 @@ impl Validate for PaymentProcessed {
         c.id("/data/account_id", &self.account_id);
         c.amount("/data/amount", self.amount);
         c.currency("/data/currency", &self.currency);
+        c.email("/data/payer_email", &self.payer_email);
     }
 }
 
@@ -242,6 +246,9 @@ pub struct PaymentFailed {
     /// ISO 4217 code.
     #[schemars(schema_with = "crate::schema::currency")]
     pub currency: String,
+    /// Where the payer is told of the outcome (from the payment).
+    #[schemars(schema_with = "crate::schema::email")]
+    pub payer_email: String,
     /// Why it failed.
     pub reason: PaymentFailureReason,
     /// Detail for people; the reason is what machines read.
@@ -266,6 +273,7 @@ impl Validate for PaymentFailed {
         c.id("/data/account_id", &self.account_id);
         c.amount("/data/amount", self.amount);
         c.currency("/data/currency", &self.currency);
+        c.email("/data/payer_email", &self.payer_email);
         c.opt_text("/data/detail", self.detail.as_deref(), MAX_DESCRIPTION);
     }
 }
@@ -504,7 +512,7 @@ mod tests {
 
         let v = Event::decode_data(
             EventType::PaymentFailed,
-            r#"{"payment_id":"p","account_id":"a","amount":1,"currency":"EUR","reason":"bad_luck","failed_at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"payment_id":"p","account_id":"a","amount":1,"currency":"EUR","payer_email":"a@b.co","reason":"bad_luck","failed_at":"2026-01-01T00:00:00Z"}"#,
         )
         .unwrap_err();
         assert_eq!(

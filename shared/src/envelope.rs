@@ -702,6 +702,7 @@ mod tests {
             account_id: "acc_1".into(),
             amount: 1250,
             currency: "EUR".into(),
+            payer_email: "ada@example.com".into(),
             processed_at: cause.time(),
         }
     }
@@ -1026,7 +1027,8 @@ mod tests {
         let failed = json!({
             "specversion": "1.0", "source": "/pay", "type": "payment.failed",
             "data": {"payment_id": "p1", "account_id": "acc_1", "amount": 5, "currency": "JPY",
-                     "reason": "insufficient_funds", "failed_at": "2026-11-22T10:00:00Z"}
+                     "payer_email": "ada@example.com", "reason": "insufficient_funds",
+                     "failed_at": "2026-11-22T10:00:00Z"}
         });
         assert!(parse(&failed).is_ok());
         rejects(
@@ -1036,7 +1038,7 @@ mod tests {
 
         let processed = json!({
             "specversion": "1.0", "source": "/pay", "type": "payment.processed",
-            "data": {"payment_id": "p1", "account_id": "acc_1", "amount": 5, "currency": "USD", "processed_at": "2026-11-22T10:00:00Z"}
+            "data": {"payment_id": "p1", "account_id": "acc_1", "amount": 5, "currency": "USD", "payer_email": "ada@example.com", "processed_at": "2026-11-22T10:00:00Z"}
         });
         assert!(parse(&processed).is_ok());
         rejects(

@@ -195,3 +195,115 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_over_the_balance_is_refused_with_its_reason_and_the_payer_is_told_once() {
+    let stack = LocalStack::start(
+        "template.yaml",
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    );
+    let http = reqwest::Client::new();
+    let account = format!("acc_{}", uuid::Uuid::now_v7().simple());
+    let event = |id: &str, ty: &str, data: Value| json!({"specversion": "1.0", "id": id, "source": "/e2e/bank", "type": ty, "data": data});
+    let pay_id = format!("pay-{account}");
+    for e in [
+        event(
+            &format!("open-{account}"),
+            "account.opened",
+            json!({"account_id": account, "currency": "EUR", "opened_at": "2026-11-22T09:00:00Z"}),
+        ),
+        event(
+            &format!("credit-{account}"),
+            "account.credited",
+            json!({"credit_id": "c1", "account_id": account, "amount": 500, "currency": "EUR",
+                   "credited_at": "2026-11-22T09:30:00Z"}),
+        ),
+        event(
+            &pay_id,
+            "payment.received",
+            json!({"payment_id": "p1", "account_id": account, "amount": 1_250, "currency": "EUR",
+                   "payer_email": "payer@example.com"}),
+        ),
+    ] {
+        post(&http, &stack, &e).await;
+    }
+    // The payment is posted twice (a producer's retry): still one decision, one outcome, one e-mail.
+    post(
+        &http,
+        &stack,
+        &event(
+            &pay_id,
+            "payment.received",
+            json!({"payment_id": "p1", "account_id": account, "amount": 1_250, "currency": "EUR",
+                   "payer_email": "payer@example.com"}),
+        ),
+    )
+    .await;
+
+    // payments refuses it and publishes payment.failed; notifications tells the payer, through the outbox.
+    let outcome = tubes_shared::envelope::derived_id(
+        tubes_consumer_payments::NAME,
+        &pay_id,
+        tubes_shared::EventType::PaymentFailed,
+        0,
+    );
+    let key = tubes_consumer_notifications::notification_key(&outcome.to_string());
+    let outbox = tubes_shared::mail::OutboxMailer::new(stack.state.join("outbox.jsonl"));
+    let deadline = Instant::now() + DEADLINE;
+    let email = loop {
+        if let Some(e) = outbox.read().into_iter().find(|e| e.idempotency_key == key) {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification {key}; outbox: {:#?}",
+            outbox.read()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(email.to, "payer@example.com");
+    assert!(email.text.contains("insufficient_funds"), "{}", email.text);
+    assert!(email.text.contains("12.50 EUR"), "{}", email.text);
+
+    // Nothing was debited, and the decision is recorded once.
+    let ddb = stack.dynamodb();
+    let get = |pk: String| {
+        let ddb = ddb.clone();
+        async move {
+            ddb.get_item()
+                .table_name("tubes-LedgerTable")
+                .key("pk", AttributeValue::S(pk))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap_or_default()
+        }
+    };
+    let balance = get(format!("account#{account}")).await;
+    assert_eq!(balance["balance"].as_n().unwrap(), "500");
+    let decision = get("payment#p1".into()).await;
+    assert_eq!(decision["outcome"].as_s().unwrap(), "failed");
+    assert_eq!(decision["reason"].as_s().unwrap(), "insufficient_funds");
+    // Let the second delivery of the payment be handled too, then: still one e-mail for the outcome.
+    let deadline = Instant::now() + DEADLINE;
+    while log_lines(&stack, "duplicate: already handled")
+        .iter()
+        .filter(|l| l.contains(&pay_id))
+        .count()
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second delivery of {pay_id} was not skipped"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let emails = outbox
+        .read()
+        .into_iter()
+        .filter(|e| e.idempotency_key == key)
+        .count();
+    assert_eq!(emails, 1);
+}

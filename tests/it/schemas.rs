@@ -13,9 +13,10 @@ fn base(ty: &str) -> Value {
         "payment.received" => json!({"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250,
             "currency": "EUR", "payer_email": "ada@example.com", "description": "Rent"}),
         "payment.processed" => json!({"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250,
-            "currency": "EUR", "processed_at": "2026-11-22T10:00:00Z"}),
+            "currency": "EUR", "payer_email": "ada@example.com", "processed_at": "2026-11-22T10:00:00Z"}),
         "payment.failed" => json!({"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250,
-            "currency": "EUR", "reason": "insufficient_funds", "failed_at": "2026-11-22T10:00:00Z"}),
+            "currency": "EUR", "payer_email": "ada@example.com", "reason": "insufficient_funds",
+            "failed_at": "2026-11-22T10:00:00Z"}),
         "account.opened" => {
             json!({"account_id": "acc_1", "currency": "EUR", "per_payment_limit": 50000,
             "opened_at": "2026-11-22T10:00:00Z"})

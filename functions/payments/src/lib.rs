@@ -108,6 +108,7 @@ impl<L: Ledger, P: Publisher> Consumer for Payments<L, P> {
                         account_id: payment.account_id.clone(),
                         amount: payment.amount,
                         currency: payment.currency.clone(),
+                        payer_email: payment.payer_email.clone(),
                         processed_at: at,
                     }
                     .into(),
@@ -116,6 +117,7 @@ impl<L: Ledger, P: Publisher> Consumer for Payments<L, P> {
                         account_id: payment.account_id.clone(),
                         amount: payment.amount,
                         currency: payment.currency.clone(),
+                        payer_email: payment.payer_email.clone(),
                         reason,
                         detail: Some(detail(reason).to_owned()),
                         failed_at: at,
