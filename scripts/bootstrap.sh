@@ -8,15 +8,17 @@ cd "$root"
 
 stamp_ok() { [ -f "$2" ] && cmp -s "$1" "$2"; }
 
-# The stamp is both pin files: a change to either reinstalls.
-cat tools/requirements.txt tools/constraints.txt > .local-pins.tmp
-if ! stamp_ok .local-pins.tmp .venv/.tubes-stamp; then
+# The stamp is both pin files: a change to either reinstalls. A temporary file of this process's own: the tests
+# start several local stacks at once, each running this script (a shared one was removed under another's feet).
+pins=$(mktemp)
+trap 'rm -f "$pins"' EXIT
+cat tools/requirements.txt tools/constraints.txt > "$pins"
+if ! stamp_ok "$pins" .venv/.tubes-stamp; then
   echo "bootstrap: python tools -> .venv" >&2
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt -c tools/constraints.txt
-  cp .local-pins.tmp .venv/.tubes-stamp
+  cp "$pins" .venv/.tubes-stamp
 fi
-rm -f .local-pins.tmp
 
 if ! stamp_ok tools/package-lock.json tools/node_modules/.tubes-stamp; then
   echo "bootstrap: node tools -> tools/node_modules" >&2

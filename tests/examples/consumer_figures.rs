@@ -12,9 +12,6 @@
 
 use std::time::Instant;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use serde_json::json;
 use tubes_shared::harness::{IdempotencyTimes, LogDeadLetters};
 use tubes_shared::idempotency::DynamoIdempotency;
@@ -90,26 +87,7 @@ async fn main() {
         .unwrap_or(15);
     let moto = Moto::start().await;
     let ddb = moto.dynamodb();
-    ddb.create_table()
-        .table_name("idem")
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("key")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("key")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    moto.create_table("idem", "key").await;
 
     println!(
         "consumer harness, {RECORDS}-record batches, {rounds} rounds (median; moto on loopback)\n"

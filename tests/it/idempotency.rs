@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use tubes_shared::idempotency::{key, payload_hash, Claim, DynamoIdempotency, IdempotencyStore};
 use tubes_tests::Moto;
 
@@ -14,35 +11,11 @@ const LOCK: Duration = Duration::from_secs(30);
 const DAY: Duration = Duration::from_secs(86_400);
 const T: i64 = 1_800_000_000_000;
 
-async fn table(client: &aws_sdk_dynamodb::Client, name: &str, key_name: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(key_name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(key_name)
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn claims_follow_the_rules_on_dynamodb() {
     let moto = Moto::start().await;
     let client = moto.dynamodb();
-    table(&client, "idem", "key").await;
+    moto.create_table("idem", "key").await;
     let store = DynamoIdempotency::new(client.clone(), "idem");
     let (k, h) = (key("payments", "evt_1"), payload_hash(b"{\"a\":1}"));
 
@@ -104,7 +77,7 @@ async fn claims_follow_the_rules_on_dynamodb() {
 async fn of_concurrent_claims_exactly_one_wins() {
     let moto = Moto::start().await;
     let client = moto.dynamodb();
-    table(&client, "idem", "key").await;
+    moto.create_table("idem", "key").await;
     let store = DynamoIdempotency::new(client, "idem");
     let (k, h) = (key("signups", "evt_race"), payload_hash(b"x"));
     let claims = futures_join(&store, &k, &h, 16).await;
@@ -133,8 +106,8 @@ async fn futures_join(
 async fn the_effect_and_its_completion_commit_together() {
     let moto = Moto::start().await;
     let client = moto.dynamodb();
-    table(&client, "idem", "key").await;
-    table(&client, "ledger", "entry").await;
+    moto.create_table("idem", "key").await;
+    moto.create_table("ledger", "entry").await;
     let store = DynamoIdempotency::new(client.clone(), "idem");
     let (k, h) = (key("payments", "evt_debit"), payload_hash(b"debit"));
     let debit = |entry: &str| {
@@ -242,7 +215,7 @@ fn batch(ids: &[&str]) -> tubes_shared::KinesisBatch {
 async fn the_harness_handles_a_redelivered_batch_once() {
     let moto = Moto::start().await;
     let client = moto.dynamodb();
-    table(&client, "idem", "key").await;
+    moto.create_table("idem", "key").await;
     let counter = Counter::default();
     let harness = tubes_shared::Harness::new(&counter, tubes_shared::harness::LogDeadLetters)
         .with_idempotency(
@@ -282,8 +255,7 @@ impl tubes_shared::Consumer for &SlowCounter {
 #[tokio::test]
 async fn two_invocations_of_the_same_batch_have_each_effect_once() {
     let moto = Moto::start().await;
-    let client = moto.dynamodb();
-    table(&client, "idem", "key").await;
+    moto.create_table("idem", "key").await;
     let counter = SlowCounter::default();
     // Two invocations at once on one batch (a retry after a timeout while the first still runs), each with its
     // own client, as two Lambda instances would have.

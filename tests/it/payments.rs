@@ -3,9 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use serde_json::{json, Value};
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -21,30 +18,6 @@ use tubes_shared::{Harness, KinesisBatch, KinesisPublisher};
 use tubes_tests::{KinesisLocal, Moto};
 
 const T0: OffsetDateTime = datetime!(2026-11-22 10:00:00 UTC);
-
-async fn table(client: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(key)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(key)
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
 
 fn opened(account: &str, currency: &str, limit: Option<i64>) -> AccountOpened {
     AccountOpened {
@@ -87,7 +60,7 @@ fn refused(decision: Decision) -> Option<PaymentFailureReason> {
 async fn the_ledger_debits_each_payment_once_and_refuses_with_the_right_reason() {
     let moto = Moto::start().await;
     let client = moto.dynamodb();
-    table(&client, "ledger", "pk").await;
+    moto.create_table("ledger", "pk").await;
     let ledger = DynamoLedger::new(client, "ledger");
 
     ledger
@@ -214,8 +187,8 @@ async fn the_payments_consumer_on_real_stores_has_its_effects_once_and_publishes
 {
     let (moto, kinesis) = (Moto::start().await, KinesisLocal::start().await);
     let ddb = moto.dynamodb();
-    table(&ddb, "ledger", "pk").await;
-    table(&ddb, "idem", "key").await;
+    moto.create_table("ledger", "pk").await;
+    moto.create_table("idem", "key").await;
     let arn = kinesis.create_stream("events", 1).await;
     let ledger = DynamoLedger::new(ddb.clone(), "ledger");
     let harness = Harness::new(

@@ -5,9 +5,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::json;
 use tubes_ops::{DeadLetterQueue, Entry};
@@ -73,26 +70,7 @@ async fn a_parked_record_redriven_after_the_fix_has_its_effect_once() {
     let (moto, kinesis) = (Moto::start().await, KinesisLocal::start().await);
     let (sqs, ddb, k) = (moto.sqs(), moto.dynamodb(), kinesis.client());
     let arn = kinesis.create_stream("redrive", 1).await;
-    ddb.create_table()
-        .table_name("idem")
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("key")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("key")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    moto.create_table("idem", "key").await;
     let url = sqs
         .create_queue()
         .queue_name("signups-dlq")
