@@ -231,6 +231,33 @@ pub enum PaymentFailureReason {
     LimitExceeded,
 }
 
+impl PaymentFailureReason {
+    /// Every reason.
+    pub const ALL: [PaymentFailureReason; 5] = [
+        PaymentFailureReason::AccountNotFound,
+        PaymentFailureReason::AccountFrozen,
+        PaymentFailureReason::InsufficientFunds,
+        PaymentFailureReason::CurrencyMismatch,
+        PaymentFailureReason::LimitExceeded,
+    ];
+
+    /// Its wire name, as in the event (`insufficient_funds`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentFailureReason::AccountNotFound => "account_not_found",
+            PaymentFailureReason::AccountFrozen => "account_frozen",
+            PaymentFailureReason::InsufficientFunds => "insufficient_funds",
+            PaymentFailureReason::CurrencyMismatch => "currency_mismatch",
+            PaymentFailureReason::LimitExceeded => "limit_exceeded",
+        }
+    }
+
+    /// The reason with this wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
 /// `payment.failed`: a payment was refused and nothing was debited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentFailed {
@@ -477,6 +504,15 @@ fn is_language_tag(tag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_reasons_are_named_as_serde_writes_them() {
+        for reason in PaymentFailureReason::ALL {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+            assert_eq!(PaymentFailureReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(PaymentFailureReason::parse("gremlins"), None);
+    }
 
     #[test]
     fn every_type_round_trips_its_name() {

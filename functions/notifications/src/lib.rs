@@ -72,7 +72,7 @@ impl<M: Mailer> Consumer for Notifications<M> {
                     "{} was not paid: {} (reason: {}).",
                     money(p.amount, &p.currency),
                     explain(p.reason),
-                    reason_code(p.reason)
+                    p.reason.as_str()
                 ),
                 idempotency_key: notification_key(envelope.id()),
             },
@@ -85,17 +85,6 @@ impl<M: Mailer> Consumer for Notifications<M> {
             "payer notified"
         );
         Ok(())
-    }
-}
-
-/// The reason's wire name (`insufficient_funds`), as in the event.
-fn reason_code(reason: PaymentFailureReason) -> &'static str {
-    match reason {
-        PaymentFailureReason::AccountNotFound => "account_not_found",
-        PaymentFailureReason::AccountFrozen => "account_frozen",
-        PaymentFailureReason::InsufficientFunds => "insufficient_funds",
-        PaymentFailureReason::CurrencyMismatch => "currency_mismatch",
-        PaymentFailureReason::LimitExceeded => "limit_exceeded",
     }
 }
 

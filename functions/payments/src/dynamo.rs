@@ -84,13 +84,6 @@ fn account_of(item: &Item) -> Option<Account> {
     })
 }
 
-fn reason_name(reason: PaymentFailureReason) -> String {
-    serde_json::to_value(reason)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// The decision a payment item records, checked against the payment asking.
 fn decision_of(item: &Item, payment: &PaymentReceived) -> Result<Decision, PaymentsError> {
     let reused = || PaymentsError::PaymentIdReused(payment.payment_id.clone());
@@ -112,7 +105,7 @@ fn decision_of(item: &Item, payment: &PaymentReceived) -> Result<Decision, Payme
         Some("processed") => Ok(Decision::Processed { at }),
         Some("failed") => {
             let reason = get_s(item, "reason")
-                .and_then(|r| serde_json::from_value(serde_json::Value::String(r.to_owned())).ok())
+                .and_then(PaymentFailureReason::parse)
                 .ok_or_else(corrupt)?;
             Ok(Decision::Refused { reason, at })
         }
@@ -219,7 +212,7 @@ impl DynamoLedger {
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(reason) = reason {
-            put = put.item("reason", s(&reason_name(reason)));
+            put = put.item("reason", s(reason.as_str()));
         }
         put.build().map_err(built)
     }
