@@ -1,6 +1,6 @@
 //! The SQS adapter of [`DeadLetters`]: one message per dead letter, with everything needed to understand and
-//! redrive it. The body is JSON ([`DeadLetterMessage`]); `consumer` and `event_type` are also message
-//! attributes, so a queue can be browsed or filtered without parsing bodies.
+//! redrive it. The body is JSON ([`DeadLetterMessage`]); `consumer`, `event_type` and `attempts` are also
+//! message attributes, so a queue can be browsed or filtered without parsing bodies.
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use base64::Engine as _;
@@ -29,6 +29,9 @@ pub struct DeadLetterMessage {
     pub event_type: Option<String>,
     /// Why it failed.
     pub reason: String,
+    /// How many times the consumer tried the record (0: a letter written before attempts were counted).
+    #[serde(default)]
+    pub attempts: u32,
     /// The record's data, base64 (it may not be UTF-8 or JSON).
     pub payload_base64: String,
 }
@@ -48,6 +51,7 @@ impl From<&DeadLetter> for DeadLetterMessage {
             event_id: letter.event_id.clone(),
             event_type: letter.event_type.map(str::to_owned),
             reason: letter.reason.clone(),
+            attempts: letter.attempts,
             payload_base64: base64::engine::general_purpose::STANDARD.encode(&letter.payload),
         }
     }
@@ -78,8 +82,12 @@ impl SqsDeadLetters {
 }
 
 fn attribute(value: &str) -> Result<MessageAttributeValue, DeadLetterError> {
+    typed_attribute("String", value)
+}
+
+fn typed_attribute(data_type: &str, value: &str) -> Result<MessageAttributeValue, DeadLetterError> {
     MessageAttributeValue::builder()
-        .data_type("String")
+        .data_type(data_type)
         .string_value(value)
         .build()
         .map_err(|e| DeadLetterError(e.to_string()))
@@ -94,7 +102,11 @@ impl DeadLetters for SqsDeadLetters {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .message_attributes("consumer", attribute(letter.consumer)?);
+            .message_attributes("consumer", attribute(letter.consumer)?)
+            .message_attributes(
+                "attempts",
+                typed_attribute("Number", &letter.attempts.to_string())?,
+            );
         if let Some(ty) = letter.event_type {
             request = request.message_attributes("event_type", attribute(ty)?);
         }
@@ -108,6 +120,7 @@ impl DeadLetters for SqsDeadLetters {
             consumer = letter.consumer,
             sequence_number = %letter.sequence_number,
             event_id = letter.event_id.as_deref(),
+            attempts = letter.attempts,
             reason = %letter.reason,
             "dead letter queued"
         );

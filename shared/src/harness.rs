@@ -16,10 +16,14 @@
 //! - With [`Harness::with_idempotency`], each record is first claimed in an [`IdempotencyStore`] under
 //!   `(consumer, event id)`: a record already completed is skipped (a redelivery), one in progress elsewhere is a
 //!   retryable failure, and an id reused for another event (other source, type, subject or data; see
-//!   [`Envelope::content_bytes`]) is a permanent one. A handled record is completed; a
-//!   retryable failure or a dead-lettered record releases its claim (a redrive after the fix is then handled). A crash between the effect and the completion
-//!   leaves the claim to expire, after which the record is handled again: effects that must happen once either
-//!   commit with their completion (`DynamoIdempotency::completion`) or carry a deterministic idempotency key.
+//!   [`Envelope::content_bytes`]) is a permanent one. A handled record is completed; a retryable failure or a
+//!   dead-lettered record releases its claim (a redrive after the fix is then handled). A crash between the
+//!   effect and the completion leaves the claim to expire, after which the record is handled again: effects that
+//!   must happen once either commit with their completion (`DynamoIdempotency::completion`) or carry a
+//!   deterministic idempotency key.
+//! - Each claim counts an attempt. A dead letter says how many attempts its record had, and a record whose
+//!   [`Harness::with_max_attempts`]-th attempt fails retryably is parked too (payload included), so it stops
+//!   holding its key back before the event source mapping gives up on the whole batch.
 //! - [`Harness::run_until`] takes the invocation's deadline: claims expire with the invocation, so a redelivery
 //!   after a timeout or a crash is not locked out longer than the invocation could have lived.
 
@@ -80,6 +84,9 @@ pub struct DeadLetter {
     pub event_type: Option<&'static str>,
     /// Why it failed.
     pub reason: String,
+    /// How many times the consumer tried the record, this time included, as its idempotency record counts them
+    /// (1 without a store, or for a record that never reached the consumer).
+    pub attempts: u32,
     /// The record's data (the full payload, for redrive).
     pub payload: Vec<u8>,
 }
@@ -92,7 +99,7 @@ impl DeadLetter {
         (event_source_arn, shard_id): (&Option<String>, &Option<String>),
         (sequence_number, partition_key): (&str, &str),
         envelope: &Envelope,
-        reason: String,
+        (reason, attempts): (String, u32),
     ) -> Self {
         Self {
             consumer,
@@ -103,6 +110,7 @@ impl DeadLetter {
             event_id: Some(envelope.id().to_owned()),
             event_type: Some(envelope.event_type().as_str()),
             reason,
+            attempts,
             payload: serde_json::to_vec(envelope).unwrap_or_default(),
         }
     }
@@ -133,6 +141,7 @@ impl DeadLetters for LogDeadLetters {
             event_id = letter.event_id.as_deref(),
             event_type = letter.event_type,
             payload_bytes = letter.payload.len(),
+            attempts = letter.attempts,
             reason = %letter.reason,
             "dead letter"
         );
@@ -201,12 +210,12 @@ impl IdempotencyStore for NoIdempotency {
         false
     }
     async fn claim(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<Claim, StoreError> {
-        Ok(Claim::Acquired)
+        Ok(Claim::Acquired { attempt: 1 })
     }
     async fn complete(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn release(&self, _: &str, _: &str) -> Result<(), StoreError> {
+    async fn release(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -237,10 +246,17 @@ pub struct Harness<C, D, I = NoIdempotency> {
     idempotency: I,
     times: IdempotencyTimes,
     concurrency: usize,
+    max_attempts: u32,
 }
 
 /// How many partition keys a batch works on at once unless told otherwise ([`Harness::with_concurrency`]).
 pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// After how many attempts a record that keeps failing retryably is parked unless told otherwise
+/// ([`Harness::with_max_attempts`]). Below the event source mapping's `MaximumRetryAttempts` (10 in
+/// `template.yaml`), so the harness parks the record itself, payload included, before the mapping gives up on
+/// the batch and sends only its sequence range to the on-failure destination.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 impl<C: Consumer, D: DeadLetters> Harness<C, D> {
     /// A harness for `consumer`, sending permanent failures to `dead_letters`.
@@ -251,6 +267,7 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
             idempotency: NoIdempotency,
             times: IdempotencyTimes::default(),
             concurrency: DEFAULT_CONCURRENCY,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
     }
 
@@ -266,6 +283,7 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
             idempotency: store,
             times,
             concurrency: self.concurrency,
+            max_attempts: self.max_attempts,
         }
     }
 }
@@ -327,6 +345,14 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
     /// [`DEFAULT_CONCURRENCY`]). The records of one key are always handled one after another, in shard order.
     pub fn with_concurrency(mut self, keys: usize) -> Self {
         self.concurrency = keys.max(1);
+        self
+    }
+
+    /// The same harness, parking a record whose `attempts`-th attempt fails retryably (at least 1; default
+    /// [`DEFAULT_MAX_ATTEMPTS`]). Attempts are counted by the idempotency records, so this needs
+    /// [`Harness::with_idempotency`]: without a store every attempt looks like the first.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
         self
     }
 
@@ -451,6 +477,7 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
                     event_id: None,
                     event_type: None,
                     reason: err.to_string(),
+                    attempts: 1,
                     payload,
                 };
                 return self.dead_letter(letter).await;
@@ -481,19 +508,19 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
                 .claim(&claim_key, &hash, now_ms(), lock)
                 .await
         } else {
-            Ok(Claim::Acquired)
+            Ok(Claim::Acquired { attempt: 1 })
         };
-        let letter = |reason: String| {
+        let letter = |reason: String, attempts: u32| {
             DeadLetter::of(
                 name,
                 (origin.event_source_arn, origin.shard_id),
                 at,
                 &envelope,
-                reason,
+                (reason, attempts),
             )
         };
-        match claim {
-            Ok(Claim::Acquired) => {}
+        let attempt = match claim {
+            Ok(Claim::Acquired { attempt }) => attempt,
             Ok(Claim::Completed) => {
                 tracing::info!(
                     consumer = name,
@@ -512,14 +539,14 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
             }
             Ok(Claim::Conflict) => {
                 return self
-                    .dead_letter(letter("event id reused with a different payload".into()))
+                    .dead_letter(letter("event id reused with a different payload".into(), 1))
                     .await;
             }
             Err(err) => {
                 tracing::warn!(consumer = name, event_id = envelope.id(), error = %err, "idempotency store failed; retried later");
                 return Outcome::Failed;
             }
-        }
+        };
         // Handled: completed. Failed retryably: released for the redelivery. Failed for good: released too, once
         // the dead letter is stored, so that a redrive after the fix is handled, not skipped as done (a
         // redelivery by Lambda parks it again; `tubes-dlq redrive` puts such twins back once).
@@ -528,19 +555,28 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
                 self.finish(&claim_key, &hash, true).await;
                 Outcome::Handled
             }
+            Err(err) if err.is_retryable() && attempt >= self.max_attempts && keeps => {
+                // It kept failing: park it with its payload rather than let it hold its key back until the
+                // event source mapping gives up on the whole batch.
+                let reason = format!("gave up after {attempt} attempts: {err}");
+                let outcome = self.dead_letter(letter(reason, attempt)).await;
+                self.finish(&claim_key, &hash, false).await;
+                outcome
+            }
             Err(err) if err.is_retryable() => {
                 self.finish(&claim_key, &hash, false).await;
                 tracing::warn!(
                     consumer = name,
                     event_id = envelope.id(),
                     sequence_number = %sequence_number,
+                    attempt,
                     error = %err,
                     "retryable failure: the record and later records of its key will be redelivered"
                 );
                 Outcome::Failed
             }
             Err(err) => {
-                let outcome = self.dead_letter(letter(err.to_string())).await;
+                let outcome = self.dead_letter(letter(err.to_string(), attempt)).await;
                 self.finish(&claim_key, &hash, false).await;
                 outcome
             }
@@ -553,13 +589,15 @@ impl<C: Consumer, D: DeadLetters, I: IdempotencyStore> Harness<C, D, I> {
         if !self.idempotency.keeps_records() {
             return;
         }
+        let now = now_ms();
         let result = if done {
-            let now = now_ms();
             self.idempotency
                 .complete(claim_key, hash, now, self.times.ttl)
                 .await
         } else {
-            self.idempotency.release(claim_key, hash).await
+            self.idempotency
+                .release(claim_key, hash, now, self.times.ttl)
+                .await
         };
         if let Err(err) = result {
             tracing::warn!(consumer = self.consumer.name(), key = claim_key, error = %err, "idempotency record not updated");
@@ -1094,9 +1132,11 @@ mod tests {
             ..Recorder::default()
         };
         let dlq = MemoryDeadLetters::default();
-        let harness = Harness::new(consumer, &dlq);
+        // Without idempotency records there is no count of attempts: nothing is parked for them.
+        let harness = Harness::new(consumer, &dlq).with_max_attempts(1);
         // When the batch runs
         let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        assert!(dlq.letters.lock().unwrap().is_empty());
         // Then u1's later event waits, u2 goes on, and Lambda is told to resume at b (the lowest failure)
         let mut handled = harness.consumer().handled.lock().unwrap().clone();
         handled.sort(); // keys run concurrently
@@ -1218,7 +1258,7 @@ mod tests {
                     Duration::from_secs(60),
                 )
                 .await;
-            assert_eq!(held, Ok(Claim::Acquired));
+            assert_eq!(held, Ok(Claim::Acquired { attempt: 1 }));
             let bytes = event(&[
                 ("u1", payload),
                 ("u1", signup("u1", "b")),
@@ -1269,7 +1309,8 @@ mod tests {
             let deadline = now() + 5_000;
             for (probe_ms, expected) in [
                 (deadline - 1_000, Claim::InProgress),
-                (deadline + 2_000, Claim::Acquired),
+                // The harness's claim was the first attempt; the probe's, after the lock, the second.
+                (deadline + 2_000, Claim::Acquired { attempt: 2 }),
             ] {
                 let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
                 let probe = LockProbe {
@@ -1316,9 +1357,68 @@ mod tests {
                 .await;
             assert_eq!(
                 again,
-                Ok(Claim::Acquired),
-                "the redelivery can claim it at once"
+                Ok(Claim::Acquired { attempt: 2 }),
+                "the redelivery can claim it at once, as a second attempt"
             );
+        }
+
+        #[tokio::test]
+        async fn a_record_that_keeps_failing_is_parked_with_its_attempts() {
+            let bytes = event(&[("u1", signup("u1", "b")), ("u1", signup("u1", "c"))]);
+            let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+            let consumer = Recorder {
+                retryable: vec!["b"],
+                ..Recorder::default()
+            };
+            let harness = Harness::new(consumer, &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default())
+                .with_max_attempts(3);
+            // Two deliveries: b fails and holds c back.
+            for _ in 0..2 {
+                let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+                assert_eq!(failures(&report), [seq(1)]);
+                assert_eq!((report.failed, report.held_back), (1, 1));
+            }
+            assert!(dlq.letters.lock().unwrap().is_empty());
+            // The third attempt parks b and goes on to c.
+            let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+            assert!(failures(&report).is_empty(), "{:?}", report.response);
+            assert_eq!((report.dead_lettered, report.handled), (1, 1));
+            assert_eq!(*harness.consumer().handled.lock().unwrap(), ["c"]);
+            let letters = dlq.letters.lock().unwrap();
+            assert_eq!(letters.len(), 1);
+            assert_eq!(letters[0].attempts, 3);
+            assert_eq!(letters[0].sequence_number, seq(1));
+            assert!(
+                letters[0].reason.starts_with("gave up after 3 attempts: "),
+                "{}",
+                letters[0].reason
+            );
+        }
+
+        #[tokio::test]
+        async fn a_permanent_failure_says_which_attempt_it_was() {
+            let bytes = event(&[("u1", signup("u1", "x"))]);
+            let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+            let flaky = Recorder {
+                retryable: vec!["x"],
+                ..Recorder::default()
+            };
+            Harness::new(flaky, &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default())
+                .run(serde_json::from_slice(&bytes).unwrap())
+                .await;
+            let broken = Recorder {
+                permanent: vec!["x"],
+                ..Recorder::default()
+            };
+            Harness::new(broken, &dlq)
+                .with_idempotency(&store, IdempotencyTimes::default())
+                .run(serde_json::from_slice(&bytes).unwrap())
+                .await;
+            let letters = dlq.letters.lock().unwrap();
+            assert_eq!(letters.len(), 1);
+            assert_eq!(letters[0].attempts, 2);
         }
 
         #[tokio::test]

@@ -3,7 +3,10 @@
 //! once.
 //!
 //! A claim is a conditional write. It succeeds when there is no record yet, when a previous holder's lock has
-//! expired (it crashed or timed out mid-effect), or when a completed record has outlived its TTL. Otherwise the
+//! expired (it crashed or timed out mid-effect), when the record was released after a failure, or when a
+//! completed record has outlived its TTL. Each successful claim counts an attempt on the record, so a dead
+//! letter can say how often its record was tried and a consumer can give up on one that keeps failing (a
+//! released record is kept for the TTL for this count). Otherwise the
 //! existing record answers: completed (skip), in progress elsewhere (retry later), or the same id with another
 //! payload (a poison record: the producer reused an id). Times are passed in, so the rules are testable
 //! without waiting.
@@ -17,14 +20,18 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use sha2::{Digest, Sha256};
 
 /// What a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The caller holds the record until its lock expires: do the effect, then complete.
-    Acquired,
+    /// The caller holds the record until its lock expires: do the effect, then complete. `attempt` counts the
+    /// claims of this record so far, this one included (1 on the first).
+    Acquired {
+        /// Which attempt this is, from 1.
+        attempt: u32,
+    },
     /// The effect already happened: skip the record.
     Completed,
     /// Another invocation holds the record: retry the record later.
@@ -76,9 +83,15 @@ pub trait IdempotencyStore: Send + Sync {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Gives a claim back after a retryable failure, so the redelivery can claim it at once.
-    fn release(&self, key: &str, hash: &str)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Gives a claim back after a failure, so the redelivery (or a redrive) can claim it at once. The record
+    /// is kept, released, for `ttl`, so the next claim counts on from its attempts.
+    fn release(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl<S: IdempotencyStore> IdempotencyStore for &S {
@@ -110,13 +123,16 @@ impl<S: IdempotencyStore> IdempotencyStore for &S {
         &self,
         key: &str,
         hash: &str,
+        now_ms: i64,
+        ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).release(key, hash)
+        (**self).release(key, hash, now_ms, ttl)
     }
 }
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
+const RELEASED: &str = "RELEASED";
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -215,35 +231,45 @@ impl IdempotencyStore for DynamoIdempotency {
         let expires_at = lock_expires / 1000 + 1;
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("key", AttributeValue::S(key.to_owned()))
-            .item("status", AttributeValue::S(IN_PROGRESS.into()))
-            .item("hash", AttributeValue::S(hash.to_owned()))
-            .item(
-                "lock_expires_ms",
-                AttributeValue::N(lock_expires.to_string()),
-            )
-            .item("expires_at", AttributeValue::N(expires_at.to_string()))
+            .key("key", AttributeValue::S(key.to_owned()))
+            .update_expression("SET #s = :progress, #h = :h, #l = :lock, #e = :e ADD #a :one")
             .condition_expression(
-                "attribute_not_exists(#k) OR (#s = :progress AND #l < :now) OR #e < :now_s",
+                "attribute_not_exists(#k) OR (#s = :progress AND #l < :now) OR #s = :released OR #e < :now_s",
             )
             .expression_attribute_names("#k", "key")
             .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#h", "hash")
             .expression_attribute_names("#l", "lock_expires_ms")
             .expression_attribute_names("#e", "expires_at")
+            .expression_attribute_names("#a", "attempts")
             .expression_attribute_values(":progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":released", AttributeValue::S(RELEASED.into()))
+            .expression_attribute_values(":h", AttributeValue::S(hash.to_owned()))
+            .expression_attribute_values(":lock", AttributeValue::N(lock_expires.to_string()))
+            .expression_attribute_values(":e", AttributeValue::N(expires_at.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .expression_attribute_values(":now_s", AttributeValue::N((now_ms / 1000).to_string()))
+            .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Acquired),
+            Ok(out) => {
+                let attempt = out
+                    .attributes()
+                    .and_then(|a| a.get("attempts"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| StoreError("UpdateItem: no attempts in the answer".into()))?;
+                Ok(Claim::Acquired { attempt })
+            }
             Err(err) => match err.as_service_error() {
                 Some(e) if e.is_conditional_check_failed_exception() => {
                     let old = match e {
-                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item(),
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
                         _ => None,
                     };
                     let text = |name: &str| {
@@ -253,7 +279,7 @@ impl IdempotencyStore for DynamoIdempotency {
                     };
                     Ok(verdict(text("status"), text("hash"), hash))
                 }
-                _ => Err(dynamo_error("PutItem", err)),
+                _ => Err(dynamo_error("UpdateItem", err)),
             },
         }
     }
@@ -280,17 +306,29 @@ impl IdempotencyStore for DynamoIdempotency {
             .map_err(|e| dynamo_error("UpdateItem", e))
     }
 
-    async fn release(&self, key: &str, hash: &str) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let expires_at = (now_ms + millis(ttl)) / 1000;
         let result = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key("key", AttributeValue::S(key.to_owned()))
+            .update_expression("SET #s = :released, #e = :e REMOVE #l")
             .condition_expression("#s = :progress AND #h = :h")
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#h", "hash")
+            .expression_attribute_names("#e", "expires_at")
+            .expression_attribute_names("#l", "lock_expires_ms")
             .expression_attribute_values(":progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":released", AttributeValue::S(RELEASED.into()))
             .expression_attribute_values(":h", AttributeValue::S(hash.to_owned()))
+            .expression_attribute_values(":e", AttributeValue::N(expires_at.to_string()))
             .send()
             .await;
         match result {
@@ -303,17 +341,25 @@ impl IdempotencyStore for DynamoIdempotency {
             {
                 Ok(())
             }
-            Err(err) => Err(dynamo_error("DeleteItem", err)),
+            Err(err) => Err(dynamo_error("UpdateItem", err)),
         }
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    InProgress,
+    Completed,
+    Released,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
-    completed: bool,
+    status: Status,
     hash: String,
     lock_expires_ms: i64,
     expires_at_ms: i64,
+    attempts: u32,
 }
 
 /// In-memory idempotency records with the rules of [`DynamoIdempotency`], for unit tests.
@@ -339,28 +385,33 @@ impl IdempotencyStore for MemoryIdempotency {
         lock: Duration,
     ) -> Result<Claim, StoreError> {
         let mut entries = self.lock();
-        let free = match entries.get(key) {
-            None => true,
-            Some(e) => {
-                (!e.completed && e.lock_expires_ms < now_ms) || e.expires_at_ms < now_ms - 999
-            }
-        };
-        if !free {
-            let e = &entries[key];
-            let status = if e.completed { COMPLETED } else { IN_PROGRESS };
-            return Ok(verdict(Some(status), Some(&e.hash), hash));
-        }
         let lock_expires_ms = now_ms + millis(lock);
-        entries.insert(
-            key.to_owned(),
-            Entry {
-                completed: false,
-                hash: hash.to_owned(),
-                lock_expires_ms,
-                expires_at_ms: (lock_expires_ms / 1000 + 1) * 1000,
-            },
-        );
-        Ok(Claim::Acquired)
+        let entry = entries.entry(key.to_owned()).or_insert_with(|| Entry {
+            status: Status::Released,
+            hash: hash.to_owned(),
+            lock_expires_ms,
+            expires_at_ms: i64::MAX,
+            attempts: 0,
+        });
+        // DynamoDB compares `expires_at` in whole seconds.
+        let free = entry.status == Status::Released
+            || (entry.status == Status::InProgress && entry.lock_expires_ms < now_ms)
+            || entry.expires_at_ms < now_ms - 999;
+        if !free {
+            let status = match entry.status {
+                Status::Completed => COMPLETED,
+                _ => IN_PROGRESS,
+            };
+            return Ok(verdict(Some(status), Some(&entry.hash), hash));
+        }
+        entry.status = Status::InProgress;
+        hash.clone_into(&mut entry.hash);
+        entry.lock_expires_ms = lock_expires_ms;
+        entry.expires_at_ms = (lock_expires_ms / 1000 + 1) * 1000;
+        entry.attempts += 1;
+        Ok(Claim::Acquired {
+            attempt: entry.attempts,
+        })
     }
 
     async fn complete(
@@ -372,7 +423,7 @@ impl IdempotencyStore for MemoryIdempotency {
     ) -> Result<(), StoreError> {
         match self.lock().get_mut(key) {
             Some(e) if e.hash == hash => {
-                e.completed = true;
+                e.status = Status::Completed;
                 e.expires_at_ms = (now_ms + millis(ttl)) / 1000 * 1000;
                 Ok(())
             }
@@ -382,13 +433,18 @@ impl IdempotencyStore for MemoryIdempotency {
         }
     }
 
-    async fn release(&self, key: &str, hash: &str) -> Result<(), StoreError> {
-        let mut entries = self.lock();
-        if entries
-            .get(key)
-            .is_some_and(|e| !e.completed && e.hash == hash)
-        {
-            entries.remove(key);
+    async fn release(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if let Some(e) = self.lock().get_mut(key) {
+            if e.status == Status::InProgress && e.hash == hash {
+                e.status = Status::Released;
+                e.expires_at_ms = (now_ms + millis(ttl)) / 1000 * 1000;
+            }
         }
         Ok(())
     }
@@ -406,26 +462,40 @@ mod tests {
         let s = MemoryIdempotency::default();
         let (k, h) = (key("payments", "evt_1"), payload_hash(b"{}"));
         let t = 1_800_000_000_000;
-        assert_eq!(s.claim(&k, &h, t, LOCK).await, Ok(Claim::Acquired));
+        let acquired = |attempt| Ok(Claim::Acquired { attempt });
+        assert_eq!(s.claim(&k, &h, t, LOCK).await, acquired(1));
         assert_eq!(s.claim(&k, &h, t + 1, LOCK).await, Ok(Claim::InProgress));
         assert_eq!(s.claim(&k, "other", t + 1, LOCK).await, Ok(Claim::Conflict));
-        // The holder died: after its lock, the record can be claimed again.
-        assert_eq!(s.claim(&k, &h, t + 30_001, LOCK).await, Ok(Claim::Acquired));
-        s.complete(&k, &h, t + 30_002, DAY).await.unwrap();
+        // The holder died: after its lock, the record can be claimed again: a second attempt.
+        assert_eq!(s.claim(&k, &h, t + 30_001, LOCK).await, acquired(2));
+        // Released after a failure: claimable at once, and the attempts count on.
+        s.release(&k, &h, t + 30_002, DAY).await.unwrap();
+        assert_eq!(s.claim(&k, &h, t + 30_003, LOCK).await, acquired(3));
+        // A release with another payload's hash is not ours: the claim stands.
+        s.release(&k, "other", t + 30_004, DAY).await.unwrap();
+        assert_eq!(
+            s.claim(&k, &h, t + 30_005, LOCK).await,
+            Ok(Claim::InProgress)
+        );
+        s.complete(&k, &h, t + 30_006, DAY).await.unwrap();
         assert_eq!(
             s.claim(&k, &h, t + 40_000, LOCK).await,
             Ok(Claim::Completed)
         );
+        // A completed record cannot be released.
+        s.release(&k, &h, t + 40_001, DAY).await.unwrap();
+        assert_eq!(
+            s.claim(&k, &h, t + 40_002, LOCK).await,
+            Ok(Claim::Completed)
+        );
         // Past its TTL a completed record is forgotten.
         assert_eq!(
-            s.claim(&k, &h, t + 30_002 + 86_401_000, LOCK).await,
-            Ok(Claim::Acquired)
+            s.claim(&k, &h, t + 30_006 + 86_401_000, LOCK).await,
+            acquired(4)
         );
-        s.release(&k, &h).await.unwrap();
-        assert_eq!(
-            s.claim(&k, &h, t + 30_002 + 86_401_001, LOCK).await,
-            Ok(Claim::Acquired)
-        );
+        // Another record has its own count.
+        let k2 = key("payments", "evt_2");
+        assert_eq!(s.claim(&k2, &h, t, LOCK).await, acquired(1));
     }
 
     #[test]

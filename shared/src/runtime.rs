@@ -8,6 +8,8 @@
 //!   SQS queue ([`SqsDeadLetters`]); unset, they are logged (metadata only). Named per consumer because
 //!   `cargo lambda watch` gives all functions one environment.
 //! - `TUBES_KEY_CONCURRENCY`: partition keys worked on at once (default [`DEFAULT_CONCURRENCY`]).
+//! - `TUBES_MAX_ATTEMPTS`: attempts after which a record that keeps failing retryably is parked (default
+//!   [`DEFAULT_MAX_ATTEMPTS`]; counted by the idempotency records).
 //! - `IDEMPOTENCY_TTL_SECS`: how long completed records are remembered (default 24 h).
 
 use std::time::Duration;
@@ -18,7 +20,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use crate::dlq::SqsDeadLetters;
 use crate::harness::{
     Consumer, DeadLetter, DeadLetterError, DeadLetters, Harness, IdempotencyTimes, KinesisBatch,
-    LogDeadLetters, DEFAULT_CONCURRENCY,
+    LogDeadLetters, DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS,
 };
 use crate::idempotency::{DynamoIdempotency, IdempotencyStore};
 
@@ -66,7 +68,8 @@ pub async fn serve<C: Consumer>(consumer: C) -> Result<(), Error> {
         _ => Parking::Log(LogDeadLetters),
     };
     let harness = Harness::new(consumer, parking)
-        .with_concurrency(env_parse("TUBES_KEY_CONCURRENCY").unwrap_or(DEFAULT_CONCURRENCY));
+        .with_concurrency(env_parse("TUBES_KEY_CONCURRENCY").unwrap_or(DEFAULT_CONCURRENCY))
+        .with_max_attempts(env_parse("TUBES_MAX_ATTEMPTS").unwrap_or(DEFAULT_MAX_ATTEMPTS));
     match std::env::var("IDEMPOTENCY_TABLE") {
         Ok(table) if !table.is_empty() => {
             let times = IdempotencyTimes {

@@ -4,7 +4,7 @@
 use tubes_shared::dlq::{DeadLetterMessage, SqsDeadLetters, KIND};
 use tubes_shared::lambda_event::{kinesis_event, BatchSource, StreamRecord};
 use tubes_shared::{Classify, Consumer, Envelope, EventType, Harness, KinesisBatch};
-use tubes_tests::Moto;
+use tubes_tests::{signup_bytes as signup, Moto};
 
 #[derive(Debug, thiserror::Error)]
 #[error("account frozen forever")]
@@ -43,14 +43,6 @@ fn record(i: usize, user: &str, data: Vec<u8>) -> StreamRecord {
         data,
         approximate_arrival_timestamp: 1_795_000_000.123,
     }
-}
-
-fn signup(id: &str, user: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "specversion": "1.0", "id": id, "source": "/it", "type": "user.signed_up", "subject": user,
-        "time": "2026-11-22T10:00:00Z",
-        "data": {"user_id": user, "email": "ada@example.com", "name": "Ada", "signed_up_at": "2026-11-22T10:00:00Z"}}))
-    .unwrap()
 }
 
 #[tokio::test]
@@ -111,6 +103,7 @@ async fn poison_records_land_in_the_queue_with_their_payload_and_do_not_block() 
     assert_eq!(bad.event_id.as_deref(), Some("evt_bad"));
     assert_eq!(bad.event_type.as_deref(), Some("user.signed_up"));
     assert_eq!(bad.reason, "account frozen forever");
+    assert_eq!(bad.attempts, 1, "parked at its first attempt");
     assert_eq!(bad.shard_id.as_deref(), Some("shardId-000000000003"));
     assert_eq!(bad.partition_key, "usr_bad");
     let payload: serde_json::Value = serde_json::from_slice(&bad.payload().unwrap()).unwrap();

@@ -19,7 +19,8 @@ async fn claims_follow_the_rules_on_dynamodb() {
     let store = DynamoIdempotency::new(client.clone(), "idem");
     let (k, h) = (key("payments", "evt_1"), payload_hash(b"{\"a\":1}"));
 
-    assert_eq!(store.claim(&k, &h, T, LOCK).await, Ok(Claim::Acquired));
+    let acquired = |attempt| Ok(Claim::Acquired { attempt });
+    assert_eq!(store.claim(&k, &h, T, LOCK).await, acquired(1));
     assert_eq!(
         store.claim(&k, &h, T + 1, LOCK).await,
         Ok(Claim::InProgress)
@@ -28,11 +29,8 @@ async fn claims_follow_the_rules_on_dynamodb() {
         store.claim(&k, "other", T + 1, LOCK).await,
         Ok(Claim::Conflict)
     );
-    // The holder crashed: once its lock expired, a redelivery takes the record over.
-    assert_eq!(
-        store.claim(&k, &h, T + 30_001, LOCK).await,
-        Ok(Claim::Acquired)
-    );
+    // The holder crashed: once its lock expired, a redelivery takes the record over (a second attempt).
+    assert_eq!(store.claim(&k, &h, T + 30_001, LOCK).await, acquired(2));
     store.complete(&k, &h, T + 30_002, DAY).await.unwrap();
     assert_eq!(
         store.claim(&k, &h, T + 40_000, LOCK).await,
@@ -61,12 +59,35 @@ async fn claims_follow_the_rules_on_dynamodb() {
     );
     assert!(!item.contains_key("lock_expires_ms"));
 
-    // A released claim (retryable failure) is free at once; releasing a completed record does nothing.
+    assert_eq!(item["attempts"].as_n().unwrap(), "2");
+
+    // A released claim (retryable failure) is free at once and kept for the TTL, so the attempts count on;
+    // releasing a completed record does nothing.
     let k2 = key("payments", "evt_2");
-    assert_eq!(store.claim(&k2, &h, T, LOCK).await, Ok(Claim::Acquired));
-    store.release(&k2, &h).await.unwrap();
-    assert_eq!(store.claim(&k2, &h, T + 1, LOCK).await, Ok(Claim::Acquired));
-    store.release(&k, &h).await.unwrap();
+    assert_eq!(store.claim(&k2, &h, T, LOCK).await, acquired(1));
+    store.release(&k2, &h, T + 1, DAY).await.unwrap();
+    let released = client
+        .get_item()
+        .table_name("idem")
+        .key("key", AttributeValue::S(k2.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(released["status"].as_s().unwrap(), "RELEASED");
+    assert_eq!(
+        released["expires_at"].as_n().unwrap(),
+        &((T + 1 + 86_400_000) / 1000).to_string()
+    );
+    assert_eq!(store.claim(&k2, &h, T + 2, LOCK).await, acquired(2));
+    // Someone else's hash cannot release it.
+    store.release(&k2, "other", T + 3, DAY).await.unwrap();
+    assert_eq!(
+        store.claim(&k2, &h, T + 4, LOCK).await,
+        Ok(Claim::InProgress)
+    );
+    store.release(&k, &h, T + 40_001, DAY).await.unwrap();
     assert_eq!(
         store.claim(&k, &h, T + 40_001, LOCK).await,
         Ok(Claim::Completed)
@@ -81,11 +102,12 @@ async fn of_concurrent_claims_exactly_one_wins() {
     let store = DynamoIdempotency::new(client, "idem");
     let (k, h) = (key("signups", "evt_race"), payload_hash(b"x"));
     let claims = futures_join(&store, &k, &h, 16).await;
-    let won = claims.iter().filter(|c| **c == Ok(Claim::Acquired)).count();
+    let first = Ok(Claim::Acquired { attempt: 1 });
+    let won = claims.iter().filter(|c| **c == first).count();
     assert_eq!(won, 1, "{claims:?}");
     assert!(claims
         .iter()
-        .all(|c| *c == Ok(Claim::Acquired) || *c == Ok(Claim::InProgress)));
+        .all(|c| *c == first || *c == Ok(Claim::InProgress)));
 }
 
 async fn futures_join(
@@ -123,7 +145,10 @@ async fn the_effect_and_its_completion_commit_together() {
             .build()
     };
 
-    assert_eq!(store.claim(&k, &h, T, LOCK).await, Ok(Claim::Acquired));
+    assert_eq!(
+        store.claim(&k, &h, T, LOCK).await,
+        Ok(Claim::Acquired { attempt: 1 })
+    );
     client
         .transact_write_items()
         .transact_items(debit("pay_1"))
@@ -138,7 +163,10 @@ async fn the_effect_and_its_completion_commit_together() {
 
     // When the effect cannot commit, neither does the completion: the record stays claimable after its lock.
     let (k2, h2) = (key("payments", "evt_dup"), payload_hash(b"dup"));
-    assert_eq!(store.claim(&k2, &h2, T, LOCK).await, Ok(Claim::Acquired));
+    assert_eq!(
+        store.claim(&k2, &h2, T, LOCK).await,
+        Ok(Claim::Acquired { attempt: 1 })
+    );
     let refused = client
         .transact_write_items()
         .transact_items(debit("pay_1"))
@@ -151,7 +179,7 @@ async fn the_effect_and_its_completion_commit_together() {
     );
     assert_eq!(
         store.claim(&k2, &h2, T + 30_001, LOCK).await,
-        Ok(Claim::Acquired)
+        Ok(Claim::Acquired { attempt: 2 })
     );
     let ledger = client.scan().table_name("ledger").send().await.unwrap();
     assert_eq!(ledger.count, 1, "one debit");

@@ -22,6 +22,15 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The bytes of a valid `user.signed_up` event `id` for `user` (as a producer would put it on the stream).
+pub fn signup_bytes(id: &str, user: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "/it", "type": "user.signed_up", "subject": user,
+        "time": "2026-11-22T10:00:00Z",
+        "data": {"user_id": user, "email": "ada@example.com", "name": "Ada", "signed_up_at": "2026-11-22T10:00:00Z"}}))
+    .expect("a JSON value serialises")
+}
+
 /// A free TCP port (bound, then released for the child to take), from 20000–31999: below Linux's ephemeral range
 /// (32768–60999), so no outgoing connection takes it between now and the moment the child binds it, which for a
 /// local stack is after a build, minutes later (an ephemeral port once was, and kinesis-local could not start).
