@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks template.yaml with every validator we have offline: cfn-lint, `sam validate --lint`, `sam validate`,
-# and cfn-lint again on the SAM-expanded template (see scripts/expand_template.py for why).
+# cfn-lint again on the SAM-expanded template (see scripts/expand_template.py for why), and our own
+# least-privilege rules on it (scripts/check_policies.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" AWS_REGION="${AWS_REGION:-us-east-1}"
@@ -19,4 +20,6 @@ echo "== sam validate"
 echo "== cfn-lint on the SAM-expanded template"
 "$bin/python" scripts/expand_template.py template.yaml .local/template.expanded.json
 "$bin/cfn-lint" .local/template.expanded.json
+echo "== least privilege (scripts/check_policies.py)"
+"$bin/python" scripts/check_policies.py .local/template.expanded.json
 echo "template.yaml: all checks passed"

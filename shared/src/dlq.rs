@@ -114,7 +114,7 @@ impl DeadLetters for SqsDeadLetters {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DeadLetterError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| DeadLetterError(crate::aws::describe("SendMessage", e)))?;
         // Metadata only: the payload may hold personal data.
         tracing::error!(
             consumer = letter.consumer,

@@ -212,10 +212,7 @@ fn dynamo_error<E: std::error::Error + 'static>(
     what: &str,
     err: aws_sdk_dynamodb::error::SdkError<E>,
 ) -> StoreError {
-    StoreError(format!(
-        "{what}: {}",
-        aws_sdk_dynamodb::error::DisplayErrorContext(err)
-    ))
+    StoreError(crate::aws::describe(what, err))
 }
 
 impl IdempotencyStore for DynamoIdempotency {

@@ -14,7 +14,9 @@
 //! - [`harness`]: decode a Lambda Kinesis batch, dispatch to a typed [`Consumer`], answer with checkpoints;
 //!   [`runtime::serve`] runs one as a Lambda function.
 //! - [`lambda_event`]: the Kinesis event JSON Lambda sends, built from records read off a stream.
+//! - [`aws`]: one way to describe a failed AWS call.
 
+pub mod aws;
 pub mod catalogue;
 pub mod codec;
 pub mod dlq;

@@ -88,10 +88,7 @@ fn store_error<E: std::error::Error + 'static>(
     operation: &str,
     err: aws_sdk_dynamodb::error::SdkError<E>,
 ) -> StoreError {
-    StoreError(format!(
-        "{operation}: {}",
-        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-    ))
+    StoreError(crate::aws::describe(operation, err))
 }
 
 /// The directory in a DynamoDB table.

@@ -49,10 +49,7 @@ fn account_key(id: &str) -> AttributeValue {
 }
 
 fn store<E: std::error::Error + 'static>(operation: &str, err: SdkError<E>) -> PaymentsError {
-    PaymentsError::Store(format!(
-        "{operation}: {}",
-        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-    ))
+    PaymentsError::Store(tubes_shared::aws::describe(operation, err))
 }
 
 fn built(e: aws_sdk_dynamodb::error::BuildError) -> PaymentsError {
@@ -128,9 +125,8 @@ fn cancelled(
         TransactWriteItemsError::TransactionCanceledException(e) => {
             Ok(e.cancellation_reasons().to_vec())
         }
-        other => Err(PaymentsError::Store(format!(
-            "{operation}: {}",
-            aws_sdk_dynamodb::error::DisplayErrorContext(&other)
+        other => Err(PaymentsError::Store(tubes_shared::aws::describe(
+            operation, other,
         ))),
     }
 }
