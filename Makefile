@@ -28,9 +28,10 @@ check-template: bootstrap ## cfn-lint, sam validate (--lint), cfn-lint on the SA
 openapi: bootstrap ## The API contract: openapi.yaml against the code, and schemathesis against the local stack.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo test -p tubes-tests --test it --locked -- contract::
 
-dlq: ## Dead letters of the local stack: make dlq ARGS="list tubes-SignupsDeadLetterQueue" (list | show | redrive).
+dlq: ## Dead letters of the local stack: make dlq ARGS="list tubes-SignupsDeadLetterQueue" (list | show | redrive [--stream S | --to-function F]).
 	AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
 	AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$${TUBES_KINESIS_PORT:-4568} \
+	AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$${TUBES_HTTP_PORT:-9000} \
 	AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	  cargo run -q -p tubes-ops --bin tubes-dlq -- $(ARGS)
 

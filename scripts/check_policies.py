@@ -17,6 +17,15 @@ def as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+def inline_policies(policies):
+    """The role's inline policies, both branches of an `Fn::If` included (`AWS::NoValue` skipped)."""
+    for policy in policies:
+        if "Fn::If" in policy:
+            yield from inline_policies([p for p in policy["Fn::If"][1:] if isinstance(p, dict) and "Ref" not in p])
+        else:
+            yield policy
+
+
 def boundary_problems(name, boundary):
     problems = []
     for st in as_list(boundary["Properties"]["PolicyDocument"]["Statement"]):
@@ -45,7 +54,7 @@ def main(path):
         elif boundary not in checked:
             checked.add(boundary)
             problems += boundary_problems(boundary, resources[boundary])
-        for policy in props.get("Policies", []):
+        for policy in inline_policies(props.get("Policies", [])):
             for st in as_list(policy["PolicyDocument"]["Statement"]):
                 where = f"{name}/{policy['PolicyName']}/{st.get('Sid', '?')}"
                 if "*" in as_list(st.get("Resource", [])):

@@ -6,18 +6,34 @@
 //!   shard and a sequence range only. Redriving one fetches those records from the stream, which works while the
 //!   stream still retains them (24 h by default, `RetentionHours`).
 //!
-//! [`DeadLetterQueue::list`] reads the queue without consuming it. [`DeadLetterQueue::redrive`] puts the records
-//! back onto their stream (under their partition key, so their consumers see them again, after the records
-//! written since) and deletes each message only once Kinesis acknowledged its records. Consumers that already
-//! handled a record skip it by its idempotency record; the consumer that parked it handles it again, so redrive
-//! after the fix.
+//! [`DeadLetterQueue::list`] reads the queue without consuming it. A redrive sends the records to one of two
+//! places, and deletes each message only once all of its records got there:
+//!
+//! - [`DeadLetterQueue::redrive`]: back onto their stream (under their partition key, so every consumer of the
+//!   stream sees them again, after the records written since), once Kinesis acknowledged them;
+//! - [`DeadLetterQueue::redrive_to_function`]: straight to one consumer function, as the Kinesis event the event
+//!   source mapping would send (synchronous `Invoke`, in sequence order per shard, at most
+//!   [`MAX_INVOKE_RECORDS`] records and [`MAX_INVOKE_BYTES`] per invocation), once the function handled them:
+//!   the other consumers of the stream do not see them twice. The function's `batchItemFailures` count as the
+//!   event source mapping counts them: a record at or after the lowest reported sequence number is not redriven,
+//!   and a function error or a failed `Invoke` fails its whole invocation; a shard stops at its first failure,
+//!   so a key's records are never handled out of order.
+//!
+//! Consumers that already handled a record skip it by its idempotency record; the consumer that parked it handles
+//! it again, so redrive after the fix.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use serde::Deserialize;
+use aws_sdk_lambda::types::InvocationType;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use tubes_shared::dlq::{DeadLetterMessage, KIND};
+use tubes_shared::harness::sequence_lt;
+
+/// The Lambda SDK, re-exported: [`DeadLetterQueue::redrive_to_function`] takes its client.
+pub use aws_sdk_lambda;
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +53,15 @@ pub enum OpsError {
         id: String,
         /// Why.
         reason: String,
+    },
+    /// The function to redrive to does not exist (nothing was redriven to it).
+    #[error(
+        "function {function} not found: name the consumer's function (locally its binary, \
+         e.g. tubes-consumer-signups)"
+    )]
+    FunctionNotFound {
+        /// The name given.
+        function: String,
     },
 }
 
@@ -153,15 +178,24 @@ pub struct Message {
 /// What a redrive did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RedriveReport {
-    /// Dead letters put back onto their stream.
+    /// Dead letters put back onto their stream (or handled by the function).
     pub letters: usize,
-    /// Records of on-failure ranges put back onto their stream.
+    /// Records of on-failure ranges put back onto their stream (or handled by the function; those of a kept
+    /// range too, which its consumer skips by their idempotency records on the next redrive).
     pub range_records: usize,
     /// Messages about a record already redriven in this run (a record parked twice): deleted.
     pub duplicates: usize,
+    /// Invocations of the function ([`DeadLetterQueue::redrive_to_function`]; 0 onto a stream).
+    pub invocations: usize,
     /// Messages left on the queue, with why.
     pub kept: Vec<String>,
 }
+
+/// The most records one invocation carries (the event source mapping's default `BatchSize`, as the template's).
+pub const MAX_INVOKE_RECORDS: usize = 100;
+
+/// The largest synchronous `Invoke` payload Lambda accepts, in bytes (6 MB).
+pub const MAX_INVOKE_BYTES: usize = 6 * 1024 * 1024;
 
 /// The stream name of a stream ARN (`arn:aws:kinesis:…:stream/NAME`).
 pub fn stream_name(arn: &str) -> &str {
@@ -312,15 +346,7 @@ impl DeadLetterQueue {
                 }),
             };
             match outcome {
-                Ok(()) => {
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&self.url)
-                        .receipt_handle(&message.receipt_handle)
-                        .send()
-                        .await
-                        .map_err(|e| aws("DeleteMessage", e))?;
-                }
+                Ok(()) => self.delete(&message).await?,
                 Err(e) => {
                     report.kept.push(e.to_string());
                     self.show_again(&message).await?;
@@ -328,6 +354,114 @@ impl DeadLetterQueue {
             }
         }
         Ok(report)
+    }
+
+    /// Hands the records of every message (or only of message `only`) straight to `function`, as the Kinesis
+    /// event the event source mapping would send, and deletes each message once the function handled all of its
+    /// records (see the crate docs for what counts as handled). The stream is only read (an on-failure range):
+    /// other consumers of it do not see the records again. A record parked twice is handed over once.
+    ///
+    /// A function that does not exist is [`OpsError::FunctionNotFound`], with every message left on the queue.
+    pub async fn redrive_to_function(
+        &self,
+        only: Option<&str>,
+        lambda: &aws_sdk_lambda::Client,
+        function: &str,
+    ) -> Result<RedriveReport, OpsError> {
+        let mut report = RedriveReport::default();
+        let mut work = Work::default();
+        let mut prepared = Vec::new();
+        // Out of sight while being redriven: a second operator does not redrive them too.
+        for message in self.receive_all(300).await? {
+            if only.is_some_and(|id| id != message.id) {
+                self.show_again(&message).await?;
+                continue;
+            }
+            let records = match &message.entry {
+                Entry::Letter(letter) => letter_record(letter, &message.id).map(|r| vec![r]),
+                Entry::OnFailure { batch, .. } => self
+                    .fetch_range(stream_name(&batch.stream_arn), batch, &message.id)
+                    .await
+                    .map(|records| {
+                        records
+                            .into_iter()
+                            .map(|r| Pending::of_range(batch, r))
+                            .collect()
+                    }),
+                Entry::Unknown(why) => Err(OpsError::Message {
+                    id: message.id.clone(),
+                    reason: why.clone(),
+                }),
+            };
+            let letter = matches!(message.entry, Entry::Letter(_));
+            let records = records.map(|records| {
+                records
+                    .into_iter()
+                    .map(|r| work.add(r, letter))
+                    .collect::<Vec<_>>()
+            });
+            prepared.push((message, records));
+        }
+
+        let region = lambda
+            .config()
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let missing = work.invoke(lambda, function, &region).await;
+        report.invocations = work.invocations;
+        for (i, handled) in work.outcomes.iter().enumerate() {
+            if matches!(handled, Some(Ok(()))) {
+                if work.from_letter[i] {
+                    report.letters += 1;
+                } else {
+                    report.range_records += 1;
+                }
+            }
+        }
+
+        for (message, records) in prepared {
+            let outcome = records.and_then(|records| {
+                // The first record of this message that was not handled says why the message stays.
+                match records.iter().find_map(|(i, _)| work.failure(*i)) {
+                    Some(reason) => Err(OpsError::Message {
+                        id: message.id.clone(),
+                        reason,
+                    }),
+                    None => Ok(!records.is_empty() && records.iter().all(|(_, first)| !first)),
+                }
+            });
+            match outcome {
+                Ok(duplicate) => {
+                    if duplicate {
+                        report.duplicates += 1;
+                    }
+                    self.delete(&message).await?;
+                }
+                Err(e) => {
+                    report.kept.push(e.to_string());
+                    self.show_again(&message).await?;
+                }
+            }
+        }
+        if missing {
+            return Err(OpsError::FunctionNotFound {
+                function: function.to_owned(),
+            });
+        }
+        Ok(report)
+    }
+
+    /// Deletes a message whose records were redriven.
+    async fn delete(&self, message: &Message) -> Result<(), OpsError> {
+        self.sqs
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(&message.receipt_handle)
+            .send()
+            .await
+            .map_err(|e| aws("DeleteMessage", e))?;
+        Ok(())
     }
 
     /// Makes a message visible again at once.
@@ -374,14 +508,15 @@ impl DeadLetterQueue {
         let records = self
             .fetch_range(stream_name(&batch.stream_arn), batch, id)
             .await?;
-        let mut last_per_key: std::collections::HashMap<String, String> = Default::default();
-        for (key, data) in &records {
+        let mut last_per_key: HashMap<String, String> = Default::default();
+        for record in &records {
+            let key = &record.partition_key;
             let mut put = self
                 .kinesis
                 .put_record()
                 .stream_name(stream)
                 .partition_key(key)
-                .data(Blob::new(data.clone()));
+                .data(Blob::new(record.data.clone()));
             // Same key, same order as before.
             if let Some(previous) = last_per_key.get(key) {
                 put = put.sequence_number_for_ordering(previous);
@@ -392,13 +527,13 @@ impl DeadLetterQueue {
         Ok(records.len())
     }
 
-    /// The records from `start` to `end` of the batch's shard: (partition key, data).
+    /// The records from `start` to `end` of the batch's shard, in order.
     async fn fetch_range(
         &self,
         source_stream: &str,
         batch: &BatchInfo,
         id: &str,
-    ) -> Result<Vec<(String, Vec<u8>)>, OpsError> {
+    ) -> Result<Vec<Fetched>, OpsError> {
         let mut iterator = self
             .kinesis
             .get_shard_iterator()
@@ -421,16 +556,17 @@ impl DeadLetterQueue {
                 .await
                 .map_err(|e| aws("GetRecords", e))?;
             for r in page.records() {
-                if tubes_shared::harness::sequence_lt(
-                    &batch.end_sequence_number,
-                    r.sequence_number(),
-                ) {
+                if sequence_lt(&batch.end_sequence_number, r.sequence_number()) {
                     return Ok(out);
                 }
-                out.push((
-                    r.partition_key().unwrap_or_default().to_owned(),
-                    r.data().as_ref().to_vec(),
-                ));
+                out.push(Fetched {
+                    sequence_number: r.sequence_number().to_owned(),
+                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                    data: r.data().as_ref().to_vec(),
+                    arrival: r
+                        .approximate_arrival_timestamp()
+                        .map_or_else(unix_now, |t| t.as_secs_f64()),
+                });
             }
             let caught_up = page.millis_behind_latest() == Some(0) && page.records().is_empty();
             if caught_up {
@@ -450,6 +586,452 @@ impl DeadLetterQueue {
             });
         }
         Ok(out)
+    }
+}
+
+/// A record read back from a shard.
+#[derive(Debug, Clone)]
+struct Fetched {
+    sequence_number: String,
+    partition_key: String,
+    data: Vec<u8>,
+    /// Seconds since the epoch.
+    arrival: f64,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One record to hand to a function, and where it was on its stream.
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    stream_arn: String,
+    shard_id: String,
+    sequence_number: String,
+    partition_key: String,
+    data: Vec<u8>,
+    arrival: f64,
+}
+
+impl Pending {
+    fn of_range(batch: &BatchInfo, record: Fetched) -> Self {
+        Self {
+            stream_arn: batch.stream_arn.clone(),
+            shard_id: batch.shard_id.clone(),
+            sequence_number: record.sequence_number,
+            partition_key: record.partition_key,
+            data: record.data,
+            arrival: record.arrival,
+        }
+    }
+
+    /// The record as the event source mapping delivers it. The execution role (`invokeIdentityArn`) is the
+    /// mapping's to know, not ours: left empty.
+    fn event_record(&self, default_region: &str) -> KinesisEventRecord {
+        // `arn:aws:kinesis:{region}:{account}:stream/{name}`: the stream's region, as the mapping says.
+        let region = self
+            .stream_arn
+            .split(':')
+            .nth(3)
+            .filter(|r| !r.is_empty())
+            .unwrap_or(default_region);
+        KinesisEventRecord {
+            kinesis: KinesisData {
+                kinesis_schema_version: "1.0",
+                partition_key: self.partition_key.clone(),
+                sequence_number: self.sequence_number.clone(),
+                data: base64::engine::general_purpose::STANDARD.encode(&self.data),
+                // Lambda sends milliseconds.
+                approximate_arrival_timestamp: (self.arrival * 1000.0).round() / 1000.0,
+            },
+            event_source: "aws:kinesis",
+            event_version: "1.0",
+            event_id: format!("{}:{}", self.shard_id, self.sequence_number),
+            event_name: "aws:kinesis:record",
+            invoke_identity_arn: String::new(),
+            aws_region: region.to_owned(),
+            event_source_arn: self.stream_arn.clone(),
+        }
+    }
+}
+
+/// A dead letter's record. A letter does not say when its record reached the stream: it arrives now.
+fn letter_record(letter: &DeadLetterMessage, id: &str) -> Result<Pending, OpsError> {
+    let data = letter.payload().map_err(|e| OpsError::Message {
+        id: id.to_owned(),
+        reason: format!("payload is not base64: {e}"),
+    })?;
+    Ok(Pending {
+        stream_arn: letter.event_source_arn.clone().unwrap_or_default(),
+        shard_id: letter.shard_id.clone().unwrap_or_default(),
+        sequence_number: letter.sequence_number.clone(),
+        partition_key: letter.partition_key.clone(),
+        data,
+        arrival: unix_now(),
+    })
+}
+
+/// The Lambda Kinesis event, member for member as the event source mapping sends it
+/// (`tests/fixtures/kinesis-event.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct KinesisEvent {
+    #[serde(rename = "Records")]
+    records: Vec<KinesisEventRecord>,
+}
+
+/// One record of a [`KinesisEvent`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KinesisEventRecord {
+    kinesis: KinesisData,
+    event_source: &'static str,
+    event_version: &'static str,
+    #[serde(rename = "eventID")]
+    event_id: String,
+    event_name: &'static str,
+    invoke_identity_arn: String,
+    aws_region: String,
+    #[serde(rename = "eventSourceARN")]
+    event_source_arn: String,
+}
+
+/// The `kinesis` member of a record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KinesisData {
+    kinesis_schema_version: &'static str,
+    partition_key: String,
+    sequence_number: String,
+    /// Base64.
+    data: String,
+    /// Seconds since the epoch, millisecond precision.
+    approximate_arrival_timestamp: f64,
+}
+
+/// `{"Records":[]}`: what an event adds to its records (and a comma between each two).
+const EVENT_ENVELOPE_BYTES: usize = 14;
+
+/// The size of an event made of records of these serialised sizes.
+fn event_bytes(record_sizes: &[usize]) -> usize {
+    record_sizes
+        .iter()
+        .fold(EVENT_ENVELOPE_BYTES, |total, size| {
+            total.saturating_add(*size)
+        })
+        .saturating_add(record_sizes.len().saturating_sub(1))
+}
+
+/// Cuts a shard's records (their serialised sizes, in sequence order) into invocations of at most `max_records`
+/// records and `max_bytes`; a record too large on its own is alone in its chunk (and refused there).
+fn chunks(
+    record_sizes: &[usize],
+    max_records: usize,
+    max_bytes: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in 1..=record_sizes.len() {
+        let fits =
+            end - start <= max_records && event_bytes(&record_sizes[start..end]) <= max_bytes;
+        if !fits && end - 1 > start {
+            out.push(start..end - 1);
+            start = end - 1;
+        }
+    }
+    if start < record_sizes.len() {
+        out.push(start..record_sizes.len());
+    }
+    out
+}
+
+/// What one invocation came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// Every record handled.
+    Handled,
+    /// The function reported this sequence number (the lowest it reported) failed: it and the records after it
+    /// are not handled.
+    FailedFrom(String),
+    /// None handled, and why.
+    Failed(String),
+    /// The function does not exist.
+    Missing,
+}
+
+/// The function's answer (`KinesisEventResponse`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchResponse {
+    #[serde(default)]
+    batch_item_failures: Option<Vec<ItemFailure>>,
+}
+
+/// One reported failure.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemFailure {
+    #[serde(default)]
+    item_identifier: Option<String>,
+}
+
+/// Reads a function's answer to an event of records `sequence_numbers` as the event source mapping does: null,
+/// empty, `{}` or no failures is success; otherwise the lowest reported record and those after it failed; an
+/// empty, missing or unknown identifier fails the whole batch. Anything else that is not a batch response fails
+/// it too (Lambda would not know what was handled; neither do we).
+fn read_answer(body: &[u8], sequence_numbers: &[&str]) -> Answer {
+    let body = body.trim_ascii();
+    if body.is_empty() || body == b"null" {
+        return Answer::Handled;
+    }
+    let response: BatchResponse = match serde_json::from_slice(body) {
+        Ok(response) => response,
+        Err(e) => {
+            return Answer::Failed(format!(
+                "the function's answer is not a batch response ({e})"
+            ))
+        }
+    };
+    let mut lowest: Option<&str> = None;
+    for failure in response.batch_item_failures.iter().flatten() {
+        let Some(seq) = failure
+            .item_identifier
+            .as_deref()
+            .and_then(|id| sequence_numbers.iter().find(|s| **s == id))
+        else {
+            return Answer::Failed(
+                "the function reported a failure without a sequence number of the batch".into(),
+            );
+        };
+        if lowest.is_none_or(|l| sequence_lt(seq, l)) {
+            lowest = Some(seq);
+        }
+    }
+    lowest.map_or(Answer::Handled, |seq| Answer::FailedFrom(seq.to_owned()))
+}
+
+/// A function error's type and message (the function's own words, cut short), not the event; `None` if `body`
+/// is no Lambda error document.
+fn function_error_summary(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Diagnostic {
+        error_type: String,
+        #[serde(default)]
+        error_message: String,
+    }
+    let d = serde_json::from_slice::<Diagnostic>(body).ok()?;
+    let message: String = d.error_message.chars().take(200).collect();
+    Some(format!("{}: {message}", d.error_type))
+}
+
+/// Whether Invoke failed because there is no such function: Lambda's `ResourceNotFoundException`, or the 404
+/// `cargo lambda watch` answers for a binary it does not have.
+fn function_missing(
+    err: &aws_sdk_lambda::error::SdkError<aws_sdk_lambda::operation::invoke::InvokeError>,
+) -> bool {
+    err.as_service_error()
+        .is_some_and(|e| e.is_resource_not_found_exception())
+        || err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 404)
+}
+
+/// Invokes `function` synchronously with `event`.
+async fn invoke(lambda: &aws_sdk_lambda::Client, function: &str, event: &KinesisEvent) -> Answer {
+    let payload = match serde_json::to_vec(event) {
+        Ok(payload) => payload,
+        Err(e) => return Answer::Failed(format!("the event did not serialise: {e}")),
+    };
+    let sent = lambda
+        .invoke()
+        .function_name(function)
+        .invocation_type(InvocationType::RequestResponse)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+        .send()
+        .await;
+    match sent {
+        Ok(out) => {
+            let body = out.payload().map(|b| b.as_ref()).unwrap_or_default();
+            match out.function_error() {
+                Some(kind) => Answer::Failed(format!(
+                    "function error ({kind}; {})",
+                    function_error_summary(body)
+                        .as_deref()
+                        .unwrap_or("no diagnostic")
+                )),
+                None => {
+                    let seqs: Vec<&str> = event
+                        .records
+                        .iter()
+                        .map(|r| r.kinesis.sequence_number.as_str())
+                        .collect();
+                    read_answer(body, &seqs)
+                }
+            }
+        }
+        Err(err) if function_missing(&err) => Answer::Missing,
+        Err(err) => {
+            // `cargo lambda watch` answers a function error with a 500 and the error document, not Lambda's 200
+            // and `X-Amz-Function-Error` (so the SDK has retried it as a server error).
+            let local = err
+                .raw_response()
+                .filter(|r| r.status().is_server_error())
+                .and_then(|r| r.body().bytes())
+                .and_then(function_error_summary);
+            match local {
+                Some(summary) => Answer::Failed(format!("function error ({summary})")),
+                None => Answer::Failed(aws("Invoke", err).to_string()),
+            }
+        }
+    }
+}
+
+/// The records of one redrive to a function, each once, and what became of them.
+#[derive(Debug, Default)]
+struct Work {
+    records: Vec<Pending>,
+    /// (stream ARN, shard, sequence number) → index: a record parked twice is one record.
+    index: HashMap<(String, String, String), usize>,
+    /// Whether the message that named a record first was a dead letter (else an on-failure range).
+    from_letter: Vec<bool>,
+    /// `None`: not attempted; `Some(Ok)`: handled; `Some(Err(why))`: not redriven.
+    outcomes: Vec<Option<Result<(), String>>>,
+    invocations: usize,
+}
+
+impl Work {
+    /// Adds a record: its index, and whether this is the first message to name it.
+    fn add(&mut self, record: Pending, letter: bool) -> (usize, bool) {
+        let key = (
+            record.stream_arn.clone(),
+            record.shard_id.clone(),
+            record.sequence_number.clone(),
+        );
+        if let Some(&i) = self.index.get(&key) {
+            return (i, false);
+        }
+        let i = self.records.len();
+        self.index.insert(key, i);
+        self.records.push(record);
+        self.from_letter.push(letter);
+        self.outcomes.push(None);
+        (i, true)
+    }
+
+    /// Why record `i` was not redriven, if it was not.
+    fn failure(&self, i: usize) -> Option<String> {
+        match &self.outcomes[i] {
+            Some(Ok(())) => None,
+            Some(Err(why)) => Some(why.clone()),
+            None => Some("not attempted".into()),
+        }
+    }
+
+    /// The records per (stream, shard), each in sequence order; shards in the order first named.
+    fn shards(&self) -> Vec<Vec<usize>> {
+        let mut order: Vec<(&str, &str)> = Vec::new();
+        let mut by_shard: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for (i, r) in self.records.iter().enumerate() {
+            let shard = (r.stream_arn.as_str(), r.shard_id.as_str());
+            by_shard
+                .entry(shard)
+                .or_insert_with(|| {
+                    order.push(shard);
+                    Vec::new()
+                })
+                .push(i);
+        }
+        order
+            .into_iter()
+            .filter_map(|shard| by_shard.remove(&shard))
+            .map(|mut records| {
+                records.sort_by(|a, b| {
+                    let (a, b) = (
+                        &self.records[*a].sequence_number,
+                        &self.records[*b].sequence_number,
+                    );
+                    (a.len(), a).cmp(&(b.len(), b))
+                });
+                records
+            })
+            .collect()
+    }
+
+    fn settle(&mut self, records: &[usize], outcome: &Result<(), String>) {
+        for &i in records {
+            self.outcomes[i] = Some(outcome.clone());
+        }
+    }
+
+    /// Hands every shard's records to `function`, chunk after chunk; a shard stops at its first failure (the
+    /// records after it wait, as the event source mapping waits). `true`: the function does not exist.
+    async fn invoke(
+        &mut self,
+        lambda: &aws_sdk_lambda::Client,
+        function: &str,
+        region: &str,
+    ) -> bool {
+        for shard in self.shards() {
+            let events: Vec<KinesisEventRecord> = shard
+                .iter()
+                .map(|&i| self.records[i].event_record(region))
+                .collect();
+            let sizes: Vec<usize> = events
+                .iter()
+                .map(|e| serde_json::to_vec(e).map_or(usize::MAX, |v| v.len()))
+                .collect();
+            let name = self.records[shard[0]].shard_id.clone();
+            let mut stopped: Option<String> = None;
+            for range in chunks(&sizes, MAX_INVOKE_RECORDS, MAX_INVOKE_BYTES) {
+                let ids = &shard[range.clone()];
+                if let Some(why) = &stopped {
+                    self.settle(ids, &Err(why.clone()));
+                    continue;
+                }
+                let bytes = event_bytes(&sizes[range.clone()]);
+                let answer = if bytes > MAX_INVOKE_BYTES {
+                    Answer::Failed(format!(
+                        "a record of {bytes} bytes as an event, over the {MAX_INVOKE_BYTES} of an Invoke: \
+                         redrive it onto the stream"
+                    ))
+                } else {
+                    self.invocations += 1;
+                    let event = KinesisEvent {
+                        records: events[range.clone()].to_vec(),
+                    };
+                    invoke(lambda, function, &event).await
+                };
+                match answer {
+                    Answer::Handled => self.settle(ids, &Ok(())),
+                    Answer::FailedFrom(seq) => {
+                        let why = format!(
+                            "{name}: the function reported record {seq} failed (batchItemFailures): \
+                             it and the records after it are not redriven"
+                        );
+                        for &i in ids {
+                            let outcome = if sequence_lt(&self.records[i].sequence_number, &seq) {
+                                Ok(())
+                            } else {
+                                Err(why.clone())
+                            };
+                            self.outcomes[i] = Some(outcome);
+                        }
+                        stopped = Some(format!("{name}: not attempted after record {seq} failed"));
+                    }
+                    Answer::Failed(why) => {
+                        self.settle(ids, &Err(format!("{name}: {why}")));
+                        stopped = Some(format!(
+                            "{name}: not attempted after an earlier chunk failed"
+                        ));
+                    }
+                    Answer::Missing => return true,
+                }
+            }
+        }
+        false
     }
 }
 
@@ -484,5 +1066,146 @@ mod tests {
             !Entry::parse(letter).summary().contains("e30="),
             "no payload in a summary"
         );
+    }
+
+    fn pending(shard: &str, seq: &str, data: &[u8]) -> Pending {
+        Pending {
+            stream_arn: "arn:aws:kinesis:eu-west-1:123456789012:stream/s".into(),
+            shard_id: shard.into(),
+            sequence_number: seq.into(),
+            partition_key: "k".into(),
+            data: data.to_vec(),
+            arrival: 1_480_641_523.477_4,
+        }
+    }
+
+    #[test]
+    fn the_event_is_the_one_the_mapping_sends() {
+        let mut aws: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/kinesis-event.json")).unwrap();
+        let records: Vec<KinesisEventRecord> = aws["Records"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .map(|r| {
+                // The execution role is the mapping's to know: left empty.
+                r["invokeIdentityArn"] = "".into();
+                let k = &r["kinesis"];
+                Pending {
+                    stream_arn: r["eventSourceARN"].as_str().unwrap().into(),
+                    shard_id: "shardId-000000000000".into(),
+                    sequence_number: k["sequenceNumber"].as_str().unwrap().into(),
+                    partition_key: k["partitionKey"].as_str().unwrap().into(),
+                    data: b"Hello World".to_vec(),
+                    arrival: k["approximateArrivalTimestamp"].as_f64().unwrap(),
+                }
+                .event_record("ignored: the ARN says")
+            })
+            .collect();
+        let sizes: Vec<usize> = records
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap().len())
+            .collect();
+        let event = KinesisEvent { records };
+        let bytes = serde_json::to_vec(&event).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            aws
+        );
+        assert_eq!(
+            event_bytes(&sizes),
+            bytes.len(),
+            "sizes are measured exactly"
+        );
+        // The region comes from the stream's ARN, or from the client where there is none.
+        let mut r = pending("shardId-000000000001", "7", b"x");
+        assert_eq!(r.event_record("us-east-1").aws_region, "eu-west-1");
+        r.stream_arn.clear();
+        let e = r.event_record("us-east-1");
+        assert_eq!(
+            (e.aws_region.as_str(), e.event_id.as_str()),
+            ("us-east-1", "shardId-000000000001:7")
+        );
+        assert_eq!(e.kinesis.approximate_arrival_timestamp, 1_480_641_523.477);
+    }
+
+    #[test]
+    fn chunks_keep_to_the_record_and_payload_limits_in_order() {
+        assert_eq!(
+            chunks(&[10; 250], 100, MAX_INVOKE_BYTES),
+            [0..100, 100..200, 200..250]
+        );
+        // By bytes: 3 records of 40 do not fit in 100 (with the envelope and commas), 2 do.
+        assert_eq!(chunks(&[40, 40, 40, 40, 40], 100, 100), [0..2, 2..4, 4..5]);
+        // A record too large on its own is alone (and refused when invoked), its neighbours carry on.
+        assert_eq!(chunks(&[10, 500, 10, 10], 100, 100), [0..1, 1..2, 2..4]);
+        assert_eq!(chunks(&[], 100, 100), Vec::<std::ops::Range<usize>>::new());
+        for sizes in [vec![40; 5], vec![10, 500, 10, 10], vec![86; 3]] {
+            for c in chunks(&sizes, 100, 100) {
+                assert!(
+                    c.len() == 1 || event_bytes(&sizes[c.clone()]) <= 100,
+                    "{sizes:?} {c:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_answer_is_read_as_the_mapping_reads_it() {
+        let seqs = ["9", "10", "11"];
+        for handled in [
+            "",
+            "null",
+            "{}",
+            r#"{"batchItemFailures":[]}"#,
+            r#"{"batchItemFailures":null}"#,
+        ] {
+            assert_eq!(
+                read_answer(handled.as_bytes(), &seqs),
+                Answer::Handled,
+                "{handled}"
+            );
+        }
+        // The lowest reported record, numerically (10 > 9 although "10" < "9").
+        let two = r#"{"batchItemFailures":[{"itemIdentifier":"11"},{"itemIdentifier":"10"}]}"#;
+        assert_eq!(
+            read_answer(two.as_bytes(), &seqs),
+            Answer::FailedFrom("10".into())
+        );
+        for whole in [
+            r#"{"batchItemFailures":[{"itemIdentifier":""}]}"#,
+            r#"{"batchItemFailures":[{"itemIdentifier":null}]}"#,
+            r#"{"batchItemFailures":[{"id":"10"}]}"#,
+            r#"{"batchItemFailures":[{"itemIdentifier":"12"}]}"#,
+            r#""ok""#,
+            "not json",
+        ] {
+            assert!(
+                matches!(read_answer(whole.as_bytes(), &seqs), Answer::Failed(_)),
+                "{whole}"
+            );
+        }
+        assert_eq!(
+            function_error_summary(br#"{"errorType":"Runtime.Oops","errorMessage":"bad"}"#)
+                .as_deref(),
+            Some("Runtime.Oops: bad")
+        );
+        assert_eq!(function_error_summary(b"<html>"), None);
+    }
+
+    #[test]
+    fn a_record_named_twice_is_one_record_and_shards_are_in_sequence_order() {
+        let mut work = Work::default();
+        assert_eq!(work.add(pending("shard-b", "30", b""), true), (0, true));
+        assert_eq!(work.add(pending("shard-a", "100", b""), false), (1, true));
+        assert_eq!(work.add(pending("shard-a", "99", b""), false), (2, true));
+        assert_eq!(
+            work.add(pending("shard-b", "30", b""), true),
+            (0, false),
+            "parked twice"
+        );
+        assert_eq!(work.add(pending("shard-b", "4", b""), true), (3, true));
+        assert_eq!(work.shards(), [vec![3, 0], vec![2, 1]]);
+        assert_eq!(work.failure(0).as_deref(), Some("not attempted"));
     }
 }

@@ -8,7 +8,7 @@
 //! - [`publish`]: the [`Publisher`] port and its Kinesis adapter, which checks every `PutRecords` entry.
 //! - [`effects`]: the port through which consumers act on the world, with deterministic idempotency keys.
 //! - [`dlq`]: dead letters as SQS messages (the consumers' dead-letter queues).
-//! - [`mail`]: the e-mail port (an outbox file locally), once per idempotency key.
+//! - [`mail`]: the e-mail port (an outbox file locally), once per idempotency key; [`ses`]: its SES v2 adapter.
 //! - [`users`]: the users directory of the signup flow (profiles, mailing lists), in DynamoDB.
 //! - [`idempotency`]: claim / complete records per `(consumer, event id)`, in DynamoDB, so effects happen once.
 //! - [`harness`]: decode a Lambda Kinesis batch, dispatch to a typed [`Consumer`], answer with checkpoints;
@@ -29,6 +29,7 @@ pub mod mail;
 pub mod publish;
 pub mod runtime;
 pub mod schema;
+pub mod ses;
 pub mod users;
 pub mod validate;
 pub mod violation;

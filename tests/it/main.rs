@@ -9,6 +9,7 @@ mod esm;
 mod idempotency;
 mod ingest_faults;
 mod local_stack;
+mod mail;
 mod ordering;
 mod payments;
 mod pipeline;

@@ -1,19 +1,26 @@
 //! Redrive on the real emulators (kinesis-local, moto's SQS and DynamoDB): a consumer parks a record it cannot
 //! handle yet; after the fix, `tubes-dlq redrive` puts it back onto the stream and it is handled once. The event
-//! source mapping's on-failure entries (a sequence range) are redriven from the stream's records.
+//! source mapping's on-failure entries (a sequence range) are redriven from the stream's records. On the whole
+//! local stack, `tubes-dlq redrive --to-function` hands a parked record straight to the real consumer function
+//! instead: handled once, its message deleted only then, and nothing new on the stream.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
-use serde_json::json;
-use tubes_ops::{DeadLetterQueue, Entry};
+use aws_sdk_kinesis::types::ShardIteratorType;
+use serde_json::{json, Value};
+use tubes_ops::aws_sdk_lambda;
+use tubes_ops::{DeadLetterQueue, Entry, OpsError};
 use tubes_shared::dlq::SqsDeadLetters;
 use tubes_shared::harness::IdempotencyTimes;
 use tubes_shared::idempotency::DynamoIdempotency;
 use tubes_shared::lambda_event::kinesis_event;
+use tubes_shared::mail::OutboxMailer;
 use tubes_shared::{Classify, Consumer, Envelope, EventType, Harness, KinesisBatch};
-use tubes_tests::{KinesisLocal, Moto};
+use tubes_tests::{KinesisLocal, LocalStack, Moto, REGION};
 
 #[derive(Debug, thiserror::Error)]
 #[error("the welcome template is missing")]
@@ -175,4 +182,326 @@ async fn a_parked_record_redriven_after_the_fix_has_its_effect_once() {
         .run(batch_from(&kinesis, "redrive", &arn, 3).await)
         .await;
     assert_eq!((report.handled, report.duplicates), (0, 2));
+}
+
+// ---- straight to the consumer function, on the whole local stack (template.yaml) ----
+
+const DEADLINE: Duration = Duration::from_secs(240);
+const STREAM: &str = "tubes-EventStream";
+const QUEUE: &str = "tubes-SignupsDeadLetterQueue";
+const SIGNUPS: &str = "tubes-consumer-signups";
+
+/// A Lambda client for the stack's `cargo lambda watch` (its Invoke API).
+fn lambda(stack: &LocalStack) -> aws_sdk_lambda::Client {
+    use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_lambda::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+        .endpoint_url(&stack.http)
+        .build();
+    aws_sdk_lambda::Client::from_conf(config)
+}
+
+fn signup_event(id: &str, user: &str) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "/it/redrive", "type": "user.signed_up", "data": {
+        "user_id": user, "email": format!("{user}@example.com"), "name": "Ada", "marketing_opt_in": false,
+        "signed_up_at": "2026-11-22T10:00:00Z"}})
+}
+
+/// POSTs one event through ingest; its `accepted` entry (shard, sequence number) once ingest answered 202.
+async fn post(http: &reqwest::Client, stack: &LocalStack, event: &Value) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        // The first request may meet ingest's cold start; anything but 202 is retried until the deadline.
+        if let Ok(resp) = http
+            .post(format!("{}/events", stack.http))
+            .header("content-type", "application/cloudevents+json")
+            .body(event.to_string())
+            .send()
+            .await
+        {
+            if resp.status() == 202 {
+                let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+                return body["accepted"][0].clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "ingest never accepted {event}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every record on the stream, all shards.
+async fn stream_len(k: &aws_sdk_kinesis::Client) -> usize {
+    let shards = k.list_shards().stream_name(STREAM).send().await.unwrap();
+    let mut n = 0;
+    for shard in shards.shards() {
+        let mut iterator = k
+            .get_shard_iterator()
+            .stream_name(STREAM)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        while let Some(it) = iterator {
+            let page = k.get_records().shard_iterator(it).send().await.unwrap();
+            if page.records().is_empty() {
+                break;
+            }
+            n += page.records().len();
+            iterator = page.next_shard_iterator;
+        }
+    }
+    n
+}
+
+/// Lines of the functions' log that contain every one of `needles`.
+fn log_lines(stack: &LocalStack, needles: &[&str]) -> usize {
+    std::fs::read_to_string(stack.state.join("functions.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}
+
+/// Polls `check` until it answers `Some`, or fails the test with `what`.
+async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_redriven_to_its_function_after_the_fix_has_its_effect_once_and_never_touches_the_stream(
+) {
+    let stack = LocalStack::start(
+        "template.yaml",
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    );
+    let (http, sqs, k, ddb) = (
+        reqwest::Client::new(),
+        stack.sqs(),
+        stack.kinesis(),
+        stack.dynamodb(),
+    );
+    let lambda = lambda(&stack);
+    let dlq = DeadLetterQueue::find(sqs.clone(), k.clone(), QUEUE)
+        .await
+        .unwrap();
+    let outbox_path = stack.state.join("outbox.jsonl");
+    let outbox = OutboxMailer::new(&outbox_path);
+    let welcomes = |user: &str| {
+        let key = tubes_consumer_signups::welcome_key(user);
+        outbox
+            .read()
+            .iter()
+            .filter(|e| e.idempotency_key == key)
+            .count()
+    };
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let (early, first, late) = (
+        format!("usr_early_{run}"),
+        format!("usr_first_{run}"),
+        format!("usr_late_{run}"),
+    );
+    let reused = format!("evt-reused-{run}");
+
+    // Given: two signups handled by the real signups function (welcomed once each)…
+    let early_event = format!("evt-early-{run}");
+    let early_accepted = post(&http, &stack, &signup_event(&early_event, &early)).await;
+    post(&http, &stack, &signup_event(&reused, &first)).await;
+    until("both welcomed", || async {
+        (welcomes(&early) == 1 && welcomes(&first) == 1).then_some(())
+    })
+    .await;
+    // …and a third that reuses the second's event id for another user: refused for good, parked with its payload.
+    post(&http, &stack, &signup_event(&reused, &late)).await;
+    let parked = until("the reused id parked", || async {
+        dlq.list().await.unwrap().into_iter().find(
+            |m| matches!(&m.entry, Entry::Letter(l) if l.partition_key == late && l.consumer == "signups"),
+        )
+    })
+    .await;
+    let Entry::Letter(letter) = &parked.entry else {
+        unreachable!()
+    };
+    assert!(letter.reason.contains("reused"), "{}", letter.reason);
+    let on_stream = stream_len(&k).await;
+    assert_eq!(on_stream, 3);
+
+    // The reuse is resolved (the first event's idempotency record expired; deleted here as its TTL would), but a
+    // new cause appears: e-mail cannot go out (a directory where the outbox file was), a retryable failure.
+    let key = tubes_shared::idempotency::key(tubes_consumer_signups::NAME, &reused);
+    ddb.delete_item()
+        .table_name("tubes-IdempotencyTable")
+        .key("key", AttributeValue::S(key.clone()))
+        .send()
+        .await
+        .unwrap();
+    let saved = stack.state.join("outbox.jsonl.saved");
+    std::fs::rename(&outbox_path, &saved).unwrap();
+    std::fs::create_dir(&outbox_path).unwrap();
+
+    // When it is redriven to a function that does not exist: a clear error, and the message stays.
+    let missing = dlq
+        .redrive_to_function(None, &lambda, "tubes-consumer-nope")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&missing, OpsError::FunctionNotFound { function } if function == "tubes-consumer-nope"),
+        "{missing}"
+    );
+    assert!(missing.to_string().contains("tubes-consumer-nope"));
+    // To a function that fails on the event (ingest takes HTTP requests, not Kinesis batches): a function error,
+    // the message stays.
+    let report = dlq
+        .redrive_to_function(None, &lambda, "tubes-ingest")
+        .await
+        .unwrap();
+    assert_eq!((report.letters, report.invocations), (0, 1), "{report:?}");
+    assert_eq!(report.kept.len(), 1, "{report:?}");
+    assert!(
+        report.kept[0].contains(&parked.id) && report.kept[0].contains("function error"),
+        "{report:?}"
+    );
+    // To signups while e-mail still fails: the function reports the record in batchItemFailures, the message stays.
+    let report = dlq
+        .redrive_to_function(None, &lambda, SIGNUPS)
+        .await
+        .unwrap();
+    assert_eq!((report.letters, report.invocations), (0, 1), "{report:?}");
+    assert_eq!(report.kept.len(), 1, "{report:?}");
+    assert!(
+        report.kept[0].contains("batchItemFailures")
+            && report.kept[0].contains(&letter.sequence_number),
+        "{report:?}"
+    );
+    let left: Vec<String> = dlq
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(
+        left,
+        std::slice::from_ref(&parked.id),
+        "the same message, still there"
+    );
+    assert_eq!(welcomes(&late), 0);
+    assert_eq!(log_lines(&stack, &["signup recorded", &late]), 0);
+
+    // Then: e-mail works again. The letter is also on the queue twice (as a redelivery would park it), and an
+    // on-failure entry names the first signup's record (already handled).
+    std::fs::remove_dir(&outbox_path).unwrap();
+    std::fs::rename(&saved, &outbox_path).unwrap();
+    sqs.send_message()
+        .queue_url(dlq_url(&sqs).await)
+        .message_body(&parked.body)
+        .send()
+        .await
+        .unwrap();
+    let range = json!({
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
+        "KinesisBatchInfo": {
+            "shardId": early_accepted["shard_id"], "startSequenceNumber": early_accepted["sequence_number"],
+            "endSequenceNumber": early_accepted["sequence_number"], "batchSize": 1,
+            "streamArn": letter.event_source_arn}});
+    sqs.send_message()
+        .queue_url(dlq_url(&sqs).await)
+        .message_body(range.to_string())
+        .send()
+        .await
+        .unwrap();
+    let report = dlq
+        .redrive_to_function(None, &lambda, SIGNUPS)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.letters, report.range_records, report.duplicates),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    assert!(report.kept.is_empty(), "{report:?}");
+    assert!((1..=2).contains(&report.invocations), "{report:?}");
+
+    // The late signup is handled once: welcomed once, recorded once, its idempotency record completed; the early
+    // one is skipped as already handled; every message is gone; and the stream holds what it held.
+    assert!(dlq.list().await.unwrap().is_empty());
+    assert_eq!(welcomes(&late), 1);
+    until("the late signup recorded", || async {
+        (log_lines(&stack, &["signup recorded", &late]) >= 1).then_some(())
+    })
+    .await;
+    until("the early signup skipped", || async {
+        (log_lines(&stack, &["duplicate: already handled", &early_event]) >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(log_lines(&stack, &["signup recorded", &late]), 1);
+    assert_eq!(log_lines(&stack, &["signup recorded", &early]), 1);
+    let record = ddb
+        .get_item()
+        .table_name("tubes-IdempotencyTable")
+        .key("key", AttributeValue::S(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the idempotency record");
+    assert_eq!(record["status"].as_s().unwrap(), "COMPLETED");
+    assert_eq!(stream_len(&k).await, on_stream, "nothing new on the stream");
+
+    // Nothing is redriven twice.
+    let again = dlq
+        .redrive_to_function(None, &lambda, SIGNUPS)
+        .await
+        .unwrap();
+    assert_eq!(again, tubes_ops::RedriveReport::default());
+    // The same through the command (`make dlq` sets these variables for the local stack).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| tubes_tests::repo_root().join("target"), Into::into);
+    let out = std::process::Command::new(target.join("debug/tubes-dlq"))
+        .args(["redrive", QUEUE, "--to-function", SIGNUPS])
+        .env("AWS_ENDPOINT_URL_SQS", &stack.sqs_endpoint)
+        .env("AWS_ENDPOINT_URL_KINESIS", &stack.kinesis_endpoint)
+        .env("AWS_ENDPOINT_URL_LAMBDA", &stack.http)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("tubes-dlq (built by the stack) runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("redriven to tubes-consumer-signups: 0 dead letter(s)")
+            && stdout.contains("0 kept"),
+        "{stdout}"
+    );
+    assert_eq!(welcomes(&late), 1);
+}
+
+async fn dlq_url(sqs: &aws_sdk_sqs::Client) -> String {
+    sqs.get_queue_url()
+        .queue_name(QUEUE)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
 }
