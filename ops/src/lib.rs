@@ -202,6 +202,10 @@ pub fn stream_name(arn: &str) -> &str {
     arn.rsplit_once("stream/").map_or(arn, |(_, name)| name)
 }
 
+/// How long `list` hides the messages it has read while it reads the rest (they are then made visible again;
+/// should `list` die, they reappear after this).
+const LIST_HIDE_SECS: i32 = 30;
+
 /// A consumer's dead-letter queue, and the streams its records came from.
 #[derive(Debug, Clone)]
 pub struct DeadLetterQueue {
@@ -255,6 +259,9 @@ impl DeadLetterQueue {
                 .queue_url(&self.url)
                 .max_number_of_messages(10)
                 .visibility_timeout(hide_secs)
+                // Long polling asks every SQS server, so an empty answer means an empty queue (short polling
+                // samples a few). Only when hiding: with a visibility of 0 the same messages come back at once.
+                .wait_time_seconds(if hide_secs > 0 { 1 } else { 0 })
                 .message_system_attribute_names(
                     aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
                 )
@@ -290,9 +297,43 @@ impl DeadLetterQueue {
         }
     }
 
-    /// Every message, left on the queue.
+    /// Every message, left on the queue. Each receive hides what it returned for a moment so that the next one
+    /// returns other messages (receiving with a visibility of 0, SQS may return the same few again and again on
+    /// a large queue, and the listing would end early); then every message is made visible again.
     pub async fn list(&self) -> Result<Vec<Message>, OpsError> {
-        self.receive_all(0).await
+        let messages = self.receive_all(LIST_HIDE_SECS).await?;
+        for chunk in messages.chunks(10) {
+            self.show_all_again(chunk).await?;
+        }
+        Ok(messages)
+    }
+
+    /// Makes up to 10 messages visible again, in one call.
+    async fn show_all_again(&self, messages: &[Message]) -> Result<(), OpsError> {
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&m.receipt_handle)
+                    .visibility_timeout(0)
+                    .build()
+                    .map_err(|e| OpsError::Aws {
+                        operation: "ChangeMessageVisibilityBatch",
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // An entry that fails stays hidden for LIST_HIDE_SECS at most, then reappears by itself.
+        self.sqs
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| aws("ChangeMessageVisibilityBatch", e))?;
+        Ok(())
     }
 
     /// Puts the records of every message (or only of message `only`) back onto their stream, and deletes each
@@ -545,8 +586,8 @@ impl DeadLetterQueue {
             .await
             .map_err(|e| aws("GetShardIterator", e))?
             .shard_iterator;
-        let mut out = Vec::new();
-        while let Some(it) = iterator {
+        let mut out: Vec<Fetched> = Vec::new();
+        'pages: while let Some(it) = iterator {
             let page = self
                 .kinesis
                 .get_records()
@@ -557,7 +598,7 @@ impl DeadLetterQueue {
                 .map_err(|e| aws("GetRecords", e))?;
             for r in page.records() {
                 if sequence_lt(&batch.end_sequence_number, r.sequence_number()) {
-                    return Ok(out);
+                    break 'pages;
                 }
                 out.push(Fetched {
                     sequence_number: r.sequence_number().to_owned(),
@@ -574,18 +615,33 @@ impl DeadLetterQueue {
             }
             iterator = page.next_shard_iterator;
         }
-        // The range's end was never reached: its records are gone (past retention) or the range is wrong.
-        let reached = out.len();
-        if reached == 0 {
-            return Err(OpsError::Message {
-                id: id.to_owned(),
-                reason: format!(
-                    "no records from {} on {}: past the stream's retention?",
-                    batch.start_sequence_number, batch.shard_id
-                ),
-            });
+        // All or nothing: the range must be there from its first record to its last. A range cut short (its
+        // head trimmed past the stream's retention, or its end never reached) is kept, not half redriven.
+        let first = out.first().map(|f| f.sequence_number.as_str());
+        let last = out.last().map(|l| l.sequence_number.as_str());
+        if first == Some(batch.start_sequence_number.as_str())
+            && last == Some(batch.end_sequence_number.as_str())
+        {
+            return Ok(out);
         }
-        Ok(out)
+        let reason = match (first, last) {
+            (Some(first), Some(last)) => format!(
+                "only part of the range {}..={} on {} is readable ({} records, {first}..={last}): past the \
+                 stream's retention? Nothing redriven",
+                batch.start_sequence_number,
+                batch.end_sequence_number,
+                batch.shard_id,
+                out.len()
+            ),
+            _ => format!(
+                "no records from {} on {}: past the stream's retention?",
+                batch.start_sequence_number, batch.shard_id
+            ),
+        };
+        Err(OpsError::Message {
+            id: id.to_owned(),
+            reason,
+        })
     }
 }
 

@@ -163,12 +163,38 @@ async fn a_parked_record_redriven_after_the_fix_has_its_effect_once() {
         .send()
         .await
         .unwrap();
+    // A range whose end is no longer readable (a sequence number past everything on the shard): all or nothing.
+    let cut_short = json!({
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
+        "KinesisBatchInfo": {
+            "shardId": source.shard_id, "startSequenceNumber": records[1].sequence_number,
+            "endSequenceNumber": format!("{}0", records[2].sequence_number), "batchSize": 9, "streamArn": arn}});
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(cut_short.to_string())
+        .send()
+        .await
+        .unwrap();
     let redriven = dlq.redrive(None, None).await.unwrap();
     assert_eq!(redriven.range_records, 2);
-    assert_eq!(redriven.kept.len(), 1, "{:?}", redriven.kept);
-    let left = dlq.list().await.unwrap();
-    assert_eq!(left.len(), 1, "the unknown message stays");
-    assert!(matches!(left[0].entry, Entry::Unknown(_)));
+    assert_eq!(redriven.kept.len(), 2, "{:?}", redriven.kept);
+    assert!(
+        redriven
+            .kept
+            .iter()
+            .any(|k| k.contains("only part of the range")),
+        "{:?}",
+        redriven.kept
+    );
+    let mut left = dlq.list().await.unwrap();
+    assert_eq!(
+        left.len(),
+        2,
+        "the unknown message and the cut-short range stay"
+    );
+    left.sort_by_key(|m| matches!(m.entry, Entry::Unknown(_)));
+    assert!(matches!(left[0].entry, Entry::OnFailure { .. }));
+    assert!(matches!(left[1].entry, Entry::Unknown(_)));
     let after = kinesis.read_all("redrive", &arn).await.remove(0).1;
     assert_eq!(after.len(), 5);
     assert_eq!(
@@ -504,4 +530,38 @@ async fn dlq_url(sqs: &aws_sdk_sqs::Client) -> String {
         .unwrap()
         .queue_url
         .unwrap()
+}
+
+#[tokio::test]
+async fn listing_a_large_queue_sees_every_message_once_and_leaves_them_visible() {
+    let moto = Moto::start().await;
+    let sqs = moto.sqs();
+    let url = sqs
+        .create_queue()
+        .queue_name("many-dlq")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for i in 0..35 {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(format!("letter {i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let kinesis = aws_sdk_kinesis::Client::from_conf(
+        aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesis::config::Region::new(REGION))
+            .build(),
+    );
+    let dlq = DeadLetterQueue::new(sqs.clone(), kinesis, &url);
+    let listed = dlq.list().await.unwrap();
+    let bodies: std::collections::HashSet<&str> = listed.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!((listed.len(), bodies.len()), (35, 35), "each message once");
+    // Visible again at once: a second listing sees them all too.
+    assert_eq!(dlq.list().await.unwrap().len(), 35);
 }
