@@ -78,7 +78,8 @@ KINESIS_MOCK_PLAIN_PORT="$kinesis_port" KINESIS_MOCK_TLS_PORT="$((kinesis_port -
 CREATE_STREAM_DURATION=0ms LOG_LEVEL=WARN SHOULD_PERSIST_DATA=true PERSIST_PATH="$state/kinesis" \
   spawn node tools/node_modules/kinesis-local/main.js >"$state/kinesis.log" 2>&1
 kinesis_pid=${pids[-1]}
-spawn moto_server -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1
+# moto with DynamoDB requests one at a time, so conditional writes are atomic as in DynamoDB (see the script).
+spawn .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1
 moto_pid=${pids[-1]}
 wait_http kinesis "$AWS_ENDPOINT_URL_KINESIS" "$kinesis_pid"
 wait_http moto "$AWS_ENDPOINT_URL_SQS" "$moto_pid"

@@ -18,36 +18,6 @@ fn signup(id: &str, user: &str) -> Value {
         "signed_up_at": "2026-11-22T10:00:00Z"}})
 }
 
-async fn post(http: &reqwest::Client, stack: &LocalStack, event: &Value) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        // The first request may meet ingest's cold start; anything but 202 is retried until the deadline.
-        if let Ok(resp) = http
-            .post(format!("{}/events", stack.http))
-            .header("content-type", "application/cloudevents+json")
-            .body(event.to_string())
-            .send()
-            .await
-        {
-            if resp.status() == 202 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "ingest never accepted {event}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Lines of the functions' log that mention `needle`.
-fn log_lines(stack: &LocalStack, needle: &str) -> Vec<String> {
-    std::fs::read_to_string(stack.state.join("functions.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked_with_its_payload()
 {
@@ -61,8 +31,8 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
 
     // The same event twice (a producer's retry that reached ingest twice): two records on the stream.
     let event = signup(&id, "usr_idem");
-    post(&http, &stack, &event).await;
-    post(&http, &stack, &event).await;
+    stack.post_event(&http, &event).await;
+    stack.post_event(&http, &event).await;
 
     // The first is handled and its record completed in the template's table…
     let key = tubes_shared::idempotency::key(tubes_consumer_signups::NAME, &id);
@@ -82,7 +52,8 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
             .and_then(|i| i.get("status"))
             .and_then(|s| s.as_s().ok())
             .cloned();
-        let duplicate = log_lines(&stack, "duplicate: already handled")
+        let duplicate = stack
+            .function_log(&["duplicate: already handled"])
             .iter()
             .any(|l| l.contains(&id));
         if status.as_deref() == Some("COMPLETED") && duplicate {
@@ -114,7 +85,8 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
     assert_eq!(welcomes.len(), 1, "{outbox:#?}");
     assert_eq!(welcomes[0].to, "usr_idem@example.com");
     assert_eq!(
-        log_lines(&stack, "signup recorded")
+        stack
+            .function_log(&["signup recorded"])
             .iter()
             .filter(|l| l.contains(&id))
             .count(),
@@ -134,7 +106,7 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
         .await
         .unwrap();
     let after = signup(&format!("evt-{}", uuid::Uuid::now_v7()), "usr_poison");
-    post(&http, &stack, &after).await;
+    stack.post_event(&http, &after).await;
 
     let sqs = stack.sqs();
     let queue = sqs
@@ -184,7 +156,8 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
     // The next record of the same key was not blocked by it.
     let after_id = after["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + DEADLINE;
-    while !log_lines(&stack, "signup recorded")
+    while !stack
+        .function_log(&["signup recorded"])
         .iter()
         .any(|l| l.contains(&after_id))
     {
@@ -225,13 +198,13 @@ async fn a_payment_over_the_balance_is_refused_with_its_reason_and_the_payer_is_
                    "payer_email": "payer@example.com"}),
         ),
     ] {
-        post(&http, &stack, &e).await;
+        stack.post_event(&http, &e).await;
     }
     // The payment is posted twice (a producer's retry): still one decision, one outcome, one e-mail.
-    post(
-        &http,
-        &stack,
-        &event(
+    stack
+        .post_event(
+            &http,
+            &event(
             &pay_id,
             "payment.received",
             json!({"payment_id": "p1", "account_id": account, "amount": 1_250, "currency": "EUR",
@@ -288,7 +261,8 @@ async fn a_payment_over_the_balance_is_refused_with_its_reason_and_the_payer_is_
     assert_eq!(decision["reason"].as_s().unwrap(), "insufficient_funds");
     // Let the second delivery of the payment be handled too, then: still one e-mail for the outcome.
     let deadline = Instant::now() + DEADLINE;
-    while log_lines(&stack, "duplicate: already handled")
+    while stack
+        .function_log(&["duplicate: already handled"])
         .iter()
         .filter(|l| l.contains(&pay_id))
         .count()

@@ -235,28 +235,6 @@ fn signup_event(id: &str, user: &str) -> Value {
         "signed_up_at": "2026-11-22T10:00:00Z"}})
 }
 
-/// POSTs one event through ingest; its `accepted` entry (shard, sequence number) once ingest answered 202.
-async fn post(http: &reqwest::Client, stack: &LocalStack, event: &Value) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        // The first request may meet ingest's cold start; anything but 202 is retried until the deadline.
-        if let Ok(resp) = http
-            .post(format!("{}/events", stack.http))
-            .header("content-type", "application/cloudevents+json")
-            .body(event.to_string())
-            .send()
-            .await
-        {
-            if resp.status() == 202 {
-                let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-                return body["accepted"][0].clone();
-            }
-        }
-        assert!(Instant::now() < deadline, "ingest never accepted {event}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Every record on the stream, all shards.
 async fn stream_len(k: &aws_sdk_kinesis::Client) -> usize {
     let shards = k.list_shards().stream_name(STREAM).send().await.unwrap();
@@ -281,15 +259,6 @@ async fn stream_len(k: &aws_sdk_kinesis::Client) -> usize {
         }
     }
     n
-}
-
-/// Lines of the functions' log that contain every one of `needles`.
-fn log_lines(stack: &LocalStack, needles: &[&str]) -> usize {
-    std::fs::read_to_string(stack.state.join("functions.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .count()
 }
 
 /// Polls `check` until it answers `Some`, or fails the test with `what`.
@@ -344,14 +313,18 @@ async fn a_dead_letter_redriven_to_its_function_after_the_fix_has_its_effect_onc
 
     // Given: two signups handled by the real signups function (welcomed once each)…
     let early_event = format!("evt-early-{run}");
-    let early_accepted = post(&http, &stack, &signup_event(&early_event, &early)).await;
-    post(&http, &stack, &signup_event(&reused, &first)).await;
+    let early_accepted = stack
+        .post_event(&http, &signup_event(&early_event, &early))
+        .await;
+    stack
+        .post_event(&http, &signup_event(&reused, &first))
+        .await;
     until("both welcomed", || async {
         (welcomes(&early) == 1 && welcomes(&first) == 1).then_some(())
     })
     .await;
     // …and a third that reuses the second's event id for another user: refused for good, parked with its payload.
-    post(&http, &stack, &signup_event(&reused, &late)).await;
+    stack.post_event(&http, &signup_event(&reused, &late)).await;
     let parked = until("the reused id parked", || async {
         dlq.list().await.unwrap().into_iter().find(
             |m| matches!(&m.entry, Entry::Letter(l) if l.partition_key == late && l.consumer == "signups"),
@@ -425,7 +398,7 @@ async fn a_dead_letter_redriven_to_its_function_after_the_fix_has_its_effect_onc
         "the same message, still there"
     );
     assert_eq!(welcomes(&late), 0);
-    assert_eq!(log_lines(&stack, &["signup recorded", &late]), 0);
+    assert_eq!(stack.function_log(&["signup recorded", &late]).len(), 0);
 
     // Then: e-mail works again. The letter is also on the queue twice (as a redelivery would park it), and an
     // on-failure entry names the first signup's record (already handled).
@@ -466,15 +439,18 @@ async fn a_dead_letter_redriven_to_its_function_after_the_fix_has_its_effect_onc
     assert!(dlq.list().await.unwrap().is_empty());
     assert_eq!(welcomes(&late), 1);
     until("the late signup recorded", || async {
-        (log_lines(&stack, &["signup recorded", &late]) >= 1).then_some(())
+        (!stack.function_log(&["signup recorded", &late]).is_empty()).then_some(())
     })
     .await;
     until("the early signup skipped", || async {
-        (log_lines(&stack, &["duplicate: already handled", &early_event]) >= 1).then_some(())
+        (!stack
+            .function_log(&["duplicate: already handled", &early_event])
+            .is_empty())
+        .then_some(())
     })
     .await;
-    assert_eq!(log_lines(&stack, &["signup recorded", &late]), 1);
-    assert_eq!(log_lines(&stack, &["signup recorded", &early]), 1);
+    assert_eq!(stack.function_log(&["signup recorded", &late]).len(), 1);
+    assert_eq!(stack.function_log(&["signup recorded", &early]).len(), 1);
     let record = ddb
         .get_item()
         .table_name("tubes-IdempotencyTable")

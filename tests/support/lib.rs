@@ -60,16 +60,19 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts `moto_server` and waits until it answers.
+    /// Starts moto's server (`scripts/moto_server.py`: DynamoDB requests one at a time, atomic as in DynamoDB)
+    /// and waits until it answers.
     pub async fn start() -> Self {
-        let bin = repo_root().join(".venv/bin/moto_server");
+        let root = repo_root();
+        let python = root.join(".venv/bin/python");
         assert!(
-            bin.exists(),
-            "moto is not installed at {}: run `make test` (or scripts/bootstrap.sh) first",
-            bin.display()
+            root.join(".venv/bin/moto_server").exists(),
+            "moto is not installed in {}: run `make test` (or scripts/bootstrap.sh) first",
+            root.join(".venv").display()
         );
         let port = free_port();
-        let child = Command::new(bin)
+        let child = Command::new(python)
+            .arg(root.join("scripts/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -326,6 +329,9 @@ impl Drop for KinesisLocal {
     }
 }
 
+/// How long [`LocalStack::post_event`] keeps trying.
+pub const POST_DEADLINE: Duration = Duration::from_secs(240);
+
 /// The whole local stack (`scripts/dev.sh`: emulators, `cargo lambda watch`, the event source mapping emulator)
 /// for one template, on free loopback ports and its own state directory; stopped (every process) when dropped.
 pub struct LocalStack {
@@ -393,6 +399,45 @@ impl LocalStack {
                 "the local stack was not ready in time:\n{log}"
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The lines of the functions' log (`functions.log`) that contain every one of `needles`.
+    pub fn function_log(&self, needles: &[&str]) -> Vec<String> {
+        std::fs::read_to_string(self.state.join("functions.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// POSTs one event to ingest (`/events`) until it answers 202, and returns its `accepted` entry (shard,
+    /// sequence number). The first request may meet ingest's cold start: anything but 202 is tried again, for
+    /// up to [`POST_DEADLINE`].
+    pub async fn post_event(
+        &self,
+        http: &reqwest::Client,
+        event: &serde_json::Value,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + POST_DEADLINE;
+        loop {
+            if let Ok(resp) = http
+                .post(format!("{}/events", self.http))
+                .header("content-type", "application/cloudevents+json")
+                .body(event.to_string())
+                .send()
+                .await
+            {
+                if resp.status() == 202 {
+                    let body = resp.bytes().await.expect("a 202 body");
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&body).expect("ingest answers JSON");
+                    return body["accepted"][0].clone();
+                }
+            }
+            assert!(Instant::now() < deadline, "ingest never accepted {event}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
