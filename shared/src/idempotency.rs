@@ -3,13 +3,13 @@
 //! once.
 //!
 //! A claim is a conditional write. It succeeds when there is no record yet, when a previous holder's lock has
-//! expired (it crashed or timed out mid-effect), when the record was released after a failure, or when a
-//! completed record has outlived its TTL. Each successful claim counts an attempt on the record, so a dead
-//! letter can say how often its record was tried and a consumer can give up on one that keeps failing (a
-//! released record is kept for the TTL for this count). Otherwise the
-//! existing record answers: completed (skip), in progress elsewhere (retry later), or the same id with another
-//! payload (a poison record: the producer reused an id). Times are passed in, so the rules are testable
-//! without waiting.
+//! expired (it crashed or timed out mid-effect), when the record was released after a failure (by a claim of
+//! the same payload: the id stays bound to its event, whatever became of it), or when a completed record has
+//! outlived its TTL. Each successful claim counts an attempt on the record, so a dead letter can say how often
+//! its record was tried and a consumer can give up on one that keeps failing (a released record is kept for the
+//! TTL for this count). Otherwise the existing record answers: completed (skip), in progress elsewhere (retry
+//! later), or the same id with another payload (a poison record: the producer reused an id). Times are passed
+//! in, so the rules are testable without waiting.
 //!
 //! [`DynamoIdempotency`] keeps the records in DynamoDB (`key` the partition key; `expires_at` the TTL
 //! attribute); [`DynamoIdempotency::completion`] gives the completing write as a `TransactWriteItem`, so that
@@ -233,7 +233,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .key("key", AttributeValue::S(key.to_owned()))
             .update_expression("SET #s = :progress, #h = :h, #l = :lock, #e = :e ADD #a :one")
             .condition_expression(
-                "attribute_not_exists(#k) OR (#s = :progress AND #l < :now) OR #s = :released OR #e < :now_s",
+                "attribute_not_exists(#k) OR (#s = :progress AND #l < :now) OR (#s = :released AND #h = :h) OR #e < :now_s",
             )
             .expression_attribute_names("#k", "key")
             .expression_attribute_names("#s", "status")
@@ -391,7 +391,7 @@ impl IdempotencyStore for MemoryIdempotency {
             attempts: 0,
         });
         // DynamoDB compares `expires_at` in whole seconds.
-        let free = entry.status == Status::Released
+        let free = (entry.status == Status::Released && entry.hash == hash)
             || (entry.status == Status::InProgress && entry.lock_expires_ms < now_ms)
             || entry.expires_at_ms < now_ms - 999;
         if !free {
@@ -467,6 +467,11 @@ mod tests {
         assert_eq!(s.claim(&k, &h, t + 30_001, LOCK).await, acquired(2));
         // Released after a failure: claimable at once, and the attempts count on.
         s.release(&k, &h, t + 30_002, DAY).await.unwrap();
+        // But not by another event under the same id: that is still a reused id.
+        assert_eq!(
+            s.claim(&k, "other", t + 30_002, LOCK).await,
+            Ok(Claim::Conflict)
+        );
         assert_eq!(s.claim(&k, &h, t + 30_003, LOCK).await, acquired(3));
         // A release with another payload's hash is not ours: the claim stands.
         s.release(&k, "other", t + 30_004, DAY).await.unwrap();

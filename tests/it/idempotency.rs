@@ -80,6 +80,11 @@ async fn claims_follow_the_rules_on_dynamodb() {
         released["expires_at"].as_n().unwrap(),
         &((T + 1 + 86_400_000) / 1000).to_string()
     );
+    // Not by another event under the same id, though: a reused id, whatever became of the first.
+    assert_eq!(
+        store.claim(&k2, "other", T + 2, LOCK).await,
+        Ok(Claim::Conflict)
+    );
     assert_eq!(store.claim(&k2, &h, T + 2, LOCK).await, acquired(2));
     // Someone else's hash cannot release it.
     store.release(&k2, "other", T + 3, DAY).await.unwrap();
