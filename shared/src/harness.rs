@@ -40,7 +40,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::catalogue::EventType;
 use crate::envelope::Envelope;
-use crate::idempotency::{self, Claim, IdempotencyStore, StoreError};
+use crate::idempotency::{self, now_ms, Claim, IdempotencyStore, StoreError};
 use crate::violation::Violations;
 
 /// Whether an error may go away on a retry.
@@ -286,11 +286,6 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
             max_attempts: self.max_attempts,
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, now.
-fn now_ms() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 /// The shortest lock a claim gets, however close the invocation's deadline.

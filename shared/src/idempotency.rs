@@ -58,6 +58,11 @@ pub fn payload_hash(payload: &[u8]) -> String {
         .collect()
 }
 
+/// Milliseconds since the Unix epoch, now: the clock of the records' times (`now_ms` below).
+pub fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
 /// Where idempotency records live. `now_ms` is milliseconds since the Unix epoch.
 pub trait IdempotencyStore: Send + Sync {
     /// `false` for a store that keeps nothing, so callers can skip hashing payloads for it.

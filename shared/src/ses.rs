@@ -23,10 +23,10 @@
 //! dead-lettered (redrive it once the setup is fixed). Error messages carry SES's error code and request id,
 //! never an address or a body.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_sesv2::config::http::HttpResponse;
-use aws_sdk_sesv2::error::{DisplayErrorContext, ProvideErrorMetadata as _, SdkError};
+use aws_sdk_sesv2::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::operation::RequestId as _;
 use aws_sdk_sesv2::types::{
@@ -34,7 +34,7 @@ use aws_sdk_sesv2::types::{
 };
 
 use crate::harness::NoIdempotency;
-use crate::idempotency::{self, Claim, IdempotencyStore};
+use crate::idempotency::{self, now_ms, Claim, IdempotencyStore};
 use crate::mail::{Email, MailError, Mailer};
 
 /// The header that carries an e-mail's idempotency key to the provider.
@@ -156,14 +156,8 @@ fn describe(err: &SdkError<SendEmailError, HttpResponse>) -> String {
             e.raw().status().as_u16(),
             err.request_id().unwrap_or("unknown"),
         ),
-        _ => format!("SES SendEmail: {}", DisplayErrorContext(err)),
+        _ => crate::aws::describe("SES SendEmail", err),
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// E-mail through Amazon SES v2, once per idempotency key as far as the guard `I` ensures it (see the module

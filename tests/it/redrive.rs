@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use serde_json::{json, Value};
 use tubes_ops::aws_sdk_lambda;
 use tubes_ops::{DeadLetterQueue, Entry, OpsError};
@@ -237,28 +236,11 @@ fn signup_event(id: &str, user: &str) -> Value {
 
 /// Every record on the stream, all shards.
 async fn stream_len(k: &aws_sdk_kinesis::Client) -> usize {
-    let shards = k.list_shards().stream_name(STREAM).send().await.unwrap();
-    let mut n = 0;
-    for shard in shards.shards() {
-        let mut iterator = k
-            .get_shard_iterator()
-            .stream_name(STREAM)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        while let Some(it) = iterator {
-            let page = k.get_records().shard_iterator(it).send().await.unwrap();
-            if page.records().is_empty() {
-                break;
-            }
-            n += page.records().len();
-            iterator = page.next_shard_iterator;
-        }
-    }
-    n
+    tubes_tests::read_stream(k, STREAM, "")
+        .await
+        .iter()
+        .map(|(_, records)| records.len())
+        .sum()
 }
 
 /// Polls `check` until it answers `Some`, or fails the test with `what`.

@@ -264,62 +264,71 @@ impl KinesisLocal {
         stream: &str,
         stream_arn: &str,
     ) -> Vec<(BatchSource, Vec<StreamRecord>)> {
-        let client = self.client();
-        let shards = client
-            .list_shards()
+        read_stream(&self.client(), stream, stream_arn).await
+    }
+}
+
+/// Reads every record of every shard of `stream` from the trim horizon, as `(source, records)` per shard (any
+/// Kinesis endpoint: a [`KinesisLocal`], a [`LocalStack`]'s).
+pub async fn read_stream(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    stream_arn: &str,
+) -> Vec<(BatchSource, Vec<StreamRecord>)> {
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("list shards");
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = client
+            .get_shard_iterator()
             .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
             .send()
             .await
-            .expect("list shards");
-        let mut out = Vec::new();
-        for shard in shards.shards() {
-            let mut iterator = client
-                .get_shard_iterator()
-                .stream_name(stream)
-                .shard_id(shard.shard_id())
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .expect("shard iterator")
+            .shard_iterator
+            .expect("an iterator");
+        let mut records = Vec::new();
+        loop {
+            let page = client
+                .get_records()
+                .shard_iterator(&iterator)
                 .send()
                 .await
-                .expect("shard iterator")
-                .shard_iterator
-                .expect("an iterator");
-            let mut records = Vec::new();
-            loop {
-                let page = client
-                    .get_records()
-                    .shard_iterator(&iterator)
-                    .send()
-                    .await
-                    .expect("get records");
-                let got = page.records();
-                for r in got {
-                    records.push(StreamRecord {
-                        sequence_number: r.sequence_number().to_owned(),
-                        partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                        data: r.data().as_ref().to_vec(),
-                        approximate_arrival_timestamp: r
-                            .approximate_arrival_timestamp()
-                            .map(|t| t.as_secs_f64())
-                            .unwrap_or_default(),
-                    });
-                }
-                match page.next_shard_iterator() {
-                    Some(next) if !got.is_empty() => iterator = next.to_owned(),
-                    _ => break,
-                }
+                .expect("get records");
+            let got = page.records();
+            for r in got {
+                records.push(StreamRecord {
+                    sequence_number: r.sequence_number().to_owned(),
+                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                    data: r.data().as_ref().to_vec(),
+                    approximate_arrival_timestamp: r
+                        .approximate_arrival_timestamp()
+                        .map(|t| t.as_secs_f64())
+                        .unwrap_or_default(),
+                });
             }
-            out.push((
-                BatchSource {
-                    event_source_arn: stream_arn.to_owned(),
-                    shard_id: shard.shard_id().to_owned(),
-                    aws_region: REGION.to_owned(),
-                    invoke_identity_arn: "arn:aws:iam::000000000000:role/tubes-consumer".to_owned(),
-                },
-                records,
-            ));
+            match page.next_shard_iterator() {
+                Some(next) if !got.is_empty() => iterator = next.to_owned(),
+                _ => break,
+            }
         }
-        out
+        out.push((
+            BatchSource {
+                event_source_arn: stream_arn.to_owned(),
+                shard_id: shard.shard_id().to_owned(),
+                aws_region: REGION.to_owned(),
+                invoke_identity_arn: "arn:aws:iam::000000000000:role/tubes-consumer".to_owned(),
+            },
+            records,
+        ));
     }
+    out
 }
 
 impl Drop for KinesisLocal {
