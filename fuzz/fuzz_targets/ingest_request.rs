@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use tubes_ingest::config::Source;
 use tubes_ingest::webhook::Secret;
 use tubes_ingest::{Config, Ingest};
-use tubes_shared::publish::MemoryPublisher;
+use tubes_platform::publish::MemoryPublisher;
 
 const PATHS: [&str; 4] = ["/events", "/sources/partner/events", "/sources/nope/events", "/x"];
 const TYPES: [&str; 4] = [

@@ -20,30 +20,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-/// One record waiting in a lane.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rec {
-    /// Its sequence number in the shard.
-    pub sequence_number: String,
-    /// Its partition key.
-    pub partition_key: String,
-    /// Its data.
-    pub data: Vec<u8>,
-    /// When Kinesis received it, in seconds since the epoch.
-    pub arrival: f64,
-}
-
-impl Rec {
-    /// Bytes it adds to an invocation payload (base64 data plus the JSON around it), for the 6 MB cap.
-    pub fn payload_size(&self) -> usize {
-        self.data.len().div_ceil(3) * 4
-            + self.partition_key.len()
-            + 2 * self.sequence_number.len()
-            + 600
-    }
-}
+use tubes_platform::lambda_event::{
+    answer, Condition, Invocation, SequenceNumber, StreamRecord, Verdict,
+};
 
 /// The retry settings of one event source mapping.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +41,7 @@ pub struct RetryPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Work {
     /// The records, in shard order.
-    pub records: Vec<Rec>,
+    pub records: Vec<StreamRecord>,
     /// Retry attempts spent on these records so far.
     pub retries: u32,
     /// Invocations made with (some of) these records so far.
@@ -71,41 +50,11 @@ pub struct Work {
 
 impl Work {
     /// A fresh batch.
-    pub fn new(records: Vec<Rec>) -> Self {
+    pub fn new(records: Vec<StreamRecord>) -> Self {
         Work {
             records,
             retries: 0,
             invocations: 0,
-        }
-    }
-}
-
-/// What an invocation returned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Invocation {
-    /// The function returned this body.
-    Returned(Vec<u8>),
-    /// The function failed (an error response, a crash).
-    FunctionError(String),
-    /// The function did not answer within its timeout.
-    TimedOut,
-}
-
-/// Why a batch went to the on-failure destination (AWS's `requestContext.condition`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    /// Retried `MaximumRetryAttempts` times.
-    RetryAttemptsExhausted,
-    /// Older than `MaximumRecordAgeInSeconds`.
-    RecordAgeExceeded,
-}
-
-impl Condition {
-    /// AWS's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Condition::RetryAttemptsExhausted => "RetryAttemptsExhausted",
-            Condition::RecordAgeExceeded => "RecordAgeExceeded",
         }
     }
 }
@@ -118,7 +67,7 @@ pub struct Decision {
     /// Batches that replace the front one, to run in this order (empty: the front batch is finished).
     pub next: Vec<Work>,
     /// Records given up on, with why; they go to the on-failure destination.
-    pub dead_letter: Option<(Vec<Rec>, Condition)>,
+    pub dead_letter: Option<(Vec<StreamRecord>, Condition)>,
     /// The invocation failed in some way (counted as a failure in the view).
     pub failed: bool,
     /// How the result was read, for the view: `ok`, `partial`, `error: …`.
@@ -127,7 +76,7 @@ pub struct Decision {
 
 /// Drops the records older than the policy allows from the front of `work` (they were received first).
 /// Returns them, for the on-failure destination. `now` is seconds since the epoch.
-pub fn expire(work: &mut Work, policy: &RetryPolicy, now: f64) -> Vec<Rec> {
+pub fn expire(work: &mut Work, policy: &RetryPolicy, now: f64) -> Vec<StreamRecord> {
     let Some(max) = policy.max_record_age else {
         return Vec::new();
     };
@@ -140,61 +89,15 @@ pub fn expire(work: &mut Work, policy: &RetryPolicy, now: f64) -> Vec<Rec> {
     work.records.drain(..expired).collect()
 }
 
-/// How the response of an invocation reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The whole batch succeeded.
-    Success,
-    /// Records from this index on failed.
-    FailedFrom(usize),
-    /// The whole batch failed, with why.
-    BatchFailure(String),
-}
-
-/// Reads an invocation result as AWS does (see the module docs).
-pub fn verdict(batch: &[Rec], invocation: &Invocation, policy: &RetryPolicy) -> Verdict {
-    let body = match invocation {
-        Invocation::FunctionError(e) => {
-            return Verdict::BatchFailure(format!("function error: {e}"))
-        }
-        Invocation::TimedOut => return Verdict::BatchFailure("timed out".into()),
-        Invocation::Returned(_) if !policy.report_batch_item_failures => return Verdict::Success,
-        Invocation::Returned(body) => body,
-    };
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Verdict::Success;
-    }
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(_) => return Verdict::BatchFailure("response is not JSON".into()),
-    };
-    let failures = match &value {
-        Value::Null => return Verdict::Success,
-        Value::Object(o) => match o.get("batchItemFailures") {
-            None | Some(Value::Null) => return Verdict::Success,
-            Some(Value::Array(items)) if items.is_empty() => return Verdict::Success,
-            Some(Value::Array(items)) => items,
-            Some(_) => return Verdict::BatchFailure("batchItemFailures is not a list".into()),
-        },
-        _ => return Verdict::BatchFailure("response is not an object".into()),
-    };
-    let mut lowest: Option<usize> = None;
-    for item in failures {
-        let id = item
-            .get("itemIdentifier")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if id.is_empty() {
-            return Verdict::BatchFailure("a batch item failure has no itemIdentifier".into());
-        }
-        match batch.iter().position(|r| r.sequence_number == id) {
-            Some(i) => lowest = Some(lowest.map_or(i, |l| l.min(i))),
-            None => {
-                return Verdict::BatchFailure(format!("itemIdentifier {id} is not in the batch"))
-            }
-        }
-    }
-    lowest.map_or(Verdict::Success, Verdict::FailedFrom)
+/// Reads an invocation result as AWS does ([`tubes_platform::lambda_event::answer`]), with this mapping's
+/// `FunctionResponseTypes`.
+pub fn verdict(batch: &[StreamRecord], invocation: &Invocation, policy: &RetryPolicy) -> Verdict {
+    let sequence_numbers: Vec<&SequenceNumber> = batch.iter().map(|r| &r.sequence_number).collect();
+    answer::verdict(
+        invocation,
+        &sequence_numbers,
+        policy.report_batch_item_failures,
+    )
 }
 
 /// What to do after invoking `work` (the lane's front batch) got `invocation`.
@@ -213,7 +116,7 @@ pub fn decide(mut work: Work, invocation: &Invocation, policy: &RetryPolicy) -> 
             let rest = work.records.split_off(i);
             let summary = format!(
                 "partial: {i} ok, retry from …{}",
-                tail(&rest[0].sequence_number)
+                rest[0].sequence_number.tail(6)
             );
             if policy.bisect && rest.len() > 1 {
                 // Bisect at the reported record: the rest is split as a failed batch would be, so a record that
@@ -243,7 +146,7 @@ pub fn decide(mut work: Work, invocation: &Invocation, policy: &RetryPolicy) -> 
 }
 
 /// Splits `records` in two halves, retried in order with the retry count they had: bisecting spends no attempt.
-fn bisect(done: usize, mut records: Vec<Rec>, work: &Work, why: String) -> Decision {
+fn bisect(done: usize, mut records: Vec<StreamRecord>, work: &Work, why: String) -> Decision {
     let second = records.split_off(records.len() / 2);
     let summary = format!("{why}; bisect {} + {}", records.len(), second.len());
     let half = |records| Work {
@@ -258,10 +161,6 @@ fn bisect(done: usize, mut records: Vec<Rec>, work: &Work, why: String) -> Decis
         failed: true,
         summary,
     }
-}
-
-fn tail(seq: &str) -> &str {
-    &seq[seq.len().saturating_sub(6)..]
 }
 
 fn retry_or_give_up(done: usize, retry: Work, policy: &RetryPolicy, summary: String) -> Decision {
@@ -294,10 +193,10 @@ mod tests {
 
     use super::*;
 
-    fn recs(n: usize) -> Vec<Rec> {
+    fn recs(n: usize) -> Vec<StreamRecord> {
         (0..n)
-            .map(|i| Rec {
-                sequence_number: format!("{:056}", i + 1),
+            .map(|i| StreamRecord {
+                sequence_number: SequenceNumber::from(format!("{:056}", i + 1)),
                 partition_key: "k".into(),
                 data: vec![],
                 arrival: 1000.0 + i as f64,
@@ -318,10 +217,10 @@ mod tests {
         Invocation::Returned(body.as_bytes().to_vec())
     }
 
-    fn failures(seqs: &[&str]) -> Invocation {
+    fn failures<S: AsRef<str>>(seqs: &[S]) -> Invocation {
         let items: Vec<String> = seqs
             .iter()
-            .map(|s| format!(r#"{{"itemIdentifier":"{s}"}}"#))
+            .map(|s| format!(r#"{{"itemIdentifier":"{}"}}"#, s.as_ref()))
             .collect();
         ret(&format!(r#"{{"batchItemFailures":[{}]}}"#, items.join(",")))
     }
@@ -469,7 +368,7 @@ mod tests {
             vec![bad.clone()],
             "only the bad record goes to on-failure"
         );
-        let mut expected: Vec<String> = recs(5)
+        let mut expected: Vec<SequenceNumber> = recs(5)
             .into_iter()
             .map(|r| r.sequence_number)
             .filter(|s| *s != bad)

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use tubes_platform::clock;
 
 /// Counters of one (function, shard).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,9 +61,7 @@ pub struct View {
 }
 
 fn now() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    clock::now().format(&Rfc3339).unwrap_or_default()
 }
 
 impl View {

@@ -13,10 +13,12 @@
 use std::time::Instant;
 
 use serde_json::json;
-use tubes_shared::harness::{IdempotencyTimes, LogDeadLetters};
-use tubes_shared::idempotency::DynamoIdempotency;
-use tubes_shared::lambda_event::{kinesis_event, BatchSource, StreamRecord};
-use tubes_shared::{Classify, Consumer, Envelope, EventType, Harness, KinesisBatch};
+use tubes_contract::{Envelope, EventType};
+use tubes_platform::dead_letters::LogDeadLetters;
+use tubes_platform::idempotency::DynamoIdempotency;
+use tubes_platform::idempotency::IdempotencyTimes;
+use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
+use tubes_platform::{Classify, Consumer, Harness, KinesisBatch};
 use tubes_tests::Moto;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +55,7 @@ fn batch(round: usize) -> KinesisBatch {
         .map(|i| {
             let n = round * RECORDS + i;
             StreamRecord {
-                sequence_number: format!("495903382714902566085596925383615710959215759891365{n:05}"),
+                sequence_number: SequenceNumber::from(format!("495903382714902566085596925383615710959215759891365{n:05}")),
                 partition_key: format!("acc_{}", i % 25),
                 data: serde_json::to_vec(&json!({
                     "specversion": "1.0", "id": format!("evt_{n}"), "source": "/bench", "type": "payment.received",
@@ -61,7 +63,7 @@ fn batch(round: usize) -> KinesisBatch {
                     "data": {"payment_id": format!("pay_{n}"), "account_id": format!("acc_{}", i % 25),
                              "amount": 100, "currency": "EUR", "payer_email": "bench@example.com"}}))
                 .unwrap(),
-                approximate_arrival_timestamp: 1_795_000_000.0,
+                arrival: 1_795_000_000.0,
             }
         })
         .collect();
@@ -71,7 +73,7 @@ fn batch(round: usize) -> KinesisBatch {
         aws_region: "us-east-1".into(),
         invoke_identity_arn: "arn:aws:iam::000000000000:role/bench".into(),
     };
-    serde_json::from_value(kinesis_event(&source, &records)).unwrap()
+    KinesisBatch::from_event(&kinesis_event(&source, &records)).unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -35,7 +35,7 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
     stack.post_event(&http, &event).await;
 
     // The first is handled and its record completed in the template's table…
-    let key = tubes_shared::idempotency::key(tubes_consumer_signups::NAME, &id);
+    let key = tubes_platform::idempotency::key(tubes_consumer_signups::NAME, &id);
     let deadline = Instant::now() + DEADLINE;
     loop {
         let item = ddb
@@ -77,7 +77,7 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
         .item
         .expect("the profile");
     assert_eq!(profile["email"].as_s().unwrap(), "usr_idem@example.com");
-    let outbox = tubes_shared::mail::OutboxMailer::new(stack.state.join("outbox.jsonl")).read();
+    let outbox = tubes_platform::mail::OutboxMailer::new(stack.state.join("outbox.jsonl")).read();
     let welcomes: Vec<_> = outbox
         .iter()
         .filter(|e| e.idempotency_key == tubes_consumer_signups::welcome_key("usr_idem"))
@@ -214,14 +214,14 @@ async fn a_payment_over_the_balance_is_refused_with_its_reason_and_the_payer_is_
     .await;
 
     // payments refuses it and publishes payment.failed; notifications tells the payer, through the outbox.
-    let outcome = tubes_shared::envelope::derived_id(
+    let outcome = tubes_contract::envelope::derived_id(
         tubes_consumer_payments::NAME,
         &pay_id,
-        tubes_shared::EventType::PaymentFailed,
+        tubes_contract::EventType::PaymentFailed,
         0,
     );
     let key = tubes_consumer_notifications::notification_key(&outcome.to_string());
-    let outbox = tubes_shared::mail::OutboxMailer::new(stack.state.join("outbox.jsonl"));
+    let outbox = tubes_platform::mail::OutboxMailer::new(stack.state.join("outbox.jsonl"));
     let deadline = Instant::now() + DEADLINE;
     let email = loop {
         if let Some(e) = outbox.read().into_iter().find(|e| e.idempotency_key == key) {

@@ -1,9 +1,10 @@
 //! Dead letters on a real SQS emulator (moto): a poison record lands in the queue with its full payload, its
 //! reason and where it came from, and the records after it are handled.
 
-use tubes_shared::dlq::{DeadLetterMessage, SqsDeadLetters, KIND};
-use tubes_shared::lambda_event::{kinesis_event, BatchSource, StreamRecord};
-use tubes_shared::{Classify, Consumer, Envelope, EventType, Harness, KinesisBatch};
+use tubes_contract::{Envelope, EventType};
+use tubes_platform::dead_letters::{DeadLetterMessage, SqsDeadLetters, KIND};
+use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
+use tubes_platform::{Classify, Consumer, Harness, KinesisBatch};
 use tubes_tests::{signup_bytes as signup, Moto};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +39,12 @@ impl Consumer for Picky {
 
 fn record(i: usize, user: &str, data: Vec<u8>) -> StreamRecord {
     StreamRecord {
-        sequence_number: format!("4959033827149025660855969253836157109592157598913658{i:04}"),
+        sequence_number: SequenceNumber::from(format!(
+            "4959033827149025660855969253836157109592157598913658{i:04}"
+        )),
         partition_key: user.to_owned(),
         data,
-        approximate_arrival_timestamp: 1_795_000_000.123,
+        arrival: 1_795_000_000.123,
     }
 }
 
@@ -68,7 +71,7 @@ async fn poison_records_land_in_the_queue_with_their_payload_and_do_not_block() 
         aws_region: "us-east-1".into(),
         invoke_identity_arn: "arn:aws:iam::123456789012:role/tubes".into(),
     };
-    let batch: KinesisBatch = serde_json::from_value(kinesis_event(&source, &records)).unwrap();
+    let batch: KinesisBatch = KinesisBatch::from_event(&kinesis_event(&source, &records)).unwrap();
     let report = Harness::new(Picky, SqsDeadLetters::new(sqs.clone(), &url))
         .run(batch)
         .await;

@@ -1,10 +1,19 @@
 //! Idempotency records on a real DynamoDB emulator (moto): the claim rules, one winner among concurrent claims,
-//! TTL attributes, and completion committed in one `TransactWriteItems` with the effect it guards.
+//! TTL attributes, and the harness over them.
 
+use std::convert::Infallible;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use tubes_shared::idempotency::{key, payload_hash, Claim, DynamoIdempotency, IdempotencyStore};
+use aws_sdk_dynamodb::types::AttributeValue;
+use tubes_contract::EventType;
+use tubes_platform::consumer::{consumer_fn, Consumer};
+use tubes_platform::dead_letters::LogDeadLetters;
+use tubes_platform::idempotency::{
+    key, payload_hash, Claim, DynamoIdempotency, IdempotencyStore, IdempotencyTimes,
+};
+use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
+use tubes_platform::{Harness, KinesisBatch};
 use tubes_tests::Moto;
 
 const LOCK: Duration = Duration::from_secs(30);
@@ -120,7 +129,7 @@ async fn futures_join(
     k: &str,
     h: &str,
     n: usize,
-) -> Vec<Result<Claim, tubes_shared::idempotency::StoreError>> {
+) -> Vec<Result<Claim, tubes_platform::idempotency::StoreError>> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
         let (store, k, h) = (store.clone(), k.to_owned(), h.to_owned());
@@ -129,102 +138,24 @@ async fn futures_join(
     tasks.join_all().await
 }
 
-#[tokio::test]
-async fn the_effect_and_its_completion_commit_together() {
-    let moto = Moto::start().await;
-    let client = moto.dynamodb();
-    moto.create_table("idem", "key").await;
-    moto.create_table("ledger", "entry").await;
-    let store = DynamoIdempotency::new(client.clone(), "idem");
-    let (k, h) = (key("payments", "evt_debit"), payload_hash(b"debit"));
-    let debit = |entry: &str| {
-        TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name("ledger")
-                    .item("entry", AttributeValue::S(entry.to_owned()))
-                    .condition_expression("attribute_not_exists(entry)")
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-    };
-
-    assert_eq!(
-        store.claim(&k, &h, T, LOCK).await,
-        Ok(Claim::Acquired { attempt: 1 })
-    );
-    client
-        .transact_write_items()
-        .transact_items(debit("pay_1"))
-        .transact_items(store.completion(&k, &h, T + 5, DAY).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        store.claim(&k, &h, T + 10, LOCK).await,
-        Ok(Claim::Completed)
-    );
-
-    // When the effect cannot commit, neither does the completion: the record stays claimable after its lock.
-    let (k2, h2) = (key("payments", "evt_dup"), payload_hash(b"dup"));
-    assert_eq!(
-        store.claim(&k2, &h2, T, LOCK).await,
-        Ok(Claim::Acquired { attempt: 1 })
-    );
-    let refused = client
-        .transact_write_items()
-        .transact_items(debit("pay_1"))
-        .transact_items(store.completion(&k2, &h2, T + 5, DAY).unwrap())
-        .send()
-        .await;
-    assert!(
-        refused.is_err(),
-        "the ledger entry exists: the transaction is cancelled"
-    );
-    assert_eq!(
-        store.claim(&k2, &h2, T + 30_001, LOCK).await,
-        Ok(Claim::Acquired { attempt: 2 })
-    );
-    let ledger = client.scan().table_name("ledger").send().await.unwrap();
-    assert_eq!(ledger.count, 1, "one debit");
+/// A consumer that records the id of each event it handles in `seen`, after `wait` (a round trip).
+fn counter(seen: &Mutex<Vec<String>>, wait: Duration) -> impl Consumer + '_ {
+    consumer_fn("counter", EventType::ALL, move |envelope| {
+        let id = envelope.id().to_owned();
+        async move {
+            tokio::time::sleep(wait).await;
+            seen.lock().unwrap().push(id);
+            Ok::<(), Infallible>(())
+        }
+    })
 }
 
-/// Counts what it handles.
-#[derive(Default)]
-struct Counter(std::sync::Mutex<Vec<String>>);
-
-#[derive(Debug, thiserror::Error)]
-#[error("never")]
-struct Never;
-
-impl tubes_shared::Classify for Never {
-    fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
-impl tubes_shared::Consumer for &Counter {
-    type Error = Never;
-    fn name(&self) -> &'static str {
-        "counter"
-    }
-    fn subscriptions(&self) -> &'static [tubes_shared::EventType] {
-        tubes_shared::EventType::ALL
-    }
-    async fn handle(&self, envelope: &tubes_shared::Envelope) -> Result<(), Never> {
-        self.0.lock().unwrap().push(envelope.id().to_owned());
-        Ok(())
-    }
-}
-
-fn batch(ids: &[&str]) -> tubes_shared::KinesisBatch {
-    use tubes_shared::lambda_event::{kinesis_event, BatchSource, StreamRecord};
+fn batch(ids: &[&str]) -> KinesisBatch {
     let records: Vec<StreamRecord> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| StreamRecord {
-            sequence_number: format!("4959033827149025660855969253836157109592157598913658{i:04}"),
+            sequence_number: SequenceNumber::from(format!("4959033827149025660855969253836157109592157598913658{i:04}")),
             partition_key: format!("usr_{id}"),
             data: serde_json::to_vec(&serde_json::json!({
                 "specversion": "1.0", "id": id, "source": "/it", "type": "user.signed_up", "subject": format!("usr_{id}"),
@@ -232,7 +163,7 @@ fn batch(ids: &[&str]) -> tubes_shared::KinesisBatch {
                 "data": {"user_id": format!("usr_{id}"), "email": "ada@example.com", "name": "Ada",
                          "signed_up_at": "2026-11-22T10:00:00Z"}}))
             .unwrap(),
-            approximate_arrival_timestamp: 1_795_000_000.123,
+            arrival: 1_795_000_000.123,
         })
         .collect();
     let source = BatchSource {
@@ -241,7 +172,7 @@ fn batch(ids: &[&str]) -> tubes_shared::KinesisBatch {
         aws_region: "us-east-1".into(),
         invoke_identity_arn: "arn:aws:iam::123456789012:role/tubes".into(),
     };
-    serde_json::from_value(kinesis_event(&source, &records)).unwrap()
+    KinesisBatch::from_event(&kinesis_event(&source, &records)).unwrap()
 }
 
 #[tokio::test]
@@ -249,60 +180,40 @@ async fn the_harness_handles_a_redelivered_batch_once() {
     let moto = Moto::start().await;
     let client = moto.dynamodb();
     moto.create_table("idem", "key").await;
-    let counter = Counter::default();
-    let harness = tubes_shared::Harness::new(&counter, tubes_shared::harness::LogDeadLetters)
-        .with_idempotency(
-            DynamoIdempotency::new(client, "idem"),
-            tubes_shared::harness::IdempotencyTimes::default(),
-        );
+    let seen = Mutex::default();
+    let harness = Harness::new(counter(&seen, Duration::ZERO), LogDeadLetters).with_idempotency(
+        DynamoIdempotency::new(client, "idem"),
+        IdempotencyTimes::default(),
+    );
     let first = harness.run(batch(&["a", "b", "c"])).await;
     // Lambda redelivers from a checkpoint: the batch again, with one new record.
     let second = harness.run(batch(&["a", "b", "c", "d"])).await;
     assert_eq!((first.handled, first.duplicates), (3, 0));
     assert_eq!((second.handled, second.duplicates), (1, 3));
     // Each once (keys run concurrently, so their order may vary).
-    let mut handled = counter.0.lock().unwrap().clone();
+    let mut handled = seen.lock().unwrap().clone();
     handled.sort();
     assert_eq!(handled, ["a", "b", "c", "d"]);
-}
-
-/// Like [`Counter`], but each record takes a while: two invocations overlap for real.
-#[derive(Default)]
-struct SlowCounter(std::sync::Mutex<Vec<String>>);
-
-impl tubes_shared::Consumer for &SlowCounter {
-    type Error = Never;
-    fn name(&self) -> &'static str {
-        "counter"
-    }
-    fn subscriptions(&self) -> &'static [tubes_shared::EventType] {
-        tubes_shared::EventType::ALL
-    }
-    async fn handle(&self, envelope: &tubes_shared::Envelope) -> Result<(), Never> {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        self.0.lock().unwrap().push(envelope.id().to_owned());
-        Ok(())
-    }
 }
 
 #[tokio::test]
 async fn two_invocations_of_the_same_batch_have_each_effect_once() {
     let moto = Moto::start().await;
     moto.create_table("idem", "key").await;
-    let counter = SlowCounter::default();
+    // Each record takes a while: the two invocations overlap for real.
+    let seen = Mutex::default();
     // Two invocations at once on one batch (a retry after a timeout while the first still runs), each with its
     // own client, as two Lambda instances would have.
     let harness = || {
-        tubes_shared::Harness::new(&counter, tubes_shared::harness::LogDeadLetters)
-            .with_idempotency(
-                DynamoIdempotency::new(moto.dynamodb(), "idem"),
-                tubes_shared::harness::IdempotencyTimes::default(),
-            )
+        Harness::new(counter(&seen, Duration::from_millis(30)), LogDeadLetters).with_idempotency(
+            DynamoIdempotency::new(moto.dynamodb(), "idem"),
+            IdempotencyTimes::default(),
+        )
     };
     let (one, two) = (harness(), harness());
     let ids = ["a", "b", "c", "d", "e", "f"];
     let (r1, r2) = tokio::join!(one.run(batch(&ids)), two.run(batch(&ids)));
-    let mut handled = counter.0.lock().unwrap().clone();
+    let mut handled = seen.lock().unwrap().clone();
     handled.sort();
     assert_eq!(handled, ids, "each record once across both invocations");
     assert_eq!(r1.handled + r2.handled, ids.len());
@@ -321,5 +232,5 @@ async fn two_invocations_of_the_same_batch_have_each_effect_once() {
     drop(crashed);
     let redelivered = harness().run(batch(&["g"])).await;
     assert_eq!((redelivered.handled, redelivered.duplicates), (0, 1));
-    assert_eq!(counter.0.lock().unwrap().len(), ids.len() + 1);
+    assert_eq!(seen.lock().unwrap().len(), ids.len() + 1);
 }

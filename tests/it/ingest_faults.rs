@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
+use tubes_contract::Envelope;
 use tubes_ingest::{Config, Ingest};
-use tubes_shared::{Envelope, KinesisPublisher};
+use tubes_platform::KinesisPublisher;
 use tubes_tests::fault_proxy::{Fault, FaultProxy};
 use tubes_tests::KinesisLocal;
 

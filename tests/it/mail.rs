@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 use serde_json::Value;
-use tubes_shared::idempotency::DynamoIdempotency;
-use tubes_shared::mail::{Email, MailError, Mailer};
-use tubes_shared::ses::{record_key, SesMailer};
+use tubes_platform::idempotency::DynamoIdempotency;
+use tubes_platform::mail::ses::{record_key, SesMailer};
+use tubes_platform::mail::{Email, MailError, Mailer};
 use tubes_tests::{Moto, REGION};
 
 const FROM: &str = "tubes@example.com";
@@ -41,7 +41,7 @@ fn ses(moto: &Moto) -> aws_sdk_sesv2::Client {
 /// The signups consumer's mailer from `from`, guarded by the table.
 fn mailer(moto: &Moto, from: &str) -> SesMailer<DynamoIdempotency> {
     SesMailer::new(ses(moto), "signups", from)
-        .with_guard(DynamoIdempotency::new(moto.dynamodb(), TABLE))
+        .guarded_by(Some(DynamoIdempotency::new(moto.dynamodb(), TABLE)))
 }
 
 fn welcome(key: &str, name: &str) -> Email {

@@ -8,11 +8,13 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use tubes_shared::dlq::{DeadLetterMessage, SqsDeadLetters};
-use tubes_shared::harness::{sequence_lt, BatchReport, IdempotencyTimes};
-use tubes_shared::idempotency::DynamoIdempotency;
-use tubes_shared::lambda_event::{kinesis_event, BatchSource, StreamRecord};
-use tubes_shared::{Classify, Consumer, Envelope, EventType, Harness, KinesisBatch};
+use tubes_contract::{Envelope, EventType};
+use tubes_platform::dead_letters::{DeadLetterMessage, SqsDeadLetters};
+use tubes_platform::harness::BatchReport;
+use tubes_platform::idempotency::DynamoIdempotency;
+use tubes_platform::idempotency::IdempotencyTimes;
+use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
+use tubes_platform::{Classify, Consumer, Harness, KinesisBatch};
 use tubes_tests::{signup_bytes, KinesisLocal, Moto};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +67,13 @@ impl Consumer for &Flaky {
 
 /// What Lambda delivers when it resumes the shard at `from`: the shard's records from that sequence number on.
 fn from(source: &BatchSource, records: &[StreamRecord], from: &str) -> KinesisBatch {
+    let from = SequenceNumber::from(from);
     let rest: Vec<StreamRecord> = records
         .iter()
-        .filter(|r| !sequence_lt(&r.sequence_number, from))
+        .filter(|r| r.sequence_number >= from)
         .cloned()
         .collect();
-    serde_json::from_value(kinesis_event(source, &rest)).unwrap()
+    KinesisBatch::from_event(&kinesis_event(source, &rest)).unwrap()
 }
 
 fn failures(report: &BatchReport) -> Vec<String> {
@@ -122,9 +125,10 @@ async fn a_transient_failure_holds_back_its_key_only_and_a_record_that_keeps_fai
     assert_eq!(shards.len(), 1);
     let (source, records) = shards.remove(0);
     let x4 = &sequence["x4"];
+    let x4_seq = SequenceNumber::from(x4.as_str());
     let up_to_y2: Vec<StreamRecord> = records
         .iter()
-        .filter(|r| sequence_lt(&r.sequence_number, x4))
+        .filter(|r| r.sequence_number < x4_seq)
         .cloned()
         .collect();
 
@@ -138,7 +142,7 @@ async fn a_transient_failure_holds_back_its_key_only_and_a_record_that_keeps_fai
         .with_max_attempts(3);
 
     // When x2 fails transiently
-    let batch: KinesisBatch = serde_json::from_value(kinesis_event(&source, &up_to_y2)).unwrap();
+    let batch = KinesisBatch::from_event(&kinesis_event(&source, &up_to_y2)).unwrap();
     let report = harness.run(batch).await;
     // Then x3 waits, Y goes on, and Lambda is told to resume at x2's sequence number
     assert_eq!(failures(&report), [sequence["x2"].clone()]);

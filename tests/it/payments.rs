@@ -8,13 +8,14 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 use tubes_consumer_payments::dynamo::DynamoLedger;
 use tubes_consumer_payments::{Decision, Ledger, Payments, PaymentsError};
-use tubes_shared::catalogue::{
+use tubes_contract::catalogue::{
     AccountCredited, AccountFrozen, AccountOpened, PaymentFailureReason, PaymentReceived,
 };
-use tubes_shared::harness::{IdempotencyTimes, LogDeadLetters};
-use tubes_shared::idempotency::DynamoIdempotency;
-use tubes_shared::lambda_event::kinesis_event;
-use tubes_shared::{Harness, KinesisBatch, KinesisPublisher};
+use tubes_platform::dead_letters::LogDeadLetters;
+use tubes_platform::idempotency::DynamoIdempotency;
+use tubes_platform::idempotency::IdempotencyTimes;
+use tubes_platform::lambda_event::kinesis_event;
+use tubes_platform::{Harness, KinesisBatch, KinesisPublisher};
 use tubes_tests::{KinesisLocal, Moto};
 
 const T0: OffsetDateTime = datetime!(2026-11-22 10:00:00 UTC);
@@ -228,7 +229,7 @@ async fn the_payments_consumer_on_real_stores_has_its_effects_once_and_publishes
             "currency": "EUR", "payer_email": "ada@example.com"}),
         ),
     ];
-    let batch = || -> KinesisBatch { tubes_shared::lambda_event::batch_of(&events) };
+    let batch = || -> KinesisBatch { tubes_platform::lambda_event::batch_of(&events) };
     let first = harness.run(batch()).await;
     assert_eq!(first.handled, 4, "{first:?}");
     // Lambda delivers the batch again: nothing happens twice.
@@ -250,16 +251,16 @@ async fn the_payments_consumer_on_real_stores_has_its_effects_once_and_publishes
     assert_eq!(outcomes["pay_no"]["type"], "payment.failed");
     assert_eq!(outcomes["pay_no"]["data"]["reason"], "insufficient_funds");
     assert_eq!(outcomes["pay_no"]["causationid"], "e4");
-    let expected = tubes_shared::envelope::derived_id(
+    let expected = tubes_contract::envelope::derived_id(
         "payments",
         "e3",
-        tubes_shared::EventType::PaymentProcessed,
+        tubes_contract::EventType::PaymentProcessed,
         0,
     );
     assert_eq!(outcomes["pay_ok"]["id"], expected.to_string());
     // They are events like any other: decodable, and on the account's key.
     let republished: KinesisBatch =
-        serde_json::from_value(kinesis_event(&source, &records)).unwrap();
+        KinesisBatch::from_event(&kinesis_event(&source, &records)).unwrap();
     assert!(republished
         .records
         .iter()

@@ -6,11 +6,11 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tubes_ingest::{Config, Ingest};
-use tubes_shared::harness::LogDeadLetters;
-use tubes_shared::lambda_event::kinesis_event;
-use tubes_shared::mail::MemoryMailer;
-use tubes_shared::users::MemoryDirectory;
-use tubes_shared::{Harness, KinesisBatch, KinesisPublisher};
+use tubes_platform::dead_letters::LogDeadLetters;
+use tubes_platform::lambda_event::kinesis_event;
+use tubes_platform::mail::MemoryMailer;
+use tubes_platform::users::MemoryDirectory;
+use tubes_platform::{Harness, KinesisBatch, KinesisPublisher};
 use tubes_tests::KinesisLocal;
 
 const HTTP_V2: &str = include_str!("../fixtures/apigw-http-v2-request.json");
@@ -114,7 +114,7 @@ async fn a_posted_signup_reaches_the_stream_and_the_signups_consumer() {
     // And the payments consumer, had the filter let it through, would skip it
     let (ledger, outcomes) = (
         tubes_consumer_payments::MemoryLedger::default(),
-        tubes_shared::publish::MemoryPublisher::default(),
+        tubes_platform::publish::MemoryPublisher::default(),
     );
     let payments = Harness::new(
         tubes_consumer_payments::Payments::new(&ledger, &outcomes),
@@ -221,7 +221,7 @@ async fn one_aggregates_events_stay_on_one_shard_in_order() {
             .iter()
             .filter(|r| r.partition_key == user)
             .map(|r| {
-                tubes_shared::codec::decode(&r.data)
+                tubes_contract::codec::decode(&r.data)
                     .unwrap()
                     .id()
                     .to_owned()

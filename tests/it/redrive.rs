@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::{json, Value};
+use tubes_contract::{Envelope, EventType};
 use tubes_ops::aws_sdk_lambda;
 use tubes_ops::{DeadLetterQueue, Entry, OpsError};
-use tubes_shared::dlq::SqsDeadLetters;
-use tubes_shared::harness::IdempotencyTimes;
-use tubes_shared::idempotency::DynamoIdempotency;
-use tubes_shared::lambda_event::kinesis_event;
-use tubes_shared::mail::OutboxMailer;
-use tubes_shared::{Classify, Consumer, Envelope, EventType, Harness, KinesisBatch};
+use tubes_platform::dead_letters::SqsDeadLetters;
+use tubes_platform::idempotency::DynamoIdempotency;
+use tubes_platform::idempotency::IdempotencyTimes;
+use tubes_platform::lambda_event::kinesis_event;
+use tubes_platform::mail::OutboxMailer;
+use tubes_platform::{Classify, Consumer, Harness, KinesisBatch};
 use tubes_tests::{KinesisLocal, LocalStack, Moto, REGION};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +69,7 @@ async fn batch_from(kinesis: &KinesisLocal, stream: &str, arn: &str, from: usize
     let mut shards = kinesis.read_all(stream, arn).await;
     assert_eq!(shards.len(), 1);
     let (source, records) = shards.remove(0);
-    serde_json::from_value(kinesis_event(&source, &records[from.min(records.len())..])).unwrap()
+    KinesisBatch::from_event(&kinesis_event(&source, &records[from.min(records.len())..])).unwrap()
 }
 
 #[tokio::test]
@@ -322,7 +323,7 @@ async fn a_dead_letter_redriven_to_its_function_after_the_fix_has_its_effect_onc
 
     // The reuse is resolved (the first event's idempotency record expired; deleted here as its TTL would), but a
     // new cause appears: e-mail cannot go out (a directory where the outbox file was), a retryable failure.
-    let key = tubes_shared::idempotency::key(tubes_consumer_signups::NAME, &reused);
+    let key = tubes_platform::idempotency::key(tubes_consumer_signups::NAME, &reused);
     ddb.delete_item()
         .table_name("tubes-IdempotencyTable")
         .key("key", AttributeValue::S(key.clone()))

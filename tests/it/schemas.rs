@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use serde_json::{json, Value};
-use tubes_shared::Envelope;
+use tubes_contract::Envelope;
 use tubes_tests::repo_root;
 
 fn base(ty: &str) -> Value {
@@ -38,7 +38,7 @@ fn base(ty: &str) -> Value {
 
 /// Examples: every type as is, then broken (or oddly valid) one rule at a time.
 fn cases() -> Vec<(String, Value)> {
-    let mut cases: Vec<(String, Value)> = tubes_shared::EventType::ALL
+    let mut cases: Vec<(String, Value)> = tubes_contract::EventType::ALL
         .iter()
         .map(|t| (t.as_str().to_owned(), base(t.as_str())))
         .collect();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamMode, StreamModeDetails};
-use tubes_shared::lambda_event::{BatchSource, StreamRecord};
+use tubes_platform::lambda_event::{BatchSource, StreamRecord};
 
 /// The region every test client uses.
 pub const REGION: &str = "us-east-1";
@@ -302,17 +302,7 @@ pub async fn read_stream(
                 .await
                 .expect("get records");
             let got = page.records();
-            for r in got {
-                records.push(StreamRecord {
-                    sequence_number: r.sequence_number().to_owned(),
-                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                    data: r.data().as_ref().to_vec(),
-                    approximate_arrival_timestamp: r
-                        .approximate_arrival_timestamp()
-                        .map(|t| t.as_secs_f64())
-                        .unwrap_or_default(),
-                });
-            }
+            records.extend(got.iter().map(StreamRecord::from));
             match page.next_shard_iterator() {
                 Some(next) if !got.is_empty() => iterator = next.to_owned(),
                 _ => break,

@@ -170,7 +170,7 @@ async fn fetch_secret(aws: &aws_config::SdkConfig, id: &str) -> Result<String, C
         .secret_id(id)
         .send()
         .await
-        .map_err(|e| failed(tubes_shared::aws::describe("GetSecretValue", e)))?;
+        .map_err(|e| failed(tubes_platform::aws::describe("GetSecretValue", e)))?;
     output
         .secret_string()
         .map(str::to_owned)

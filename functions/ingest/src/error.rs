@@ -7,7 +7,7 @@
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
-use tubes_shared::{Code, Violation, Violations};
+use tubes_contract::{Code, Violation, Violations};
 
 use crate::webhook::SignatureError;
 

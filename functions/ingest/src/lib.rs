@@ -21,8 +21,10 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use time::OffsetDateTime;
-use tubes_shared::codec::{self, EncodeError};
-use tubes_shared::{Code, Envelope, Publisher, PutOutcome, Violation, Violations};
+use tubes_contract::codec;
+use tubes_contract::codec::EncodeError;
+use tubes_contract::{Code, Envelope, Violation, Violations};
+use tubes_platform::{clock, Publisher, PutOutcome};
 
 pub use config::{Config, Source};
 pub use error::IngestError;
@@ -139,7 +141,7 @@ impl<P: Publisher> Ingest<P> {
         }
 
         // Authenticate before parsing: an unauthenticated body costs nothing more than its HMAC.
-        let now = OffsetDateTime::now_utc();
+        let now = clock::now();
         let webhook_id = authenticate(source, request.headers(), body, now.unix_timestamp())?;
         let text = std::str::from_utf8(body).map_err(|e| IngestError::InvalidUtf8 {
             offset: e.valid_up_to(),
@@ -286,9 +288,9 @@ fn respond(
                     sequence_number,
                 });
             }
-            PutOutcome::Failed { code, message } => {
-                throttled_only &= outcome.is_throttled() || code == "LimitExceededException";
-                tracing::warn!(event_id = e.id(), kinesis_code = %code, kinesis_message = %message, "not accepted");
+            PutOutcome::Failed { kind, message } => {
+                throttled_only &= outcome.is_throttled();
+                tracing::warn!(event_id = e.id(), ?kind, kinesis_message = %message, "not accepted");
                 let (code, message) = if outcome.is_throttled() {
                     (
                         "throttled",

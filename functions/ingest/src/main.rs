@@ -2,7 +2,7 @@
 
 use lambda_http::{run, service_fn, Error, Request};
 use tubes_ingest::{Config, Ingest};
-use tubes_shared::KinesisPublisher;
+use tubes_platform::KinesisPublisher;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -7,8 +7,11 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tubes_shared::publish::{PublishError, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL};
-use tubes_shared::{Publisher, PutOutcome, Record};
+use tubes_contract::Record;
+use tubes_platform::publish::{
+    FailureKind, PublishError, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL,
+};
+use tubes_platform::{Publisher, PutOutcome};
 
 /// How hard to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,18 +57,6 @@ fn chunks(records: &[Record], pending: &[usize]) -> Vec<Vec<usize>> {
         out.push(chunk);
     }
     out
-}
-
-fn failed(err: &PublishError) -> PutOutcome {
-    let (code, message) = match err {
-        PublishError::Throttled(m) => ("ProvisionedThroughputExceededException", m),
-        PublishError::Unavailable(m) => ("ServiceUnavailable", m),
-        PublishError::Protocol(m) => ("InternalFailure", m),
-    };
-    PutOutcome::Failed {
-        code: code.into(),
-        message: message.clone(),
-    }
 }
 
 /// Writes `records`; one outcome per record, in order (see the module docs).
@@ -117,9 +108,13 @@ pub async fn write_all<P: Publisher>(
                         results.len(),
                         chunk.len()
                     ));
-                    chunk.iter().for_each(|&i| outcomes[i] = Some(failed(&err)));
+                    chunk
+                        .iter()
+                        .for_each(|&i| outcomes[i] = Some(err.outcome()));
                 }
-                Err(err) => chunk.iter().for_each(|&i| outcomes[i] = Some(failed(&err))),
+                Err(err) => chunk
+                    .iter()
+                    .for_each(|&i| outcomes[i] = Some(err.outcome())),
             }
         }
         pending.retain(|&i| !matches!(outcomes[i], Some(PutOutcome::Accepted { .. })));
@@ -142,8 +137,8 @@ pub async fn write_all<P: Publisher>(
         .into_iter()
         .map(|o| {
             o.unwrap_or(PutOutcome::Failed {
-                code: "NotAttempted".into(),
-                message: String::new(),
+                kind: FailureKind::Unavailable,
+                message: "not attempted before the deadline".into(),
             })
         })
         .collect()
@@ -151,7 +146,7 @@ pub async fn write_all<P: Publisher>(
 
 #[cfg(test)]
 mod tests {
-    use tubes_shared::publish::{MemoryFault, MemoryPublisher};
+    use tubes_platform::publish::{MemoryFault, MemoryPublisher};
 
     use super::*;
 

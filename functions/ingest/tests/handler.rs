@@ -7,9 +7,9 @@ use base64::Engine as _;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
+use tubes_contract::{codec, Envelope, EventType};
 use tubes_ingest::{Config, Ingest};
-use tubes_shared::publish::{MemoryFault, MemoryPublisher};
-use tubes_shared::{codec, Envelope, EventType};
+use tubes_platform::publish::{MemoryFault, MemoryPublisher};
 
 const REST_V1: &str = include_str!("../../../tests/fixtures/apigw-rest-v1-request.json");
 const HTTP_V2: &str = include_str!("../../../tests/fixtures/apigw-http-v2-request.json");

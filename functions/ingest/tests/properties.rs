@@ -10,11 +10,11 @@ use lambda_http::{Body, Request};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree as _;
 use serde_json::{json, Value};
+use tubes_contract::Envelope;
 use tubes_ingest::config::Source;
 use tubes_ingest::webhook::{verify, Secret};
 use tubes_ingest::{Config, Ingest};
-use tubes_shared::publish::{MemoryFault, MemoryPublisher};
-use tubes_shared::Envelope;
+use tubes_platform::publish::{MemoryFault, MemoryPublisher};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

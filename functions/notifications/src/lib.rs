@@ -2,9 +2,10 @@
 //! e-mail with the outcome, and for a refusal its reason, once per outcome event (the e-mail key is derived from
 //! the event id, which the payments consumer derives from the payment's: a republished outcome is the same event).
 
-use tubes_shared::catalogue::PaymentFailureReason;
-use tubes_shared::mail::{Email, MailError, Mailer};
-use tubes_shared::{Consumer, Envelope, Event, EventType};
+use tubes_contract::catalogue::PaymentFailureReason;
+use tubes_contract::{Envelope, Event, EventType};
+use tubes_platform::mail::{Email, MailError, Mailer};
+use tubes_platform::Consumer;
 
 /// The consumer's stable name (in logs, dead letters, idempotency and e-mail keys).
 pub const NAME: &str = "notifications";
@@ -91,10 +92,10 @@ impl<M: Mailer> Consumer for Notifications<M> {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use tubes_shared::harness::LogDeadLetters;
-    use tubes_shared::lambda_event::batch_of;
-    use tubes_shared::mail::MemoryMailer;
-    use tubes_shared::Harness;
+    use tubes_platform::dead_letters::LogDeadLetters;
+    use tubes_platform::lambda_event::batch_of;
+    use tubes_platform::mail::MemoryMailer;
+    use tubes_platform::Harness;
 
     use super::*;
 

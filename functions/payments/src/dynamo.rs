@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{
 use std::collections::HashMap;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tubes_shared::catalogue::{
+use tubes_contract::catalogue::{
     AccountCredited, AccountFrozen, AccountOpened, PaymentFailureReason, PaymentReceived,
 };
 
@@ -49,7 +49,7 @@ fn account_key(id: &str) -> AttributeValue {
 }
 
 fn store<E: std::error::Error + 'static>(operation: &str, err: SdkError<E>) -> PaymentsError {
-    PaymentsError::Store(tubes_shared::aws::describe(operation, err))
+    PaymentsError::Store(tubes_platform::aws::describe(operation, err))
 }
 
 fn built(e: aws_sdk_dynamodb::error::BuildError) -> PaymentsError {
@@ -125,7 +125,7 @@ fn cancelled(
         TransactWriteItemsError::TransactionCanceledException(e) => {
             Ok(e.cancellation_reasons().to_vec())
         }
-        other => Err(PaymentsError::Store(tubes_shared::aws::describe(
+        other => Err(PaymentsError::Store(tubes_platform::aws::describe(
             operation, other,
         ))),
     }

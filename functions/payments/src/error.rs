@@ -1,6 +1,6 @@
 //! The payments consumer's one error type, each variant classified for the harness.
 
-use tubes_shared::Classify;
+use tubes_platform::Classify;
 
 /// What went wrong while handling an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
-use tubes_shared::catalogue::{
+use tubes_contract::catalogue::{
     AccountCredited, AccountFrozen, AccountOpened, PaymentFailureReason, PaymentReceived,
 };
 

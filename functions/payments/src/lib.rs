@@ -16,9 +16,9 @@ pub mod dynamo;
 pub mod error;
 pub mod ledger;
 
-use time::OffsetDateTime;
-use tubes_shared::catalogue::{PaymentFailed, PaymentFailureReason, PaymentProcessed};
-use tubes_shared::{codec, Consumer, Envelope, Event, EventType, Publisher, PutOutcome};
+use tubes_contract::catalogue::{PaymentFailed, PaymentFailureReason, PaymentProcessed};
+use tubes_contract::{codec, Envelope, Event, EventType};
+use tubes_platform::{clock, Consumer, Publisher, PutOutcome};
 
 pub use error::PaymentsError;
 pub use ledger::{Decision, Ledger, MemoryLedger};
@@ -62,7 +62,9 @@ impl<L: Ledger, P: Publisher> Payments<L, P> {
         // Only an acknowledged record counts: anything else is retried (the same event, by its derived id).
         match outcomes.first() {
             Some(PutOutcome::Accepted { .. }) => Ok(()),
-            Some(PutOutcome::Failed { code, .. }) => Err(PaymentsError::Publish(code.clone())),
+            Some(PutOutcome::Failed { message, .. }) => {
+                Err(PaymentsError::Publish(message.clone()))
+            }
             None => Err(PaymentsError::Publish("no outcome for the record".into())),
         }
     }
@@ -98,10 +100,7 @@ impl<L: Ledger, P: Publisher> Consumer for Payments<L, P> {
             Event::AccountCredited(credit) => self.ledger.credit(credit).await,
             Event::AccountFrozen(frozen) => self.ledger.freeze(frozen).await,
             Event::PaymentReceived(payment) => {
-                let decision = self
-                    .ledger
-                    .debit(payment, OffsetDateTime::now_utc())
-                    .await?;
+                let decision = self.ledger.debit(payment, clock::now()).await?;
                 let outcome: Event = match decision {
                     Decision::Processed { at } => PaymentProcessed {
                         payment_id: payment.payment_id.clone(),
@@ -144,10 +143,11 @@ impl<L: Ledger, P: Publisher> Consumer for Payments<L, P> {
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
-    use tubes_shared::harness::LogDeadLetters;
-    use tubes_shared::lambda_event::batch_of;
-    use tubes_shared::publish::{MemoryFault, MemoryPublisher};
-    use tubes_shared::{codec, Harness};
+    use tubes_contract::codec;
+    use tubes_platform::dead_letters::LogDeadLetters;
+    use tubes_platform::lambda_event::batch_of;
+    use tubes_platform::publish::{MemoryFault, MemoryPublisher};
+    use tubes_platform::Harness;
 
     use super::*;
 

@@ -5,9 +5,10 @@
 //! Each step is idempotent on its own (a conditional write, a set membership, an e-mail key per user), so a
 //! redelivery or a retry after a crash between steps finishes the work without doing any of it twice.
 
-use tubes_shared::mail::{Email, MailError, Mailer};
-use tubes_shared::users::{Directory, StoreError};
-use tubes_shared::{Classify, Consumer, Envelope, Event, EventType};
+use tubes_contract::{Envelope, Event, EventType};
+use tubes_platform::mail::{Email, MailError, Mailer};
+use tubes_platform::users::{Directory, StoreError};
+use tubes_platform::{Classify, Consumer};
 
 /// The consumer's stable name (in logs, dead letters, idempotency and e-mail keys).
 pub const NAME: &str = "signups";
@@ -100,11 +101,11 @@ impl<D: Directory, M: Mailer> Consumer for Signups<D, M> {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use tubes_shared::harness::LogDeadLetters;
-    use tubes_shared::lambda_event::batch_of;
-    use tubes_shared::mail::MemoryMailer;
-    use tubes_shared::users::MemoryDirectory;
-    use tubes_shared::Harness;
+    use tubes_platform::dead_letters::LogDeadLetters;
+    use tubes_platform::lambda_event::batch_of;
+    use tubes_platform::mail::MemoryMailer;
+    use tubes_platform::users::MemoryDirectory;
+    use tubes_platform::Harness;
 
     use super::*;
 

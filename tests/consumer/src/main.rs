@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use tubes_shared::{Event, KinesisBatch};
+use tubes_contract::Event;
+use tubes_platform::KinesisBatch;
 
 fn name_of(event: &Event) -> &str {
     match event {
@@ -47,7 +48,7 @@ async fn handle(
             continue;
         };
         let name = name_of(envelope.event());
-        let marker = state.join("faults").join(&record.sequence_number);
+        let marker = state.join("faults").join(record.sequence_number.as_str());
         let fail = name.starts_with("fail-always")
             || (name.starts_with("fail-once")
                 && std::fs::create_dir_all(state.join("faults")).is_ok()
@@ -61,7 +62,7 @@ async fn handle(
                 });
         if fail {
             let mut failure = KinesisBatchItemFailure::default();
-            failure.item_identifier = Some(record.sequence_number.clone());
+            failure.item_identifier = Some(record.sequence_number.to_string());
             response.batch_item_failures.push(failure);
             break;
         }

@@ -1,0 +1,126 @@
+//! Redrive onto the stream: each record goes back under its partition key (a range in its original order), and
+//! every consumer of the stream sees it again, after the records written since.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_kinesis::primitives::Blob;
+use tubes_platform::dead_letters::DeadLetterMessage;
+use tubes_platform::lambda_event::{stream_name, KinesisBatchInfo};
+
+use super::RedriveReport;
+use crate::entry::Entry;
+use crate::error::{aws, OpsError};
+use crate::queue::DeadLetterQueue;
+
+impl DeadLetterQueue {
+    /// Puts the records of every message (or only of message `only`) back onto their stream, and deletes each
+    /// message once its records are acknowledged. `stream` overrides the stream the message names.
+    pub async fn redrive(
+        &self,
+        only: Option<&str>,
+        stream: Option<&str>,
+    ) -> Result<RedriveReport, OpsError> {
+        let mut report = RedriveReport::default();
+        let mut done: HashSet<(String, String)> = HashSet::new();
+        // Out of sight while being redriven: a second operator does not redrive them too.
+        for message in self.receive_all(300).await? {
+            if only.is_some_and(|id| id != message.id) {
+                self.show_again(&message).await?;
+                continue;
+            }
+            let outcome = match &message.entry {
+                Entry::Letter(letter) => {
+                    let key = (letter.consumer.clone(), letter.sequence_number.clone());
+                    if done.contains(&key) {
+                        report.duplicates += 1;
+                        Ok(())
+                    } else {
+                        let name = stream
+                            .or(letter.event_source_arn.as_deref().map(stream_name))
+                            .ok_or_else(|| OpsError::Message {
+                                id: message.id.clone(),
+                                reason: "no stream: pass one".into(),
+                            });
+                        match name {
+                            Ok(name) => {
+                                self.put_letter(name, letter, &message.id).await.map(|()| {
+                                    done.insert(key);
+                                    report.letters += 1;
+                                })
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+                Entry::OnFailure { batch, .. } => {
+                    let name = stream.unwrap_or(stream_name(&batch.stream_arn));
+                    self.put_range(name, batch, &message.id)
+                        .await
+                        .map(|n| report.range_records += n)
+                }
+                Entry::Unknown(why) => Err(OpsError::Message {
+                    id: message.id.clone(),
+                    reason: why.clone(),
+                }),
+            };
+            match outcome {
+                Ok(()) => self.delete(&message).await?,
+                Err(e) => {
+                    report.kept.push(e.to_string());
+                    self.show_again(&message).await?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn put_letter(
+        &self,
+        stream: &str,
+        letter: &DeadLetterMessage,
+        id: &str,
+    ) -> Result<(), OpsError> {
+        let data = letter.payload().map_err(|e| OpsError::Message {
+            id: id.to_owned(),
+            reason: format!("payload is not base64: {e}"),
+        })?;
+        self.kinesis
+            .put_record()
+            .stream_name(stream)
+            .partition_key(&letter.partition_key)
+            .data(Blob::new(data))
+            .send()
+            .await
+            .map_err(|e| aws("PutRecord", e))?;
+        Ok(())
+    }
+
+    /// Fetches the records `batch` names from its shard and puts them back, in order; how many.
+    async fn put_range(
+        &self,
+        stream: &str,
+        batch: &KinesisBatchInfo,
+        id: &str,
+    ) -> Result<usize, OpsError> {
+        let records = self
+            .fetch_range(stream_name(&batch.stream_arn), batch, id)
+            .await?;
+        let mut last_per_key: HashMap<String, String> = Default::default();
+        for record in &records {
+            let key = &record.partition_key;
+            let mut put = self
+                .kinesis
+                .put_record()
+                .stream_name(stream)
+                .partition_key(key)
+                .data(Blob::new(record.data.clone()));
+            // Same key, same order as before.
+            if let Some(previous) = last_per_key.get(key) {
+                put = put.sequence_number_for_ordering(previous);
+            }
+            let out = put.send().await.map_err(|e| aws("PutRecord", e))?;
+            last_per_key.insert(key.clone(), out.sequence_number().to_owned());
+        }
+        Ok(records.len())
+    }
+}

@@ -1,0 +1,226 @@
+//! The CloudEvents 1.0 envelope in structured JSON mode, parsed once into a validated [`Envelope`].
+//!
+//! ```json
+//! {"specversion":"1.0","id":"…","source":"/shop","type":"user.signed_up","subject":"usr_1",
+//!  "time":"2026-11-22T10:00:00Z","datacontenttype":"application/json","data":{…}}
+//! ```
+//!
+//! `type` selects the [`Event`] variant, `subject` is the aggregate id (and the Kinesis partition key). Extension
+//! attributes (lower-case alphanumeric names, scalar values, e.g. `traceparent`) are kept and passed on.
+
+use std::collections::BTreeMap;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+use uuid::Uuid;
+
+use crate::catalogue::{Event, EventType};
+use crate::validate::{Checker, Validate};
+use crate::violation::Violations;
+
+mod parse;
+
+use parse::{check_source, parse};
+
+/// The only CloudEvents version accepted.
+pub const SPECVERSION: &str = "1.0";
+/// The `datacontenttype` written on every envelope.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+const MAX_DATASCHEMA_LEN: usize = 2048;
+const MAX_EXTENSION_NAME: usize = 20;
+const MAX_EXTENSIONS: usize = 32;
+const MAX_EXTENSION_VALUE: usize = 1024;
+
+/// The extension that names the event an event was published because of ([`Envelope::caused_by`]).
+pub const CAUSATION_ID: &str = "causationid";
+
+/// The namespace of [`derived_id`]'s UUIDv5s: fixed and random. Never change it: ids derived by the code before
+/// and after a deploy must agree, or a retry across the deploy publishes a duplicate.
+const DERIVED_NAMESPACE: Uuid = Uuid::from_u128(0x3b8f_5a6e_9d0c_5f41_8a27_1c64_e0b9_d273);
+
+/// The id of the `ordinal`-th event of type `ty` that `consumer` publishes because of the event `cause_id`: the same
+/// inputs give the same id, any other input another one (fields are length-prefixed, so none can run into the next).
+pub fn derived_id(consumer: &str, cause_id: &str, ty: EventType, ordinal: u32) -> Uuid {
+    let mut name = Vec::with_capacity(consumer.len() + cause_id.len() + 48);
+    for part in [consumer, cause_id, ty.as_str()] {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part.as_bytes());
+    }
+    name.extend_from_slice(&ordinal.to_be_bytes());
+    Uuid::new_v5(&DERIVED_NAMESPACE, &name)
+}
+
+/// A validated event in its CloudEvents envelope. Only [`Envelope::parse`], [`Envelope::decode`] and
+/// [`Envelope::new`] make one, so holding an `Envelope` means holding a valid event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    id: String,
+    source: String,
+    subject: String,
+    time: OffsetDateTime,
+    dataschema: Option<String>,
+    extensions: BTreeMap<String, serde_json::Value>,
+    event: Event,
+}
+
+impl Envelope {
+    /// Parses an event sent by a client: a missing `id` becomes a fresh UUIDv7, a missing `time` becomes
+    /// `received_at`, a missing `subject` becomes the data's aggregate id.
+    pub fn parse(bytes: &[u8], received_at: OffsetDateTime) -> Result<Self, Violations> {
+        parse(bytes, Some(received_at))
+    }
+
+    /// Decodes an envelope that ingest wrote (from a Kinesis record): strict, every attribute must be present.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Violations> {
+        parse(bytes, None)
+    }
+
+    /// Makes an envelope for an event a consumer publishes; validates the event. The subject is its aggregate id.
+    pub fn new(
+        id: impl Into<String>,
+        source: impl Into<String>,
+        time: OffsetDateTime,
+        event: impl Into<Event>,
+    ) -> Result<Self, Violations> {
+        let event = event.into();
+        let envelope = Envelope {
+            id: id.into(),
+            source: source.into(),
+            subject: event.aggregate_id().to_owned(),
+            time: time.to_offset(UtcOffset::UTC),
+            dataschema: None,
+            extensions: BTreeMap::new(),
+            event,
+        };
+        let mut c = Checker::new();
+        c.id("/id", &envelope.id);
+        check_source(&mut c, &envelope.source);
+        c.id("/subject", &envelope.subject);
+        envelope.event.validate(&mut c);
+        Violations::from_vec(c.into_violations()).map_or(Ok(envelope), Err)
+    }
+
+    /// Makes the envelope for the `ordinal`-th event of `event`'s type that `consumer` publishes because of
+    /// `cause`, deterministically: a retried consumer publishes the very same event (same id, time and bytes),
+    /// which downstream idempotency then skips as a duplicate instead of counting it twice.
+    ///
+    /// - `id`: a UUIDv5 of `(consumer, cause id, type, ordinal)` ([`derived_id`]);
+    /// - `source`: `/consumers/{consumer}`; `time`: the cause's time;
+    /// - extension `causationid`: the cause's id, so a chain of events can be followed back.
+    pub fn caused_by(
+        cause: &Envelope,
+        consumer: &str,
+        ordinal: u32,
+        event: impl Into<Event>,
+    ) -> Result<Self, Violations> {
+        let event = event.into();
+        let id = derived_id(consumer, cause.id(), event.event_type(), ordinal);
+        let mut envelope = Envelope::new(
+            id.to_string(),
+            format!("/consumers/{consumer}"),
+            cause.time(),
+            event,
+        )?;
+        envelope.extensions.insert(
+            CAUSATION_ID.to_owned(),
+            serde_json::Value::String(cause.id().to_owned()),
+        );
+        Ok(envelope)
+    }
+
+    /// Replaces the event id (ingest uses a verified `webhook-id`, so a sender's retries keep one id).
+    pub fn with_id(mut self, id: impl Into<String>) -> Result<Self, Violations> {
+        let id = id.into();
+        let mut c = Checker::new();
+        c.id("/id", &id);
+        Violations::from_vec(c.into_violations()).map_or(Ok(()), Err)?;
+        self.id = id;
+        Ok(self)
+    }
+
+    /// The event id (unique per event; the idempotency key downstream).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// Who produced the event (a URI reference).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// The aggregate id: the partition key, so one aggregate's events keep their order.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+    /// When the event happened, in UTC.
+    pub fn time(&self) -> OffsetDateTime {
+        self.time
+    }
+    /// The `dataschema` the producer named, if any.
+    pub fn dataschema(&self) -> Option<&str> {
+        self.dataschema.as_deref()
+    }
+    /// Extension attributes (e.g. `traceparent`).
+    pub fn extensions(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.extensions
+    }
+    /// The typed event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        self.event.event_type()
+    }
+    #[cfg(test)]
+    pub(crate) fn extensions_mut(&mut self) -> &mut BTreeMap<String, serde_json::Value> {
+        &mut self.extensions
+    }
+
+    /// What must match for two deliveries under one event id to be the same event: its source, type, subject and
+    /// data, as canonical JSON. Not `time`, which ingest fills in from the receipt when a producer leaves it out,
+    /// so a producer's retry of the same event differs there; nor extensions (transport metadata such as trace
+    /// context). The idempotency records hash this to tell a redelivery from an id reused for another event.
+    pub fn content_bytes(&self) -> Vec<u8> {
+        struct Content<'a>(&'a Envelope);
+        impl Serialize for Content<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(4))?;
+                map.serialize_entry("source", &self.0.source)?;
+                map.serialize_entry("type", self.0.event_type().as_str())?;
+                map.serialize_entry("subject", &self.0.subject)?;
+                self.0.event.serialize_data(&mut map)?;
+                map.end()
+            }
+        }
+        serde_json::to_vec(&Content(self)).unwrap_or_default()
+    }
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("specversion", SPECVERSION)?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("source", &self.source)?;
+        map.serialize_entry("type", self.event.event_type().as_str())?;
+        map.serialize_entry("subject", &self.subject)?;
+        let time = self
+            .time
+            .format(&Rfc3339)
+            .map_err(serde::ser::Error::custom)?;
+        map.serialize_entry("time", &time)?;
+        map.serialize_entry("datacontenttype", DATA_CONTENT_TYPE)?;
+        if let Some(schema) = &self.dataschema {
+            map.serialize_entry("dataschema", schema)?;
+        }
+        for (name, value) in &self.extensions {
+            map.serialize_entry(name, value)?;
+        }
+        self.event.serialize_data(&mut map)?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests;

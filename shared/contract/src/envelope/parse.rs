@@ -1,0 +1,462 @@
+//! One pass over an envelope's bytes: attributes borrowed where they can be, every violation collected, the
+//! data decoded by its type.
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+use uuid::Uuid;
+
+use super::*;
+use crate::catalogue::{Event, EventType};
+use crate::validate::{Checker, Validate, MAX_SOURCE_LEN};
+use crate::violation::{from_serde, Code, Violation, Violations};
+
+pub(super) fn parse(
+    bytes: &[u8],
+    received_at: Option<OffsetDateTime>,
+) -> Result<Envelope, Violations> {
+    let raw: Raw<'_> = match serde_json::from_slice(bytes) {
+        Ok(raw) => raw,
+        Err(err) if err.is_data() => {
+            return Err(Violations::one(Violation::whole(
+                Code::NotAnObject,
+                "an event must be a JSON object",
+            )))
+        }
+        Err(err) => return Err(Violations::one(from_serde(String::new(), &err))),
+    };
+    raw.into_envelope(received_at)
+}
+
+/// An attribute's value as it appeared, before validation.
+enum Attr<'a> {
+    Str(Cow<'a, str>),
+    /// A JSON value of another kind: its kind, for the message.
+    Other(&'static str),
+}
+
+/// One pass over the envelope object, borrowing strings from the input where it can.
+#[derive(Default)]
+struct Raw<'a> {
+    attrs: [Option<Attr<'a>>; ATTRS.len()],
+    data: Option<&'a RawValue>,
+    extensions: Vec<(Cow<'a, str>, serde_json::Value)>,
+    violations: Vec<Violation>,
+}
+
+/// The context attributes of CloudEvents 1.0 that tubes reads, by slot.
+const ATTRS: [&str; 8] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+];
+
+fn attr_slot(name: &str) -> Option<usize> {
+    ATTRS.iter().position(|a| *a == name)
+}
+
+/// A string attribute after a first look.
+enum Got<'a> {
+    Str(Cow<'a, str>),
+    Absent,
+    /// Present with another JSON type; the violation is already recorded.
+    Invalid,
+}
+
+impl<'a> Raw<'a> {
+    fn string(&mut self, name: &str, c: &mut Checker) -> Got<'a> {
+        match attr_slot(name).and_then(|i| self.attrs[i].take()) {
+            Some(Attr::Str(s)) => Got::Str(s),
+            Some(Attr::Other(kind)) => {
+                c.push(Violation::at(
+                    Code::InvalidType,
+                    format!("/{name}"),
+                    format!("must be a string, not {kind}"),
+                ));
+                Got::Invalid
+            }
+            None => Got::Absent,
+        }
+    }
+
+    fn into_envelope(
+        mut self,
+        received_at: Option<OffsetDateTime>,
+    ) -> Result<Envelope, Violations> {
+        let mut c = Checker::new();
+        for v in std::mem::take(&mut self.violations) {
+            c.push(v);
+        }
+        let strict = received_at.is_none();
+        let missing = |c: &mut Checker, name: &str| {
+            c.push(Violation::at(
+                Code::MissingField,
+                format!("/{name}"),
+                format!("`{name}` is required"),
+            ))
+        };
+
+        match self.string("specversion", &mut c) {
+            Got::Str(v) if v == SPECVERSION => {}
+            Got::Str(_) => c.push(Violation::at(
+                Code::UnsupportedSpecversion,
+                "/specversion",
+                "must be \"1.0\"",
+            )),
+            Got::Absent => missing(&mut c, "specversion"),
+            Got::Invalid => {}
+        }
+
+        let id = match self.string("id", &mut c) {
+            Got::Str(id) => {
+                c.id("/id", &id);
+                id.into_owned()
+            }
+            Got::Absent if !strict => Uuid::now_v7().to_string(),
+            Got::Absent => {
+                missing(&mut c, "id");
+                String::new()
+            }
+            Got::Invalid => String::new(),
+        };
+
+        let source = match self.string("source", &mut c) {
+            Got::Str(s) => {
+                check_source(&mut c, &s);
+                s.into_owned()
+            }
+            Got::Absent => {
+                missing(&mut c, "source");
+                String::new()
+            }
+            Got::Invalid => String::new(),
+        };
+
+        let time = match (self.string("time", &mut c), received_at) {
+            (Got::Str(t), _) => match OffsetDateTime::parse(&t, &Rfc3339) {
+                Ok(t) => t.to_offset(UtcOffset::UTC),
+                Err(_) => {
+                    c.push(Violation::at(
+                        Code::InvalidValue,
+                        "/time",
+                        "must be an RFC 3339 timestamp",
+                    ));
+                    OffsetDateTime::UNIX_EPOCH
+                }
+            },
+            (Got::Absent, Some(now)) => now.to_offset(UtcOffset::UTC),
+            (Got::Absent, None) => {
+                missing(&mut c, "time");
+                OffsetDateTime::UNIX_EPOCH
+            }
+            (Got::Invalid, _) => OffsetDateTime::UNIX_EPOCH,
+        };
+
+        if let Got::Str(ct) = self.string("datacontenttype", &mut c) {
+            if !is_json_media_type(&ct) {
+                c.push(Violation::at(
+                    Code::UnsupportedDataContentType,
+                    "/datacontenttype",
+                    "must be application/json (or another JSON media type)",
+                ));
+            }
+        }
+
+        let dataschema = match self.string("dataschema", &mut c) {
+            Got::Str(s) => {
+                c.id_max("/dataschema", &s, MAX_DATASCHEMA_LEN);
+                Some(s.into_owned())
+            }
+            Got::Absent | Got::Invalid => None,
+        };
+
+        let subject = self.string("subject", &mut c);
+
+        let event_type = match self.string("type", &mut c) {
+            Got::Str(t) => {
+                let ty = EventType::parse(&t);
+                if ty.is_none() {
+                    c.push(Violation::at(
+                        Code::UnknownEventType,
+                        "/type",
+                        "is not an event type of the catalogue",
+                    ));
+                }
+                ty
+            }
+            Got::Absent => {
+                missing(&mut c, "type");
+                None
+            }
+            Got::Invalid => None,
+        };
+
+        let event = match (event_type, self.data) {
+            (_, None) => {
+                missing(&mut c, "data");
+                None
+            }
+            (None, Some(_)) => None,
+            (Some(ty), Some(raw)) if raw.get().starts_with('{') => {
+                match Event::decode_data(ty, raw.get()) {
+                    Ok(event) => {
+                        event.validate(&mut c);
+                        Some(event)
+                    }
+                    Err(v) => {
+                        c.push(v);
+                        None
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                c.push(Violation::at(
+                    Code::NotAnObject,
+                    "/data",
+                    "must be a JSON object",
+                ));
+                None
+            }
+        };
+
+        let subject = match (subject, &event) {
+            (Got::Str(s), event) => {
+                c.id("/subject", &s);
+                if event.as_ref().is_some_and(|e| e.aggregate_id() != s) {
+                    c.push(Violation::at(
+                        Code::SubjectMismatch,
+                        "/subject",
+                        "must equal the aggregate id in data (or be left out)",
+                    ));
+                }
+                s.into_owned()
+            }
+            (Got::Absent, Some(_)) if strict => {
+                missing(&mut c, "subject");
+                String::new()
+            }
+            (Got::Absent, Some(event)) => event.aggregate_id().to_owned(),
+            (Got::Absent, None) | (Got::Invalid, _) => String::new(),
+        };
+
+        let extensions = self
+            .extensions
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value))
+            .collect();
+
+        match (Violations::from_vec(c.into_violations()), event) {
+            (None, Some(event)) => Ok(Envelope {
+                id,
+                source,
+                subject,
+                time,
+                dataschema,
+                extensions,
+                event,
+            }),
+            (Some(v), _) => Err(v),
+            // Every path that leaves `event` empty pushed a violation; stay total all the same.
+            (None, None) => Err(Violations::one(Violation::at(
+                Code::MissingField,
+                "/data",
+                "`data` is required",
+            ))),
+        }
+    }
+}
+
+pub(super) fn check_source(c: &mut Checker, source: &str) {
+    c.id_max("/source", source, MAX_SOURCE_LEN);
+}
+
+/// `application/json`, `text/json` or `application/<anything>+json`, with optional parameters.
+pub(super) fn is_json_media_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence == "text/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RawVisitor(std::marker::PhantomData))
+    }
+}
+
+struct RawVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
+    type Value = Raw<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a CloudEvents JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'a>, A::Error> {
+        let mut raw = Raw::default();
+        let mut seen_data = false;
+        while let Some(CowStr(key)) = map.next_key::<CowStr<'de>>()? {
+            if let Some(i) = attr_slot(&key) {
+                let value = map.next_value::<AttrValue<'de>>()?.0;
+                if raw.attrs[i].is_some() {
+                    raw.violations.push(duplicate(&key));
+                } else {
+                    raw.attrs[i] = value;
+                }
+            } else if key == "data" {
+                let value = map.next_value::<&'de RawValue>()?;
+                if seen_data {
+                    raw.violations.push(duplicate("data"));
+                }
+                seen_data = true;
+                // `"data": null` is as good as absent.
+                raw.data = (value.get() != "null").then_some(value);
+            } else if key == "data_base64" {
+                map.next_value::<IgnoredAny>()?;
+                raw.violations.push(Violation::at(
+                    Code::UnsupportedDataContentType,
+                    "/data_base64",
+                    "binary data is not accepted; send JSON in `data`",
+                ));
+            } else {
+                let value = map.next_value::<serde_json::Value>()?;
+                check_extension(&mut raw, key, value);
+            }
+        }
+        Ok(raw)
+    }
+}
+
+fn duplicate(name: &str) -> Violation {
+    Violation::at(
+        Code::DuplicateMember,
+        format!("/{}", crate::violation::escape_pointer(name)),
+        "appears more than once",
+    )
+}
+
+fn check_extension<'a>(raw: &mut Raw<'a>, name: Cow<'a, str>, value: serde_json::Value) {
+    let pointer = format!("/{}", crate::violation::escape_pointer(&name));
+    let name_ok = !name.is_empty()
+        && name.len() <= MAX_EXTENSION_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let value_ok = match &value {
+        serde_json::Value::String(s) => s.len() <= MAX_EXTENSION_VALUE,
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
+        _ => false,
+    };
+    if !name_ok {
+        raw.violations.push(Violation::at(
+            Code::InvalidExtension,
+            pointer,
+            format!("unknown attribute; extension names are 1 to {MAX_EXTENSION_NAME} lower-case letters or digits"),
+        ));
+    } else if !value_ok {
+        raw.violations.push(Violation::at(
+            Code::InvalidExtension,
+            pointer,
+            format!("extension values are strings (at most {MAX_EXTENSION_VALUE} bytes), numbers or booleans"),
+        ));
+    } else if raw.extensions.len() >= MAX_EXTENSIONS {
+        raw.violations.push(Violation::at(
+            Code::InvalidExtension,
+            pointer,
+            format!("at most {MAX_EXTENSIONS} extension attributes"),
+        ));
+    } else if raw.extensions.iter().any(|(n, _)| *n == name) {
+        raw.violations.push(duplicate(&name));
+    } else {
+        raw.extensions.push((name, value));
+    }
+}
+
+/// A string that borrows from the input when it has no escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CowStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+/// Any JSON value in an attribute's place: a string is kept, anything else is remembered by its kind.
+struct AttrValue<'a>(Option<Attr<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for AttrValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = AttrValue<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(AttrValue(Some(Attr::Str(Cow::Borrowed(v)))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AttrValue(Some(Attr::Str(Cow::Owned(v.to_owned())))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(AttrValue(Some(Attr::Str(Cow::Owned(v)))))
+            }
+            // `null` means absent for optional attributes; required ones then report `missing_field`.
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(AttrValue(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(AttrValue(Some(Attr::Other("a boolean"))))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(AttrValue(Some(Attr::Other("a number"))))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(AttrValue(Some(Attr::Other("a number"))))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(AttrValue(Some(Attr::Other("a number"))))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(AttrValue(Some(Attr::Other("an array"))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AttrValue(Some(Attr::Other("an object"))))
+            }
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}

@@ -1,0 +1,450 @@
+use serde_json::{json, Value};
+use time::macros::datetime;
+
+use super::*;
+use crate::envelope::parse::is_json_media_type;
+use crate::violation::Code;
+
+const NOW: OffsetDateTime = datetime!(2026-11-22 12:00:00 UTC);
+
+fn signed_up() -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": "evt-1",
+        "source": "/shop/web",
+        "type": "user.signed_up",
+        "subject": "usr_1",
+        "time": "2026-11-22T11:00:00+01:00",
+        "datacontenttype": "application/json",
+        "data": {"user_id": "usr_1", "email": "ada@example.com", "name": "Ada", "signed_up_at": "2026-11-22T10:00:00Z"}
+    })
+}
+
+fn parse(v: &Value) -> Result<Envelope, Violations> {
+    Envelope::parse(&serde_json::to_vec(v).unwrap(), NOW)
+}
+
+fn processed(cause: &Envelope) -> crate::catalogue::PaymentProcessed {
+    crate::catalogue::PaymentProcessed {
+        payment_id: "pay_1".into(),
+        account_id: "acc_1".into(),
+        amount: 1250,
+        currency: "EUR".into(),
+        payer_email: "ada@example.com".into(),
+        processed_at: cause.time(),
+    }
+}
+
+#[test]
+fn a_published_event_is_the_same_on_every_retry_and_names_its_cause() {
+    let cause = parse(&signed_up()).unwrap();
+    let first = Envelope::caused_by(&cause, "payments", 0, processed(&cause)).unwrap();
+    let again = Envelope::caused_by(&cause, "payments", 0, processed(&cause)).unwrap();
+    // The same bytes: downstream sees a duplicate (same id, same payload hash), never a conflict.
+    assert_eq!(
+        serde_json::to_vec(&first).unwrap(),
+        serde_json::to_vec(&again).unwrap()
+    );
+    assert_eq!(first.source(), "/consumers/payments");
+    assert_eq!(first.time(), cause.time());
+    assert_eq!(first.extensions()[CAUSATION_ID], "evt-1");
+    // And it survives the trip through a Kinesis record.
+    let decoded = Envelope::decode(&serde_json::to_vec(&first).unwrap()).unwrap();
+    assert_eq!(decoded, first);
+}
+
+#[test]
+fn the_content_of_an_event_ignores_its_time_but_not_its_data() {
+    let a = parse(&signed_up()).unwrap();
+    let later = parse(&with(signed_up(), "/time", json!("2026-11-22T11:00:05Z"))).unwrap();
+    assert_ne!(a, later);
+    assert_eq!(
+        a.content_bytes(),
+        later.content_bytes(),
+        "a retry with a new time"
+    );
+    for (pointer, value) in [
+        ("/data/name", json!("Bob")),
+        ("/source", json!("/elsewhere")),
+    ] {
+        let other = parse(&with(signed_up(), pointer, value)).unwrap();
+        assert_ne!(a.content_bytes(), other.content_bytes(), "{pointer}");
+    }
+}
+
+#[test]
+fn derived_ids_differ_by_every_input_and_are_stable_across_releases() {
+    let ty = EventType::PaymentProcessed;
+    let base = derived_id("payments", "evt-1", ty, 0);
+    for other in [
+        derived_id("payments", "evt-1", ty, 1),
+        derived_id("payments", "evt-2", ty, 0),
+        derived_id("notifications", "evt-1", ty, 0),
+        derived_id("payments", "evt-1", EventType::PaymentFailed, 0),
+        // Length-prefixed: moving a character from one field to the next is another id.
+        derived_id("payment", "sevt-1", ty, 0),
+    ] {
+        assert_ne!(base, other);
+    }
+    assert_eq!(base.get_version_num(), 5);
+    // Pinned: if this changes, events re-published across a deploy get new ids and are counted twice. The
+    // value was computed independently (Python: SHA-1 of the namespace bytes and the length-prefixed name).
+    assert_eq!(base.to_string(), "e3523570-f6d2-562f-b52d-1d81d9caef4f");
+}
+
+fn with(mut v: Value, pointer: &str, new: Value) -> Value {
+    let (parent, name) = pointer.rsplit_once('/').unwrap();
+    let obj = if parent.is_empty() {
+        &mut v
+    } else {
+        v.pointer_mut(parent).unwrap()
+    };
+    obj.as_object_mut().unwrap().insert(name.to_owned(), new);
+    v
+}
+
+fn without(mut v: Value, pointer: &str) -> Value {
+    let (parent, name) = pointer.rsplit_once('/').unwrap();
+    let obj = if parent.is_empty() {
+        &mut v
+    } else {
+        v.pointer_mut(parent).unwrap()
+    };
+    obj.as_object_mut().unwrap().remove(name);
+    v
+}
+
+/// Asserts the event is rejected with exactly these (code, field) pairs.
+fn rejects(v: Value, expected: &[(Code, &str)]) {
+    let err = parse(&v).expect_err("must be rejected");
+    let got: Vec<(Code, &str)> = err
+        .as_slice()
+        .iter()
+        .map(|x| (x.code, x.field.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(got, expected, "for {v}");
+}
+
+#[test]
+fn parses_a_full_event() {
+    let e = parse(&signed_up()).unwrap();
+    assert_eq!(e.id(), "evt-1");
+    assert_eq!(e.source(), "/shop/web");
+    assert_eq!(e.subject(), "usr_1");
+    assert_eq!(e.event_type(), EventType::UserSignedUp);
+    assert_eq!(e.time(), datetime!(2026-11-22 10:00:00 UTC));
+    match e.event() {
+        Event::UserSignedUp(d) => {
+            assert_eq!(d.email, "ada@example.com");
+            assert!(!d.marketing_opt_in);
+        }
+        other => panic!("wrong variant {other:?}"),
+    }
+}
+
+#[test]
+fn ingest_fills_id_time_and_subject() {
+    let v = without(without(without(signed_up(), "/id"), "/time"), "/subject");
+    let e = parse(&v).unwrap();
+    let id = Uuid::parse_str(e.id()).unwrap();
+    assert_eq!(id.get_version_num(), 7);
+    assert_eq!(e.time(), NOW);
+    assert_eq!(e.subject(), "usr_1");
+    // Two events get two ids.
+    assert_ne!(parse(&v).unwrap().id(), e.id());
+}
+
+#[test]
+fn decode_is_strict() {
+    let v = without(without(without(signed_up(), "/id"), "/time"), "/subject");
+    let err = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(err.has_at(Code::MissingField, "/id"));
+    assert!(err.has_at(Code::MissingField, "/time"));
+    assert!(err.has_at(Code::MissingField, "/subject"));
+}
+
+#[test]
+fn serialises_to_what_it_parses() {
+    let e = parse(&signed_up()).unwrap();
+    let bytes = serde_json::to_vec(&e).unwrap();
+    let back = Envelope::decode(&bytes).unwrap();
+    assert_eq!(back, e);
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["type"], "user.signed_up");
+    assert_eq!(v["time"], "2026-11-22T10:00:00Z");
+    assert_eq!(v["datacontenttype"], "application/json");
+    assert_eq!(v["data"]["user_id"], "usr_1");
+}
+
+#[test]
+fn keeps_extensions() {
+    let v = with(signed_up(), "/id", json!("e2"));
+    let mut v = v;
+    v["traceparent"] = json!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    v["priority"] = json!(3);
+    let e = parse(&v).unwrap();
+    assert_eq!(e.extensions().len(), 2);
+    let out: Value = serde_json::to_value(&e).unwrap();
+    assert_eq!(out["priority"], 3);
+    assert_eq!(
+        Envelope::decode(&serde_json::to_vec(&e).unwrap()).unwrap(),
+        e
+    );
+}
+
+#[test]
+fn every_envelope_rule() {
+    rejects(
+        with(signed_up(), "/specversion", json!("0.3")),
+        &[(Code::UnsupportedSpecversion, "/specversion")],
+    );
+    rejects(
+        without(signed_up(), "/specversion"),
+        &[(Code::MissingField, "/specversion")],
+    );
+    rejects(
+        with(signed_up(), "/specversion", json!(1.0)),
+        &[(Code::InvalidType, "/specversion")],
+    );
+    rejects(
+        without(signed_up(), "/source"),
+        &[(Code::MissingField, "/source")],
+    );
+    rejects(
+        with(signed_up(), "/source", json!("")),
+        &[(Code::Empty, "/source")],
+    );
+    rejects(
+        with(signed_up(), "/source", json!("a b")),
+        &[(Code::InvalidIdentifier, "/source")],
+    );
+    rejects(with(signed_up(), "/id", json!("")), &[(Code::Empty, "/id")]);
+    rejects(
+        with(signed_up(), "/id", json!(42)),
+        &[(Code::InvalidType, "/id")],
+    );
+    rejects(
+        with(signed_up(), "/id", json!("x".repeat(129))),
+        &[(Code::TooLong, "/id")],
+    );
+    rejects(
+        without(signed_up(), "/type"),
+        &[(Code::MissingField, "/type")],
+    );
+    rejects(
+        with(signed_up(), "/type", json!("user.deleted")),
+        &[(Code::UnknownEventType, "/type")],
+    );
+    rejects(
+        with(signed_up(), "/time", json!("22/11/2026")),
+        &[(Code::InvalidValue, "/time")],
+    );
+    rejects(
+        with(signed_up(), "/time", json!("2026-11-22T10:00:00")),
+        &[(Code::InvalidValue, "/time")],
+    );
+    rejects(
+        with(signed_up(), "/subject", json!("usr_2")),
+        &[(Code::SubjectMismatch, "/subject")],
+    );
+    rejects(
+        with(signed_up(), "/datacontenttype", json!("text/plain")),
+        &[(Code::UnsupportedDataContentType, "/datacontenttype")],
+    );
+    rejects(
+        without(signed_up(), "/data"),
+        &[(Code::MissingField, "/data")],
+    );
+    rejects(
+        with(signed_up(), "/data", json!(null)),
+        &[(Code::MissingField, "/data")],
+    );
+    rejects(
+        with(signed_up(), "/data", json!([1])),
+        &[(Code::NotAnObject, "/data")],
+    );
+    rejects(
+        with(signed_up(), "/data", json!("{}")),
+        &[(Code::NotAnObject, "/data")],
+    );
+    let mut v = signed_up();
+    v["Bad-Name"] = json!("x");
+    rejects(v, &[(Code::InvalidExtension, "/Bad-Name")]);
+    let mut v = signed_up();
+    v["nested"] = json!({"a": 1});
+    rejects(v, &[(Code::InvalidExtension, "/nested")]);
+    let mut v = signed_up();
+    v["data_base64"] = json!("AAAA");
+    rejects(v, &[(Code::UnsupportedDataContentType, "/data_base64")]);
+}
+
+#[test]
+fn media_types() {
+    for ok in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/cloudevents+json",
+        "text/json",
+    ] {
+        assert!(is_json_media_type(ok), "{ok}");
+    }
+    for bad in ["text/plain", "application/xml", "json", ""] {
+        assert!(!is_json_media_type(bad), "{bad}");
+    }
+}
+
+#[test]
+fn reports_every_violation_at_once() {
+    let v = with(
+        with(signed_up(), "/data/email", json!("nope")),
+        "/data/name",
+        json!(""),
+    );
+    let v = with(v, "/specversion", json!("2.0"));
+    rejects(
+        v,
+        &[
+            (Code::UnsupportedSpecversion, "/specversion"),
+            (Code::InvalidEmail, "/data/email"),
+            (Code::Empty, "/data/name"),
+        ],
+    );
+}
+
+#[test]
+fn data_rules_of_each_type() {
+    let payment = json!({
+        "specversion": "1.0", "source": "/pay", "type": "payment.received",
+        "data": {"payment_id": "p1", "account_id": "acc_1", "amount": 1250, "currency": "EUR", "payer_email": "a@b.co"}
+    });
+    assert_eq!(parse(&payment).unwrap().subject(), "acc_1");
+    rejects(
+        with(payment.clone(), "/data/amount", json!(0)),
+        &[(Code::AmountNotPositive, "/data/amount")],
+    );
+    rejects(
+        with(payment.clone(), "/data/amount", json!(-1)),
+        &[(Code::AmountNotPositive, "/data/amount")],
+    );
+    rejects(
+        with(payment.clone(), "/data/amount", json!(12.5)),
+        &[(Code::InvalidType, "/data/amount")],
+    );
+    rejects(
+        with(payment.clone(), "/data/currency", json!("eur")),
+        &[(Code::InvalidCurrency, "/data/currency")],
+    );
+    rejects(
+        with(payment.clone(), "/data/payer_email", json!("x@")),
+        &[(Code::InvalidEmail, "/data/payer_email")],
+    );
+    rejects(
+        without(payment.clone(), "/data/payment_id"),
+        &[(Code::MissingField, "/data/payment_id")],
+    );
+    rejects(
+        with(payment.clone(), "/data/account_id", json!("a c")),
+        &[(Code::InvalidIdentifier, "/data/account_id")],
+    );
+    rejects(
+        with(payment, "/data/description", json!("x".repeat(501))),
+        &[(Code::TooLong, "/data/description")],
+    );
+
+    let failed = json!({
+        "specversion": "1.0", "source": "/pay", "type": "payment.failed",
+        "data": {"payment_id": "p1", "account_id": "acc_1", "amount": 5, "currency": "JPY",
+                 "payer_email": "ada@example.com", "reason": "insufficient_funds",
+                 "failed_at": "2026-11-22T10:00:00Z"}
+    });
+    assert!(parse(&failed).is_ok());
+    rejects(
+        with(failed, "/data/reason", json!("gremlins")),
+        &[(Code::InvalidValue, "/data/reason")],
+    );
+
+    let processed = json!({
+        "specversion": "1.0", "source": "/pay", "type": "payment.processed",
+        "data": {"payment_id": "p1", "account_id": "acc_1", "amount": 5, "currency": "USD", "payer_email": "ada@example.com", "processed_at": "2026-11-22T10:00:00Z"}
+    });
+    assert!(parse(&processed).is_ok());
+    rejects(
+        with(processed, "/data/currency", json!("XXX")),
+        &[(Code::InvalidCurrency, "/data/currency")],
+    );
+
+    let unsub = json!({
+        "specversion": "1.0", "source": "/mail", "type": "user.unsubscribed",
+        "data": {"user_id": "usr_1", "email": "a@b.co", "list_id": "news", "unsubscribed_at": "2026-11-22T10:00:00Z"}
+    });
+    assert!(parse(&unsub).is_ok());
+    rejects(
+        with(unsub.clone(), "/data/list_id", json!("")),
+        &[(Code::Empty, "/data/list_id")],
+    );
+    rejects(
+        without(unsub, "/data/email"),
+        &[(Code::MissingField, "/data/email")],
+    );
+    rejects(
+        with(signed_up(), "/data/locale", json!("english")),
+        &[(Code::InvalidValue, "/data/locale")],
+    );
+}
+
+#[test]
+fn malformed_documents() {
+    for (bytes, code) in [
+        (&b"{"[..], Code::MalformedJson),
+        (b"", Code::MalformedJson),
+        (b"{\"a\":1} x", Code::MalformedJson),
+        (b"[]", Code::NotAnObject),
+        (b"42", Code::NotAnObject),
+        (b"\"s\"", Code::NotAnObject),
+        (b"\xff\xfe", Code::MalformedJson),
+    ] {
+        let err = Envelope::parse(bytes, NOW).unwrap_err();
+        assert_eq!(err.first().code, code, "{bytes:?}");
+        assert_eq!(err.first().field, None);
+    }
+}
+
+#[test]
+fn duplicate_members_are_refused() {
+    let text = r#"{"specversion":"1.0","source":"/s","type":"user.signed_up","type":"payment.received",
+        "data":{"user_id":"u","email":"a@b.co","name":"A","signed_up_at":"2026-11-22T10:00:00Z"}}"#;
+    let err = Envelope::parse(text.as_bytes(), NOW).unwrap_err();
+    assert!(err.has_at(Code::DuplicateMember, "/type"));
+}
+
+#[test]
+fn escaped_strings_are_read() {
+    let text = r#"{"specversion":"1.0","source":"\/s","type":"user.signed_up",
+        "data":{"user_id":"u\u0031","email":"a@b.co","name":"\u00c5sa","signed_up_at":"2026-11-22T10:00:00Z"}}"#;
+    let e = Envelope::parse(text.as_bytes(), NOW).unwrap();
+    assert_eq!((e.source(), e.subject()), ("/s", "u1"));
+}
+
+#[test]
+fn new_validates() {
+    let data = crate::catalogue::UserUnsubscribed {
+        user_id: "u".into(),
+        email: "bad".into(),
+        list_id: "news".into(),
+        reason: None,
+        unsubscribed_at: NOW,
+    };
+    let err = Envelope::new("id-1", "/me", NOW, data.clone()).unwrap_err();
+    assert!(err.has_at(Code::InvalidEmail, "/data/email"));
+    let ok = Envelope::new(
+        "id-1",
+        "/me",
+        NOW,
+        crate::catalogue::UserUnsubscribed {
+            email: "a@b.co".into(),
+            ..data
+        },
+    );
+    assert_eq!(ok.unwrap().subject(), "u");
+}

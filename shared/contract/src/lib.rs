@@ -1,0 +1,21 @@
+//! The contract of tubes: what producers, ingest and consumers agree an event is. It knows nothing of how events
+//! travel or are consumed (no AWS SDK, no Lambda runtime, no async runtime), so a producer, a fuzz target or the
+//! schema generator can depend on it alone.
+//!
+//! - [`envelope`]: the CloudEvents 1.0 envelope, parsed once into a validated [`Envelope`].
+//! - [`catalogue`]: the event types ([`Event`], [`EventType`]); adding a type is one change there.
+//! - [`validate`] and [`violation`]: the rules, and what a broken rule reports (a stable code and a JSON pointer).
+//! - [`codec`]: envelope ↔ Kinesis record bytes and partition key; the one place that knows record encodings.
+//! - [`schema`]: the JSON Schemas of the envelope of every event type, generated from these types (`schemas/`).
+
+pub mod catalogue;
+pub mod codec;
+pub mod envelope;
+pub mod schema;
+pub mod validate;
+pub mod violation;
+
+pub use catalogue::{Event, EventType};
+pub use codec::Record;
+pub use envelope::Envelope;
+pub use violation::{Code, Violation, Violations};

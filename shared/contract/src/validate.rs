@@ -1,0 +1,333 @@
+//! The validation rules shared by ingest (reject at the edge) and consumers (defence in depth).
+//!
+//! Each event's data type implements [`Validate`] by calling the rules of a [`Checker`] field by field; the
+//! checker collects every violation, so a producer learns all that is wrong with an event in one answer.
+
+use crate::violation::{Code, Violation};
+
+/// Longest identifier (ids, subjects, aggregate ids): well within Kinesis's 256-character partition key.
+pub const MAX_ID_LEN: usize = 128;
+/// Longest `source` URI reference.
+pub const MAX_SOURCE_LEN: usize = 256;
+/// Longest e-mail address (RFC 5321 path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Largest amount in minor units (10^15: a thousand billion dollars in cents).
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
+
+/// Data that checks itself. `pointer` is where the value sits in the envelope (e.g. `/data`).
+pub trait Validate {
+    /// Pushes every violation into `checker`.
+    fn validate(&self, checker: &mut Checker);
+}
+
+/// Collects violations; its rules name the field by JSON pointer.
+#[derive(Debug, Default)]
+pub struct Checker {
+    violations: Vec<Violation>,
+}
+
+impl Checker {
+    /// A checker with nothing found yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a violation found by a rule of the caller's own.
+    pub fn push(&mut self, violation: Violation) {
+        self.violations.push(violation);
+    }
+
+    /// What was found, in the order it was found.
+    pub fn into_violations(self) -> Vec<Violation> {
+        self.violations
+    }
+
+    /// An identifier: 1 to 128 printable ASCII characters, no whitespace.
+    pub fn id(&mut self, field: &str, value: &str) {
+        self.id_max(field, value, MAX_ID_LEN);
+    }
+
+    /// An identifier with its own length limit.
+    pub fn id_max(&mut self, field: &str, value: &str, max: usize) {
+        if value.is_empty() {
+            self.push(Violation::at(Code::Empty, field, "must not be empty"));
+        } else if value.len() > max {
+            self.push(Violation::at(
+                Code::TooLong,
+                field,
+                format!("must be at most {max} characters"),
+            ));
+        } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            self.push(Violation::at(
+                Code::InvalidIdentifier,
+                field,
+                "must be printable ASCII without whitespace",
+            ));
+        }
+    }
+
+    /// Free text: 1 to `max` characters, no control characters.
+    pub fn text(&mut self, field: &str, value: &str, max: usize) {
+        if value.trim().is_empty() {
+            self.push(Violation::at(Code::Empty, field, "must not be empty"));
+        } else if value.chars().count() > max {
+            self.push(Violation::at(
+                Code::TooLong,
+                field,
+                format!("must be at most {max} characters"),
+            ));
+        } else if value.chars().any(char::is_control) {
+            self.push(Violation::at(
+                Code::InvalidText,
+                field,
+                "must not contain control characters",
+            ));
+        }
+    }
+
+    /// Optional free text.
+    pub fn opt_text(&mut self, field: &str, value: Option<&str>, max: usize) {
+        if let Some(value) = value {
+            self.text(field, value, max);
+        }
+    }
+
+    /// An e-mail address (see [`is_email`]).
+    pub fn email(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.push(Violation::at(Code::Empty, field, "must not be empty"));
+        } else if value.len() > MAX_EMAIL_LEN {
+            self.push(Violation::at(
+                Code::TooLong,
+                field,
+                format!("must be at most {MAX_EMAIL_LEN} characters"),
+            ));
+        } else if !is_email(value) {
+            self.push(Violation::at(
+                Code::InvalidEmail,
+                field,
+                "must be an e-mail address like name@example.com",
+            ));
+        }
+    }
+
+    /// An active ISO 4217 currency code, upper case.
+    pub fn currency(&mut self, field: &str, value: &str) {
+        if !is_currency(value) {
+            self.push(Violation::at(
+                Code::InvalidCurrency,
+                field,
+                "must be an active ISO 4217 currency code in upper case, like EUR",
+            ));
+        }
+    }
+
+    /// An amount in integer minor units: positive and at most [`MAX_AMOUNT_MINOR`].
+    pub fn amount(&mut self, field: &str, value: i64) {
+        if value <= 0 {
+            self.push(Violation::at(
+                Code::AmountNotPositive,
+                field,
+                "must be a positive integer of minor units",
+            ));
+        } else if value > MAX_AMOUNT_MINOR {
+            self.push(Violation::at(
+                Code::AmountTooLarge,
+                field,
+                format!("must be at most {MAX_AMOUNT_MINOR}"),
+            ));
+        }
+    }
+}
+
+/// A pragmatic e-mail check: `local@domain`, an ASCII local part of RFC 5322 atoms joined by dots (at most 64
+/// characters), and a domain of at least two DNS labels (letters, digits, inner hyphens; at most 63 each) whose
+/// last is alphabetic. Quoted local parts, IP literals and unencoded international names are refused.
+pub fn is_email(value: &str) -> bool {
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return false;
+    };
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(&b);
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(atext));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let tld_ok = labels.last().is_some_and(|t| {
+        t.len() >= 2 && (t.bytes().all(|b| b.is_ascii_alphabetic()) || t.starts_with("xn--"))
+    });
+    local_ok && domain.len() <= 253 && labels.len() >= 2 && labels.iter().all(label_ok) && tld_ok
+}
+
+/// Whether `code` is an active ISO 4217 code of a circulating currency (funds, metals and test codes excluded).
+pub fn is_currency(code: &str) -> bool {
+    code.len() == 3 && CURRENCIES.binary_search(&code).is_ok()
+}
+
+/// Active ISO 4217 currency codes of circulating currencies (list of 2025-07), sorted for binary search.
+pub(crate) const CURRENCIES: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
+    "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
+    "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP",
+    "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD",
+    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY",
+    "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
+    "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK",
+    "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK",
+    "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG",
+    "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS",
+    "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VED",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(f: impl FnOnce(&mut Checker)) -> Vec<(Code, String)> {
+        let mut c = Checker::new();
+        f(&mut c);
+        c.into_violations()
+            .into_iter()
+            .map(|v| (v.code, v.field.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn currency_list_is_sorted_unique_and_upper_case() {
+        assert!(CURRENCIES.windows(2).all(|w| w[0] < w[1]));
+        assert!(CURRENCIES
+            .iter()
+            .all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())));
+    }
+
+    #[test]
+    fn currencies() {
+        for ok in ["EUR", "USD", "JPY", "GBP", "CHF", "XCG"] {
+            assert!(is_currency(ok), "{ok}");
+        }
+        for bad in [
+            "eur", "EURO", "EU", "", "XXX", "XAU", "XTS", "HRK", "ABC", "€",
+        ] {
+            assert!(!is_currency(bad), "{bad}");
+        }
+        assert_eq!(
+            codes(|c| c.currency("/data/currency", "usd")),
+            [(Code::InvalidCurrency, "/data/currency".into())]
+        );
+    }
+
+    #[test]
+    fn emails() {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@mail.example.com",
+            "x_y-z@sub.xn--p1ai",
+            "o'neil@example.ie",
+        ] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@b.c",
+            "a..b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@-example.com",
+            "a@example-.com",
+            "a@example..com",
+            "a@example.c0m",
+            "é@example.com",
+            "a@[127.0.0.1]",
+            "\"q\"@example.com",
+        ] {
+            assert!(!is_email(bad), "{bad:?}");
+        }
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        assert!(!is_email(&long_local));
+        assert_eq!(
+            codes(|c| c.email("/data/email", "nope")),
+            [(Code::InvalidEmail, "/data/email".into())]
+        );
+        assert_eq!(
+            codes(|c| c.email("/data/email", "")),
+            [(Code::Empty, "/data/email".into())]
+        );
+        let huge = format!("{}@{}.com", "a".repeat(60), "b".repeat(250));
+        assert_eq!(
+            codes(|c| c.email("/e", &huge)),
+            [(Code::TooLong, "/e".into())]
+        );
+    }
+
+    #[test]
+    fn amounts() {
+        assert!(codes(|c| c.amount("/a", 1)).is_empty());
+        assert!(codes(|c| c.amount("/a", MAX_AMOUNT_MINOR)).is_empty());
+        assert_eq!(
+            codes(|c| c.amount("/a", 0)),
+            [(Code::AmountNotPositive, "/a".into())]
+        );
+        assert_eq!(
+            codes(|c| c.amount("/a", -5)),
+            [(Code::AmountNotPositive, "/a".into())]
+        );
+        assert_eq!(
+            codes(|c| c.amount("/a", MAX_AMOUNT_MINOR + 1)),
+            [(Code::AmountTooLarge, "/a".into())]
+        );
+    }
+
+    #[test]
+    fn ids() {
+        assert!(codes(|c| c.id("/id", "usr_01H:x-y.z@1")).is_empty());
+        assert_eq!(codes(|c| c.id("/id", "")), [(Code::Empty, "/id".into())]);
+        assert_eq!(
+            codes(|c| c.id("/id", "a b")),
+            [(Code::InvalidIdentifier, "/id".into())]
+        );
+        assert_eq!(
+            codes(|c| c.id("/id", "ü")),
+            [(Code::InvalidIdentifier, "/id".into())]
+        );
+        assert!(codes(|c| c.id("/id", &"a".repeat(MAX_ID_LEN))).is_empty());
+        assert_eq!(
+            codes(|c| c.id("/id", &"a".repeat(MAX_ID_LEN + 1))),
+            [(Code::TooLong, "/id".into())]
+        );
+    }
+
+    #[test]
+    fn texts() {
+        assert!(codes(|c| c.text("/t", "Zoë Ångström", 20)).is_empty());
+        assert_eq!(
+            codes(|c| c.text("/t", "  ", 20)),
+            [(Code::Empty, "/t".into())]
+        );
+        assert_eq!(
+            codes(|c| c.text("/t", "abc", 2)),
+            [(Code::TooLong, "/t".into())]
+        );
+        assert_eq!(
+            codes(|c| c.text("/t", "a\u{7}b", 20)),
+            [(Code::InvalidText, "/t".into())]
+        );
+        // Length counts characters, not bytes.
+        assert!(codes(|c| c.text("/t", "ééé", 3)).is_empty());
+        assert!(codes(|c| c.opt_text("/t", None, 3)).is_empty());
+    }
+}

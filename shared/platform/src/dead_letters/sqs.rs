@@ -1,0 +1,130 @@
+//! The SQS adapter of [`DeadLetters`]: one message per dead letter, with everything needed to understand and
+//! redrive it. The body is JSON ([`DeadLetterMessage`]); `consumer`, `event_type` and `attempts` are also
+//! message attributes, so a queue can be browsed or filtered without parsing bodies.
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::{DeadLetter, DeadLetterError, DeadLetters};
+use crate::aws;
+
+/// The body of a dead-letter message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterMessage {
+    /// Marks the message as tubes' (the ESM's on-failure messages share the queue and look different).
+    pub kind: String,
+    /// The consumer that gave up.
+    pub consumer: String,
+    /// The stream, if known.
+    pub event_source_arn: Option<String>,
+    /// The shard, if known.
+    pub shard_id: Option<String>,
+    /// The record's sequence number.
+    pub sequence_number: String,
+    /// The record's partition key.
+    pub partition_key: String,
+    /// The event id, when the record decoded.
+    pub event_id: Option<String>,
+    /// The event type, when the record decoded.
+    pub event_type: Option<String>,
+    /// Why it failed.
+    pub reason: String,
+    /// How many times the consumer tried the record (0: a letter written before attempts were counted).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The record's data, base64 (it may not be UTF-8 or JSON).
+    pub payload_base64: String,
+}
+
+/// The `kind` of tubes' own dead-letter messages.
+pub const KIND: &str = "tubes.dead_letter";
+
+impl From<&DeadLetter> for DeadLetterMessage {
+    fn from(letter: &DeadLetter) -> Self {
+        Self {
+            kind: KIND.into(),
+            consumer: letter.consumer.into(),
+            event_source_arn: letter.event_source_arn.clone(),
+            shard_id: letter.shard_id.clone(),
+            sequence_number: letter.sequence_number.to_string(),
+            partition_key: letter.partition_key.clone(),
+            event_id: letter.event_id.clone(),
+            event_type: letter.event_type.map(str::to_owned),
+            reason: letter.reason.clone(),
+            attempts: letter.attempts,
+            payload_base64: base64::engine::general_purpose::STANDARD.encode(&letter.payload),
+        }
+    }
+}
+
+impl DeadLetterMessage {
+    /// The record's data.
+    pub fn payload(&self) -> Result<Vec<u8>, base64::DecodeError> {
+        base64::engine::general_purpose::STANDARD.decode(&self.payload_base64)
+    }
+}
+
+/// Dead letters as messages on an SQS queue (the consumer's dead-letter queue).
+#[derive(Debug, Clone)]
+pub struct SqsDeadLetters {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsDeadLetters {
+    /// Letters go to `queue_url`.
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+fn attribute(value: &str) -> Result<MessageAttributeValue, DeadLetterError> {
+    typed_attribute("String", value)
+}
+
+fn typed_attribute(data_type: &str, value: &str) -> Result<MessageAttributeValue, DeadLetterError> {
+    MessageAttributeValue::builder()
+        .data_type(data_type)
+        .string_value(value)
+        .build()
+        .map_err(|e| DeadLetterError(e.to_string()))
+}
+
+impl DeadLetters for SqsDeadLetters {
+    async fn send(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+        let body = serde_json::to_string(&DeadLetterMessage::from(&letter))
+            .map_err(|e| DeadLetterError(e.to_string()))?;
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_attributes("consumer", attribute(letter.consumer)?)
+            .message_attributes(
+                "attempts",
+                typed_attribute("Number", &letter.attempts.to_string())?,
+            );
+        if let Some(ty) = letter.event_type {
+            request = request.message_attributes("event_type", attribute(ty)?);
+        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DeadLetterError(aws::describe("SendMessage", e)))?;
+        // Metadata only: the payload may hold personal data.
+        tracing::error!(
+            consumer = letter.consumer,
+            sequence_number = %letter.sequence_number,
+            event_id = letter.event_id.as_deref(),
+            attempts = letter.attempts,
+            reason = %letter.reason,
+            "dead letter queued"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,391 @@
+//! The consumer harness: from the Kinesis batch Lambda delivers ([`KinesisBatch`]) to a typed [`Consumer`] per
+//! record, and back to a `KinesisEventResponse` with correct checkpoint semantics. It is the top of the platform:
+//! it drives the ports (dead letters, idempotency) and nothing but the runtime drives it.
+//!
+//! - [`Harness::run`] dispatches each record to the consumer: the records of one partition key one after
+//!   another, in shard order; different keys concurrently, at most [`Harness::with_concurrency`] at once (one
+//!   task: no spawning, so a consumer needs no `'static` state). A **permanent** failure (undecodable bytes, an
+//!   invalid event, an error the consumer classifies as permanent) goes to the [`DeadLetters`] port and the key
+//!   moves on: a poison record never blocks the shard. A **retryable** failure holds back the later records of
+//!   the same partition key (their order matters) but not other keys', and the response reports the lowest
+//!   failed sequence number, from which Lambda redelivers; nothing after it is lost, and what was already done
+//!   after it is skipped on redelivery by the idempotency records.
+//! - With [`Harness::with_idempotency`], each record is handled under the idempotency protocol ([`Guard`]), keyed
+//!   `(consumer, event id)`: a record already completed is skipped (a redelivery), one in progress elsewhere is a
+//!   retryable failure, and an id reused for another event (other source, type, subject or data; see
+//!   [`Envelope::content_bytes`](tubes_contract::Envelope::content_bytes)) is a permanent one. A handled record is completed; a retryable failure or a
+//!   dead-lettered record releases its claim (a redrive after the fix is then handled). A crash between the
+//!   effect and the completion leaves the claim to expire, after which the record is handled again: effects that
+//!   must happen once commit with a decision of their own (the payments ledger) or carry a deterministic
+//!   idempotency key (e-mails).
+//! - Each claim counts an attempt. A dead letter says how many attempts its record had, and a record whose
+//!   [`Harness::with_max_attempts`]-th attempt fails retryably is parked too (payload included), so it stops
+//!   holding its key back before the event source mapping gives up on the whole batch.
+//! - [`Harness::run_until`] takes the invocation's deadline: claims expire with the invocation, so a redelivery
+//!   after a timeout or a crash is not locked out longer than the invocation could have lived.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use futures_util::stream::{self, StreamExt as _};
+
+use crate::classify::Classify;
+use crate::consumer::Consumer;
+use crate::dead_letters::{DeadLetter, DeadLetters};
+use crate::idempotency::{self, Entry, Guard, IdempotencyStore, IdempotencyTimes, Ticket};
+use crate::lambda_event::{BatchRecord, KinesisBatch, SequenceNumber};
+
+/// How many partition keys a batch works on at once unless told otherwise ([`Harness::with_concurrency`]).
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// After how many attempts a record that keeps failing retryably is parked unless told otherwise
+/// ([`Harness::with_max_attempts`]). Below the event source mapping's `MaximumRetryAttempts` (10 in
+/// `template.yaml`), so the harness parks the record itself, payload included, before the mapping gives up on
+/// the batch and sends only its sequence range to the on-failure destination.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// What a batch came to.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    /// Records the consumer handled.
+    pub handled: usize,
+    /// Records of types the consumer does not subscribe to.
+    pub skipped: usize,
+    /// Records sent to the dead-letter port.
+    pub dead_lettered: usize,
+    /// Records that failed with a retryable error.
+    pub failed: usize,
+    /// Records not attempted because an earlier record of their key failed.
+    pub held_back: usize,
+    /// Records skipped because their idempotency record says they were already handled.
+    pub duplicates: usize,
+    /// The answer for Lambda.
+    pub response: KinesisEventResponse,
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Handled,
+    Skipped,
+    Duplicate,
+    DeadLettered,
+    /// Retryable: this record and the later records of its key are redelivered.
+    Failed,
+}
+
+impl BatchReport {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Handled => self.handled += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::DeadLettered => self.dead_lettered += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &BatchReport) {
+        self.handled += other.handled;
+        self.skipped += other.skipped;
+        self.dead_lettered += other.dead_lettered;
+        self.failed += other.failed;
+        self.held_back += other.held_back;
+        self.duplicates += other.duplicates;
+    }
+}
+
+/// Where the records of a batch came from, and until when its invocation runs.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    event_source_arn: &'a Option<String>,
+    shard_id: &'a Option<String>,
+    deadline_ms: Option<i64>,
+}
+
+/// Runs a [`Consumer`] over batches, parking permanent failures in `D`, with idempotency records in `S` if
+/// given any ([`Harness::with_idempotency`]).
+#[derive(Debug, Clone)]
+pub struct Harness<C, D, S = Infallible> {
+    consumer: C,
+    dead_letters: D,
+    guard: Option<Guard<S>>,
+    concurrency: usize,
+    max_attempts: u32,
+}
+
+impl<C: Consumer, D: DeadLetters> Harness<C, D> {
+    /// A harness for `consumer`, sending permanent failures to `dead_letters`, without idempotency records:
+    /// every record is handled as delivered (at least once).
+    pub fn new(consumer: C, dead_letters: D) -> Self {
+        Self {
+            consumer,
+            dead_letters,
+            guard: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The same harness, handling each record under the idempotency protocol with records in `store` (see the
+    /// module docs).
+    pub fn with_idempotency<S: IdempotencyStore>(
+        self,
+        store: S,
+        times: IdempotencyTimes,
+    ) -> Harness<C, D, S> {
+        Harness {
+            consumer: self.consumer,
+            dead_letters: self.dead_letters,
+            guard: Some(Guard::new(store, times)),
+            concurrency: self.concurrency,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
+    /// The consumer.
+    pub fn consumer(&self) -> &C {
+        &self.consumer
+    }
+
+    /// The same harness, working on at most `keys` partition keys of a batch at once (at least 1; default
+    /// [`DEFAULT_CONCURRENCY`]). The records of one key are always handled one after another, in shard order.
+    pub fn with_concurrency(mut self, keys: usize) -> Self {
+        self.concurrency = keys.max(1);
+        self
+    }
+
+    /// The same harness, parking a record whose `attempts`-th attempt fails retryably (at least 1; default
+    /// [`DEFAULT_MAX_ATTEMPTS`]). Attempts are counted by the idempotency records, so this needs
+    /// [`Harness::with_idempotency`]: without them every attempt looks like the first.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Handles a batch; see the module docs for the semantics. Claims hold for [`IdempotencyTimes::lock`].
+    pub async fn run(&self, batch: KinesisBatch) -> BatchReport {
+        self.run_batch(batch, None).await
+    }
+
+    /// Handles a batch of an invocation that must end by `deadline_ms` (milliseconds since the Unix epoch, as the
+    /// Lambda context gives it): claims expire with the invocation, so if it dies (a timeout, a crash) the
+    /// redelivery can claim its records as soon as Lambda retries, not a fixed lock later.
+    pub async fn run_until(&self, batch: KinesisBatch, deadline_ms: i64) -> BatchReport {
+        self.run_batch(batch, Some(deadline_ms)).await
+    }
+
+    async fn run_batch(&self, batch: KinesisBatch, deadline_ms: Option<i64>) -> BatchReport {
+        let KinesisBatch {
+            records,
+            event_source_arn,
+            shard_id,
+        } = batch;
+        let origin = Batch {
+            event_source_arn: &event_source_arn,
+            shard_id: &shard_id,
+            deadline_ms,
+        };
+        // The records of each key, in shard order; keys in order of their first record. The keys are borrowed
+        // while the groups are counted, then the records are moved: no key is copied.
+        let slots: Vec<usize> = {
+            let mut index: HashMap<&str, usize> = HashMap::new();
+            records
+                .iter()
+                .map(|r| {
+                    let next = index.len();
+                    *index.entry(r.partition_key.as_str()).or_insert(next)
+                })
+                .collect()
+        };
+        let groups = slots.iter().max().map_or(0, |m| m + 1);
+        let mut by_key: Vec<Vec<BatchRecord>> = (0..groups).map(|_| Vec::new()).collect();
+        for (record, slot) in records.into_iter().zip(slots) {
+            by_key[slot].push(record);
+        }
+
+        let mut report = BatchReport::default();
+        let mut lowest_failure: Option<SequenceNumber> = None;
+        let mut keys = stream::iter(by_key)
+            .map(|records| self.run_key(records, origin))
+            .buffer_unordered(self.concurrency);
+        while let Some((partial, failure)) = keys.next().await {
+            report.merge(&partial);
+            lowest_failure = lowest_failure.into_iter().chain(failure).min();
+        }
+
+        if let Some(seq) = lowest_failure {
+            let mut failure = KinesisBatchItemFailure::default();
+            failure.item_identifier = Some(seq.into_string());
+            report.response.batch_item_failures.push(failure);
+        }
+        tracing::info!(
+            consumer = self.consumer.name(),
+            shard_id = shard_id.as_deref(),
+            handled = report.handled,
+            skipped = report.skipped,
+            dead_lettered = report.dead_lettered,
+            failed = report.failed,
+            held_back = report.held_back,
+            duplicates = report.duplicates,
+            "batch done"
+        );
+        report
+    }
+
+    /// The records of one partition key, in order, until one fails retryably: the rest are held back. Returns
+    /// the key's counts and the sequence number of its failed record, if any.
+    async fn run_key(
+        &self,
+        records: Vec<BatchRecord>,
+        batch: Batch<'_>,
+    ) -> (BatchReport, Option<SequenceNumber>) {
+        let mut report = BatchReport::default();
+        let total = records.len();
+        for (done, record) in records.into_iter().enumerate() {
+            let sequence_number = record.sequence_number.clone();
+            let outcome = self.record(record, batch).await;
+            report.count(outcome);
+            if outcome == Outcome::Failed {
+                report.held_back += total - done - 1;
+                return (report, Some(sequence_number));
+            }
+        }
+        (report, None)
+    }
+
+    /// One record: decode, filter, claim, handle, complete or release (see the module docs).
+    async fn record(&self, record: BatchRecord, batch: Batch<'_>) -> Outcome {
+        let name = self.consumer.name();
+        let BatchRecord {
+            sequence_number,
+            partition_key,
+            envelope,
+        } = record;
+        // A letter about this record, at its place in the batch.
+        let place = |mut letter: DeadLetter| {
+            letter.event_source_arn.clone_from(batch.event_source_arn);
+            letter.shard_id.clone_from(batch.shard_id);
+            letter.sequence_number = sequence_number.clone();
+            letter.partition_key.clone_from(&partition_key);
+            letter
+        };
+        let envelope = match envelope {
+            Ok(envelope) => envelope,
+            Err((err, payload)) => {
+                let letter = DeadLetter {
+                    consumer: name,
+                    event_id: None,
+                    event_type: None,
+                    reason: err.to_string(),
+                    attempts: 1,
+                    payload,
+                    event_source_arn: None,
+                    shard_id: None,
+                    sequence_number: SequenceNumber::default(),
+                    partition_key: String::new(),
+                };
+                return self.dead_letter(place(letter)).await;
+            }
+        };
+        let ty = envelope.event_type();
+        if !self.consumer.subscriptions().contains(&ty) {
+            tracing::debug!(
+                consumer = name,
+                event_type = ty.as_str(),
+                "skipped: not subscribed"
+            );
+            return Outcome::Skipped;
+        }
+        let letter = |reason: String, attempts: u32| {
+            place(DeadLetter::of_event(name, &envelope, reason, attempts))
+        };
+        // The claim: skip what was done, wait for what is being done, refuse a reused id.
+        let ticket = match &self.guard {
+            None => None,
+            Some(guard) => {
+                let key = idempotency::key(name, envelope.id());
+                let hash = idempotency::payload_hash(&envelope.content_bytes());
+                match guard.claim(key, hash, batch.deadline_ms).await {
+                    Ok(Entry::Acquired(ticket)) => Some(ticket),
+                    Ok(Entry::Completed) => {
+                        tracing::info!(
+                            consumer = name,
+                            event_id = envelope.id(),
+                            "duplicate: already handled"
+                        );
+                        return Outcome::Duplicate;
+                    }
+                    Ok(Entry::InProgress) => {
+                        tracing::warn!(
+                            consumer = name,
+                            event_id = envelope.id(),
+                            "in progress elsewhere; retried later"
+                        );
+                        return Outcome::Failed;
+                    }
+                    Ok(Entry::Conflict) => {
+                        let reason = "event id reused with a different payload".to_owned();
+                        return self.dead_letter(letter(reason, 1)).await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(consumer = name, event_id = envelope.id(), error = %err, "idempotency store failed; retried later");
+                        return Outcome::Failed;
+                    }
+                }
+            }
+        };
+        let attempt = ticket.as_ref().map_or(1, Ticket::attempt);
+        // Handled: completed. Failed retryably: released for the redelivery. Failed for good: released too, once
+        // the dead letter is stored, so that a redrive after the fix is handled, not skipped as done (a
+        // redelivery by Lambda parks it again; `tubes-dlq redrive` puts such twins back once).
+        let outcome = match self.consumer.handle(&envelope).await {
+            Ok(()) => {
+                if let Some(ticket) = ticket {
+                    ticket.complete().await;
+                }
+                return Outcome::Handled;
+            }
+            Err(err) if err.is_retryable() && ticket.is_some() && attempt >= self.max_attempts => {
+                // It kept failing: park it with its payload rather than let it hold its key back until the
+                // event source mapping gives up on the whole batch.
+                let reason = format!("gave up after {attempt} attempts: {err}");
+                self.dead_letter(letter(reason, attempt)).await
+            }
+            Err(err) if err.is_retryable() => {
+                tracing::warn!(
+                    consumer = name,
+                    event_id = envelope.id(),
+                    sequence_number = %sequence_number,
+                    attempt,
+                    error = %err,
+                    "retryable failure: the record and later records of its key will be redelivered"
+                );
+                Outcome::Failed
+            }
+            Err(err) => self.dead_letter(letter(err.to_string(), attempt)).await,
+        };
+        if let Some(ticket) = ticket {
+            ticket.release().await;
+        }
+        outcome
+    }
+
+    /// Sends a dead letter: [`Outcome::DeadLettered`] when it is stored, else [`Outcome::Failed`] (never drop a
+    /// record: if it cannot be parked, it is retried).
+    async fn dead_letter(&self, letter: DeadLetter) -> Outcome {
+        match self.dead_letters.send(letter).await {
+            Ok(()) => Outcome::DeadLettered,
+            Err(err) => {
+                tracing::warn!(consumer = self.consumer.name(), error = %err, "dead letter not stored; retrying record");
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

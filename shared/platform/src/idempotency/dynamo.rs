@@ -1,0 +1,192 @@
+//! Idempotency records in DynamoDB: one item per key (`key`, the table's partition key), with its `status`,
+//! payload `hash`, `attempts`, the claim's `lock_expires_ms` and `expires_at`, the table's TTL attribute. Each of
+//! the three writes is one conditional `UpdateItem`, so concurrent claimants never both win.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use super::{
+    millis, verdict, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
+};
+use crate::aws;
+
+/// Idempotency records in a DynamoDB table with a string partition key `key` and TTL on `expires_at`.
+#[derive(Debug, Clone)]
+pub struct DynamoIdempotency {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoIdempotency {
+    /// Records in `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// An `UpdateItem` of `key` with `update` under `condition`; `values` name the expressions' values.
+    fn update(
+        &self,
+        key: &str,
+        update: &str,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        // DynamoDB refuses a name its expressions do not use: name only those that appear.
+        let names = [
+            ("#k", "key"),
+            ("#s", "status"),
+            ("#h", "hash"),
+            ("#l", "lock_expires_ms"),
+            ("#e", "expires_at"),
+            ("#a", "attempts"),
+        ]
+        .into_iter()
+        .filter(|(p, _)| update.contains(p) || condition.contains(p))
+        .map(|(p, a)| (p.to_owned(), a.to_owned()))
+        .collect();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("key", AttributeValue::S(key.to_owned()))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> HashMap<String, AttributeValue> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+impl IdempotencyStore for DynamoIdempotency {
+    async fn claim(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        lock: Duration,
+    ) -> Result<Claim, StoreError> {
+        let lock_expires = now_ms + millis(lock);
+        // The lock also bounds the record's life, should the holder never complete nor release it.
+        let expires_at = lock_expires / 1000 + 1;
+        let result = self
+            .update(
+                key,
+                "SET #s = :progress, #h = :h, #l = :lock, #e = :e ADD #a :one",
+                "attribute_not_exists(#k) OR (#s = :progress AND #l < :now) \
+                 OR (#s = :released AND #h = :h) OR #e < :now_s",
+                values([
+                    (":progress", s(IN_PROGRESS)),
+                    (":released", s(RELEASED)),
+                    (":h", s(hash)),
+                    (":lock", n(lock_expires)),
+                    (":e", n(expires_at)),
+                    (":one", n(1)),
+                    (":now", n(now_ms)),
+                    (":now_s", n(now_ms / 1000)),
+                ]),
+            )
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let attempt = out
+                    .attributes()
+                    .and_then(|a| a.get("attempts"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| StoreError("UpdateItem: no attempts in the answer".into()))?;
+                Ok(Claim::Acquired { attempt })
+            }
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    let text = |name: &str| {
+                        c.item()
+                            .and_then(|o| o.get(name))
+                            .and_then(|v| v.as_s().ok())
+                            .map(String::as_str)
+                    };
+                    Ok(verdict(text("status"), text("hash"), hash))
+                }
+                _ => Err(StoreError(aws::describe("UpdateItem", err))),
+            },
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let expires_at = (now_ms + millis(ttl)) / 1000;
+        self.update(
+            key,
+            "SET #s = :done, #e = :e REMOVE #l",
+            "#h = :h",
+            values([
+                (":done", s(COMPLETED)),
+                (":h", s(hash)),
+                (":e", n(expires_at)),
+            ]),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError(aws::describe("UpdateItem", e)))
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let expires_at = (now_ms + millis(ttl)) / 1000;
+        let result = self
+            .update(
+                key,
+                "SET #s = :released, #e = :e REMOVE #l",
+                "#s = :progress AND #h = :h",
+                values([
+                    (":progress", s(IN_PROGRESS)),
+                    (":released", s(RELEASED)),
+                    (":h", s(hash)),
+                    (":e", n(expires_at)),
+                ]),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Not ours to release (completed, or someone else's): nothing to do.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(StoreError(aws::describe("UpdateItem", err))),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The idempotency protocol, written once, over any [`IdempotencyStore`]: claim → act → complete or release.
+//!
+//! [`Guard::claim`] asks the store for the key and answers an [`Entry`]: a [`Ticket`] to do the work under (its
+//! attempt number counts the claims so far), or why not: done already, in progress elsewhere, or a conflict. The
+//! holder then either [`Ticket::complete`]s (done: the key is skipped for the TTL) or [`Ticket::release`]s (not
+//! done: the next claim may take it at once, and counts on). A holder that dies does neither; its claim expires
+//! after its lock. A failure to complete or release is logged, never the caller's failure: the work is done (or
+//! not) whatever the record says, and the lock bounds what a lost write costs.
+//!
+//! The lock is [`IdempotencyTimes::lock`], shortened to the caller's deadline (a Lambda invocation's end), never
+//! below [`MIN_LOCK`]: a live holder keeps its claim, and a dead one's claim ends with its invocation.
+
+use std::time::Duration;
+
+use super::{Claim, IdempotencyStore, StoreError};
+use crate::clock;
+
+/// The shortest lock a claim gets, however close its deadline.
+pub const MIN_LOCK: Duration = Duration::from_secs(1);
+
+/// How long claims and completed records last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyTimes {
+    /// A claim's lock when no deadline shortens it: at least the work's longest run, so a live holder never
+    /// loses it.
+    pub lock: Duration,
+    /// How long a completed (or released) record is remembered (default 24 h): the work is skipped within it.
+    pub ttl: Duration,
+}
+
+impl Default for IdempotencyTimes {
+    fn default() -> Self {
+        Self {
+            lock: Duration::from_secs(15 * 60),
+            ttl: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// The protocol over the store `S`, with its times.
+#[derive(Debug, Clone)]
+pub struct Guard<S> {
+    store: S,
+    times: IdempotencyTimes,
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Entry<'g, S> {
+    /// The caller holds the key: do the work, then complete or release the ticket.
+    Acquired(Ticket<'g, S>),
+    /// The work was done: skip it.
+    Completed,
+    /// Another holder has the key: retry later.
+    InProgress,
+    /// The key is bound to another payload: a permanent failure.
+    Conflict,
+}
+
+/// A held claim. Finish it with [`Ticket::complete`] or [`Ticket::release`]; dropped unfinished, it holds the
+/// key until its lock expires (as a crash would).
+#[derive(Debug)]
+#[must_use = "a claim holds its key until it is completed or released"]
+pub struct Ticket<'g, S> {
+    guard: &'g Guard<S>,
+    key: String,
+    hash: String,
+    attempt: u32,
+}
+
+impl<S: IdempotencyStore> Guard<S> {
+    /// The protocol over `store`, with `times`.
+    pub fn new(store: S, times: IdempotencyTimes) -> Self {
+        Self { store, times }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The times.
+    pub fn times(&self) -> IdempotencyTimes {
+        self.times
+    }
+
+    /// The lock a claim made at `now_ms` takes: the guard's lock, shortened to what remains until `deadline_ms`
+    /// (milliseconds since the Unix epoch), never below [`MIN_LOCK`].
+    pub fn lock(&self, now_ms: i64, deadline_ms: Option<i64>) -> Duration {
+        let most = self.times.lock.max(MIN_LOCK);
+        match deadline_ms {
+            None => most,
+            Some(deadline) => {
+                let remaining = u64::try_from(deadline.saturating_sub(now_ms)).unwrap_or(0);
+                Duration::from_millis(remaining).clamp(MIN_LOCK, most)
+            }
+        }
+    }
+
+    /// Claims `key` for work whose content hashes to `hash` ([`super::payload_hash`]), until `deadline_ms` if
+    /// the caller has one (see [`Guard::lock`]).
+    pub async fn claim(
+        &self,
+        key: String,
+        hash: String,
+        deadline_ms: Option<i64>,
+    ) -> Result<Entry<'_, S>, StoreError> {
+        let now = clock::now_ms();
+        let lock = self.lock(now, deadline_ms);
+        Ok(match self.store.claim(&key, &hash, now, lock).await? {
+            Claim::Acquired { attempt } => Entry::Acquired(Ticket {
+                guard: self,
+                key,
+                hash,
+                attempt,
+            }),
+            Claim::Completed => Entry::Completed,
+            Claim::InProgress => Entry::InProgress,
+            Claim::Conflict => Entry::Conflict,
+        })
+    }
+}
+
+impl<S: IdempotencyStore> Ticket<'_, S> {
+    /// Which claim of the key this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The key held.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The work is done: the key is skipped for the TTL.
+    pub async fn complete(self) {
+        let ttl = self.guard.times.ttl;
+        if let Err(err) = self
+            .guard
+            .store
+            .complete(&self.key, &self.hash, clock::now_ms(), ttl)
+            .await
+        {
+            tracing::warn!(key = %self.key, error = %err, "done, but not recorded as done: it may be done again after the lock");
+        }
+    }
+
+    /// The work is not done: the key may be claimed again at once, by the same payload only.
+    pub async fn release(self) {
+        let ttl = self.guard.times.ttl;
+        if let Err(err) = self
+            .guard
+            .store
+            .release(&self.key, &self.hash, clock::now_ms(), ttl)
+            .await
+        {
+            tracing::warn!(key = %self.key, error = %err, "claim not released: it is free again after its lock");
+        }
+    }
+}

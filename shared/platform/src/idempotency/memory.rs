@@ -1,0 +1,110 @@
+//! In-memory idempotency records with the rules of [`DynamoIdempotency`](super::DynamoIdempotency), for tests
+//! (feature `test-util`).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::{millis, verdict, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    InProgress,
+    Completed,
+    Released,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    status: Status,
+    hash: String,
+    lock_expires_ms: i64,
+    expires_at_ms: i64,
+    attempts: u32,
+}
+
+/// In-memory idempotency records with the rules of the DynamoDB backend.
+#[derive(Debug, Default)]
+pub struct MemoryIdempotency {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl MemoryIdempotency {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl IdempotencyStore for MemoryIdempotency {
+    async fn claim(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        lock: Duration,
+    ) -> Result<Claim, StoreError> {
+        let mut entries = self.lock();
+        let lock_expires_ms = now_ms + millis(lock);
+        let entry = entries.entry(key.to_owned()).or_insert_with(|| Entry {
+            status: Status::Released,
+            hash: hash.to_owned(),
+            lock_expires_ms,
+            expires_at_ms: i64::MAX,
+            attempts: 0,
+        });
+        // DynamoDB compares `expires_at` in whole seconds.
+        let free = (entry.status == Status::Released && entry.hash == hash)
+            || (entry.status == Status::InProgress && entry.lock_expires_ms < now_ms)
+            || entry.expires_at_ms < now_ms - 999;
+        if !free {
+            let status = match entry.status {
+                Status::Completed => COMPLETED,
+                _ => IN_PROGRESS,
+            };
+            return Ok(verdict(Some(status), Some(&entry.hash), hash));
+        }
+        entry.status = Status::InProgress;
+        hash.clone_into(&mut entry.hash);
+        entry.lock_expires_ms = lock_expires_ms;
+        entry.expires_at_ms = (lock_expires_ms / 1000 + 1) * 1000;
+        entry.attempts += 1;
+        Ok(Claim::Acquired {
+            attempt: entry.attempts,
+        })
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self.lock().get_mut(key) {
+            Some(e) if e.hash == hash => {
+                e.status = Status::Completed;
+                e.expires_at_ms = (now_ms + millis(ttl)) / 1000 * 1000;
+                Ok(())
+            }
+            _ => Err(StoreError(format!(
+                "{key}: no claim of this payload to complete"
+            ))),
+        }
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if let Some(e) = self.lock().get_mut(key) {
+            if e.status == Status::InProgress && e.hash == hash {
+                e.status = Status::Released;
+                e.expires_at_ms = (now_ms + millis(ttl)) / 1000 * 1000;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Idempotency: a unit of work (a consumer's record, an e-mail) is claimed under a key before it is done and
+//! completed after, so that work delivered again (a retried batch, a redelivery from a checkpoint, a resend) is
+//! done once.
+//!
+//! - [`Guard`] ([`guard`]) is **the protocol**, written once: claim → act → complete or release, the lock and
+//!   TTL rules, the minimum lock, conflicts and attempt counting. The consumer harness and the SES mailer both use
+//!   it; "no idempotency records" is the absence of a guard.
+//! - [`IdempotencyStore`] is what a backend provides: three conditional writes, with the times passed in (so the
+//!   rules are testable without waiting). [`DynamoIdempotency`] ([`dynamo`]) keeps the records in DynamoDB;
+//!   `MemoryIdempotency` (`memory`, feature `test-util`) has the same rules in memory.
+//!
+//! A claim succeeds when there is no record yet, when a previous holder's lock has expired (it crashed or timed
+//! out mid-work), when the record was released after a failure (by a claim of the same payload: the key stays
+//! bound to its content, whatever became of it), or when a completed record has outlived its TTL. Each successful
+//! claim counts an attempt on the record (a released record is kept for the TTL for this count). Otherwise the
+//! existing record answers: completed (skip), in progress elsewhere (retry later), or the same key with another
+//! payload (a conflict: the producer reused an id).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub mod dynamo;
+pub mod guard;
+#[cfg(any(test, feature = "test-util"))]
+pub mod memory;
+
+pub use dynamo::DynamoIdempotency;
+pub use guard::{Entry, Guard, IdempotencyTimes, Ticket, MIN_LOCK};
+#[cfg(any(test, feature = "test-util"))]
+pub use memory::MemoryIdempotency;
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the record until its lock expires: do the work, then complete. `attempt` counts the
+    /// claims of this record so far, this one included (1 on the first).
+    Acquired {
+        /// Which attempt this is, from 1.
+        attempt: u32,
+    },
+    /// The work was done: skip it.
+    Completed,
+    /// Another invocation holds the record: retry later.
+    InProgress,
+    /// The key was used before for a different payload: a permanent failure.
+    Conflict,
+}
+
+/// The store could not be reached or answered oddly; the work is retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("idempotency store: {0}")]
+pub struct StoreError(pub String);
+
+/// The key of a record: which consumer, which work (an event id, `mail {key}`).
+pub fn key(consumer: &str, work: &str) -> String {
+    format!("{consumer}#{work}")
+}
+
+/// The hash that tells a redelivery (same payload) from a reused key (another payload): SHA-256, hex.
+pub fn payload_hash(payload: &[u8]) -> String {
+    Sha256::digest(payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Where idempotency records live: the three conditional writes a backend provides. `now_ms` is milliseconds
+/// since the Unix epoch. Call them through a [`Guard`], which applies the rules of time.
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for `lock`.
+    fn claim(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        lock: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Marks a claimed record completed; it is remembered for `ttl`.
+    fn complete(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives a claim back after a failure, so the redelivery (or a redrive) can claim it at once. The record is
+    /// kept, released, for `ttl`, so the next claim counts on from its attempts.
+    fn release(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<S: IdempotencyStore> IdempotencyStore for &S {
+    fn claim(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        lock: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        (**self).claim(key, hash, now_ms, lock)
+    }
+
+    fn complete(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).complete(key, hash, now_ms, ttl)
+    }
+
+    fn release(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release(key, hash, now_ms, ttl)
+    }
+}
+
+/// No store can be made of this type: it names "no idempotency records" in a type parameter (a harness or a
+/// mailer without a [`Guard`]), where no method is ever called.
+impl IdempotencyStore for Infallible {
+    async fn claim(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<Claim, StoreError> {
+        match *self {}
+    }
+
+    async fn complete(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
+        match *self {}
+    }
+
+    async fn release(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
+        match *self {}
+    }
+}
+
+/// A record's states, as the backends store them.
+const IN_PROGRESS: &str = "IN_PROGRESS";
+const COMPLETED: &str = "COMPLETED";
+const RELEASED: &str = "RELEASED";
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What an existing record means for a claim that could not take it (both backends answer with it).
+fn verdict(status: Option<&str>, stored_hash: Option<&str>, hash: &str) -> Claim {
+    if stored_hash.is_some_and(|h| h != hash) {
+        Claim::Conflict
+    } else if status == Some(COMPLETED) {
+        Claim::Completed
+    } else {
+        Claim::InProgress
+    }
+}
+
+#[cfg(test)]
+mod tests;

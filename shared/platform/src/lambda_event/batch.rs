@@ -1,0 +1,329 @@
+//! The consumer's side of the event: the invocation payload decoded in one pass. Each record's base64 `data` is
+//! decoded and parsed into a validated [`Envelope`] (through [`codec::decode`], the one place that knows record
+//! encodings) while the batch is read, and the members the harness does not need are skipped without
+//! allocating. A bad record never fails the batch; it carries its own [`DecodeError`].
+
+use std::fmt;
+
+use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use tubes_contract::{codec, Envelope, Violations};
+
+use super::event::KinesisEvent;
+use super::record::SequenceNumber;
+
+/// Why a record's data did not become an envelope. Always permanent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// `data` was not valid base64.
+    #[error("record data is not base64: {0}")]
+    Base64(String),
+    /// The bytes are not a valid event.
+    #[error("invalid event: {0}")]
+    Invalid(Violations),
+}
+
+/// One Kinesis record of a batch, decoded.
+#[derive(Debug)]
+pub struct BatchRecord {
+    /// Position in the shard; what `batchItemFailures` reports.
+    pub sequence_number: SequenceNumber,
+    /// The record's partition key.
+    pub partition_key: String,
+    /// The decoded event, or why it could not be decoded (with the raw bytes, for the dead letter).
+    pub envelope: Result<Envelope, (DecodeError, Vec<u8>)>,
+}
+
+/// The Kinesis event of one invocation, decoded in one pass (see the module docs).
+#[derive(Debug, Default)]
+pub struct KinesisBatch {
+    /// The records, in shard order.
+    pub records: Vec<BatchRecord>,
+    /// The stream's ARN, from the first record.
+    pub event_source_arn: Option<String>,
+    /// The shard, from the first record's `eventID` (`shardId-…:sequence`).
+    pub shard_id: Option<String>,
+}
+
+impl KinesisBatch {
+    /// `event` decoded as a consumer receives it: through its JSON, as Lambda delivers it.
+    pub fn from_event(event: &KinesisEvent) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(&serde_json::to_vec(event)?)
+    }
+}
+
+impl<'de> Deserialize<'de> for KinesisBatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BatchVisitor;
+        impl<'de> Visitor<'de> for BatchVisitor {
+            type Value = KinesisBatch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Kinesis event with Records")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisBatch, A::Error> {
+                let mut batch = KinesisBatch::default();
+                let mut seen = false;
+                while let Some(key) = map.next_key::<Key>()? {
+                    if key.0 == KeyKind::Records {
+                        map.next_value_seed(RecordsSeed(&mut batch))?;
+                        seen = true;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if !seen {
+                    return Err(de::Error::missing_field("Records"));
+                }
+                Ok(batch)
+            }
+        }
+        deserializer.deserialize_map(BatchVisitor)
+    }
+}
+
+/// The keys the decoder looks at; the rest are skipped without allocating.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum KeyKind {
+    Records,
+    Kinesis,
+    EventSourceArn,
+    EventId,
+    PartitionKey,
+    SequenceNumber,
+    Data,
+    Other,
+}
+
+struct Key(KeyKind);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(match v {
+                    "Records" => KeyKind::Records,
+                    "kinesis" => KeyKind::Kinesis,
+                    "eventSourceARN" => KeyKind::EventSourceArn,
+                    "eventID" => KeyKind::EventId,
+                    "partitionKey" => KeyKind::PartitionKey,
+                    "sequenceNumber" => KeyKind::SequenceNumber,
+                    "data" => KeyKind::Data,
+                    _ => KeyKind::Other,
+                }))
+            }
+        }
+        deserializer.deserialize_identifier(V)
+    }
+}
+
+struct RecordsSeed<'b>(&'b mut KinesisBatch);
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of Kinesis records")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.0.records.reserve(n);
+        }
+        while let Some(record) = seq.next_element_seed(RecordSeed(self.0))? {
+            self.0.records.push(record);
+        }
+        Ok(())
+    }
+}
+
+struct RecordSeed<'b>(&'b mut KinesisBatch);
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = BatchRecord;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<BatchRecord, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = BatchRecord;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kinesis event record")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BatchRecord, A::Error> {
+        let mut kinesis = None;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0 {
+                KeyKind::Kinesis => kinesis = Some(map.next_value::<KinesisPart>()?),
+                KeyKind::EventSourceArn if self.0.event_source_arn.is_none() => {
+                    self.0.event_source_arn = Some(map.next_value::<String>()?);
+                }
+                KeyKind::EventId if self.0.shard_id.is_none() => {
+                    let id = map.next_value::<String>()?;
+                    self.0.shard_id = id.split_once(':').map(|(shard, _)| shard.to_owned());
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let kinesis = kinesis.ok_or_else(|| de::Error::missing_field("kinesis"))?;
+        Ok(BatchRecord {
+            sequence_number: kinesis.sequence_number,
+            partition_key: kinesis.partition_key,
+            envelope: kinesis.envelope,
+        })
+    }
+}
+
+struct KinesisPart {
+    sequence_number: SequenceNumber,
+    partition_key: String,
+    envelope: Result<Envelope, (DecodeError, Vec<u8>)>,
+}
+
+impl<'de> Deserialize<'de> for KinesisPart {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KinesisPart;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the kinesis member of a record")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisPart, A::Error> {
+                let (mut seq, mut key, mut envelope) = (None, None, None);
+                while let Some(k) = map.next_key::<Key>()? {
+                    match k.0 {
+                        KeyKind::SequenceNumber => seq = Some(map.next_value::<SequenceNumber>()?),
+                        KeyKind::PartitionKey => key = Some(map.next_value::<String>()?),
+                        KeyKind::Data => envelope = Some(map.next_value::<DataField>()?.0),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(KinesisPart {
+                    sequence_number: seq
+                        .ok_or_else(|| de::Error::missing_field("sequenceNumber"))?,
+                    partition_key: key.ok_or_else(|| de::Error::missing_field("partitionKey"))?,
+                    envelope: envelope.ok_or_else(|| de::Error::missing_field("data"))?,
+                })
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// The base64 `data` of a record, decoded and parsed as it is read.
+struct DataField(Result<Envelope, (DecodeError, Vec<u8>)>);
+
+impl<'de> Deserialize<'de> for DataField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DataField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("base64 record data")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DataField, E> {
+                Ok(DataField(decode_data(v)))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+fn decode_data(base64: &str) -> Result<Envelope, (DecodeError, Vec<u8>)> {
+    let bytes = match base64::engine::general_purpose::STANDARD.decode(base64) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            return Err((
+                DecodeError::Base64(err.to_string()),
+                base64.as_bytes().to_vec(),
+            ))
+        }
+    };
+    match codec::decode(&bytes) {
+        Ok(envelope) => Ok(envelope),
+        Err(violations) => Err((DecodeError::Invalid(violations), bytes)),
+    }
+}
+
+/// A decoded batch of `events` (CloudEvents JSON), as one shard would deliver them: partition key = `subject`,
+/// sequence numbers 1, 2, …. For consumer tests, benches and tools; `events` that do not serialise are skipped.
+#[cfg(any(test, feature = "test-util"))]
+pub fn batch_of(events: &[serde_json::Value]) -> KinesisBatch {
+    use super::event::{kinesis_event, BatchSource};
+    use super::record::StreamRecord;
+
+    let records: Vec<StreamRecord> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            Some(StreamRecord {
+                sequence_number: SequenceNumber::from(format!("{:056}", i + 1)),
+                partition_key: e
+                    .get("subject")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("none")
+                    .to_owned(),
+                data: serde_json::to_vec(e).ok()?,
+                arrival: 1_795_000_000.0,
+            })
+        })
+        .collect();
+    let source = BatchSource {
+        event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/tubes-events".into(),
+        shard_id: "shardId-000000000000".into(),
+        aws_region: "us-east-1".into(),
+        invoke_identity_arn: "arn:aws:iam::123456789012:role/tubes-consumer".into(),
+    };
+    KinesisBatch::from_event(&kinesis_event(&source, &records)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../../../tests/fixtures/kinesis-event.json");
+
+    #[test]
+    fn bad_base64_is_a_record_error_not_a_batch_error() {
+        let mut v: Value = serde_json::from_str(FIXTURE).unwrap();
+        v["Records"][1]["kinesis"]["data"] = json!("%%%not base64");
+        let batch: KinesisBatch = serde_json::from_value(v).unwrap();
+        assert!(matches!(
+            batch.records[1].envelope,
+            Err((DecodeError::Base64(_), _))
+        ));
+        // The fixture's "Hello World" is no event: a record error too, with its bytes kept for the dead letter.
+        assert!(matches!(
+            &batch.records[0].envelope,
+            Err((DecodeError::Invalid(_), bytes)) if bytes == b"Hello World"
+        ));
+        assert_eq!(batch.shard_id.as_deref(), Some("shardId-000000000000"));
+        assert_eq!(
+            batch.event_source_arn.as_deref(),
+            Some("arn:aws:kinesis:us-east-1:123456789012:stream/simple-stream")
+        );
+    }
+
+    #[test]
+    fn an_event_without_records_is_refused() {
+        assert!(serde_json::from_str::<KinesisBatch>(r#"{"records": []}"#).is_err());
+        assert!(serde_json::from_str::<KinesisBatch>(r#"{"Records": []}"#).is_ok());
+    }
+}

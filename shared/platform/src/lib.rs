@@ -1,0 +1,36 @@
+//! The platform of tubes: what runs the contract ([`tubes_contract`]) on AWS. Ports are folders, each with its
+//! adapters beside it; the harness drives them and the runtime drives the harness.
+//!
+//! | Module | What lives there |
+//! |---|---|
+//! | [`consumer`], [`classify`] | the [`Consumer`] port (and [`consumer_fn`](consumer::consumer_fn)); whether an error is retryable |
+//! | [`lambda_event`] | Lambda's Kinesis wire contract: the event, its one-pass decoding, the function's answer, the on-failure message |
+//! | [`dead_letters`] | the dead-letter port: SQS and log adapters, and the dispatch enum |
+//! | [`idempotency`] | the idempotency protocol ([`Guard`](idempotency::Guard)) over its store port: DynamoDB and memory |
+//! | [`mail`] | the e-mail port: SES, outbox and log adapters, and the dispatch enum |
+//! | [`users`] | the users directory port of the signup flow: DynamoDB and memory |
+//! | [`publish`] | the publisher port: Kinesis `PutRecords` with every entry checked, and memory |
+//! | [`harness`] | runs a consumer over a batch with checkpoint semantics: per-key order, dead letters, idempotency |
+//! | [`runtime`] | the composition root ([`Env`](runtime::Env)) and [`serve`](runtime::serve) on the Lambda runtime |
+//! | [`aws`], [`clock`] | one way to describe a failed AWS call; one clock |
+//!
+//! The in-memory adapters are for tests: they compile with the feature `test-util`.
+
+pub mod aws;
+pub mod classify;
+pub mod clock;
+pub mod consumer;
+pub mod dead_letters;
+pub mod harness;
+pub mod idempotency;
+pub mod lambda_event;
+pub mod mail;
+pub mod publish;
+pub mod runtime;
+pub mod users;
+
+pub use classify::Classify;
+pub use consumer::Consumer;
+pub use harness::Harness;
+pub use lambda_event::KinesisBatch;
+pub use publish::{KinesisPublisher, Publisher, PutOutcome};

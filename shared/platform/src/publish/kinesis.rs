@@ -1,0 +1,86 @@
+//! The Kinesis adapter of the publisher port: one `PutRecords` call per batch, every entry's result read.
+
+use aws_sdk_kinesis::error::ProvideErrorMetadata as _;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use tubes_contract::Record;
+
+use super::{FailureKind, PublishError, Publisher, PutOutcome};
+use crate::aws;
+
+/// The Kinesis adapter of [`Publisher`].
+#[derive(Debug, Clone)]
+pub struct KinesisPublisher {
+    client: aws_sdk_kinesis::Client,
+    stream_name: String,
+}
+
+impl KinesisPublisher {
+    /// A publisher writing to `stream_name` through `client`.
+    pub fn new(client: aws_sdk_kinesis::Client, stream_name: impl Into<String>) -> Self {
+        Self {
+            client,
+            stream_name: stream_name.into(),
+        }
+    }
+}
+
+impl Publisher for KinesisPublisher {
+    async fn put_records(&self, records: &[Record]) -> Result<Vec<PutOutcome>, PublishError> {
+        let entries = records
+            .iter()
+            .map(|r| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(&r.partition_key)
+                    .data(Blob::new(r.data.clone()))
+                    .build()
+                    .map_err(|e| PublishError::Protocol(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .client
+            .put_records()
+            .stream_name(&self.stream_name)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .map_err(|err| {
+                let code = err
+                    .as_service_error()
+                    .and_then(|e| e.code())
+                    .unwrap_or_default();
+                let message = aws::describe("PutRecords", &err);
+                match FailureKind::of_code(code) {
+                    FailureKind::Throttled => PublishError::Throttled(message),
+                    _ => PublishError::Unavailable(message),
+                }
+            })?;
+        let results = output.records();
+        if results.len() != records.len() {
+            return Err(PublishError::Protocol(format!(
+                "{} results for {} records",
+                results.len(),
+                records.len()
+            )));
+        }
+        Ok(results
+            .iter()
+            .map(
+                |r| match (r.error_code(), r.shard_id(), r.sequence_number()) {
+                    (None, Some(shard), Some(seq)) => PutOutcome::Accepted {
+                        shard_id: shard.to_owned(),
+                        sequence_number: seq.to_owned(),
+                    },
+                    (Some(code), _, _) => PutOutcome::Failed {
+                        kind: FailureKind::of_code(code),
+                        message: format!("{code}: {}", r.error_message().unwrap_or_default()),
+                    },
+                    (None, _, _) => PutOutcome::Failed {
+                        kind: FailureKind::Internal,
+                        message: "acknowledged without a shard and sequence number".into(),
+                    },
+                },
+            )
+            .collect())
+    }
+}

@@ -1,0 +1,58 @@
+//! Running a consumer as a Lambda function: the composition root ([`Env`]) hands out the adapters, and
+//! [`serve`] runs the [`Harness`] over each invocation's Kinesis event until the runtime stops.
+//!
+//! ```no_run
+//! # use tubes_platform::consumer::consumer_fn;
+//! # use tubes_contract::EventType;
+//! #[tokio::main]
+//! async fn main() -> Result<(), lambda_runtime::Error> {
+//!     let env = tubes_platform::runtime::Env::load().await;
+//!     let consumer = consumer_fn("logger", &[EventType::UserSignedUp], |_| async {
+//!         Ok::<(), std::convert::Infallible>(())
+//!     });
+//!     tubes_platform::runtime::serve(&env, consumer).await
+//! }
+//! ```
+
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+use crate::consumer::Consumer;
+use crate::dead_letters::DeadLetters;
+use crate::harness::Harness;
+use crate::idempotency::IdempotencyStore;
+use crate::lambda_event::KinesisBatch;
+
+mod env;
+
+pub use env::{dead_letter_queue_variable, Env, EnvError};
+
+/// Serves `consumer` on the Lambda runtime API until the runtime stops, with the harness settings and adapters
+/// `env` configures (dead letters, idempotency records, concurrency, attempts): each invocation's Kinesis event
+/// is decoded in one pass ([`KinesisBatch`]) and answered with its batch item failures.
+pub async fn serve<C: Consumer>(env: &Env, consumer: C) -> Result<(), Error> {
+    let name = consumer.name();
+    let harness = Harness::new(consumer, env.dead_letters(name))
+        .with_concurrency(env.key_concurrency()?)
+        .with_max_attempts(env.max_attempts()?);
+    match env.idempotency()? {
+        Some((store, times)) => run(harness.with_idempotency(store, times)).await,
+        None => run(harness).await,
+    }
+}
+
+async fn run<C: Consumer, D: DeadLetters, S: IdempotencyStore>(
+    harness: Harness<C, D, S>,
+) -> Result<(), Error> {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<KinesisBatch>| {
+        let harness = &harness;
+        // Claims expire with this invocation (its deadline), so a retry after a timeout is not locked out.
+        let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+        async move {
+            Ok::<KinesisEventResponse, Error>(
+                harness.run_until(event.payload, deadline).await.response,
+            )
+        }
+    }))
+    .await
+}
