@@ -46,7 +46,7 @@ bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer l
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example local_stack_figures -- $(or $(DURATION),60)
 
 schemas: ## Regenerate schemas/ (the events' JSON Schemas) from the catalogue's types.
-	UPDATE_SCHEMAS=1 cargo test -q -p tubes-shared --test schemas
+	UPDATE_SCHEMAS=1 cargo test -q -p tubes-contract --test schemas
 
 bench-consumer: bootstrap ## Consumer records/s per invocation with idempotency records in DynamoDB (moto) vs without.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q --release -p tubes-tests --example consumer_figures

@@ -12,24 +12,16 @@ use crate::app::{target, App, Table};
 /// A provisioning step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
-    /// An emulator call failed.
-    #[error("{what}: {detail}")]
-    Aws {
-        /// The call.
-        what: String,
-        /// Its error.
-        detail: String,
-    },
+    /// An emulator call failed: the call and its error ([`tubes_platform::aws::describe`]).
+    #[error("{0}")]
+    Aws(String),
     /// The template needs something this stack does not run.
     #[error("{0}")]
     Unsupported(String),
 }
 
 fn aws(what: impl Into<String>, e: impl std::error::Error) -> StackError {
-    StackError::Aws {
-        what: what.into(),
-        detail: aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
-    }
+    StackError::Aws(tubes_platform::aws::describe(&what.into(), e))
 }
 
 /// The local names of the template's resources.

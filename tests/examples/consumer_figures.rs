@@ -10,41 +10,25 @@
 // A measurement program: a failed setup step is a failed run, with its message.
 #![allow(clippy::unwrap_used)]
 
+use std::convert::Infallible;
 use std::time::Instant;
 
 use serde_json::json;
-use tubes_contract::{Envelope, EventType};
+use tubes_contract::EventType;
+use tubes_platform::consumer::consumer_fn;
 use tubes_platform::dead_letters::LogDeadLetters;
 use tubes_platform::idempotency::DynamoIdempotency;
 use tubes_platform::idempotency::IdempotencyTimes;
 use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
-use tubes_platform::{Classify, Consumer, Harness, KinesisBatch};
+use tubes_platform::{Consumer, Harness, KinesisBatch};
 use tubes_tests::Moto;
 
-#[derive(Debug, thiserror::Error)]
-#[error("never")]
-struct Never;
-
-impl Classify for Never {
-    fn is_retryable(&self) -> bool {
-        false
-    }
-}
-
-struct Noop;
-
-impl Consumer for Noop {
-    type Error = Never;
-    fn name(&self) -> &'static str {
-        "bench"
-    }
-    fn subscriptions(&self) -> &'static [EventType] {
-        EventType::ALL
-    }
-    async fn handle(&self, envelope: &Envelope) -> Result<(), Never> {
+/// Handles every event by doing nothing: the figures are the harness's and the store's.
+fn noop() -> impl Consumer {
+    consumer_fn("bench", EventType::ALL, |envelope| {
         std::hint::black_box(envelope.id());
-        Ok(())
-    }
+        std::future::ready(Ok::<(), Infallible>(()))
+    })
 }
 
 const RECORDS: usize = 100;
@@ -96,8 +80,8 @@ async fn main() {
     );
     let mut next = 0;
     for keys in [1, 8] {
-        let plain = Harness::new(Noop, LogDeadLetters).with_concurrency(keys);
-        let idempotent = Harness::new(Noop, LogDeadLetters)
+        let plain = Harness::new(noop(), LogDeadLetters).with_concurrency(keys);
+        let idempotent = Harness::new(noop(), LogDeadLetters)
             .with_concurrency(keys)
             .with_idempotency(
                 DynamoIdempotency::new(ddb.clone(), "idem"),

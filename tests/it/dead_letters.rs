@@ -1,7 +1,8 @@
 //! Dead letters on a real SQS emulator (moto): a poison record lands in the queue with its full payload, its
 //! reason and where it came from, and the records after it are handled.
 
-use tubes_contract::{Envelope, EventType};
+use tubes_contract::EventType;
+use tubes_platform::consumer::consumer_fn;
 use tubes_platform::dead_letters::{DeadLetterMessage, SqsDeadLetters, KIND};
 use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
 use tubes_platform::{Classify, Consumer, Harness, KinesisBatch};
@@ -18,23 +19,14 @@ impl Classify for Frozen {
 }
 
 /// Refuses user `usr_bad` for good; handles the others.
-struct Picky;
-
-impl Consumer for Picky {
-    type Error = Frozen;
-    fn name(&self) -> &'static str {
-        "picky"
-    }
-    fn subscriptions(&self) -> &'static [EventType] {
-        EventType::ALL
-    }
-    async fn handle(&self, envelope: &Envelope) -> Result<(), Frozen> {
-        if envelope.subject() == "usr_bad" {
+fn picky() -> impl Consumer {
+    consumer_fn("picky", EventType::ALL, |envelope| {
+        std::future::ready(if envelope.subject() == "usr_bad" {
             Err(Frozen)
         } else {
             Ok(())
-        }
-    }
+        })
+    })
 }
 
 fn record(i: usize, user: &str, data: Vec<u8>) -> StreamRecord {
@@ -72,7 +64,7 @@ async fn poison_records_land_in_the_queue_with_their_payload_and_do_not_block() 
         invoke_identity_arn: "arn:aws:iam::123456789012:role/tubes".into(),
     };
     let batch: KinesisBatch = KinesisBatch::from_event(&kinesis_event(&source, &records)).unwrap();
-    let report = Harness::new(Picky, SqsDeadLetters::new(sqs.clone(), &url))
+    let report = Harness::new(picky(), SqsDeadLetters::new(sqs.clone(), &url))
         .run(batch)
         .await;
     assert_eq!((report.dead_lettered, report.handled), (2, 1));

@@ -18,16 +18,9 @@ impl Emulator {
         shard: &str,
         records: &[StreamRecord],
     ) -> Invocation {
-        let m = self.mapping(i);
         let function = self.function(i);
-        let (_, stream_arn) = self
-            .resolved
-            .streams
-            .get(&m.stream)
-            .cloned()
-            .unwrap_or_default();
         let source = BatchSource {
-            event_source_arn: stream_arn,
+            event_source_arn: self.stream_arn(i),
             shard_id: shard.to_owned(),
             aws_region: self.settings.region.clone(),
             invoke_identity_arn: format!(
@@ -119,12 +112,7 @@ impl Emulator {
             return;
         };
         let (url, _) = self.resolved.queues.get(queue).cloned().unwrap_or_default();
-        let (_, stream_arn) = self
-            .resolved
-            .streams
-            .get(&m.stream)
-            .cloned()
-            .unwrap_or_default();
+        let stream_arn = self.stream_arn(i);
         let message = OnFailure::new(
             &format!(
                 "arn:aws:lambda:{}:{}:function:{}",

@@ -127,6 +127,16 @@ impl Emulator {
         &self.app.mappings[i]
     }
 
+    /// The ARN of mapping `i`'s stream.
+    fn stream_arn(&self, i: usize) -> String {
+        let stream = &self.mapping(i).stream;
+        self.resolved
+            .streams
+            .get(stream)
+            .map(|(_, arn)| arn.clone())
+            .unwrap_or_default()
+    }
+
     fn function(&self, i: usize) -> &Function {
         self.app
             .function(&self.mapping(i).function)

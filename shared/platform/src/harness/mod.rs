@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 
-use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use aws_lambda_events::event::streams::KinesisBatchItemFailure;
 use futures_util::stream::{self, StreamExt as _};
 
 use crate::classify::Classify;
@@ -35,6 +35,11 @@ use crate::consumer::Consumer;
 use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::idempotency::{self, Entry, Guard, IdempotencyStore, IdempotencyTimes, Ticket};
 use crate::lambda_event::{BatchRecord, KinesisBatch, SequenceNumber};
+
+mod report;
+
+pub use report::BatchReport;
+use report::Outcome;
 
 /// How many partition keys a batch works on at once unless told otherwise ([`Harness::with_concurrency`]).
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -44,57 +49,6 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// `template.yaml`), so the harness parks the record itself, payload included, before the mapping gives up on
 /// the batch and sends only its sequence range to the on-failure destination.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-
-/// What a batch came to.
-#[derive(Debug, Default)]
-pub struct BatchReport {
-    /// Records the consumer handled.
-    pub handled: usize,
-    /// Records of types the consumer does not subscribe to.
-    pub skipped: usize,
-    /// Records sent to the dead-letter port.
-    pub dead_lettered: usize,
-    /// Records that failed with a retryable error.
-    pub failed: usize,
-    /// Records not attempted because an earlier record of their key failed.
-    pub held_back: usize,
-    /// Records skipped because their idempotency record says they were already handled.
-    pub duplicates: usize,
-    /// The answer for Lambda.
-    pub response: KinesisEventResponse,
-}
-
-/// What became of one record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Handled,
-    Skipped,
-    Duplicate,
-    DeadLettered,
-    /// Retryable: this record and the later records of its key are redelivered.
-    Failed,
-}
-
-impl BatchReport {
-    fn count(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Handled => self.handled += 1,
-            Outcome::Skipped => self.skipped += 1,
-            Outcome::Duplicate => self.duplicates += 1,
-            Outcome::DeadLettered => self.dead_lettered += 1,
-            Outcome::Failed => self.failed += 1,
-        }
-    }
-
-    fn merge(&mut self, other: &BatchReport) {
-        self.handled += other.handled;
-        self.skipped += other.skipped;
-        self.dead_lettered += other.dead_lettered;
-        self.failed += other.failed;
-        self.held_back += other.held_back;
-        self.duplicates += other.duplicates;
-    }
-}
 
 /// Where the records of a batch came from, and until when its invocation runs.
 #[derive(Clone, Copy)]

@@ -134,27 +134,27 @@ impl<S: IdempotencyStore> Ticket<'_, S> {
 
     /// The work is done: the key is skipped for the TTL.
     pub async fn complete(self) {
-        let ttl = self.guard.times.ttl;
-        if let Err(err) = self
-            .guard
-            .store
-            .complete(&self.key, &self.hash, clock::now_ms(), ttl)
-            .await
-        {
-            tracing::warn!(key = %self.key, error = %err, "done, but not recorded as done: it may be done again after the lock");
-        }
+        self.finish(true).await;
     }
 
     /// The work is not done: the key may be claimed again at once, by the same payload only.
     pub async fn release(self) {
-        let ttl = self.guard.times.ttl;
-        if let Err(err) = self
-            .guard
-            .store
-            .release(&self.key, &self.hash, clock::now_ms(), ttl)
-            .await
-        {
-            tracing::warn!(key = %self.key, error = %err, "claim not released: it is free again after its lock");
+        self.finish(false).await;
+    }
+
+    async fn finish(self, done: bool) {
+        let (store, ttl, now) = (&self.guard.store, self.guard.times.ttl, clock::now_ms());
+        let written = if done {
+            store.complete(&self.key, &self.hash, now, ttl).await
+        } else {
+            store.release(&self.key, &self.hash, now, ttl).await
+        };
+        if let Err(err) = written {
+            if done {
+                tracing::warn!(key = %self.key, error = %err, "done, but not recorded as done: it may be done again after the lock");
+            } else {
+                tracing::warn!(key = %self.key, error = %err, "claim not released: it is free again after its lock");
+            }
         }
     }
 }

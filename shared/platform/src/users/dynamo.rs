@@ -37,21 +37,30 @@ impl DynamoDirectory {
         }
     }
 
-    /// A user's profile, read consistently.
-    pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, StoreError> {
+    /// The item `pk`, read consistently.
+    async fn item(
+        &self,
+        pk: String,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(&format!("profile#{user_id}")))
+            .key("pk", AttributeValue::S(pk))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| store_error("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// A user's profile, read consistently.
+    pub async fn profile(&self, user_id: &str) -> Result<Option<Profile>, StoreError> {
+        let item = self.item(format!("profile#{user_id}")).await?;
         let get = |item: &HashMap<String, AttributeValue>, k: &str| {
             item.get(k).and_then(|v| v.as_s().ok()).cloned()
         };
-        Ok(out.item().and_then(|i| {
+        Ok(item.as_ref().and_then(|i| {
             Some(Profile {
                 email: get(i, "email")?,
                 name: get(i, "name")?,
@@ -62,16 +71,10 @@ impl DynamoDirectory {
 
     /// Whether the user is on `list`.
     pub async fn is_member(&self, list: &str, user_id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(&format!("member#{list}#{user_id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        Ok(out.item.is_some())
+        Ok(self
+            .item(format!("member#{list}#{user_id}"))
+            .await?
+            .is_some())
     }
 }
 

@@ -1,0 +1,140 @@
+use super::*;
+
+fn codes(f: impl FnOnce(&mut Checker)) -> Vec<(Code, String)> {
+    let mut c = Checker::new();
+    f(&mut c);
+    c.into_violations()
+        .into_iter()
+        .map(|v| (v.code, v.field.unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn currency_list_is_sorted_unique_and_upper_case() {
+    assert!(CURRENCIES.windows(2).all(|w| w[0] < w[1]));
+    assert!(CURRENCIES
+        .iter()
+        .all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())));
+}
+
+#[test]
+fn currencies() {
+    for ok in ["EUR", "USD", "JPY", "GBP", "CHF", "XCG"] {
+        assert!(is_currency(ok), "{ok}");
+    }
+    for bad in [
+        "eur", "EURO", "EU", "", "XXX", "XAU", "XTS", "HRK", "ABC", "€",
+    ] {
+        assert!(!is_currency(bad), "{bad}");
+    }
+    assert_eq!(
+        codes(|c| c.currency("/data/currency", "usd")),
+        [(Code::InvalidCurrency, "/data/currency".into())]
+    );
+}
+
+#[test]
+fn emails() {
+    for ok in [
+        "a@b.co",
+        "first.last+tag@mail.example.com",
+        "x_y-z@sub.xn--p1ai",
+        "o'neil@example.ie",
+    ] {
+        assert!(is_email(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "plain",
+        "@example.com",
+        "a@",
+        "a@b",
+        "a@b.c",
+        "a..b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a b@example.com",
+        "a@exa mple.com",
+        "a@-example.com",
+        "a@example-.com",
+        "a@example..com",
+        "a@example.c0m",
+        "é@example.com",
+        "a@[127.0.0.1]",
+        "\"q\"@example.com",
+    ] {
+        assert!(!is_email(bad), "{bad:?}");
+    }
+    let long_local = format!("{}@example.com", "a".repeat(65));
+    assert!(!is_email(&long_local));
+    assert_eq!(
+        codes(|c| c.email("/data/email", "nope")),
+        [(Code::InvalidEmail, "/data/email".into())]
+    );
+    assert_eq!(
+        codes(|c| c.email("/data/email", "")),
+        [(Code::Empty, "/data/email".into())]
+    );
+    let huge = format!("{}@{}.com", "a".repeat(60), "b".repeat(250));
+    assert_eq!(
+        codes(|c| c.email("/e", &huge)),
+        [(Code::TooLong, "/e".into())]
+    );
+}
+
+#[test]
+fn amounts() {
+    assert!(codes(|c| c.amount("/a", 1)).is_empty());
+    assert!(codes(|c| c.amount("/a", MAX_AMOUNT_MINOR)).is_empty());
+    assert_eq!(
+        codes(|c| c.amount("/a", 0)),
+        [(Code::AmountNotPositive, "/a".into())]
+    );
+    assert_eq!(
+        codes(|c| c.amount("/a", -5)),
+        [(Code::AmountNotPositive, "/a".into())]
+    );
+    assert_eq!(
+        codes(|c| c.amount("/a", MAX_AMOUNT_MINOR + 1)),
+        [(Code::AmountTooLarge, "/a".into())]
+    );
+}
+
+#[test]
+fn ids() {
+    assert!(codes(|c| c.id("/id", "usr_01H:x-y.z@1")).is_empty());
+    assert_eq!(codes(|c| c.id("/id", "")), [(Code::Empty, "/id".into())]);
+    assert_eq!(
+        codes(|c| c.id("/id", "a b")),
+        [(Code::InvalidIdentifier, "/id".into())]
+    );
+    assert_eq!(
+        codes(|c| c.id("/id", "ü")),
+        [(Code::InvalidIdentifier, "/id".into())]
+    );
+    assert!(codes(|c| c.id("/id", &"a".repeat(MAX_ID_LEN))).is_empty());
+    assert_eq!(
+        codes(|c| c.id("/id", &"a".repeat(MAX_ID_LEN + 1))),
+        [(Code::TooLong, "/id".into())]
+    );
+}
+
+#[test]
+fn texts() {
+    assert!(codes(|c| c.text("/t", "Zoë Ångström", 20)).is_empty());
+    assert_eq!(
+        codes(|c| c.text("/t", "  ", 20)),
+        [(Code::Empty, "/t".into())]
+    );
+    assert_eq!(
+        codes(|c| c.text("/t", "abc", 2)),
+        [(Code::TooLong, "/t".into())]
+    );
+    assert_eq!(
+        codes(|c| c.text("/t", "a\u{7}b", 20)),
+        [(Code::InvalidText, "/t".into())]
+    );
+    // Length counts characters, not bytes.
+    assert!(codes(|c| c.text("/t", "ééé", 3)).is_empty());
+    assert!(codes(|c| c.opt_text("/t", None, 3)).is_empty());
+}
