@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks template.yaml with every validator we have offline: cfn-lint, `sam validate --lint`, `sam validate`,
 # cfn-lint again on the SAM-expanded template (see scripts/expand_template.py for why), and our own
-# least-privilege rules on it (scripts/check_policies.py).
+# least-privilege rules on it (scripts/check_policies.py) and our closed-by-default rules (scripts/check_routes.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" AWS_REGION="${AWS_REGION:-us-east-1}"
@@ -22,4 +22,6 @@ echo "== cfn-lint on the SAM-expanded template"
 "$bin/cfn-lint" .local/template.expanded.json
 echo "== least privilege (scripts/check_policies.py)"
 "$bin/python" scripts/check_policies.py .local/template.expanded.json
+echo "== closed by default: every route authenticated, no open source (scripts/check_routes.py)"
+"$bin/python" scripts/check_routes.py .local/template.expanded.json
 echo "template.yaml: all checks passed"

@@ -86,7 +86,14 @@ wait_http moto "$AWS_ENDPOINT_URL_SQS" "$moto_pid"
 
 say "emulators ready; resources"
 .venv/bin/python scripts/expand_template.py "$template" "$state/template.json" >/dev/null
-"${CARGO_TARGET_DIR:-target}"/debug/tubes-local provision --template "$state/template.json" --env-out "$state/functions.env"
+# Closed locally too: the sources secret gets a demo source (an API key and a signing secret, minted once per
+# state directory) next to whatever sources the template declares.
+sources=()
+if .venv/bin/python scripts/demo_sources.py "$state/template.json" "$state" >"$state/sources.json"; then
+  sources=(--secret-file "SourcesSecret=$state/sources.json")
+fi
+"${CARGO_TARGET_DIR:-target}"/debug/tubes-local provision --template "$state/template.json" --env-out "$state/functions.env" \
+  "${sources[@]}"
 
 say "cargo lambda watch on 127.0.0.1:${http_port}"
 reload=()
@@ -110,4 +117,8 @@ done
 spawn "${CARGO_TARGET_DIR:-target}"/debug/tubes-local run --template "$state/template.json" --lambda "http://127.0.0.1:${http_port}" \
   --state "$state" --log "$state/esm.jsonl" --summary-secs "${TUBES_SUMMARY_SECS:-10}"
 echo "dev: ready in $(elapsed) s. POST http://127.0.0.1:${http_port}/events   (function logs: $state/functions.log)" >&2
+if [[ -f "$state/demo.env" ]]; then
+  echo "dev: the demo source's credentials (also in $state/demo.env; . it in your shell):" >&2
+  sed 's/^/dev:   /' "$state/demo.env" >&2
+fi
 wait -n "${pids[@]}"

@@ -10,9 +10,10 @@
 //! - **consumer batch with idempotency**: the same batch with every record claimed and completed in an in-memory
 //!   store (payload hash, key, claim, completion), against the harness without idempotency: the harness's own
 //!   cost of exactly-once bookkeeping, without the DynamoDB round trips (measured on the emulator in tests).
-//! - **signed ingest**: the same request to a source that requires Standard Webhooks signatures (HMAC-SHA256 over
-//!   id, timestamp and body, checked against two active secrets as during a rotation), against the same request
-//!   to an open source: the per-request cost of verification.
+//! - **signed ingest** and **API-key ingest**: the same request from a source that signs (Standard Webhooks,
+//!   HMAC-SHA256 over id, timestamp and body, checked against two active secrets as during a rotation) and from
+//!   one with an API key (two active keys), each against the same request from an open source: the per-request
+//!   cost of authentication (`make bench ARGS=auth`).
 //! - **ingest batch**: a 500-event batch in one request, per event, against one event per request.
 //! - **codec**: record bytes → validated envelope, against bytes → `serde_json::Value`.
 //! - **keys at once**: a 256-record batch over 97 partition keys to a consumer whose every record waits 1 ms (a
@@ -20,7 +21,6 @@
 //!   buys an I/O-bound consumer. And the 10,000-record batch to the no-op consumer, 8 keys at once against 1:
 //!   what it costs when there is nothing to wait for.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::hint::black_box;
 
@@ -29,9 +29,9 @@ use lambda_http::{Body, Request};
 use serde_json::json;
 use tubes_bench::{compare, report};
 use tubes_contract::{codec, EventType, Record};
-use tubes_ingest::config::Source;
+use tubes_ingest::auth::api_key;
 use tubes_ingest::webhook::Secret;
-use tubes_ingest::{Config, Ingest};
+use tubes_ingest::{Config, FixedSources, Ingest, Sources};
 use tubes_platform::consumer::{consumer_fn, Consumer};
 use tubes_platform::dead_letters::LogDeadLetters;
 use tubes_platform::idempotency::{IdempotencyTimes, MemoryIdempotency};
@@ -122,6 +122,34 @@ fn request(body: &str) -> Request {
         .header("content-type", "application/cloudevents+json")
         .body(Body::Text(body.to_owned()))
         .expect("valid request")
+}
+
+/// Signing secrets, and the API keys of the `keyed` source (their hashes are in [`sources`]).
+const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const NEW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// An open source (the default of `POST /events`: the unauthenticated baseline), one that signs with two active
+/// secrets, one with two active API keys: each as during a rotation.
+fn sources() -> (Sources<FixedSources>, String) {
+    let (old_key, old_hash) =
+        api_key::mint("keyed", "k1", [1; api_key::SECRET_BYTES]).expect("key");
+    let (new_key, new_hash) =
+        api_key::mint("keyed", "k2", [2; api_key::SECRET_BYTES]).expect("key");
+    drop(old_key);
+    let json = format!(
+        r#"{{"open": {{"open": true, "event_types": ["*"], "ce_sources": ["*"]}},
+            "signed": {{"signing_secrets": ["{OLD_SECRET}", "{NEW_SECRET}"], "event_types": ["*"], "ce_sources": ["*"]}},
+            "keyed": {{"api_keys": {{"k1": "{old_hash}", "k2": "{new_hash}"}}, "event_types": ["*"], "ce_sources": ["*"]}}}}"#
+    );
+    (Sources::fixed(&json, true).expect("sources"), new_key)
+}
+
+fn bench_config() -> Config {
+    Config {
+        max_body_bytes: 256 * 1024,
+        default_source: Some("open".into()),
+        ..Config::new("tubes-events")
+    }
 }
 
 fn source_request(source: &str, body: &str, signature: Option<(&Secret, i64)>) -> Request {
@@ -223,11 +251,7 @@ fn main() {
 
     if selected("ingest") {
         let body = payment(1).to_string();
-        let config = Config {
-            max_body_bytes: 256 * 1024,
-            ..Config::new("tubes-events")
-        };
-        let ingest = Ingest::new(AckPublisher, &config);
+        let ingest = Ingest::new(AckPublisher, &bench_config(), sources().0);
         let status = rt.block_on(ingest.handle(request(&body))).status();
         assert_eq!(status, 202, "the candidate accepts the event");
         let c = compare(
@@ -246,29 +270,27 @@ fn main() {
         );
     }
 
-    if selected("signed") {
+    if selected("signed") || selected("auth") {
+        // Authentication's cost per request: the same event from the open source (no credential), with an API
+        // key, and signed, each in the same run.
         let body = payment(1).to_string();
-        let old = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
-        let new = Secret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").expect("secret");
-        let mut sources = BTreeMap::new();
-        sources.insert("open".to_owned(), Source::default());
-        sources.insert(
-            "signed".to_owned(),
-            Source {
-                secrets: vec![old, new.clone()],
-                require_signature: true,
-            },
-        );
-        let config = Config {
-            sources,
-            ..Config::new("tubes-events")
-        };
-        let ingest = Ingest::new(AckPublisher, &config);
+        let (sources, key) = sources();
+        let ingest = Ingest::new(AckPublisher, &bench_config(), sources);
+        let new = Secret::parse(NEW_SECRET).expect("secret");
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let signed = || source_request("signed", &body, Some((&new, now)));
         let open = || source_request("open", &body, None);
+        let keyed = || {
+            let mut req = source_request("keyed", &body, None);
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {key}").parse().expect("header"),
+            );
+            req
+        };
         assert_eq!(rt.block_on(ingest.handle(signed())).status(), 202);
         assert_eq!(rt.block_on(ingest.handle(open())).status(), 202);
+        assert_eq!(rt.block_on(ingest.handle(keyed())).status(), 202);
         let c = compare(
             15,
             2_000,
@@ -277,7 +299,18 @@ fn main() {
         );
         report(
             "signed ingest request (2 active secrets)",
-            "same request, unsigned source",
+            "same request, unauthenticated source",
+            &c,
+        );
+        let c = compare(
+            15,
+            2_000,
+            || rt.block_on(ingest.handle(open())).status(),
+            || rt.block_on(ingest.handle(keyed())).status(),
+        );
+        report(
+            "API-key ingest request (2 active keys)",
+            "same request, unauthenticated source",
             &c,
         );
     }
@@ -286,7 +319,7 @@ fn main() {
         let events: Vec<serde_json::Value> = (0..500).map(payment).collect();
         let batch = serde_json::Value::from(events).to_string();
         let single = payment(1).to_string();
-        let ingest = Ingest::new(AckPublisher, &Config::new("tubes-events"));
+        let ingest = Ingest::new(AckPublisher, &bench_config(), sources().0);
         let batch_request = || {
             lambda_http::http::Request::builder()
                 .method("POST")

@@ -3,15 +3,12 @@
 //! was written.
 #![no_main]
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use lambda_http::http::HeaderValue;
 use lambda_http::{Body, Request};
 use libfuzzer_sys::fuzz_target;
-use tubes_ingest::config::Source;
-use tubes_ingest::webhook::Secret;
-use tubes_ingest::{Config, Ingest};
+use tubes_ingest::{Config, Ingest, Sources};
 use tubes_platform::publish::MemoryPublisher;
 
 const PATHS: [&str; 4] = ["/events", "/sources/partner/events", "/sources/nope/events", "/x"];
@@ -25,16 +22,8 @@ const TYPES: [&str; 4] = [
 fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
     CONFIG.get_or_init(|| {
-        let mut sources = BTreeMap::new();
-        sources.insert(
-            "partner".to_owned(),
-            Source {
-                secrets: vec![Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret")],
-                require_signature: true,
-            },
-        );
         Config {
-            sources,
+            default_source: Some("open".into()),
             max_body_bytes: 8 * 1024,
             max_event_bytes: 2 * 1024,
             max_batch_events: 8,
@@ -43,6 +32,10 @@ fn config() -> &'static Config {
         }
     })
 }
+
+/// A source that signs, and an open one (the default of `POST /events`) that may send anything.
+const SOURCES: &str = r#"{"partner": {"signing_secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "event_types": ["*"]},
+                          "open": {"open": true, "event_types": ["*"], "ce_sources": ["*"]}}"#;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
@@ -74,7 +67,8 @@ fuzz_target!(|data: &[u8]| {
         .enable_time()
         .build()
         .expect("runtime");
-    let response = runtime.block_on(Ingest::new(&publisher, config()).handle(request));
+    let sources = Sources::fixed(SOURCES, true).expect("sources");
+    let response = runtime.block_on(Ingest::new(&publisher, config(), sources).handle(request));
     let text = match response.body() {
         Body::Text(t) => t.clone(),
         other => panic!("not a text body: {other:?}"),

@@ -17,9 +17,11 @@ const HELP: &str = "\
 tubes-local: the local stack's resources and Kinesis event source mapping emulator.
 
 USAGE:
-  tubes-local provision --template EXPANDED.json --env-out FILE [--prefix tubes]
+  tubes-local provision --template EXPANDED.json --env-out FILE [--prefix tubes] [--secret-file ID=PATH]
       Creates the template's streams, queues and secrets (idempotently) on the emulators named by
       AWS_ENDPOINT_URL_KINESIS / _SQS / _SECRETS_MANAGER and writes the functions' environment to FILE.
+      --secret-file: the secret ID (a logical id) is created with the contents of PATH instead of the
+      template's SecretString (the local stack's demo source).
   tubes-local run --template EXPANDED.json [--lambda http://127.0.0.1:9000] [--prefix tubes]
                   [--state DIR] [--log FILE] [--summary-secs 10] [--quiet]
       Runs every Kinesis event source mapping of the template until interrupted.
@@ -62,7 +64,19 @@ fn read_app(path: &str) -> Result<App, String> {
 }
 
 async fn run(command: &str, args: &Args) -> Result<(), String> {
-    let app = read_app(args.required("template")?)?;
+    let mut app = read_app(args.required("template")?)?;
+    if let Some(spec) = args.get("secret-file") {
+        let (id, path) = spec
+            .split_once('=')
+            .ok_or("--secret-file takes LOGICAL_ID=PATH")?;
+        let value = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let secret = app
+            .secrets
+            .iter_mut()
+            .find(|s| s.logical_id == id)
+            .ok_or_else(|| format!("--secret-file: the template declares no secret {id}"))?;
+        secret.initial = Some(value);
+    }
     let prefix = args.get("prefix").unwrap_or("tubes");
     let clients = Clients::from_env().await;
     let resolved = provision(&app, prefix, &clients)

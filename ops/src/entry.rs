@@ -48,8 +48,9 @@ impl Entry {
     pub fn summary(&self) -> String {
         match self {
             Entry::Letter(l) => format!(
-                "dead letter  consumer={} event={} type={} shard={} seq={} reason={}",
+                "dead letter  consumer={} source={} event={} type={} shard={} seq={} reason={}",
                 l.consumer,
+                l.event_source.as_deref().unwrap_or("-"),
                 l.event_id.as_deref().unwrap_or("-"),
                 l.event_type.as_deref().unwrap_or("-"),
                 l.shard_id.as_deref().unwrap_or("-"),
@@ -68,6 +69,20 @@ impl Entry {
             Entry::Unknown(why) => format!("unknown      {why}"),
         }
     }
+}
+
+/// What makes two dead letters one: the same consumer and the same event (its id is unique per source), or, for
+/// a record that did not decode (or a letter from before sources were recorded), the same place in its shard.
+pub(crate) fn letter_identity(letter: &DeadLetterMessage) -> (String, String) {
+    let what = match (&letter.event_source, &letter.event_id) {
+        (Some(source), Some(id)) => format!("event {source} {id}"),
+        _ => format!(
+            "record {} {}",
+            letter.shard_id.as_deref().unwrap_or("-"),
+            letter.sequence_number
+        ),
+    };
+    (letter.consumer.clone(), what)
 }
 
 /// A queue message: its id, its receive count and what it holds.

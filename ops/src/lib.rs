@@ -27,9 +27,11 @@
 //! | `queue` | the queue: reading every message without consuming it, hiding, showing again, deleting |
 //! | `entry` | what a message holds: a dead letter, an on-failure entry (Lambda's message), or neither |
 //! | `redrive` | reading an on-failure range off its shard; redrive onto the stream (`stream`) or to a function (`function`) |
+//! | [`keys`] | minting API keys and signing secrets for the sources (`tubes-keys`) |
 
 mod entry;
 mod error;
+pub mod keys;
 mod queue;
 mod redrive;
 

@@ -35,7 +35,7 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
     stack.post_event(&http, &event).await;
 
     // The first is handled and its record completed in the template's table…
-    let key = tubes_platform::idempotency::key(tubes_consumer_signups::NAME, &id);
+    let key = tubes_platform::idempotency::event_key(tubes_consumer_signups::NAME, "/e2e", &id);
     let deadline = Instant::now() + DEADLINE;
     loop {
         let item = ddb
@@ -216,6 +216,7 @@ async fn a_payment_over_the_balance_is_refused_with_its_reason_and_the_payer_is_
     // payments refuses it and publishes payment.failed; notifications tells the payer, through the outbox.
     let outcome = tubes_contract::envelope::derived_id(
         tubes_consumer_payments::NAME,
+        "/e2e/bank",
         &pay_id,
         tubes_contract::EventType::PaymentFailed,
         0,

@@ -15,14 +15,23 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tubes_ingest::auth::api_key::{mint, SECRET_BYTES};
 use tubes_tests::{repo_root, LocalStack};
 
 /// The spec, relative to the repository root.
 const SPEC: &str = "openapi.yaml";
 
-/// A source that requires signatures, so that schemathesis meets `401`s for unsigned requests too (the spec's
-/// example source name is `acme`). `POST /events` stays open, as the template's default.
-const SOURCES: &str = r#"{"acme": {"secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "require_signature": true}}"#;
+/// The spec's example source `acme`, with an API key and a signing secret, allowed everything a producer may send.
+/// Schemathesis sends the key with every request, so the body rules are reached; the `webhook-*` headers it
+/// generates make a request signed, and so `401` (no generator can produce an HMAC).
+fn sources() -> (String, String) {
+    let (key, hash) = mint("acme", "k1", [7; SECRET_BYTES]).unwrap();
+    let sources = serde_json::json!({"acme": {
+        "api_keys": {"k1": hash.to_string()},
+        "signing_secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+        "event_types": ["*"], "ce_sources": ["*"]}});
+    (key, sources.to_string())
+}
 
 /// "Every documented response, no undocumented one, no 5xx", schema-invalid requests refused, other methods 405.
 /// `positive_data_acceptance` is left out: the spec cannot promise that every schema-valid event is accepted
@@ -39,7 +48,7 @@ const CONFIG: &str = r#"[cache]
 enabled = false
 
 [checks.negative_data_rejection]
-expected-statuses = [400, 401, 404, 405, 413, 415, 422]
+expected-statuses = [400, 401, 403, 404, 405, 413, 415, 422]
 "#;
 
 /// Schemathesis hooks. `TUBES_CONTRACT_UNSIGNED=1` drops the optional `webhook-*` header parameters. A `500` that
@@ -229,8 +238,8 @@ fn the_spec_documents_every_error_code_of_ingest_and_no_other() {
         .collect();
     assert_eq!(
         operations.len(),
-        2,
-        "POST /events and POST /sources/{{source}}/events"
+        3,
+        "POST /events, POST /sources/{{source}}/events and POST /iam/events"
     );
     for (path, op) in operations {
         let responses = op["responses"].as_object().expect("responses");
@@ -302,6 +311,14 @@ fn the_spec_documents_every_error_code_of_ingest_and_no_other() {
         "Violation codes not defined: {:?}",
         violation_codes.difference(&validation).collect::<Vec<_>>()
     );
+    // Refused events in `details` carry the policy's codes (403).
+    let refusal_codes = strings(&schemas["Refusal"]["properties"]["code"]["enum"]);
+    let forbidden: BTreeSet<String> = from_code[&403].clone();
+    assert!(
+        !refusal_codes.is_empty() && refusal_codes.is_subset(&forbidden),
+        "Refusal codes not defined under 403: {:?}",
+        refusal_codes.difference(&forbidden).collect::<Vec<_>>()
+    );
     let write_failures =
         strings(&schemas["FailedEvent"]["properties"]["error"]["properties"]["code"]["enum"]);
     let retryable: BTreeSet<String> = [429, 503]
@@ -311,25 +328,30 @@ fn the_spec_documents_every_error_code_of_ingest_and_no_other() {
     assert_eq!(write_failures, retryable);
 }
 
-/// POSTs `body` as JSON; the answer's status, content type and body.
-async fn post(http: &reqwest::Client, url: &str, body: &str) -> Option<(u16, String, Value)> {
-    post_as(http, url, "application/json", body.as_bytes()).await
+/// POSTs `body` as JSON, with the API key `key` if given; the answer's status, content type and body.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: &str,
+) -> Option<(u16, String, Value)> {
+    post_as(http, url, key, "application/json", body.as_bytes()).await
 }
 
-/// POSTs raw `body` bytes under `content_type`; the answer's status, content type and body.
+/// POSTs raw `body` bytes under `content_type`, with the API key `key` if given; the answer's status, content
+/// type and body.
 async fn post_as(
     http: &reqwest::Client,
     url: &str,
+    key: Option<&str>,
     content_type: &str,
     body: &[u8],
 ) -> Option<(u16, String, Value)> {
-    let resp = http
-        .post(url)
-        .header("content-type", content_type)
-        .body(body.to_vec())
-        .send()
-        .await
-        .ok()?;
+    let mut request = http.post(url).header("content-type", content_type);
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let resp = request.body(body.to_vec()).send().await.ok()?;
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -342,7 +364,7 @@ async fn post_as(
 }
 
 /// Runs schemathesis against `base`; panics with its output unless every check passed. Returns its summary.
-fn schemathesis(base: &str, dir: &Path, unsigned: bool) -> String {
+fn schemathesis(base: &str, dir: &Path, key: &str, unsigned: bool) -> String {
     let view = if unsigned { "unsigned" } else { "signed" };
     let started = Instant::now();
     let out = Command::new(venv("st"))
@@ -354,6 +376,8 @@ fn schemathesis(base: &str, dir: &Path, unsigned: bool) -> String {
         .arg("run")
         .arg(repo_root().join(SPEC))
         .args(["--url", base, "--checks", CHECKS])
+        .arg("--header")
+        .arg(format!("Authorization: Bearer {key}"))
         .args([
             "--phases",
             "examples,coverage,fuzzing",
@@ -399,10 +423,11 @@ fn schemathesis(base: &str, dir: &Path, unsigned: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_stack_answers_only_what_the_spec_documents() {
+    let (key, sources) = sources();
     let stack = LocalStack::start_with_env(
         "template.yaml",
         Path::new(env!("CARGO_TARGET_TMPDIR")),
-        &[("WEBHOOK_SOURCES", SOURCES)],
+        &[("TUBES_SOURCES", &sources)],
     );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -413,7 +438,7 @@ async fn the_local_stack_answers_only_what_the_spec_documents() {
     let events = format!("{}/events", stack.http);
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        if let Some((422, _, _)) = post(&http, &events, "{}").await {
+        if let Some((422, _, _)) = post(&http, &events, Some(&key), "{}").await {
             break;
         }
         assert!(
@@ -425,9 +450,10 @@ async fn the_local_stack_answers_only_what_the_spec_documents() {
 
     // What OpenAPI cannot list: any other path is ingest's own 404 with the one error body.
     for path in ["/event", "/events/x", "/sources/acme", "/sources//events"] {
-        let (status, content_type, body) = post(&http, &format!("{}{path}", stack.http), "{}")
-            .await
-            .unwrap();
+        let (status, content_type, body) =
+            post(&http, &format!("{}{path}", stack.http), None, "{}")
+                .await
+                .unwrap();
         assert_eq!(
             (status, content_type.as_str()),
             (404, "application/json"),
@@ -437,9 +463,15 @@ async fn the_local_stack_answers_only_what_the_spec_documents() {
     }
 
     // The bytes schemathesis is kept from sending under a text-like content type: ingest refuses them itself.
+    // Closed: without a credential, nothing is even read.
+    let (status, _, body) = post(&http, &events, None, "{}").await.unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "missing_credentials", "{body}");
+
     let (status, content_type, body) = post_as(
         &http,
         &events,
+        Some(&key),
         "application/cloudevents+json",
         b"{\"specversion\": \"1.0\", \"source\": \"\xff\"}",
     )
@@ -452,7 +484,7 @@ async fn the_local_stack_answers_only_what_the_spec_documents() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("hooks.py"), HOOKS).unwrap();
     std::fs::write(dir.join("schemathesis.toml"), CONFIG).unwrap();
-    let signed = schemathesis(&stack.http, &dir, false);
-    let unsigned = schemathesis(&stack.http, &dir, true);
+    let signed = schemathesis(&stack.http, &dir, &key, false);
+    let unsigned = schemathesis(&stack.http, &dir, &key, true);
     eprintln!("schemathesis against {}: {signed}; {unsigned}", stack.http);
 }

@@ -67,8 +67,9 @@ impl Setup {
             publisher,
             &Config {
                 write_deadline_ms: deadline_ms,
-                ..Config::new(&self.stream)
+                ..tubes_tests::open_ingest_config(&self.stream)
             },
+            tubes_tests::open_sources(),
         )
     }
 

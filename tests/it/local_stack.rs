@@ -29,6 +29,7 @@ async fn post(http: &reqwest::Client, stack: &LocalStack, event: &Value) -> Stri
     let resp = http
         .post(format!("{}/events", stack.http))
         .header("content-type", "application/cloudevents+json")
+        .header("authorization", format!("Bearer {}", stack.demo_api_key()))
         .body(event.to_string())
         .send()
         .await
@@ -118,8 +119,8 @@ async fn the_local_stack_behaves_like_the_event_source_mapping() {
     );
     let http = reqwest::Client::new();
 
-    // 0. Ingest read its webhook sources from the emulated Secrets Manager: a signed webhook to the partner
-    // source is accepted under its webhook-id, an unsigned one is refused.
+    // 0. Ingest read its sources from the emulated Secrets Manager (the template's, and the stack's demo
+    // source): a signed webhook to the partner source is accepted under its webhook-id, an unsigned one is refused.
     let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
     let body = payment("acc_signed").to_string();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -146,7 +147,7 @@ async fn the_local_stack_behaves_like_the_event_source_mapping() {
     let resp = webhook(false).await.unwrap();
     assert_eq!(resp.status(), 401);
     let refused: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-    assert_eq!(refused["error"]["code"], "missing_signature_header");
+    assert_eq!(refused["error"]["code"], "missing_credentials");
 
     // 1. An event reaches its consumer, and only its consumer.
     let paid = post(&http, &stack, &payment("acc_route")).await;

@@ -7,6 +7,7 @@ mod contract;
 mod dead_letters;
 mod esm;
 mod idempotency;
+mod ingest_auth;
 mod ingest_faults;
 mod local_stack;
 mod mail;

@@ -151,7 +151,8 @@ async fn a_transient_failure_holds_back_its_key_only_and_a_record_that_keeps_fai
     assert_eq!(flaky.effects_of("usr_y"), ["y1", "y2"]);
     let item = |id: &str| {
         let dynamodb = moto.dynamodb();
-        let key = format!("flaky#{id}");
+        // `signup_bytes` events come from `/it`.
+        let key = tubes_platform::idempotency::event_key("flaky", "/it", id);
         async move {
             dynamodb
                 .get_item()

@@ -253,6 +253,7 @@ async fn the_payments_consumer_on_real_stores_has_its_effects_once_and_publishes
     assert_eq!(outcomes["pay_no"]["causationid"], "e4");
     let expected = tubes_contract::envelope::derived_id(
         "payments",
+        "/bank",
         "e3",
         tubes_contract::EventType::PaymentProcessed,
         0,

@@ -45,9 +45,13 @@ fn json_body(response: &Response<Body>) -> Value {
 fn ingest_for(kinesis: &KinesisLocal, stream: &str) -> Ingest<KinesisPublisher> {
     let config = Config {
         max_body_bytes: 64 * 1024,
-        ..Config::new(stream)
+        ..tubes_tests::open_ingest_config(stream)
     };
-    Ingest::new(KinesisPublisher::new(kinesis.client(), stream), &config)
+    Ingest::new(
+        KinesisPublisher::new(kinesis.client(), stream),
+        &config,
+        tubes_tests::open_sources(),
+    )
 }
 
 #[tokio::test]

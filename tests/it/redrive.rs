@@ -323,7 +323,11 @@ async fn a_dead_letter_redriven_to_its_function_after_the_fix_has_its_effect_onc
 
     // The reuse is resolved (the first event's idempotency record expired; deleted here as its TTL would), but a
     // new cause appears: e-mail cannot go out (a directory where the outbox file was), a retryable failure.
-    let key = tubes_platform::idempotency::key(tubes_consumer_signups::NAME, &reused);
+    let key = tubes_platform::idempotency::event_key(
+        tubes_consumer_signups::NAME,
+        "/it/redrive",
+        &reused,
+    );
     ddb.delete_item()
         .table_name("tubes-IdempotencyTable")
         .key("key", AttributeValue::S(key.clone()))

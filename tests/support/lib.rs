@@ -153,6 +153,21 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// A Secrets Manager client for this server.
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new(REGION))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -353,7 +368,7 @@ impl LocalStack {
     }
 
     /// [`LocalStack::start`] with extra environment variables for `scripts/dev.sh`, which every function inherits
-    /// (`cargo lambda watch` passes its environment on), e.g. `WEBHOOK_SOURCES` for ingest.
+    /// (`cargo lambda watch` passes its environment on), e.g. `TUBES_SOURCES` for ingest.
     pub fn start_with_env(template: &str, parent: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let state = parent.join(format!("stack-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&state).expect("state dir");
@@ -411,19 +426,32 @@ impl LocalStack {
             .collect()
     }
 
-    /// POSTs one event to ingest (`/events`) until it answers 202, and returns its `accepted` entry (shard,
-    /// sequence number). The first request may meet ingest's cold start: anything but 202 is tried again, for
-    /// up to [`POST_DEADLINE`].
+    /// The demo source's API key (`TUBES_API_KEY` in the state directory's `demo.env`, which `scripts/dev.sh`
+    /// mints).
+    pub fn demo_api_key(&self) -> String {
+        std::fs::read_to_string(self.state.join("demo.env"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("TUBES_API_KEY="))
+            .expect("the local stack's demo.env names an API key")
+            .to_owned()
+    }
+
+    /// POSTs one event to ingest (`/events`, with the demo source's API key) until it answers 202, and returns
+    /// its `accepted` entry (shard, sequence number). The first request may meet ingest's cold start: anything
+    /// but 202 is tried again, for up to [`POST_DEADLINE`].
     pub async fn post_event(
         &self,
         http: &reqwest::Client,
         event: &serde_json::Value,
     ) -> serde_json::Value {
         let deadline = Instant::now() + POST_DEADLINE;
+        let key = self.demo_api_key();
         loop {
             if let Ok(resp) = http
                 .post(format!("{}/events", self.http))
                 .header("content-type", "application/cloudevents+json")
+                .header("authorization", format!("Bearer {key}"))
                 .body(event.to_string())
                 .send()
                 .await
@@ -517,4 +545,22 @@ fn free_kinesis_port() -> u16 {
             return p;
         }
     }
+}
+
+/// An open source, `demo`, that may send any producer type as any CloudEvents source: for the tests that are about
+/// everything but authentication (the default source of `POST /events` in [`open_ingest_config`]).
+pub const OPEN_SOURCES: &str =
+    r#"{"demo": {"open": true, "event_types": ["*"], "ce_sources": ["*"]}}"#;
+
+/// Ingest's configuration for `stream` with [`OPEN_SOURCES`]'s `demo` as the default source.
+pub fn open_ingest_config(stream: &str) -> tubes_ingest::Config {
+    tubes_ingest::Config {
+        default_source: Some("demo".into()),
+        ..tubes_ingest::Config::new(stream)
+    }
+}
+
+/// [`OPEN_SOURCES`], parsed.
+pub fn open_sources() -> tubes_ingest::Sources<tubes_ingest::FixedSources> {
+    tubes_ingest::Sources::fixed(OPEN_SOURCES, true).expect("the open test sources parse")
 }

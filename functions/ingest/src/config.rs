@@ -1,11 +1,8 @@
-//! Ingest's configuration, read once at cold start.
+//! Ingest's configuration, read once at cold start. The sources (who may send what) are not here: they live in
+//! their own secret and are re-read while ingest runs ([`crate::sources`]); this says where to find them.
 
-use std::collections::BTreeMap;
 use std::env;
-
-use serde::Deserialize;
-
-use crate::webhook::Secret;
+use std::time::Duration;
 
 /// Largest request body accepted by default: a full batch of ordinary events fits with room to spare.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -13,11 +10,17 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
 /// Most events in one batch by default (one `PutRecords` call's worth).
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 500;
-/// The variable naming an AWS Secrets Manager secret (id or ARN) whose value is the `WEBHOOK_SOURCES` JSON.
-pub const SOURCES_SECRET_VAR: &str = "WEBHOOK_SOURCES_SECRET_ID";
+/// The variable naming an AWS Secrets Manager secret (id or ARN) whose value is the sources JSON.
+pub const SOURCES_SECRET_VAR: &str = "SOURCES_SECRET_ID";
+/// The variable holding the sources JSON itself (wins over the secret: a developer's local override).
+pub const SOURCES_VAR: &str = "TUBES_SOURCES";
 
 /// How long ingest keeps retrying unacknowledged records by default, in milliseconds.
 pub const DEFAULT_WRITE_DEADLINE_MS: u64 = 5_000;
+
+/// How old the sources may get before they are re-read, by default: a rotated or revoked key takes effect
+/// within this, without a cold start.
+pub const DEFAULT_SOURCES_MAX_AGE: Duration = Duration::from_secs(5 * 60);
 
 /// What ingest needs to know, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,71 +35,27 @@ pub struct Config {
     pub max_batch_events: usize,
     /// `WRITE_DEADLINE_MS`: how long unacknowledged records are retried before the request answers.
     pub write_deadline_ms: u64,
-    /// `WEBHOOK_SOURCES`: the sources events may come from, by name (`POST /sources/{name}/events`), each with
-    /// its active signing secrets. JSON: `{"name": {"secrets": ["whsec_…"], "require_signature": true}}`.
-    pub sources: BTreeMap<String, Source>,
-    /// `DEFAULT_SOURCE`: the source `POST /events` belongs to. Unset: an open source with no secrets.
-    pub default_source: Source,
+    /// Where the sources are: `TUBES_SOURCES` (the JSON itself) or `SOURCES_SECRET_ID` (a secret). Neither: no
+    /// source, every request is refused.
+    pub sources: SourcesLocation,
+    /// `SOURCES_MAX_AGE_SECS`: how old the sources may get before they are re-read (default 300).
+    pub sources_max_age: Duration,
+    /// `DEFAULT_SOURCE`: the source of signed (or, if it is open, credential-less) requests on `POST /events`.
+    pub default_source: Option<String>,
+    /// `ALLOW_OPEN_SOURCES=true`: sources without a credential may be configured (the local stack sets it; the
+    /// template never does).
+    pub allow_open_sources: bool,
 }
 
-/// A sender of events and how it authenticates.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Source {
-    /// Active secrets (several during a rotation); a signed request must match one of them.
-    pub secrets: Vec<Secret>,
-    /// Unsigned requests are refused.
-    pub require_signature: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SourceSpec {
-    #[serde(default)]
-    secrets: Vec<String>,
-    #[serde(default)]
-    require_signature: bool,
-}
-
-/// Parses `WEBHOOK_SOURCES` (see [`Config::sources`]).
-pub fn parse_sources(json: &str) -> Result<BTreeMap<String, Source>, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        name: "WEBHOOK_SOURCES",
-        reason,
-    };
-    let specs: BTreeMap<String, SourceSpec> =
-        serde_json::from_str(json).map_err(|e| invalid(format!("not a sources object: {e}")))?;
-    let mut out = BTreeMap::new();
-    for (name, spec) in specs {
-        let name_ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
-            return Err(invalid(format!(
-                "source name {name:?}: use 1-64 of a-z 0-9 - _"
-            )));
-        }
-        let secrets = spec
-            .secrets
-            .iter()
-            .map(|s| Secret::parse(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid(format!("source {name}: {e}")))?;
-        if spec.require_signature && secrets.is_empty() {
-            return Err(invalid(format!(
-                "source {name} requires signatures but has no secret"
-            )));
-        }
-        out.insert(
-            name,
-            Source {
-                secrets,
-                require_signature: spec.require_signature,
-            },
-        );
-    }
-    Ok(out)
+/// Where the sources JSON is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourcesLocation {
+    /// In the environment (`TUBES_SOURCES`): fixed for the life of the instance.
+    Inline(String),
+    /// In this AWS Secrets Manager secret (`SOURCES_SECRET_ID`): re-read while ingest runs.
+    Secret(String),
+    /// Nowhere: no source.
+    None,
 }
 
 /// A setting is missing or malformed; the function refuses to start.
@@ -124,7 +83,7 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Defaults for everything but the stream: an open default source, no named sources.
+    /// Defaults for everything but the stream: no source.
     pub fn new(stream_name: impl Into<String>) -> Self {
         Self {
             stream_name: stream_name.into(),
@@ -132,8 +91,10 @@ impl Config {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
             write_deadline_ms: DEFAULT_WRITE_DEADLINE_MS,
-            sources: BTreeMap::new(),
-            default_source: Source::default(),
+            sources: SourcesLocation::None,
+            sources_max_age: DEFAULT_SOURCES_MAX_AGE,
+            default_source: None,
+            allow_open_sources: false,
         }
     }
 
@@ -142,59 +103,11 @@ impl Config {
         Self::from_lookup(|name| env::var(name).ok())
     }
 
-    /// Reads the configuration from the process environment, with the sources fetched once from AWS Secrets
-    /// Manager when [`SOURCES_SECRET_VAR`] names a secret. A `WEBHOOK_SOURCES` variable, when set, wins: it is
-    /// how a developer overrides the sources locally.
-    pub async fn load(aws: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
-        let set = |name: &str| env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let sources = match (set("WEBHOOK_SOURCES"), set(SOURCES_SECRET_VAR)) {
-            (Some(json), _) => Some(json),
-            (None, Some(id)) => Some(fetch_secret(aws, id.trim()).await?),
-            (None, None) => None,
-        };
-        Self::from_lookup(|name| match name {
-            "WEBHOOK_SOURCES" => sources.clone(),
-            _ => env::var(name).ok(),
-        })
-    }
-}
-
-/// The string value of secret `id`.
-async fn fetch_secret(aws: &aws_config::SdkConfig, id: &str) -> Result<String, ConfigError> {
-    let failed = |reason: String| ConfigError::Secret {
-        id: id.to_owned(),
-        reason,
-    };
-    let output = aws_sdk_secretsmanager::Client::new(aws)
-        .get_secret_value()
-        .secret_id(id)
-        .send()
-        .await
-        .map_err(|e| failed(tubes_platform::aws::describe("GetSecretValue", e)))?;
-    output
-        .secret_string()
-        .map(str::to_owned)
-        .ok_or_else(|| failed("the secret has no string value".into()))
-}
-
-impl Config {
-    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    /// Reads the configuration through `lookup` (the environment, or a map in tests); empty values count as
+    /// unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let stream_name = lookup("STREAM_NAME")
-            .filter(|s| !s.trim().is_empty())
-            .ok_or(ConfigError::Missing("STREAM_NAME"))?;
-        let max_body_bytes = match lookup("MAX_BODY_BYTES") {
-            None => DEFAULT_MAX_BODY_BYTES,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n > 0 && n <= 10 * 1024 * 1024 => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "MAX_BODY_BYTES",
-                        reason: "must be a whole number of bytes between 1 and 10485760".into(),
-                    })
-                }
-            },
-        };
+        let lookup = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let stream_name = lookup("STREAM_NAME").ok_or(ConfigError::Missing("STREAM_NAME"))?;
         let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
             match lookup(name) {
                 None => Ok(default),
@@ -207,6 +120,11 @@ impl Config {
                 },
             }
         };
+        let max_body_bytes = number(
+            "MAX_BODY_BYTES",
+            DEFAULT_MAX_BODY_BYTES as u64,
+            10 * 1024 * 1024,
+        )? as usize;
         let max_event_bytes = number(
             "MAX_EVENT_BYTES",
             DEFAULT_MAX_EVENT_BYTES as u64,
@@ -215,22 +133,35 @@ impl Config {
         let max_batch_events =
             number("MAX_BATCH_EVENTS", DEFAULT_MAX_BATCH_EVENTS as u64, 10_000)? as usize;
         let write_deadline_ms = number("WRITE_DEADLINE_MS", DEFAULT_WRITE_DEADLINE_MS, 25_000)?;
-        let sources = match lookup("WEBHOOK_SOURCES").filter(|s| !s.trim().is_empty()) {
-            Some(json) => parse_sources(&json)?,
-            None => BTreeMap::new(),
+        let sources_max_age = Duration::from_secs(number(
+            "SOURCES_MAX_AGE_SECS",
+            DEFAULT_SOURCES_MAX_AGE.as_secs(),
+            3_600,
+        )?);
+        let sources = match (lookup(SOURCES_VAR), lookup(SOURCES_SECRET_VAR)) {
+            (Some(json), _) => SourcesLocation::Inline(json),
+            (None, Some(id)) => SourcesLocation::Secret(id.trim().to_owned()),
+            (None, None) => SourcesLocation::None,
         };
-        let default_source = match lookup("DEFAULT_SOURCE").filter(|s| !s.trim().is_empty()) {
-            Some(name) => {
-                sources
-                    .get(name.trim())
-                    .cloned()
-                    .ok_or_else(|| ConfigError::Invalid {
-                        name: "DEFAULT_SOURCE",
-                        reason: format!("{name:?} is not in WEBHOOK_SOURCES"),
-                    })?
+        let allow_open_sources = match lookup("ALLOW_OPEN_SOURCES").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "ALLOW_OPEN_SOURCES",
+                    reason: "must be true or false".into(),
+                })
             }
-            None => Source::default(),
         };
+        let default_source = lookup("DEFAULT_SOURCE").map(|s| s.trim().to_owned());
+        if let Some(name) = &default_source {
+            if !crate::sources::is_name(name, 64) {
+                return Err(ConfigError::Invalid {
+                    name: "DEFAULT_SOURCE",
+                    reason: "a source name: 1-64 of a-z 0-9 - _".into(),
+                });
+            }
+        }
         Ok(Self {
             stream_name,
             max_body_bytes,
@@ -238,7 +169,9 @@ impl Config {
             max_batch_events,
             write_deadline_ms,
             sources,
+            sources_max_age,
             default_source,
+            allow_open_sources,
         })
     }
 }
@@ -282,37 +215,44 @@ mod tests {
     }
 
     #[test]
-    fn sources_with_secrets_and_a_default() {
-        let sources = r#"{"stripe": {"secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "require_signature": true},
-                          "internal": {}}"#;
+    fn where_the_sources_are() {
         let c = Config::from_lookup(lookup(&[
             ("STREAM_NAME", "events"),
-            ("WEBHOOK_SOURCES", sources),
-            ("DEFAULT_SOURCE", "stripe"),
+            (
+                SOURCES_SECRET_VAR,
+                "arn:aws:secretsmanager:us-east-1:1:secret:s",
+            ),
+            ("DEFAULT_SOURCE", "shop"),
+            ("SOURCES_MAX_AGE_SECS", "60"),
         ]))
         .unwrap();
-        assert_eq!(c.sources.len(), 2);
-        assert!(c.default_source.require_signature);
-        assert_eq!(c.default_source.secrets.len(), 1);
-        assert_eq!(c.sources["internal"], Source::default());
-    }
-
-    #[test]
-    fn bad_sources_refuse_to_start() {
-        for (sources, default) in [
-            (r#"{"Bad Name": {}}"#, ""),
-            (r#"{"s": {"secrets": ["nope"]}}"#, ""),
-            (r#"{"s": {"require_signature": true}}"#, ""),
-            (r#"{"s": {"typo": 1}}"#, ""),
-            (r#"[1]"#, ""),
-            (r#"{"s": {}}"#, "other"),
+        assert_eq!(
+            c.sources,
+            SourcesLocation::Secret("arn:aws:secretsmanager:us-east-1:1:secret:s".into())
+        );
+        assert_eq!(c.default_source.as_deref(), Some("shop"));
+        assert_eq!(c.sources_max_age, Duration::from_secs(60));
+        assert!(!c.allow_open_sources, "closed unless said otherwise");
+        // The inline JSON wins (a local override).
+        let c = Config::from_lookup(lookup(&[
+            ("STREAM_NAME", "events"),
+            (SOURCES_SECRET_VAR, "s"),
+            (SOURCES_VAR, "{}"),
+            ("ALLOW_OPEN_SOURCES", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(c.sources, SourcesLocation::Inline("{}".into()));
+        assert!(c.allow_open_sources);
+        for (name, bad) in [
+            ("ALLOW_OPEN_SOURCES", "yes"),
+            ("DEFAULT_SOURCE", "Shop"),
+            ("SOURCES_MAX_AGE_SECS", "0"),
         ] {
-            let r = Config::from_lookup(lookup(&[
-                ("STREAM_NAME", "events"),
-                ("WEBHOOK_SOURCES", sources),
-                ("DEFAULT_SOURCE", default),
-            ]));
-            assert!(r.is_err(), "{sources} / {default}");
+            let r = Config::from_lookup(lookup(&[("STREAM_NAME", "e"), (name, bad)]));
+            assert!(
+                matches!(r, Err(ConfigError::Invalid { .. })),
+                "{name}={bad}"
+            );
         }
     }
 }

@@ -9,7 +9,9 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 use tubes_contract::{Code, Violation, Violations};
 
-use crate::webhook::SignatureError;
+use crate::auth::webhook::{self, SignatureError};
+use crate::auth::AuthError;
+use crate::policy::Refusal;
 
 /// Seconds a client should wait before retrying after throttling or unavailability.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
@@ -20,12 +22,13 @@ pub enum IngestError {
     /// No such route.
     #[error("no route for this path")]
     NotFound,
-    /// `/sources/{source}/events` names no configured source.
-    #[error("no such source")]
-    UnknownSource,
-    /// The request's signature is missing, stale or wrong.
+    /// No valid credential (`401`), one of another source or an IAM caller no source lists (`403`), or a route
+    /// to no source (`404`).
     #[error("{0}")]
-    Signature(SignatureError),
+    Auth(AuthError),
+    /// Events the authenticated source may not send (`403`): each one named. The whole request is refused.
+    #[error("{} event(s) this source may not send", .0.len())]
+    Forbidden(Vec<Refusal>),
     /// The route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -101,15 +104,47 @@ struct ErrorDetail<'a> {
     message: &'a str,
     field: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    details: &'a [Violation],
+    details: &'a [Detail],
+}
+
+/// One problem of several, as `details` lists it: the shape of a [`Violation`].
+#[derive(Debug, Serialize)]
+struct Detail {
+    code: String,
+    message: String,
+    field: Option<String>,
+}
+
+impl From<&Violation> for Detail {
+    fn from(v: &Violation) -> Self {
+        Self {
+            code: v.code.as_str().to_owned(),
+            message: v.message.clone(),
+            field: v.field.clone(),
+        }
+    }
+}
+
+impl From<&Refusal> for Detail {
+    fn from(r: &Refusal) -> Self {
+        Self {
+            code: r.code.to_owned(),
+            message: r.message.clone(),
+            field: Some(r.field.clone()),
+        }
+    }
 }
 
 impl IngestError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            IngestError::NotFound | IngestError::UnknownSource => StatusCode::NOT_FOUND,
-            IngestError::Signature(_) => StatusCode::UNAUTHORIZED,
+            IngestError::NotFound | IngestError::Auth(AuthError::UnknownSource) => {
+                StatusCode::NOT_FOUND
+            }
+            IngestError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            IngestError::Auth(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::PayloadTooLarge { .. }
@@ -135,8 +170,8 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::NotFound => "not_found",
-            IngestError::UnknownSource => "unknown_source",
-            IngestError::Signature(e) => e.code(),
+            IngestError::Auth(e) => e.code(),
+            IngestError::Forbidden(refusals) => refusals.first().map_or("forbidden", |r| r.code),
             IngestError::MethodNotAllowed => "method_not_allowed",
             IngestError::UnsupportedMediaType => "unsupported_media_type",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
@@ -155,41 +190,45 @@ impl IngestError {
 
     /// The response; the only place errors become HTTP.
     ///
-    /// `401` answers carry `WWW-Authenticate` naming the scheme, as HTTP requires.
+    /// `401` answers carry `WWW-Authenticate` naming the schemes, as HTTP requires.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
-        let (message, field, details): (String, Option<String>, &[Violation]) = match &self {
+        let (message, field, details): (String, Option<String>, Vec<Detail>) = match &self {
             IngestError::Invalid(v) => (
                 v.first().message.clone(),
                 v.first().field.clone(),
-                v.as_slice(),
+                v.as_slice().iter().map(Detail::from).collect(),
+            ),
+            IngestError::Forbidden(refusals) => (
+                refusals
+                    .first()
+                    .map_or_else(String::new, |r| r.message.clone()),
+                refusals.first().map(|r| r.field.clone()),
+                refusals.iter().map(Detail::from).collect(),
             ),
             IngestError::UnsupportedMediaType => (
                 "Content-Type must be application/json, application/cloudevents+json or \
                  application/cloudevents-batch+json (charset utf-8)"
                     .into(),
                 None,
-                &[],
+                Vec::new(),
             ),
             IngestError::Throttled(_) => (
                 "the event stream is over capacity; retry later".into(),
                 None,
-                &[],
+                Vec::new(),
             ),
             IngestError::Unavailable(_) => (
                 "the event stream is unavailable; retry later".into(),
                 None,
-                &[],
+                Vec::new(),
             ),
-            IngestError::Internal(_) => ("internal error".into(), None, &[]),
-            IngestError::Signature(e) => (e.to_string(), Some(signature_field(e).into()), &[]),
-            IngestError::UnknownSource => {
-                ("no such source".into(), Some("/path/source".into()), &[])
-            }
+            IngestError::Internal(_) => ("internal error".into(), None, Vec::new()),
+            IngestError::Auth(e) => (e.to_string(), e.field().map(str::to_owned), Vec::new()),
             IngestError::EventTooLarge { index: Some(i), .. } => {
-                (self.to_string(), Some(format!("/{i}")), &[])
+                (self.to_string(), Some(format!("/{i}")), Vec::new())
             }
-            other => (other.to_string(), None, &[]),
+            other => (other.to_string(), None, Vec::new()),
         };
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             tracing::error!(code = self.code(), error = %self, "request failed");
@@ -199,7 +238,7 @@ impl IngestError {
                 code: self.code(),
                 message: &message,
                 field: field.as_deref(),
-                details,
+                details: &details,
             },
         };
         let json = serde_json::to_string(&body).unwrap_or_else(|_| {
@@ -218,11 +257,13 @@ impl IngestError {
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
-        if matches!(self, IngestError::Signature(_)) {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Webhook-Signature"),
-            );
+        if status == StatusCode::UNAUTHORIZED {
+            if let IngestError::Auth(e) = &self {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(e.challenge()),
+                );
+            }
         }
         if matches!(self, IngestError::MethodNotAllowed) {
             headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -231,16 +272,16 @@ impl IngestError {
     }
 }
 
-/// Every `(status, code)` ingest can answer with, from one value of each [`IngestError`], [`SignatureError`] and
-/// validation [`Code`] variant, through [`IngestError::status`] and [`IngestError::code`]: what `openapi.yaml`
-/// must document (its contract test compares the two).
+/// Every `(status, code)` ingest can answer with, from one value of each [`IngestError`], [`AuthError`],
+/// [`SignatureError`], policy refusal and validation [`Code`] variant, through [`IngestError::status`] and
+/// [`IngestError::code`]: what `openapi.yaml` must document (its contract test compares the two).
 pub fn codes() -> Vec<(StatusCode, &'static str)> {
     // Exhaustive matches without a wildcard: a new variant does not compile until it is listed below.
-    let _listed = |e: &IngestError, s: &SignatureError, c: Code| {
+    let _listed = |e: &IngestError, a: &AuthError, s: &SignatureError, c: Code| {
         match e {
             IngestError::NotFound
-            | IngestError::UnknownSource
-            | IngestError::Signature(_)
+            | IngestError::Auth(_)
+            | IngestError::Forbidden(_)
             | IngestError::MethodNotAllowed
             | IngestError::UnsupportedMediaType
             | IngestError::PayloadTooLarge { .. }
@@ -254,6 +295,15 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | IngestError::Throttled(_)
             | IngestError::Unavailable(_)
             | IngestError::Internal(_) => {}
+        }
+        match a {
+            AuthError::MissingCredentials
+            | AuthError::InvalidApiKey
+            | AuthError::UnknownKey
+            | AuthError::Signature(_)
+            | AuthError::AnotherSource { .. }
+            | AuthError::IamPrincipalNotAllowed
+            | AuthError::UnknownSource => {}
         }
         match s {
             SignatureError::MissingHeader(_)
@@ -287,8 +337,22 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | Code::DuplicateMember => {}
         }
     };
+    let auth = [
+        AuthError::MissingCredentials,
+        AuthError::InvalidApiKey,
+        AuthError::AnotherSource {
+            route: String::new(),
+        },
+        AuthError::IamPrincipalNotAllowed,
+        AuthError::UnknownSource,
+    ];
+    let refusals = crate::policy::CODES.map(|code| Refusal {
+        code,
+        message: String::new(),
+        field: String::new(),
+    });
     let signature = [
-        SignatureError::MissingHeader(crate::webhook::SIGNATURE_HEADER),
+        SignatureError::MissingHeader(webhook::SIGNATURE_HEADER),
         SignatureError::InvalidTimestamp,
         SignatureError::TimestampTooOld,
         SignatureError::TimestampInFuture,
@@ -321,7 +385,6 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
     let (size, limit) = (0, 0);
     [
         IngestError::NotFound,
-        IngestError::UnknownSource,
         IngestError::MethodNotAllowed,
         IngestError::UnsupportedMediaType,
         IngestError::PayloadTooLarge { size, limit },
@@ -340,7 +403,17 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
         IngestError::Internal(String::new()),
     ]
     .into_iter()
-    .chain(signature.into_iter().map(IngestError::Signature))
+    .chain(auth.into_iter().map(IngestError::Auth))
+    .chain(
+        signature
+            .into_iter()
+            .map(|s| IngestError::Auth(AuthError::Signature(s))),
+    )
+    .chain(
+        refusals
+            .into_iter()
+            .map(|r| IngestError::Forbidden(vec![r])),
+    )
     .chain(
         validation
             .into_iter()
@@ -348,12 +421,4 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
     )
     .map(|e| (e.status(), e.code()))
     .collect()
-}
-
-fn signature_field(e: &SignatureError) -> &'static str {
-    match e.field() {
-        crate::webhook::ID_HEADER => "/headers/webhook-id",
-        crate::webhook::TIMESTAMP_HEADER => "/headers/webhook-timestamp",
-        _ => "/headers/webhook-signature",
-    }
 }

@@ -1,7 +1,8 @@
-//! The ingest Lambda's entry point: configuration and clients once, then the handler per request.
+//! The ingest Lambda's entry point: configuration, sources and clients once, then the handler per request.
 
 use lambda_http::{run, service_fn, Error, Request};
-use tubes_ingest::{Config, Ingest};
+use tubes_ingest::sources::AnySourcesFetch;
+use tubes_ingest::{Config, Ingest, Sources};
 use tubes_platform::KinesisPublisher;
 
 #[tokio::main]
@@ -9,7 +10,13 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     // The default chain honours AWS_ENDPOINT_URL_KINESIS / _SECRETS_MANAGER, which point at local emulators.
     let aws = aws_config::load_from_env().await;
-    let config = Config::load(&aws).await?;
+    let config = Config::from_env()?;
+    let sources = Sources::load(
+        AnySourcesFetch::new(&config.sources, &aws),
+        config.allow_open_sources,
+        config.sources_max_age,
+    )
+    .await?;
     // One retry policy, ingest's own (write.rs): failed entries only, with jitter, under the request's deadline.
     let kinesis = aws_sdk_kinesis::config::Builder::from(&aws)
         .retry_config(aws_config::retry::RetryConfig::disabled())
@@ -18,7 +25,7 @@ async fn main() -> Result<(), Error> {
         aws_sdk_kinesis::Client::from_conf(kinesis),
         &config.stream_name,
     );
-    let ingest = Ingest::new(publisher, &config);
+    let ingest = Ingest::new(publisher, &config, sources);
     run(service_fn(|request: Request| {
         let ingest = &ingest;
         async move { Ok::<_, Error>(ingest.handle(request).await) }

@@ -3,17 +3,14 @@
 //! exactly what the 202 lists.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-
 use lambda_http::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use lambda_http::{Body, Request};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree as _;
 use serde_json::{json, Value};
 use tubes_contract::Envelope;
-use tubes_ingest::config::Source;
 use tubes_ingest::webhook::{verify, Secret};
-use tubes_ingest::{Config, Ingest};
+use tubes_ingest::{Config, FixedSources, Ingest, Sources};
 use tubes_platform::publish::{MemoryFault, MemoryPublisher};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -154,30 +151,32 @@ fn request(case: &Case) -> Request {
     builder.body(Body::Binary(case.body.clone())).unwrap()
 }
 
-fn ingest(publisher: &MemoryPublisher) -> Ingest<&MemoryPublisher> {
-    let mut sources = BTreeMap::new();
-    sources.insert(
-        "partner".to_owned(),
-        Source {
-            secrets: vec![Secret::parse(SECRET).unwrap()],
-            require_signature: true,
-        },
+/// A source that signs (`partner`, which may speak only as `/partner/…`: the generated events, from `/shop/web`,
+/// are refused when signed for it) and an open one (`open`, the default of `POST /events`, allowed everything).
+fn sources() -> Sources<FixedSources> {
+    let json = format!(
+        r#"{{"partner": {{"signing_secrets": ["{SECRET}"], "event_types": ["*"]}},
+            "open": {{"open": true, "event_types": ["*"], "ce_sources": ["*"]}}}}"#
     );
-    sources.insert("open".to_owned(), Source::default());
+    Sources::fixed(&json, true).unwrap()
+}
+
+fn ingest(publisher: &MemoryPublisher) -> Ingest<&MemoryPublisher> {
     Ingest::new(
         publisher,
         &Config {
-            sources,
             max_body_bytes: 2048,
             max_event_bytes: 512,
             max_batch_events: 4,
+            default_source: Some("open".into()),
             ..Config::new("events")
         },
+        sources(),
     )
 }
 
 /// The statuses possible when the publisher acknowledges everything (the stream-side ones are tested elsewhere).
-const DOCUMENTED: [u16; 8] = [202, 400, 401, 404, 405, 413, 415, 422];
+const DOCUMENTED: [u16; 9] = [202, 400, 401, 403, 404, 405, 413, 415, 422];
 
 fn check(case: &Case, runtime: &tokio::runtime::Runtime) {
     let publisher = MemoryPublisher::default();
@@ -330,7 +329,11 @@ proptest! {
             sign: false,
             body: Value::from(events).to_string().into_bytes(),
         };
-        let ingest = Ingest::new(&publisher, &Config::new("events"));
+        let config = Config {
+            default_source: Some("open".into()),
+            ..Config::new("events")
+        };
+        let ingest = Ingest::new(&publisher, &config, sources());
         let response = runtime.block_on(ingest.handle(request(&case)));
         let body: Value = match response.body() {
             Body::Text(t) => serde_json::from_str(t).unwrap(),

@@ -8,7 +8,7 @@ use tubes_platform::dead_letters::DeadLetterMessage;
 use tubes_platform::lambda_event::{stream_name, KinesisBatchInfo};
 
 use super::RedriveReport;
-use crate::entry::Entry;
+use crate::entry::{letter_identity, Entry};
 use crate::error::{aws, OpsError};
 use crate::queue::DeadLetterQueue;
 
@@ -30,7 +30,7 @@ impl DeadLetterQueue {
             }
             let outcome = match &message.entry {
                 Entry::Letter(letter) => {
-                    let key = (letter.consumer.clone(), letter.sequence_number.clone());
+                    let key = letter_identity(letter);
                     if done.contains(&key) {
                         report.duplicates += 1;
                         Ok(())

@@ -1,7 +1,8 @@
 //! The event catalogue: every event type tubes carries, as Rust types.
 //!
 //! **Adding an event type** is one change in this file: define its data struct (with `Serialize`, `Deserialize`,
-//! `JsonSchema`, an [`EventData`] and a [`Validate`] impl) and add one line to the `catalogue!` invocation below.
+//! `JsonSchema`, an [`EventData`] and a [`Validate`] impl), add one line to the `catalogue!` invocation below, and
+//! say who publishes it in [`EventType::publisher`] (a producer, or the consumer that owns it).
 //! The enum variant, the `type` string, decoding, validation, serialisation, its JSON Schema and
 //! [`EventType::ALL`] follow from that line (then `make schemas` writes `schemas/{type}.json`). The schema
 //! attributes (`#[schemars(schema_with = ...)]`) name the same rules as the `Validate` impl, from
@@ -109,6 +110,23 @@ catalogue! {
     UserSignedUp = "user.signed_up" => UserSignedUp,
     /// A person left a mailing list.
     UserUnsubscribed = "user.unsubscribed" => UserUnsubscribed,
+}
+
+impl EventType {
+    /// The consumer that publishes this type, when a consumer owns it (its output): such a type is reserved, and
+    /// no source may send it through ingest, whatever the configuration. `None`: producers send it. Exhaustive on
+    /// purpose: a new type must say who publishes it.
+    pub fn publisher(self) -> Option<&'static str> {
+        match self {
+            EventType::PaymentProcessed | EventType::PaymentFailed => Some("payments"),
+            EventType::PaymentReceived
+            | EventType::AccountOpened
+            | EventType::AccountCredited
+            | EventType::AccountFrozen
+            | EventType::UserSignedUp
+            | EventType::UserUnsubscribed => None,
+        }
+    }
 }
 
 /// Decodes typed data; on failure decodes again with path tracking, so the violation names the member.

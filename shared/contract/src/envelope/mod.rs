@@ -40,11 +40,18 @@ pub const CAUSATION_ID: &str = "causationid";
 /// and after a deploy must agree, or a retry across the deploy publishes a duplicate.
 const DERIVED_NAMESPACE: Uuid = Uuid::from_u128(0x3b8f_5a6e_9d0c_5f41_8a27_1c64_e0b9_d273);
 
-/// The id of the `ordinal`-th event of type `ty` that `consumer` publishes because of the event `cause_id`: the same
+/// The id of the `ordinal`-th event of type `ty` that `consumer` publishes because of the event `cause_id` from
+/// `cause_source` (ids are unique per source, as CloudEvents says: two producers may both send id `42`): the same
 /// inputs give the same id, any other input another one (fields are length-prefixed, so none can run into the next).
-pub fn derived_id(consumer: &str, cause_id: &str, ty: EventType, ordinal: u32) -> Uuid {
-    let mut name = Vec::with_capacity(consumer.len() + cause_id.len() + 48);
-    for part in [consumer, cause_id, ty.as_str()] {
+pub fn derived_id(
+    consumer: &str,
+    cause_source: &str,
+    cause_id: &str,
+    ty: EventType,
+    ordinal: u32,
+) -> Uuid {
+    let mut name = Vec::with_capacity(consumer.len() + cause_source.len() + cause_id.len() + 56);
+    for part in [consumer, cause_source, cause_id, ty.as_str()] {
         name.extend_from_slice(&(part.len() as u64).to_be_bytes());
         name.extend_from_slice(part.as_bytes());
     }
@@ -106,7 +113,7 @@ impl Envelope {
     /// `cause`, deterministically: a retried consumer publishes the very same event (same id, time and bytes),
     /// which downstream idempotency then skips as a duplicate instead of counting it twice.
     ///
-    /// - `id`: a UUIDv5 of `(consumer, cause id, type, ordinal)` ([`derived_id`]);
+    /// - `id`: a UUIDv5 of `(consumer, cause source, cause id, type, ordinal)` ([`derived_id`]);
     /// - `source`: `/consumers/{consumer}`; `time`: the cause's time;
     /// - extension `causationid`: the cause's id, so a chain of events can be followed back.
     pub fn caused_by(
@@ -116,7 +123,13 @@ impl Envelope {
         event: impl Into<Event>,
     ) -> Result<Self, Violations> {
         let event = event.into();
-        let id = derived_id(consumer, cause.id(), event.event_type(), ordinal);
+        let id = derived_id(
+            consumer,
+            cause.source(),
+            cause.id(),
+            event.event_type(),
+            ordinal,
+        );
         let mut envelope = Envelope::new(
             id.to_string(),
             format!("/consumers/{consumer}"),

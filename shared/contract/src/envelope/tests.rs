@@ -75,21 +75,25 @@ fn the_content_of_an_event_ignores_its_time_but_not_its_data() {
 #[test]
 fn derived_ids_differ_by_every_input_and_are_stable_across_releases() {
     let ty = EventType::PaymentProcessed;
-    let base = derived_id("payments", "evt-1", ty, 0);
+    let shop = "/shop/checkout";
+    let base = derived_id("payments", shop, "evt-1", ty, 0);
     for other in [
-        derived_id("payments", "evt-1", ty, 1),
-        derived_id("payments", "evt-2", ty, 0),
-        derived_id("notifications", "evt-1", ty, 0),
-        derived_id("payments", "evt-1", EventType::PaymentFailed, 0),
+        derived_id("payments", shop, "evt-1", ty, 1),
+        derived_id("payments", shop, "evt-2", ty, 0),
+        // Ids are unique per source: another producer's `evt-1` is another event.
+        derived_id("payments", "/crm", "evt-1", ty, 0),
+        derived_id("notifications", shop, "evt-1", ty, 0),
+        derived_id("payments", shop, "evt-1", EventType::PaymentFailed, 0),
         // Length-prefixed: moving a character from one field to the next is another id.
-        derived_id("payment", "sevt-1", ty, 0),
+        derived_id("payment", shop, "sevt-1", ty, 0),
+        derived_id("payments", "/shop/checkoute", "vt-1", ty, 0),
     ] {
         assert_ne!(base, other);
     }
     assert_eq!(base.get_version_num(), 5);
     // Pinned: if this changes, events re-published across a deploy get new ids and are counted twice. The
     // value was computed independently (Python: SHA-1 of the namespace bytes and the length-prefixed name).
-    assert_eq!(base.to_string(), "e3523570-f6d2-562f-b52d-1d81d9caef4f");
+    assert_eq!(base.to_string(), "3e48d2c9-dbe2-5cfd-b4c7-6dd775892f20");
 }
 
 fn with(mut v: Value, pointer: &str, new: Value) -> Value {

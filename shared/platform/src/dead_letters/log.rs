@@ -13,6 +13,7 @@ impl DeadLetters for LogDeadLetters {
             consumer = letter.consumer,
             shard_id = letter.shard_id.as_deref(),
             sequence_number = %letter.sequence_number,
+            event_source = letter.event_source.as_deref(),
             event_id = letter.event_id.as_deref(),
             event_type = letter.event_type,
             payload_bytes = letter.payload.len(),

@@ -38,6 +38,8 @@ pub struct DeadLetter {
     pub sequence_number: SequenceNumber,
     /// The record's partition key.
     pub partition_key: String,
+    /// The event's source (its ids are unique per source), when the record decoded.
+    pub event_source: Option<String>,
     /// The event id, when the record decoded.
     pub event_id: Option<String>,
     /// The event type, when the record decoded.
@@ -66,6 +68,7 @@ impl DeadLetter {
             shard_id: None,
             sequence_number: SequenceNumber::default(),
             partition_key: String::new(),
+            event_source: Some(envelope.source().to_owned()),
             event_id: Some(envelope.id().to_owned()),
             event_type: Some(envelope.event_type().as_str()),
             reason,

@@ -24,6 +24,9 @@ pub struct DeadLetterMessage {
     pub sequence_number: String,
     /// The record's partition key.
     pub partition_key: String,
+    /// The event's source, when the record decoded (absent in letters written before sources were recorded).
+    #[serde(default)]
+    pub event_source: Option<String>,
     /// The event id, when the record decoded.
     pub event_id: Option<String>,
     /// The event type, when the record decoded.
@@ -49,6 +52,7 @@ impl From<&DeadLetter> for DeadLetterMessage {
             shard_id: letter.shard_id.clone(),
             sequence_number: letter.sequence_number.to_string(),
             partition_key: letter.partition_key.clone(),
+            event_source: letter.event_source.clone(),
             event_id: letter.event_id.clone(),
             event_type: letter.event_type.map(str::to_owned),
             reason: letter.reason.clone(),
@@ -120,6 +124,7 @@ impl DeadLetters for SqsDeadLetters {
         tracing::error!(
             consumer = letter.consumer,
             sequence_number = %letter.sequence_number,
+            event_source = letter.event_source.as_deref(),
             event_id = letter.event_id.as_deref(),
             attempts = letter.attempts,
             reason = %letter.reason,

@@ -11,7 +11,7 @@
 //!   failed sequence number, from which Lambda redelivers; nothing after it is lost, and what was already done
 //!   after it is skipped on redelivery by the idempotency records.
 //! - With [`Harness::with_idempotency`], each record is handled under the idempotency protocol ([`Guard`]), keyed
-//!   `(consumer, event id)`: a record already completed is skipped (a redelivery), one in progress elsewhere is a
+//!   `(consumer, event source, event id)`: a record already completed is skipped (a redelivery), one in progress elsewhere is a
 //!   retryable failure, and an id reused for another event (other source, type, subject or data; see
 //!   [`Envelope::content_bytes`](tubes_contract::Envelope::content_bytes)) is a permanent one. A handled record is completed; a retryable failure or a
 //!   dead-lettered record releases its claim (a redrive after the fix is then handled). A crash between the
@@ -232,6 +232,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             Err((err, payload)) => {
                 let letter = DeadLetter {
                     consumer: name,
+                    event_source: None,
                     event_id: None,
                     event_type: None,
                     reason: err.to_string(),
@@ -261,7 +262,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         let ticket = match &self.guard {
             None => None,
             Some(guard) => {
-                let key = idempotency::key(name, envelope.id());
+                let key = idempotency::event_key(name, envelope.source(), envelope.id());
                 let hash = idempotency::payload_hash(&envelope.content_bytes());
                 match guard.claim(key, hash, batch.deadline_ms).await {
                     Ok(Entry::Acquired(ticket)) => Some(ticket),

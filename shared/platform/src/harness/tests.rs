@@ -347,7 +347,7 @@ mod idempotent {
     use super::*;
     use std::time::Duration;
 
-    use crate::idempotency::{key, payload_hash, Claim, IdempotencyStore, MemoryIdempotency};
+    use crate::idempotency::{event_key, payload_hash, Claim, IdempotencyStore, MemoryIdempotency};
 
     fn hash_of(bytes: &[u8]) -> String {
         payload_hash(&Envelope::decode(bytes).unwrap().content_bytes())
@@ -380,7 +380,7 @@ mod idempotent {
         // Another invocation holds u1's record.
         let held = store
             .claim(
-                &key("recorder", "a"),
+                &event_key("recorder", "/test", "a"),
                 &hash_of(&payload),
                 now(),
                 Duration::from_secs(60),
@@ -419,7 +419,7 @@ mod idempotent {
             let claim = self
                 .store
                 .claim(
-                    &key("recorder", envelope.id()),
+                    &event_key("recorder", envelope.source(), envelope.id()),
                     &hash_of(&signup("u1", "a")),
                     self.probe_ms,
                     Duration::from_secs(60),
@@ -477,7 +477,7 @@ mod idempotent {
         assert_eq!(report.failed, 1);
         let again = store
             .claim(
-                &key("recorder", "b"),
+                &event_key("recorder", "/test", "b"),
                 &hash_of(&payload),
                 now(),
                 Duration::from_secs(60),

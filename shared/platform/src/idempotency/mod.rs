@@ -54,9 +54,17 @@ pub enum Claim {
 #[error("idempotency store: {0}")]
 pub struct StoreError(pub String);
 
-/// The key of a record: which consumer, which work (an event id, `mail {key}`).
+/// The key of a record: which consumer, which work (`event {source} {id}`, `mail {key}`). It starts with
+/// `{consumer}#`, the prefix each consumer's IAM policy allows (`dynamodb:LeadingKeys`).
 pub fn key(consumer: &str, work: &str) -> String {
     format!("{consumer}#{work}")
+}
+
+/// The key of `consumer`'s record of the event `id` from `source`: event ids are unique per source (CloudEvents),
+/// so two producers' `42` are two events. Neither part holds whitespace (both are validated identifiers), so the
+/// space separates them unambiguously, and the word `event` keeps these keys apart from other kinds of work.
+pub fn event_key(consumer: &str, source: &str, id: &str) -> String {
+    key(consumer, &format!("event {source} {id}"))
 }
 
 /// The hash that tells a redelivery (same payload) from a reused key (another payload): SHA-256, hex.

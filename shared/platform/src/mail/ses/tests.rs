@@ -133,6 +133,8 @@ fn mail_records_are_the_consumers_own_and_apart_from_event_records() {
     let k = record_key("signups", "signups:welcome:usr_1");
     assert_eq!(k, "signups#mail signups:welcome:usr_1");
     assert!(k.starts_with("signups#"));
-    // Event ids are printable ASCII without spaces: no event record can have this key.
-    assert!(k.contains(' '));
+    // Event records are `{consumer}#event {source} {id}`: no event record can have this key.
+    let event = crate::idempotency::event_key("signups", "mail", "signups:welcome:usr_1");
+    assert_ne!(k, event);
+    assert!(event.starts_with("signups#event "));
 }

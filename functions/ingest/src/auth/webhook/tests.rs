@@ -162,8 +162,13 @@ fn each_broken_rule_has_its_own_error() {
 }
 
 #[test]
-fn secrets_must_be_whsec_base64_of_16_bytes_or_more() {
+fn secrets_must_be_whsec_base64_of_24_to_64_bytes() {
     assert!(Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+    // 16 bytes: too short for the spec, refused at start rather than accepted with a weak key.
+    assert!(Secret::parse("whsec_AAAAAAAAAAAAAAAAAAAAAA==").is_err());
+    assert!(Secret::parse(&format!("whsec_{}", STANDARD.encode([7u8; 24]))).is_ok());
+    assert!(Secret::parse(&format!("whsec_{}", STANDARD.encode([7u8; 64]))).is_ok());
+    assert!(Secret::parse(&format!("whsec_{}", STANDARD.encode([7u8; 65]))).is_err());
     assert!(Secret::parse("whsec_").is_err());
     assert!(Secret::parse("whsec_AAAA").is_err());
     assert!(Secret::parse("whsec_!!!!").is_err());

@@ -25,7 +25,12 @@ pub const SIGNATURE_HEADER: &str = "webhook-signature";
 
 const SIGNATURE_LEN: usize = 32;
 
-/// A signing secret: `whsec_` followed by base64 of at least 16 random bytes.
+/// The shortest and longest signing secrets Standard Webhooks allows, in bytes.
+pub const MIN_SECRET_BYTES: usize = 24;
+/// See [`MIN_SECRET_BYTES`].
+pub const MAX_SECRET_BYTES: usize = 64;
+
+/// A signing secret: `whsec_` followed by base64 of 24 to 64 random bytes (the spec's range).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);
 
@@ -37,7 +42,7 @@ impl std::fmt::Debug for Secret {
 
 /// A configured secret that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a webhook secret must be `whsec_` followed by base64 of at least 16 bytes")]
+#[error("a signing secret must be `whsec_` followed by base64 of 24 to 64 bytes")]
 pub struct SecretError;
 
 impl Secret {
@@ -45,7 +50,7 @@ impl Secret {
     pub fn parse(text: &str) -> Result<Self, SecretError> {
         let b64 = text.trim().strip_prefix("whsec_").ok_or(SecretError)?;
         let key = STANDARD.decode(b64).map_err(|_| SecretError)?;
-        if key.len() < 16 {
+        if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()) {
             return Err(SecretError);
         }
         Ok(Secret(key))

@@ -1,0 +1,159 @@
+//! The HTTP gates before any event is read: the route, the media type, the nesting depth, and whether the body is
+//! one event or a batch.
+
+use lambda_http::http::{header, HeaderMap};
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+use tubes_contract::{Code, Violation, Violations};
+
+use crate::auth::Route;
+use crate::error::IngestError;
+
+/// `POST /events`: the API key's source, or the default source.
+pub const EVENTS_PATH: &str = "/events";
+
+/// `POST /sources/{source}/events`: a named source.
+pub const SOURCES_PREFIX: &str = "/sources/";
+
+/// `POST /iam/events`: callers the HTTP API's IAM authorizer verified.
+pub const IAM_PATH: &str = "/iam/events";
+
+/// Deepest JSON nesting accepted (catalogue events need 3 levels).
+pub const MAX_DEPTH: usize = 32;
+
+/// The route of a request path (`404` for any other path).
+pub fn route(path: &str) -> Result<Route<'_>, IngestError> {
+    match path {
+        EVENTS_PATH => Ok(Route::Events),
+        IAM_PATH => Ok(Route::Iam),
+        _ => path
+            .strip_prefix(SOURCES_PREFIX)
+            .and_then(|rest| rest.strip_suffix(EVENTS_PATH))
+            .filter(|name| !name.is_empty() && !name.contains('/'))
+            .map(Route::Source)
+            .ok_or(IngestError::NotFound),
+    }
+}
+
+/// The request path as the client sent it, without an API Gateway stage prefix.
+pub fn route_path(request: &Request) -> &str {
+    let raw = request.raw_http_path();
+    let path = if raw.is_empty() {
+        request.uri().path()
+    } else {
+        raw
+    };
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
+        _ => None,
+    };
+    let path = match stage {
+        Some(stage) if stage != "$default" => path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(stage))
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path),
+        _ => path,
+    };
+    path.strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path)
+}
+
+/// The media type a request declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared {
+    /// `application/json`: one event or an array.
+    Json,
+    /// `application/cloudevents+json`: one event.
+    CloudEvent,
+    /// `application/cloudevents-batch+json`: an array.
+    Batch,
+}
+
+/// `application/json`, `application/cloudevents+json` or `application/cloudevents-batch+json`, with at most a
+/// UTF-8 charset parameter.
+pub fn check_content_type(headers: &HeaderMap) -> Result<Declared, IngestError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(IngestError::UnsupportedMediaType)?;
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    let declared = [
+        ("application/json", Declared::Json),
+        ("application/cloudevents+json", Declared::CloudEvent),
+        ("application/cloudevents-batch+json", Declared::Batch),
+    ]
+    .into_iter()
+    .find(|(name, _)| essence.eq_ignore_ascii_case(name))
+    .map(|(_, d)| d);
+    let params_ok = parts.all(|p| match p.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let v = value.trim().trim_matches('"');
+            v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")
+        }
+        Some(_) => true,
+        None => p.trim().is_empty(),
+    });
+    match declared {
+        Some(d) if params_ok => Ok(d),
+        _ => Err(IngestError::UnsupportedMediaType),
+    }
+}
+
+/// What the body holds, from its content type and first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `application/json` or `application/cloudevents+json`.
+    Single,
+    /// `application/cloudevents-batch+json`, or a JSON array as `application/json`.
+    Batch,
+}
+
+/// Refuses JSON nested deeper than [`MAX_DEPTH`] before any parser sees it (a cheap scan, strings skipped).
+pub fn check_depth(text: &str) -> Result<(), IngestError> {
+    // Nesting deeper than the limit needs more openers than the limit: a cheap count (it vectorises) lets
+    // ordinary events skip the scan.
+    let openers = text.bytes().filter(|&b| b == b'[' || b == b'{').count();
+    if openers <= MAX_DEPTH {
+        return Ok(());
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(IngestError::TooDeep { limit: MAX_DEPTH });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Single event or batch, from the declared content type and the body's first byte.
+pub fn kind_of(declared: Declared, text: &str) -> Result<Kind, IngestError> {
+    let array = text.trim_start().starts_with('[');
+    match (declared, array) {
+        (Declared::Batch, true) | (Declared::Json, true) => Ok(Kind::Batch),
+        (Declared::Json, false) | (Declared::CloudEvent, false) => Ok(Kind::Single),
+        (Declared::Batch, false) => Err(IngestError::Invalid(Violations::one(Violation::whole(Code::InvalidType, "application/cloudevents-batch+json must be a JSON array of events",
+        )))),
+        (Declared::CloudEvent, true) => Err(IngestError::Invalid(Violations::one(Violation::whole(Code::NotAnObject, "application/cloudevents+json is one event; send batches as application/cloudevents-batch+json",
+        )))),
+    }
+}
