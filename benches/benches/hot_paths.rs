@@ -29,7 +29,7 @@ use lambda_http::{Body, Request};
 use serde_json::json;
 use tubes_bench::{compare, report};
 use tubes_contract::{codec, EventType, Record};
-use tubes_ingest::auth::api_key;
+use tubes_ingest::credentials::api_key;
 use tubes_ingest::webhook::Secret;
 use tubes_ingest::{Config, FixedSources, Ingest, Sources};
 use tubes_platform::consumer::{consumer_fn, Consumer};

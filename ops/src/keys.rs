@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::json;
-use tubes_ingest::auth::api_key::{self, SECRET_BYTES};
+use tubes_ingest::credentials::api_key::{self, SECRET_BYTES};
 
 /// A minted API key: the key (for the producer) and its hash (for the sources configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +67,8 @@ mod tests {
         let a = api_key("shop", "2026-11").unwrap();
         let b = api_key("shop", "2026-11").unwrap();
         assert_ne!(a.key, b.key);
-        let parsed = tubes_ingest::auth::api_key::ApiKey::parse(&a.key).unwrap();
-        let stored = tubes_ingest::auth::api_key::KeyHash::parse(&a.hash).unwrap();
+        let parsed = tubes_ingest::credentials::api_key::ApiKey::parse(&a.key).unwrap();
+        let stored = tubes_ingest::credentials::api_key::KeyHash::parse(&a.hash).unwrap();
         assert!(parsed.matches(&stored));
         assert!(api_key("Shop", "k").is_err());
         let secret = signing_secret().unwrap();

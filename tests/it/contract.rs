@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tubes_ingest::auth::api_key::{mint, SECRET_BYTES};
+use tubes_ingest::credentials::api_key::{mint, SECRET_BYTES};
 use tubes_tests::{repo_root, LocalStack};
 
 /// The spec, relative to the repository root.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use tubes_ingest::auth::api_key::{mint, SECRET_BYTES};
+use tubes_ingest::credentials::api_key::{mint, SECRET_BYTES};
 use tubes_ingest::sources::SecretsManagerSources;
 use tubes_ingest::{Config, Ingest, Sources};
 use tubes_platform::consumer::consumer_fn;

@@ -155,7 +155,7 @@ impl Config {
         };
         let default_source = lookup("DEFAULT_SOURCE").map(|s| s.trim().to_owned());
         if let Some(name) = &default_source {
-            if !crate::sources::is_name(name, 64) {
+            if !crate::credentials::is_name(name, 64) {
                 return Err(ConfigError::Invalid {
                     name: "DEFAULT_SOURCE",
                     reason: "a source name: 1-64 of a-z 0-9 - _".into(),

@@ -9,8 +9,8 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 use tubes_contract::{Code, Violation, Violations};
 
-use crate::auth::webhook::{self, SignatureError};
 use crate::auth::AuthError;
+use crate::credentials::webhook::{self, SignatureError};
 use crate::policy::Refusal;
 
 /// Seconds a client should wait before retrying after throttling or unavailability.

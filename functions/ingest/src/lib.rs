@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod http;
 pub mod policy;
@@ -29,8 +30,8 @@ use tubes_contract::codec::EncodeError;
 use tubes_contract::{Code, Envelope, Violation, Violations};
 use tubes_platform::{clock, Publisher};
 
-pub use auth::webhook;
 pub use config::Config;
+pub use credentials::webhook;
 pub use error::IngestError;
 pub use sources::{FixedSources, Sources, SourcesFetch};
 
@@ -116,7 +117,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         let now = clock::now();
         let request_auth = auth::Request {
             route,
-            iam_caller: auth::iam::caller(&request),
+            iam_caller: credentials::iam::caller(&request),
             headers: request.headers(),
             body,
             now: now.unix_timestamp(),

@@ -1,7 +1,7 @@
 use lambda_http::http::{HeaderMap, HeaderValue};
 
 use super::*;
-use crate::auth::api_key::{mint, SECRET_BYTES};
+use crate::credentials::api_key::{mint, SECRET_BYTES};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NOW: i64 = 1_800_000_000;

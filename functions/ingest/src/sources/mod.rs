@@ -14,7 +14,7 @@
 //! ```
 //!
 //! - `api_keys`: key id → the SHA-256 of the key (`tubes_{source}.{key id}.{secret}`, see
-//!   [`crate::auth::api_key`]); several at once during a rotation. Keys are stored hashed, never in clear.
+//!   [`crate::credentials::api_key`]); several at once during a rotation. Keys are stored hashed, never in clear.
 //! - `signing_secrets`: Standard Webhooks secrets (`whsec_` and 24 to 64 bytes), several during a rotation.
 //! - `iam_principals`: the IAM roles or users whose SigV4-signed requests on the IAM route belong to this source.
 //! - `event_types` (required): the types it may send: a type, a family (`account.*`) or `*`. Consumer-owned types
@@ -29,9 +29,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use tubes_contract::EventType;
 
-use crate::auth::api_key::KeyHash;
-use crate::auth::webhook::Secret;
 use crate::config::ConfigError;
+use crate::credentials::api_key::KeyHash;
+use crate::credentials::webhook::Secret;
+use crate::credentials::{iam, is_name};
 
 pub mod fetch;
 
@@ -105,7 +106,7 @@ impl Source {
     pub fn has_principal(&self, principal: &str) -> bool {
         self.iam_principals
             .iter()
-            .any(|p| crate::auth::iam::same_principal(p, principal))
+            .any(|p| iam::same_principal(p, principal))
     }
 }
 
@@ -167,15 +168,6 @@ struct SourceSpec {
     ce_sources: Option<Vec<String>>,
 }
 
-/// A name of the form of source names and key ids: 1 to `max` of `a-z 0-9 - _`.
-pub(crate) fn is_name(name: &str, max: usize) -> bool {
-    !name.is_empty()
-        && name.len() <= max
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 impl SourceSpec {
     fn resolve(self, name: &str, allow_open: bool) -> Result<Source, ConfigError> {
         let fail = |reason: String| invalid(format!("source {name}: {reason}"));
@@ -203,7 +195,7 @@ impl SourceSpec {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| fail(e.to_string()))?;
         for arn in &self.iam_principals {
-            if !crate::auth::iam::is_principal_arn(arn) {
+            if !iam::is_principal_arn(arn) {
                 return Err(fail(format!(
                     "{arn:?} is not an IAM role or user ARN (arn:aws:iam::ACCOUNT:role/NAME)"
                 )));

@@ -1,5 +1,5 @@
 use super::*;
-use crate::auth::api_key::{mint, SECRET_BYTES};
+use crate::credentials::api_key::{mint, SECRET_BYTES};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

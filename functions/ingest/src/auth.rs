@@ -1,11 +1,11 @@
 //! Who is sending. Every request that writes carries a credential, and the credential names its source; the
 //! answer to a request without one is `401` with `WWW-Authenticate`, and nothing is written. Three kinds:
 //!
-//! - an API key ([`api_key`]): `Authorization: Bearer tubes_{source}.{key id}.{secret}`, on `POST /events` or its
+//! - an API key ([`api_key`](crate::credentials::api_key)): `Authorization: Bearer tubes_{source}.{key id}.{secret}`, on `POST /events` or its
 //!   source's own route;
-//! - a Standard Webhooks signature ([`webhook`]) on `POST /sources/{source}/events` (or on `POST /events` for the
+//! - a Standard Webhooks signature ([`webhook`](crate::credentials::webhook)) on `POST /sources/{source}/events` (or on `POST /events` for the
 //!   configured default source); a signed request's `webhook-id` becomes its events' ids;
-//! - AWS IAM ([`iam`]): SigV4, verified by the HTTP API's IAM authorizer on `POST /iam/events`; the caller's
+//! - AWS IAM ([`iam`](crate::credentials::iam)): SigV4, verified by the HTTP API's IAM authorizer on `POST /iam/events`; the caller's
 //!   principal names the source.
 //!
 //! An `open` source (local development only, see [`crate::sources`]) takes requests without any. A credential of
@@ -13,14 +13,9 @@
 
 use lambda_http::http::HeaderMap;
 
+use crate::credentials::api_key::ApiKey;
+use crate::credentials::webhook::{self, SignatureError};
 use crate::sources::{Registry, Source};
-
-pub mod api_key;
-pub mod iam;
-pub mod webhook;
-
-use api_key::ApiKey;
-use webhook::SignatureError;
 
 /// Where a request was sent, as far as authentication cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +148,7 @@ impl AuthError {
 pub struct Request<'r> {
     /// Where it was sent.
     pub route: Route<'r>,
-    /// The principal the IAM authorizer verified ([`iam::caller`]), if it went through it.
+    /// The principal the IAM authorizer verified ([`crate::credentials::iam::caller`]), if it went through it.
     pub iam_caller: Option<&'r str>,
     /// Its headers.
     pub headers: &'r HeaderMap,

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::sources::is_name;
+use super::is_name;
 
 /// What every key starts with (secret scanners look for it).
 pub const PREFIX: &str = "tubes_";
