@@ -1,9 +1,17 @@
 //! Writing a request's records: `PutRecords` in chunks within Kinesis's limits, retrying only the entries that
 //! failed, with exponential backoff and full jitter, until a deadline well under API Gateway's 29 s timeout.
 //!
+//! **Order per partition key holds through retries.** Kinesis keeps the order of the entries of one call only as
+//! far as they all succeed: when an entry fails and a later entry of the same key does not, retrying the first puts
+//! it behind the second. So a request with several records of one key is written in rounds: the first record of
+//! each key, then the second, and so on, each round retried until acknowledged before the next starts; a key whose
+//! record was not acknowledged by the deadline gets none of its later records written (they are reported not
+//! attempted, to be resent in order). A request whose keys are all distinct is one round, as before.
+//!
 //! The answer is one [`PutOutcome`] per record, in request order: `Accepted` only for what Kinesis acknowledged
 //! with a sequence number. A record whose last attempt failed carries that attempt's error.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -59,6 +67,21 @@ fn chunks(records: &[Record], pending: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
+/// The rounds of a request: round `r` holds the `r`-th record of each partition key, in request order.
+fn rounds(records: &[Record]) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let n = seen.entry(r.partition_key.as_str()).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(i);
+        *n += 1;
+    }
+    rounds
+}
+
 /// Writes `records`; one outcome per record, in order (see the module docs).
 pub async fn write_all<P: Publisher>(
     publisher: &P,
@@ -67,9 +90,47 @@ pub async fn write_all<P: Publisher>(
 ) -> Vec<PutOutcome> {
     let started = Instant::now();
     let mut outcomes: Vec<Option<PutOutcome>> = vec![None; records.len()];
-    let mut pending: Vec<usize> = (0..records.len()).collect();
+    // Keys with a record that was not acknowledged: their later records wait for a resend.
+    let mut stopped: HashSet<&str> = HashSet::new();
+    for round in rounds(records) {
+        let pending: Vec<usize> = round
+            .iter()
+            .copied()
+            .filter(|&i| !stopped.contains(records[i].partition_key.as_str()))
+            .collect();
+        write_round(publisher, records, pending, &mut outcomes, started, policy).await;
+        for &i in &round {
+            if !matches!(outcomes[i], Some(PutOutcome::Accepted { .. })) {
+                stopped.insert(records[i].partition_key.as_str());
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(PutOutcome::Failed {
+                kind: FailureKind::Unavailable,
+                message:
+                    "not attempted: an earlier record of its partition key was not acknowledged, \
+                          or the deadline passed"
+                        .into(),
+            })
+        })
+        .collect()
+}
+
+/// Writes the records `pending` (distinct keys), retrying the failed ones until the request's deadline (counted
+/// from `started`); each one's outcome lands in `outcomes`.
+async fn write_round<P: Publisher>(
+    publisher: &P,
+    records: &[Record],
+    mut pending: Vec<usize>,
+    outcomes: &mut [Option<PutOutcome>],
+    started: Instant,
+    policy: RetryPolicy,
+) {
     let mut attempt: u32 = 0;
-    loop {
+    while !pending.is_empty() {
         for chunk in chunks(records, &pending) {
             // First attempts are contiguous runs of `records`: no copy. Retries gather the failed ones.
             let gathered: Vec<Record>;
@@ -133,15 +194,6 @@ pub async fn write_all<P: Publisher>(
         tokio::time::sleep(wait).await;
         attempt += 1;
     }
-    outcomes
-        .into_iter()
-        .map(|o| {
-            o.unwrap_or(PutOutcome::Failed {
-                kind: FailureKind::Unavailable,
-                message: "not attempted before the deadline".into(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -181,7 +233,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_failed_entries_are_retried_and_order_is_kept() {
+    async fn only_failed_entries_are_retried() {
         let p = MemoryPublisher::default();
         p.fail_next(MemoryFault::FailAt(
             vec![1, 3],
@@ -195,8 +247,82 @@ mod tests {
             [5, 2, 2],
             "then only the two failed entries, twice"
         );
+        // Distinct keys: their relative order does not matter, only each key's own.
         let keys: Vec<String> = p.written().into_iter().map(|r| r.partition_key).collect();
         assert_eq!(keys, ["k0", "k2", "k4", "k1", "k3"]);
+    }
+
+    fn keyed(keys: &[&str]) -> Vec<Record> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| Record {
+                partition_key: (*k).to_owned(),
+                data: format!("{k}{i}").into_bytes(),
+            })
+            .collect()
+    }
+
+    fn written_of(p: &MemoryPublisher, key: &str) -> Vec<String> {
+        p.written()
+            .into_iter()
+            .filter(|r| r.partition_key == key)
+            .map(|r| String::from_utf8(r.data).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_retry_never_puts_a_record_behind_a_later_one_of_its_key() {
+        // Given a batch with three records of key a, and the first write of a's first record failing
+        let p = MemoryPublisher::default();
+        p.fail_next(MemoryFault::FailAt(
+            vec![0],
+            "ProvisionedThroughputExceededException",
+        ));
+        let out = write_all(&p, &keyed(&["a", "a", "b", "a"]), fast()).await;
+        // Then every record lands, and a's in request order: one record of a key per call
+        assert!(out.iter().all(|o| matches!(o, PutOutcome::Accepted { .. })));
+        assert_eq!(written_of(&p, "a"), ["a0", "a1", "a3"]);
+        assert_eq!(
+            p.calls(),
+            [2, 1, 1, 1],
+            "round 1 (a0, b2), a0 again, a1, a3"
+        );
+    }
+
+    /// A hot shard: every record of key `a` is throttled, the others are written.
+    #[derive(Default)]
+    struct HotKeyA(MemoryPublisher);
+
+    impl Publisher for HotKeyA {
+        async fn put_records(&self, records: &[Record]) -> Result<Vec<PutOutcome>, PublishError> {
+            let hot: Vec<usize> = (0..records.len())
+                .filter(|&i| records[i].partition_key == "a")
+                .collect();
+            self.0.fail_next(MemoryFault::FailAt(
+                hot,
+                "ProvisionedThroughputExceededException",
+            ));
+            self.0.put_records(records).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_whose_record_never_lands_gets_nothing_after_it_written() {
+        let p = HotKeyA::default();
+        let policy = RetryPolicy {
+            deadline: Duration::from_millis(50),
+            ..fast()
+        };
+        let out = write_all(&p, &keyed(&["a", "b", "a", "b"]), policy).await;
+        // a0 never lands: a2 is not attempted (a resend would put it ahead of a0); b's records are written.
+        assert!(out[0].is_throttled(), "{:?}", out[0]);
+        assert!(
+            matches!(&out[2], PutOutcome::Failed { message, .. } if message.contains("not attempted")),
+            "{:?}",
+            out[2]
+        );
+        assert!(written_of(&p.0, "a").is_empty());
+        assert_eq!(written_of(&p.0, "b"), ["b1", "b3"]);
     }
 
     #[tokio::test]
