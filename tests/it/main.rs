@@ -16,3 +16,4 @@ mod payments;
 mod pipeline;
 mod redrive;
 mod schemas;
+mod users;

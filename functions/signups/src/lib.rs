@@ -74,11 +74,20 @@ impl<D: Directory, M: Mailer> Consumer for Signups<D, M> {
             return Ok(());
         };
         let created = self.directory.create_profile(signup).await?;
-        if signup.marketing_opt_in {
+        // As of the signup's own time: a signup retried after the user unsubscribed does not undo that.
+        let joined = if signup.marketing_opt_in {
             self.directory
-                .subscribe(NEWS_LIST, &signup.user_id, &signup.email)
-                .await?;
-        }
+                .subscribe(
+                    NEWS_LIST,
+                    &signup.user_id,
+                    &signup.email,
+                    signup.signed_up_at,
+                )
+                .await?
+                .changed()
+        } else {
+            false
+        };
         self.mailer
             .send(&Email {
                 to: signup.email.clone(),
@@ -92,6 +101,7 @@ impl<D: Directory, M: Mailer> Consumer for Signups<D, M> {
             event_id = envelope.id(),
             profile_created = created,
             opted_in = signup.marketing_opt_in,
+            joined,
             "signup recorded"
         );
         Ok(())

@@ -1,5 +1,6 @@
 //! The users directory in one DynamoDB table (partition key `pk`): `profile#{user id}` items and
-//! `member#{list id}#{user id}` items.
+//! `member#{list id}#{user id}` items (`member`, false for a tombstone; `at_ms`, the time of the change in force;
+//! `changed`, whether that change moved the user).
 
 use std::collections::HashMap;
 
@@ -7,8 +8,42 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use time::format_description::well_known::Rfc3339;
 use tubes_contract::catalogue::UserSignedUp;
 
-use super::{Directory, Profile, StoreError};
+use time::OffsetDateTime;
+
+use super::{apply, millis, Directory, Membership, Profile, StoreError, Stored};
 use crate::aws;
+
+/// How often a membership change reads again after another writer changed it in between.
+const CHANGE_ATTEMPTS: usize = 5;
+
+fn member_key(list: &str, user_id: &str) -> String {
+    format!("member#{list}#{user_id}")
+}
+
+/// A membership item as stored; an item from before memberships were ordered (no `at_ms`) is a member as of
+/// the epoch.
+fn stored(item: &HashMap<String, AttributeValue>) -> Option<Stored> {
+    let member = item
+        .get("member")
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(true);
+    let at_ms = item
+        .get("at_ms")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let changed = item
+        .get("changed")
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(true);
+    Some(Stored {
+        member,
+        at_ms,
+        changed,
+    })
+}
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
@@ -71,10 +106,65 @@ impl DynamoDirectory {
 
     /// Whether the user is on `list`.
     pub async fn is_member(&self, list: &str, user_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .item(format!("member#{list}#{user_id}"))
-            .await?
-            .is_some())
+        let item = self.item(member_key(list, user_id)).await?;
+        Ok(item.as_ref().and_then(stored).is_some_and(|s| s.member))
+    }
+
+    /// Applies the change (on the list with `email`, or off it when `None`) at `at`, by the rule of
+    /// [`super::apply`]: read the membership, decide, write only if what was read is still there (another writer
+    /// in between: read again).
+    async fn change(
+        &self,
+        list: &str,
+        user_id: &str,
+        email: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<Membership, StoreError> {
+        let key = member_key(list, user_id);
+        for _ in 0..CHANGE_ATTEMPTS {
+            let read = self.item(key.clone()).await?;
+            let previous = read.as_ref().and_then(stored);
+            let (store, outcome) = apply(previous, email.is_some(), millis(at));
+            let Some(next) = store else {
+                return Ok(outcome);
+            };
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", AttributeValue::S(key.clone()))
+                .item("member", AttributeValue::Bool(next.member))
+                .item("at_ms", AttributeValue::N(next.at_ms.to_string()))
+                .item("changed", AttributeValue::Bool(next.changed));
+            if let Some(email) = email {
+                put = put.item("email", s(email));
+            }
+            let legacy = read.as_ref().is_some_and(|i| !i.contains_key("at_ms"));
+            put = match previous {
+                None => put.condition_expression("attribute_not_exists(pk)"),
+                Some(_) if legacy => {
+                    put.condition_expression("attribute_exists(pk) AND attribute_not_exists(at_ms)")
+                }
+                Some(p) => put
+                    .condition_expression("at_ms = :at AND #m = :m")
+                    .expression_attribute_names("#m", "member")
+                    .expression_attribute_values(":at", AttributeValue::N(p.at_ms.to_string()))
+                    .expression_attribute_values(":m", AttributeValue::Bool(p.member)),
+            };
+            match put.send().await {
+                Ok(_) => return Ok(outcome),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|x| x.is_conditional_check_failed_exception()) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(store_error("PutItem", e)),
+            }
+        }
+        Err(StoreError(format!(
+            "{key}: changed by others {CHANGE_ATTEMPTS} times while this change was applied"
+        )))
     }
 }
 
@@ -107,28 +197,22 @@ impl Directory for DynamoDirectory {
         }
     }
 
-    async fn subscribe(&self, list: &str, user_id: &str, email: &str) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(&format!("member#{list}#{user_id}")))
-            .item("email", s(email))
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))?;
-        Ok(())
+    async fn subscribe(
+        &self,
+        list: &str,
+        user_id: &str,
+        email: &str,
+        at: OffsetDateTime,
+    ) -> Result<Membership, StoreError> {
+        self.change(list, user_id, Some(email), at).await
     }
 
-    async fn unsubscribe(&self, list: &str, user_id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(&format!("member#{list}#{user_id}")))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| store_error("DeleteItem", e))?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    async fn unsubscribe(
+        &self,
+        list: &str,
+        user_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Membership, StoreError> {
+        self.change(list, user_id, None, at).await
     }
 }

@@ -1,15 +1,17 @@
 //! The users directory in memory, for tests (feature `test-util`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use time::format_description::well_known::Rfc3339;
 use tubes_contract::catalogue::UserSignedUp;
 
-use super::{Directory, Profile, StoreError};
+use time::OffsetDateTime;
 
-/// Profiles by user, and (list, user) memberships.
-type Entries = (HashMap<String, Profile>, HashSet<(String, String)>);
+use super::{apply, millis, Directory, Membership, Profile, StoreError, Stored};
+
+/// Profiles by user, and memberships by (list, user).
+type Entries = (HashMap<String, Profile>, HashMap<(String, String), Stored>);
 
 /// The directory in memory.
 #[derive(Debug, Default)]
@@ -31,7 +33,20 @@ impl MemoryDirectory {
     pub fn is_member(&self, list: &str, user_id: &str) -> bool {
         self.lock()
             .1
-            .contains(&(list.to_owned(), user_id.to_owned()))
+            .get(&(list.to_owned(), user_id.to_owned()))
+            .is_some_and(|s| s.member)
+    }
+}
+
+impl MemoryDirectory {
+    fn change(&self, list: &str, user_id: &str, member: bool, at: OffsetDateTime) -> Membership {
+        let key = (list.to_owned(), user_id.to_owned());
+        let mut state = self.lock();
+        let (store, outcome) = apply(state.1.get(&key).copied(), member, millis(at));
+        if let Some(stored) = store {
+            state.1.insert(key, stored);
+        }
+        outcome
     }
 }
 
@@ -55,12 +70,22 @@ impl Directory for MemoryDirectory {
         Ok(true)
     }
 
-    async fn subscribe(&self, list: &str, user_id: &str, _email: &str) -> Result<(), StoreError> {
-        self.lock().1.insert((list.to_owned(), user_id.to_owned()));
-        Ok(())
+    async fn subscribe(
+        &self,
+        list: &str,
+        user_id: &str,
+        _email: &str,
+        at: OffsetDateTime,
+    ) -> Result<Membership, StoreError> {
+        Ok(self.change(list, user_id, true, at))
     }
 
-    async fn unsubscribe(&self, list: &str, user_id: &str) -> Result<bool, StoreError> {
-        Ok(self.lock().1.remove(&(list.to_owned(), user_id.to_owned())))
+    async fn unsubscribe(
+        &self,
+        list: &str,
+        user_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Membership, StoreError> {
+        Ok(self.change(list, user_id, false, at))
     }
 }
