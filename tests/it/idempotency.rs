@@ -234,3 +234,61 @@ async fn two_invocations_of_the_same_batch_have_each_effect_once() {
     assert_eq!((redelivered.handled, redelivered.duplicates), (0, 1));
     assert_eq!(seen.lock().unwrap().len(), ids.len() + 1);
 }
+
+/// A consumer that never finishes: the invocation dies (here: is dropped) between the claim and the completion.
+fn hangs() -> impl Consumer {
+    consumer_fn("counter", EventType::ALL, |_| {
+        std::future::pending::<Result<(), Infallible>>()
+    })
+}
+
+#[tokio::test]
+async fn a_record_held_by_a_dead_invocation_is_handled_once_its_claim_lapses_without_a_failure() {
+    let moto = Moto::start().await;
+    moto.create_table("idem", "key").await;
+    let times = IdempotencyTimes {
+        lock: Duration::from_secs(2),
+        ..IdempotencyTimes::default()
+    };
+    // Given an invocation that claimed record "a" and died before completing it (its future dropped mid-work)
+    let dying = Harness::new(hangs(), LogDeadLetters)
+        .with_idempotency(DynamoIdempotency::new(moto.dynamodb(), "idem"), times);
+    let deadline = tubes_platform::clock::now_ms() + 60_000;
+    let died = tokio::time::timeout(
+        Duration::from_millis(500),
+        dying.run_until(batch(&["a"]), deadline),
+    )
+    .await;
+    assert!(died.is_err(), "the first invocation never finished");
+    let key = key("counter", "event /it a");
+    let record = moto
+        .dynamodb()
+        .get_item()
+        .table_name("idem")
+        .key("key", AttributeValue::S(key))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(record["status"].as_s().unwrap(), "IN_PROGRESS");
+
+    // When Lambda retries the batch while the dead claim still holds
+    let seen = Mutex::default();
+    let retry = Harness::new(counter(&seen, Duration::ZERO), LogDeadLetters)
+        .with_idempotency(DynamoIdempotency::new(moto.dynamodb(), "idem"), times);
+    let deadline = tubes_platform::clock::now_ms() + 60_000;
+    let report = retry.run_until(batch(&["a", "b"]), deadline).await;
+
+    // Then the retry waits for the claim to lapse and handles the record: no failure reported, so none of the
+    // mapping's retries is spent, and each record's effect happens once.
+    assert!(
+        report.response.batch_item_failures.is_empty(),
+        "{:?}",
+        report.response
+    );
+    assert_eq!((report.handled, report.failed), (2, 0));
+    let mut handled = seen.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(handled, ["a", "b"]);
+}

@@ -21,8 +21,10 @@
 //! - Each claim counts an attempt. A dead letter says how many attempts its record had, and a record whose
 //!   [`Harness::with_max_attempts`]-th attempt fails retryably is parked too (payload included), so it stops
 //!   holding its key back before the event source mapping gives up on the whole batch.
-//! - [`Harness::run_until`] takes the invocation's deadline: claims expire with the invocation, so a redelivery
-//!   after a timeout or a crash is not locked out longer than the invocation could have lived.
+//! - Claims are short and kept alive while the consumer works ([`Ticket::hold`]): a crashed invocation's claim
+//!   lapses within one lock (seconds). [`Harness::run_until`] takes the invocation's deadline: a redelivery that
+//!   finds a record in progress waits for it within that deadline instead of failing it, so waiting for a dead
+//!   invocation's claim never spends the event source mapping's retries.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -297,7 +299,12 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         // Handled: completed. Failed retryably: released for the redelivery. Failed for good: released too, once
         // the dead letter is stored, so that a redrive after the fix is handled, not skipped as done (a
         // redelivery by Lambda parks it again; `tubes-dlq redrive` puts such twins back once).
-        let outcome = match self.consumer.handle(&envelope).await {
+        // A held claim is kept alive while the consumer works; without records, the consumer just works.
+        let handled = match &ticket {
+            Some(ticket) => ticket.hold(self.consumer.handle(&envelope)).await,
+            None => self.consumer.handle(&envelope).await,
+        };
+        let outcome = match handled {
             Ok(()) => {
                 if let Some(ticket) = ticket {
                     ticket.complete().await;

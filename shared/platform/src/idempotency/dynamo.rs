@@ -130,6 +130,31 @@ impl IdempotencyStore for DynamoIdempotency {
         }
     }
 
+    async fn extend(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        lock: Duration,
+    ) -> Result<(), StoreError> {
+        let lock_expires = now_ms + millis(lock);
+        self.update(
+            key,
+            "SET #l = :lock, #e = :e",
+            "#s = :progress AND #h = :h",
+            values([
+                (":progress", s(IN_PROGRESS)),
+                (":h", s(hash)),
+                (":lock", n(lock_expires)),
+                (":e", n(lock_expires / 1000 + 1)),
+            ]),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError(aws::describe("UpdateItem", e)))
+    }
+
     async fn complete(
         &self,
         key: &str,

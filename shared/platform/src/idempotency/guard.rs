@@ -7,9 +7,13 @@
 //! after its lock. A failure to complete or release is logged, never the caller's failure: the work is done (or
 //! not) whatever the record says, and the lock bounds what a lost write costs.
 //!
-//! The lock is [`IdempotencyTimes::lock`], shortened to the caller's deadline (a Lambda invocation's end), never
-//! below [`MIN_LOCK`]: a live holder keeps its claim, and a dead one's claim ends with its invocation.
+//! The lock is short ([`IdempotencyTimes::lock`], shortened to the caller's deadline, never below [`MIN_LOCK`]),
+//! and a holder doing long work keeps it by [`Ticket::hold`], which extends it while the work runs: a live holder
+//! never loses its claim, and a dead one's claim ends one lock after it died. A claimant with a deadline that
+//! finds the key in progress waits for it, within its deadline ([`Guard::claim`]): a record held by a crashed
+//! invocation is handled as soon as the claim expires, without spending the event source mapping's retries.
 
+use std::future::Future;
 use std::time::Duration;
 
 use super::{Claim, IdempotencyStore, StoreError};
@@ -18,11 +22,17 @@ use crate::clock;
 /// The shortest lock a claim gets, however close its deadline.
 pub const MIN_LOCK: Duration = Duration::from_secs(1);
 
+/// What a claimant that waits for a key in progress keeps of its deadline for the work itself.
+pub const WORK_MARGIN: Duration = Duration::from_secs(3);
+
+/// The longest pause between two looks at a key in progress.
+const MAX_POLL: Duration = Duration::from_secs(1);
+
 /// How long claims and completed records last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdempotencyTimes {
-    /// A claim's lock when no deadline shortens it: at least the work's longest run, so a live holder never
-    /// loses it.
+    /// A claim's lock when no deadline shortens it: how long a dead holder's claim blocks the key. A live holder
+    /// keeps it however long its work takes ([`Ticket::hold`]); work done without holding must fit in it.
     pub lock: Duration,
     /// How long a completed (or released) record is remembered (default 24 h): the work is skipped within it.
     pub ttl: Duration,
@@ -31,7 +41,7 @@ pub struct IdempotencyTimes {
 impl Default for IdempotencyTimes {
     fn default() -> Self {
         Self {
-            lock: Duration::from_secs(15 * 60),
+            lock: Duration::from_secs(10),
             ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
@@ -98,16 +108,46 @@ impl<S: IdempotencyStore> Guard<S> {
     }
 
     /// Claims `key` for work whose content hashes to `hash` ([`super::payload_hash`]), until `deadline_ms` if
-    /// the caller has one (see [`Guard::lock`]).
+    /// the caller has one (see [`Guard::lock`]). A caller with a deadline that finds the key in progress looks
+    /// again, backing off, as long as [`WORK_MARGIN`] of its deadline would be left for the work: a holder that
+    /// died frees the key within one lock, and a live one completes (the key is then done) or releases it.
     pub async fn claim(
         &self,
         key: String,
         hash: String,
         deadline_ms: Option<i64>,
     ) -> Result<Entry<'_, S>, StoreError> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let entry = self.claim_once(&key, &hash, deadline_ms).await?;
+            let Some(deadline) = deadline_ms else {
+                return Ok(self.entry(entry, key, hash));
+            };
+            let waited_until = clock::now_ms()
+                + i64::try_from((pause + WORK_MARGIN).as_millis()).unwrap_or(i64::MAX);
+            if entry != Claim::InProgress || waited_until > deadline {
+                return Ok(self.entry(entry, key, hash));
+            }
+            tracing::debug!(key = %key, pause_ms = pause.as_millis(), "in progress elsewhere; waiting for it");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    async fn claim_once(
+        &self,
+        key: &str,
+        hash: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<Claim, StoreError> {
         let now = clock::now_ms();
-        let lock = self.lock(now, deadline_ms);
-        Ok(match self.store.claim(&key, &hash, now, lock).await? {
+        self.store
+            .claim(key, hash, now, self.lock(now, deadline_ms))
+            .await
+    }
+
+    fn entry(&self, claim: Claim, key: String, hash: String) -> Entry<'_, S> {
+        match claim {
             Claim::Acquired { attempt } => Entry::Acquired(Ticket {
                 guard: self,
                 key,
@@ -117,7 +157,7 @@ impl<S: IdempotencyStore> Guard<S> {
             Claim::Completed => Entry::Completed,
             Claim::InProgress => Entry::InProgress,
             Claim::Conflict => Entry::Conflict,
-        })
+        }
     }
 }
 
@@ -130,6 +170,34 @@ impl<S: IdempotencyStore> Ticket<'_, S> {
     /// The key held.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Runs `work` while keeping the claim: its lock is extended every half lock until `work` ends, so a live
+    /// holder keeps the key however long the work takes. (A failed extension is logged: the claim may then lapse
+    /// and another claimant do the work again, as after a crash.)
+    pub async fn hold<T>(&self, work: impl Future<Output = T>) -> T {
+        let lock = self.guard.times.lock.max(MIN_LOCK);
+        let keep = async {
+            #[allow(clippy::infinite_loop)]
+            loop {
+                tokio::time::sleep(lock / 2).await;
+                if let Err(err) = self
+                    .guard
+                    .store
+                    .extend(&self.key, &self.hash, clock::now_ms(), lock)
+                    .await
+                {
+                    tracing::warn!(key = %self.key, error = %err, "claim not extended: it may lapse while the work runs");
+                }
+            }
+        };
+        let work = std::pin::pin!(work);
+        let keep = std::pin::pin!(keep);
+        match futures_util::future::select(work, keep).await {
+            futures_util::future::Either::Left((done, _)) => done,
+            // The keeper never ends; should it, the work still finishes.
+            futures_util::future::Either::Right(((), work)) => work.await,
+        }
     }
 
     /// The work is done: the key is skipped for the TTL.

@@ -73,6 +73,25 @@ impl IdempotencyStore for MemoryIdempotency {
         })
     }
 
+    async fn extend(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        lock: Duration,
+    ) -> Result<(), StoreError> {
+        match self.lock().get_mut(key) {
+            Some(e) if e.status == Status::InProgress && e.hash == hash => {
+                e.lock_expires_ms = now_ms + millis(lock);
+                e.expires_at_ms = (e.lock_expires_ms / 1000 + 1) * 1000;
+                Ok(())
+            }
+            _ => Err(StoreError(format!(
+                "{key}: no claim of this payload to extend"
+            ))),
+        }
+    }
+
     async fn complete(
         &self,
         key: &str,

@@ -87,6 +87,16 @@ pub trait IdempotencyStore: Send + Sync {
         lock: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
+    /// Extends the lock of a claim this holder still has (in progress, same payload) to `lock` from now; an
+    /// error if it does not hold it any more.
+    fn extend(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        lock: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Marks a claimed record completed; it is remembered for `ttl`.
     fn complete(
         &self,
@@ -118,6 +128,16 @@ impl<S: IdempotencyStore> IdempotencyStore for &S {
         (**self).claim(key, hash, now_ms, lock)
     }
 
+    fn extend(
+        &self,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+        lock: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).extend(key, hash, now_ms, lock)
+    }
+
     fn complete(
         &self,
         key: &str,
@@ -143,6 +163,10 @@ impl<S: IdempotencyStore> IdempotencyStore for &S {
 /// mailer without a [`Guard`]), where no method is ever called.
 impl IdempotencyStore for Infallible {
     async fn claim(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<Claim, StoreError> {
+        match *self {}
+    }
+
+    async fn extend(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
         match *self {}
     }
 

@@ -62,14 +62,14 @@ fn the_payload_hash_is_sha256_hex() {
 fn the_lock_ends_with_the_deadline_within_bounds() {
     let guard = Guard::new(MemoryIdempotency::default(), IdempotencyTimes::default());
     let now = 1_800_000_000_000;
-    assert_eq!(guard.lock(now, None), Duration::from_secs(15 * 60));
+    assert_eq!(guard.lock(now, None), Duration::from_secs(10));
     assert_eq!(guard.lock(now, Some(now + 5_000)), Duration::from_secs(5));
     // Past or about to pass: the minimum, so the holder can still finish.
     assert_eq!(guard.lock(now, Some(now - 5_000)), MIN_LOCK);
     // A deadline further than the guard's lock does not lengthen it.
     assert_eq!(
         guard.lock(now, Some(now + 3_600_000)),
-        Duration::from_secs(15 * 60)
+        Duration::from_secs(10)
     );
     let tiny = Guard::new(
         MemoryIdempotency::default(),
@@ -134,4 +134,73 @@ async fn a_holder_that_dies_holds_the_key_until_its_deadline() {
         store.claim(&k, &h, deadline + 1_001, LOCK).await,
         Ok(Claim::Acquired { attempt: 2 })
     );
+}
+
+/// Times with a one-second lock: short enough for a test to see it lapse.
+fn short() -> IdempotencyTimes {
+    IdempotencyTimes {
+        lock: MIN_LOCK,
+        ttl: DAY,
+    }
+}
+
+#[tokio::test]
+async fn a_claimant_with_a_deadline_waits_for_a_dead_holders_claim() {
+    let guard = Guard::new(MemoryIdempotency::default(), short());
+    let (k, h) = (event_key("signups", "/web", "e1"), payload_hash(b"{}"));
+    let Entry::Acquired(dead) = guard.claim(k.clone(), h.clone(), None).await.unwrap() else {
+        panic!("the first claim acquires");
+    };
+    drop(dead); // the holder dies between claim and completion
+                // Without a deadline: in progress (the caller retries later).
+    assert!(matches!(
+        guard.claim(k.clone(), h.clone(), None).await,
+        Ok(Entry::InProgress)
+    ));
+    // With time to spare: it waits for the claim to lapse, and takes it as the next attempt.
+    let started = std::time::Instant::now();
+    let deadline = clock::now_ms() + 30_000;
+    let Entry::Acquired(next) = guard
+        .claim(k.clone(), h.clone(), Some(deadline))
+        .await
+        .unwrap()
+    else {
+        panic!("the waiting claimant acquires once the dead holder's lock lapsed");
+    };
+    assert_eq!(next.attempt(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // With no time to do the work after waiting: it does not wait.
+    let short_deadline = clock::now_ms() + 1_000;
+    assert!(matches!(
+        guard.claim(k, h, Some(short_deadline)).await,
+        Ok(Entry::InProgress)
+    ));
+    next.release().await;
+}
+
+#[tokio::test]
+async fn a_live_holder_keeps_its_claim_however_long_the_work_takes() {
+    let store = MemoryIdempotency::default();
+    let guard = Guard::new(&store, short());
+    let (k, h) = (event_key("payments", "/bank", "p1"), payload_hash(b"{}"));
+    let Entry::Acquired(ticket) = guard.claim(k.clone(), h.clone(), None).await.unwrap() else {
+        panic!("the first claim acquires");
+    };
+    // The work takes three locks; another claimant looks in the middle of it.
+    let probe = async {
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        store.claim(&k, &h, clock::now_ms(), MIN_LOCK).await
+    };
+    let work = ticket.hold(tokio::time::sleep(Duration::from_millis(3_000)));
+    let ((), seen) = tokio::join!(work, probe);
+    assert_eq!(seen, Ok(Claim::InProgress), "the claim was kept alive");
+    ticket.complete().await;
+    assert!(matches!(
+        guard.claim(k, h, None).await,
+        Ok(Entry::Completed)
+    ));
 }
