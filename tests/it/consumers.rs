@@ -214,12 +214,11 @@ async fn a_payment_over_the_balance_is_refused_with_its_reason_and_the_payer_is_
     .await;
 
     // payments refuses it and publishes payment.failed; notifications tells the payer, through the outbox.
-    let outcome = tubes_contract::envelope::derived_id(
+    // Its id is the payment's (once per payment), not the event's that asked.
+    let outcome = tubes_contract::envelope::keyed_id(
         tubes_consumer_payments::NAME,
-        "/e2e/bank",
-        &pay_id,
+        "p1",
         tubes_contract::EventType::PaymentFailed,
-        0,
     );
     let key = tubes_consumer_notifications::notification_key(&outcome.to_string());
     let outbox = tubes_platform::mail::OutboxMailer::new(stack.state.join("outbox.jsonl"));

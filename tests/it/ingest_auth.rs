@@ -194,18 +194,22 @@ async fn closed_by_default_on_the_real_emulators() {
     let batch = || KinesisBatch::from_event(&kinesis_event(&source, &records)).unwrap();
     let first = harness.run(batch()).await;
     let again = harness.run(batch()).await;
-    // The stream holds "42" twice (one per producer), "c", and "b" as often as the polling above sent it
-    // (a sender's resends: the same event): four events.
+    // The stream holds "42" twice (one per producer), "c", and "b" as often as the polling above got it
+    // accepted before the revocation took hold (a sender's resends: the same event; none if the sources were
+    // re-read before the first poll): three or four events.
+    let resends_of_b = records.len() - 3;
+    let events = 3 + resends_of_b.min(1);
     assert_eq!(
         (first.handled, first.duplicates),
-        (4, records.len() - 4),
+        (events, records.len() - events),
         "{records:?}"
     );
     assert_eq!((again.handled, again.duplicates), (0, records.len()));
     let mut handled = handled.into_inner().unwrap();
     handled.sort();
-    assert_eq!(
-        handled,
-        ["/crm/web 42", "/shop/web 42", "/shop/web b", "/shop/web c"]
-    );
+    let mut expected = vec!["/crm/web 42", "/shop/web 42", "/shop/web c"];
+    if resends_of_b > 0 {
+        expected.insert(2, "/shop/web b");
+    }
+    assert_eq!(handled, expected);
 }

@@ -237,7 +237,7 @@ async fn the_payments_consumer_on_real_stores_has_its_effects_once_and_publishes
     assert_eq!((second.handled, second.duplicates), (0, 4));
     assert_eq!(ledger.account("acc_1").await.unwrap().unwrap().balance, 400);
 
-    // On the stream: one outcome per payment, with ids derived from the payment events.
+    // On the stream: one outcome per payment, its id derived from the payment id.
     let (source, records) = kinesis.read_all("events", &arn).await.remove(0);
     let outcomes: BTreeMap<String, Value> = records
         .iter()
@@ -251,12 +251,10 @@ async fn the_payments_consumer_on_real_stores_has_its_effects_once_and_publishes
     assert_eq!(outcomes["pay_no"]["type"], "payment.failed");
     assert_eq!(outcomes["pay_no"]["data"]["reason"], "insufficient_funds");
     assert_eq!(outcomes["pay_no"]["causationid"], "e4");
-    let expected = tubes_contract::envelope::derived_id(
+    let expected = tubes_contract::envelope::keyed_id(
         "payments",
-        "/bank",
-        "e3",
+        "pay_ok",
         tubes_contract::EventType::PaymentProcessed,
-        0,
     );
     assert_eq!(outcomes["pay_ok"]["id"], expected.to_string());
     // They are events like any other: decodable, and on the account's key.

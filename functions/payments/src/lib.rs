@@ -6,9 +6,11 @@
 //!   amount is within its per-payment limit and its balance) and debited **exactly once per payment id**: the
 //!   ledger records the decision with the debit in one transaction, so a redelivery, a retry after a crash, or a
 //!   second invocation on the same record finds the decision instead of debiting again;
-//! - the outcome is published: `payment.processed`, or `payment.failed` with a machine-readable reason. Its id is
-//!   derived from the payment event's ([`Envelope::caused_by`]) and its time is the decision's, so a retried
-//!   publication is the same event, byte for byte, and downstream (the notifications consumer) counts it once.
+//! - the outcome is published: `payment.processed`, or `payment.failed` with a machine-readable reason. It is
+//!   published once per payment ([`Envelope::once_per_key`]): its id is derived from the payment id, not from
+//!   the event that asked, and its time and data from the stored decision, so a retried publication, a second
+//!   event about the same payment, a redrive or a replay is the same event, and downstream (the notifications
+//!   consumer) e-mails the payer once.
 //!
 //! All of an account's events share its partition key (the account id), so they reach this consumer in order.
 
@@ -101,30 +103,39 @@ impl<L: Ledger, P: Publisher> Consumer for Payments<L, P> {
             Event::AccountFrozen(frozen) => self.ledger.freeze(frozen).await,
             Event::PaymentReceived(payment) => {
                 let decision = self.ledger.debit(payment, clock::now()).await?;
-                let outcome: Event = match decision {
-                    Decision::Processed { at } => PaymentProcessed {
-                        payment_id: payment.payment_id.clone(),
-                        account_id: payment.account_id.clone(),
-                        amount: payment.amount,
-                        currency: payment.currency.clone(),
-                        payer_email: payment.payer_email.clone(),
-                        processed_at: at,
-                    }
-                    .into(),
-                    Decision::Refused { reason, at } => PaymentFailed {
-                        payment_id: payment.payment_id.clone(),
-                        account_id: payment.account_id.clone(),
-                        amount: payment.amount,
-                        currency: payment.currency.clone(),
-                        payer_email: payment.payer_email.clone(),
-                        reason,
-                        detail: Some(detail(reason).to_owned()),
-                        failed_at: at,
-                    }
-                    .into(),
+                let (outcome, at): (Event, _) = match decision {
+                    Decision::Processed { at } => (
+                        PaymentProcessed {
+                            payment_id: payment.payment_id.clone(),
+                            account_id: payment.account_id.clone(),
+                            amount: payment.amount,
+                            currency: payment.currency.clone(),
+                            payer_email: payment.payer_email.clone(),
+                            processed_at: at,
+                        }
+                        .into(),
+                        at,
+                    ),
+                    Decision::Refused { reason, at } => (
+                        PaymentFailed {
+                            payment_id: payment.payment_id.clone(),
+                            account_id: payment.account_id.clone(),
+                            amount: payment.amount,
+                            currency: payment.currency.clone(),
+                            payer_email: payment.payer_email.clone(),
+                            reason,
+                            detail: Some(detail(reason).to_owned()),
+                            failed_at: at,
+                        }
+                        .into(),
+                        at,
+                    ),
                 };
-                let published = Envelope::caused_by(envelope, NAME, 0, outcome)
-                    .map_err(|v| PaymentsError::Invalid(v.to_string()))?;
+                // Once per payment, whatever event asked: the outcome is a function of the stored decision, so
+                // a second event about this payment, a redrive or a replay publishes the very same event.
+                let published =
+                    Envelope::once_per_key(envelope, NAME, &payment.payment_id, at, outcome)
+                        .map_err(|v| PaymentsError::Invalid(v.to_string()))?;
                 self.publish(&published).await?;
                 tracing::info!(
                     payment_id = %payment.payment_id,
@@ -289,6 +300,47 @@ mod tests {
             "same id, same time, same bytes"
         );
         assert_eq!(ledger.balance("acc_1"), Some(4_000));
+    }
+
+    #[tokio::test]
+    async fn one_payment_under_two_event_ids_is_debited_once_and_has_one_outcome() {
+        let (ledger, publisher) = (MemoryLedger::default(), MemoryPublisher::default());
+        let harness = Harness::new(Payments::new(&ledger, &publisher), LogDeadLetters);
+        harness
+            .run(batch_of(&[opened("acc_1"), credited("acc_1", "c1", 5_000)]))
+            .await;
+        // The producer sends payment pay_1 twice, under two event ids (and at two times).
+        let mut again = payment("acc_1", "pay_1", 1_000, "EUR");
+        again["id"] = json!("evt-pay_1-resent");
+        again["time"] = json!("2026-11-22T10:05:00Z");
+        harness
+            .run(batch_of(&[payment("acc_1", "pay_1", 1_000, "EUR"), again]))
+            .await;
+        assert_eq!(ledger.balance("acc_1"), Some(4_000), "debited once");
+        // Both publications are one event: same id (the payment's, not the cause's), same time (the decision's),
+        // same data; only the causation differs, which downstream's duplicate check does not look at.
+        let outcomes: Vec<Envelope> = publisher
+            .written()
+            .iter()
+            .map(|r| codec::decode(&r.data).unwrap())
+            .collect();
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(outcomes[0].id(), outcomes[1].id());
+        assert_eq!(outcomes[0].time(), outcomes[1].time());
+        assert_eq!(outcomes[0].content_bytes(), outcomes[1].content_bytes());
+        assert_eq!(
+            outcomes[0].id(),
+            tubes_contract::envelope::keyed_id(NAME, "pay_1", EventType::PaymentProcessed)
+                .to_string()
+        );
+        let Event::PaymentProcessed(p) = outcomes[0].event() else {
+            panic!("processed");
+        };
+        assert_eq!(
+            outcomes[0].time(),
+            p.processed_at,
+            "the envelope's time is the decision's"
+        );
     }
 
     #[tokio::test]

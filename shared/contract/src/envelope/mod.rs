@@ -59,6 +59,21 @@ pub fn derived_id(
     Uuid::new_v5(&DERIVED_NAMESPACE, &name)
 }
 
+/// The namespace of [`keyed_id`]'s UUIDv5s, apart from [`derived_id`]'s so the two can never meet. Never change
+/// it, for the same reason.
+const KEYED_NAMESPACE: Uuid = Uuid::from_u128(0x9c41_0f2e_77b3_5a08_b1d6_4e2a_c5f0_1938);
+
+/// The id of the event of type `ty` that `consumer` publishes once per business key `key` (a payment's outcome,
+/// keyed on its payment id): whatever event caused it, and however often.
+pub fn keyed_id(consumer: &str, key: &str, ty: EventType) -> Uuid {
+    let mut name = Vec::with_capacity(consumer.len() + key.len() + 40);
+    for part in [consumer, key, ty.as_str()] {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part.as_bytes());
+    }
+    Uuid::new_v5(&KEYED_NAMESPACE, &name)
+}
+
 /// A validated event in its CloudEvents envelope. Only [`Envelope::parse`], [`Envelope::decode`] and
 /// [`Envelope::new`] make one, so holding an `Envelope` means holding a valid event.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +151,31 @@ impl Envelope {
             cause.time(),
             event,
         )?;
+        envelope.extensions.insert(
+            CAUSATION_ID.to_owned(),
+            serde_json::Value::String(cause.id().to_owned()),
+        );
+        Ok(envelope)
+    }
+
+    /// Makes the envelope for the event `consumer` publishes once per business key `key` (a payment's outcome):
+    /// a pure function of what was decided, so that deciding again (a redelivery, a redrive, a replay, another
+    /// event about the same payment) publishes the very same event, which downstream skips as a duplicate.
+    ///
+    /// - `id`: a UUIDv5 of `(consumer, key, type)` ([`keyed_id`]), not of the cause;
+    /// - `source`: `/consumers/{consumer}`; `time`: `at`, the decision's own (stored) time;
+    /// - extension `causationid`: the id of the event that caused it this time.
+    pub fn once_per_key(
+        cause: &Envelope,
+        consumer: &str,
+        key: &str,
+        at: OffsetDateTime,
+        event: impl Into<Event>,
+    ) -> Result<Self, Violations> {
+        let event = event.into();
+        let id = keyed_id(consumer, key, event.event_type());
+        let mut envelope =
+            Envelope::new(id.to_string(), format!("/consumers/{consumer}"), at, event)?;
         envelope.extensions.insert(
             CAUSATION_ID.to_owned(),
             serde_json::Value::String(cause.id().to_owned()),
