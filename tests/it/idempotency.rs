@@ -10,7 +10,7 @@ use tubes_contract::EventType;
 use tubes_platform::consumer::{consumer_fn, Consumer};
 use tubes_platform::dead_letters::LogDeadLetters;
 use tubes_platform::idempotency::{
-    key, payload_hash, Claim, DynamoIdempotency, IdempotencyStore, IdempotencyTimes,
+    key, payload_hash, Attempt, Claim, DynamoIdempotency, IdempotencyStore, IdempotencyTimes,
 };
 use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
 use tubes_platform::{Harness, KinesisBatch};
@@ -74,7 +74,10 @@ async fn claims_follow_the_rules_on_dynamodb() {
     // releasing a completed record does nothing.
     let k2 = key("payments", "evt_2");
     assert_eq!(store.claim(&k2, &h, T, LOCK).await, acquired(1));
-    store.release(&k2, &h, T + 1, DAY).await.unwrap();
+    store
+        .release(&k2, &h, T + 1, DAY, Attempt::Keep)
+        .await
+        .unwrap();
     let released = client
         .get_item()
         .table_name("idem")
@@ -96,12 +99,18 @@ async fn claims_follow_the_rules_on_dynamodb() {
     );
     assert_eq!(store.claim(&k2, &h, T + 2, LOCK).await, acquired(2));
     // Someone else's hash cannot release it.
-    store.release(&k2, "other", T + 3, DAY).await.unwrap();
+    store
+        .release(&k2, "other", T + 3, DAY, Attempt::Keep)
+        .await
+        .unwrap();
     assert_eq!(
         store.claim(&k2, &h, T + 4, LOCK).await,
         Ok(Claim::InProgress)
     );
-    store.release(&k, &h, T + 40_001, DAY).await.unwrap();
+    store
+        .release(&k, &h, T + 40_001, DAY, Attempt::Keep)
+        .await
+        .unwrap();
     assert_eq!(
         store.claim(&k, &h, T + 40_001, LOCK).await,
         Ok(Claim::Completed)

@@ -12,6 +12,7 @@ mod ingest_faults;
 mod local_stack;
 mod mail;
 mod ordering;
+mod outage;
 mod payments;
 mod pipeline;
 mod redrive;

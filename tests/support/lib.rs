@@ -111,6 +111,25 @@ impl Moto {
 }
 
 impl Moto {
+    /// Freezes the server (`SIGSTOP`): connections are accepted by the kernel but nothing answers, as in a
+    /// network partition or an overloaded endpoint. Its state is kept for [`Moto::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} moto");
+    }
+
     /// Creates an on-demand table keyed by the string attribute `key` (as the template's tables are).
     pub async fn create_table(&self, name: &str, key: &str) {
         use aws_sdk_dynamodb::types::{

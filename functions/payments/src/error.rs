@@ -1,6 +1,6 @@
 //! The payments consumer's one error type, each variant classified for the harness.
 
-use tubes_platform::Classify;
+use tubes_platform::{Classify, Dependency};
 
 /// What went wrong while handling an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,8 +25,19 @@ pub enum PaymentsError {
     Invalid(String),
 }
 
+/// The ledger, as the circuit breaker names it.
+pub const LEDGER: Dependency = Dependency::named("ledger");
+
 impl Classify for PaymentsError {
     fn is_retryable(&self) -> bool {
         matches!(self, PaymentsError::Store(_) | PaymentsError::Publish(_))
+    }
+
+    fn dependency(&self) -> Option<Dependency> {
+        match self {
+            PaymentsError::Store(_) => Some(LEDGER),
+            PaymentsError::Publish(_) => Some(Dependency::STREAM),
+            _ => None,
+        }
     }
 }

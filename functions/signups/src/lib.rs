@@ -8,7 +8,7 @@
 use tubes_contract::{Envelope, Event, EventType};
 use tubes_platform::mail::{Email, MailError, Mailer};
 use tubes_platform::users::{Directory, StoreError};
-use tubes_platform::{Classify, Consumer};
+use tubes_platform::{Classify, Consumer, Dependency};
 
 /// The consumer's stable name (in logs, dead letters, idempotency and e-mail keys).
 pub const NAME: &str = "signups";
@@ -40,6 +40,13 @@ impl Classify for SignupsError {
         match self {
             SignupsError::Directory(e) => e.is_retryable(),
             SignupsError::Mail(e) => e.is_retryable(),
+        }
+    }
+
+    fn dependency(&self) -> Option<Dependency> {
+        match self {
+            SignupsError::Directory(e) => e.dependency(),
+            SignupsError::Mail(e) => e.dependency(),
         }
     }
 }

@@ -6,7 +6,7 @@
 use tubes_contract::{Envelope, Event, EventType};
 use tubes_platform::mail::{Email, MailError, Mailer};
 use tubes_platform::users::{Directory, StoreError};
-use tubes_platform::{Classify, Consumer};
+use tubes_platform::{Classify, Consumer, Dependency};
 
 /// The consumer's stable name (in logs, dead letters, idempotency and e-mail keys).
 pub const NAME: &str = "unsubscribes";
@@ -36,6 +36,13 @@ impl Classify for UnsubscribesError {
         match self {
             UnsubscribesError::Directory(e) => e.is_retryable(),
             UnsubscribesError::Mail(e) => e.is_retryable(),
+        }
+    }
+
+    fn dependency(&self) -> Option<Dependency> {
+        match self {
+            UnsubscribesError::Directory(e) => e.dependency(),
+            UnsubscribesError::Mail(e) => e.dependency(),
         }
     }
 }

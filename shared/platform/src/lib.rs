@@ -29,7 +29,7 @@ pub mod publish;
 pub mod runtime;
 pub mod users;
 
-pub use classify::Classify;
+pub use classify::{Classify, Dependency};
 pub use consumer::Consumer;
 pub use harness::Harness;
 pub use lambda_event::KinesisBatch;

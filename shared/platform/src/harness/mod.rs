@@ -24,33 +24,50 @@
 //! - Claims are short and kept alive while the consumer works ([`Ticket::hold`]): a crashed invocation's claim
 //!   lapses within one lock (seconds). [`Harness::run_until`] takes the invocation's deadline: a redelivery that
 //!   finds a record in progress waits for it within that deadline instead of failing it, so waiting for a dead
-//!   invocation's claim never spends the event source mapping's retries.
+//!   invocation's claim never spends the event source mapping's retries. A record whose claims keep ending
+//!   without an outcome (its invocation crashes or times out on it) is parked, unhandled, once it has had
+//!   [`Harness::with_max_attempts`] of them: a record that kills its consumer cannot hold its shard forever.
+//! - **An outage is not the record's fault.** A failure a dependency owns ([`Classify::dependency`]: a store or
+//!   service that did not answer, throttled or answered 5xx) never parks a record, and its attempt is taken
+//!   back. A circuit breaker per dependency ([`breaker`]) counts these across records: once one is open, no
+//!   record starts (the batch stops early and reports its lowest unfinished record), the invocation waits out
+//!   the cooldown within its deadline before answering, so Lambda's retries come with backoff, and one probe
+//!   record at a time tells when the dependency is back.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::event::streams::KinesisBatchItemFailure;
 use futures_util::stream::{self, StreamExt as _};
 
-use crate::classify::Classify;
+use crate::classify::{Classify, Dependency};
+use crate::clock;
 use crate::consumer::Consumer;
 use crate::dead_letters::{DeadLetter, DeadLetters};
-use crate::idempotency::{self, Entry, Guard, IdempotencyStore, IdempotencyTimes, Ticket};
+use crate::idempotency::{self, Attempt, Entry, Guard, IdempotencyStore, IdempotencyTimes, Ticket};
 use crate::lambda_event::{BatchRecord, KinesisBatch, SequenceNumber};
 
+pub mod breaker;
 mod report;
 
+pub use breaker::BreakerPolicy;
+use breaker::{Admission, Breakers, Verdict};
 pub use report::BatchReport;
 use report::Outcome;
 
 /// How many partition keys a batch works on at once unless told otherwise ([`Harness::with_concurrency`]).
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
-/// After how many attempts a record that keeps failing retryably is parked unless told otherwise
-/// ([`Harness::with_max_attempts`]). Below the event source mapping's `MaximumRetryAttempts` (10 in
-/// `template.yaml`), so the harness parks the record itself, payload included, before the mapping gives up on
-/// the batch and sends only its sequence range to the on-failure destination.
+/// After how many attempts a record that keeps failing (retryably, for its own reasons, or by ending its
+/// invocation) is parked unless told otherwise ([`Harness::with_max_attempts`]). The harness parks such a record
+/// itself, payload included, so the event source mapping never has to give up on a batch (`template.yaml` lets
+/// it retry until the records expire: only an outage holds a shard that long).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// What an invocation keeps for answering: it stops waiting out an open circuit this long before its deadline.
+const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
 /// Where the records of a batch came from, and until when its invocation runs.
 #[derive(Clone, Copy)]
@@ -69,6 +86,8 @@ pub struct Harness<C, D, S = Infallible> {
     guard: Option<Guard<S>>,
     concurrency: usize,
     max_attempts: u32,
+    /// Shared by clones: the breakers describe the dependencies, not one harness value.
+    breakers: Arc<Breakers>,
 }
 
 impl<C: Consumer, D: DeadLetters> Harness<C, D> {
@@ -81,6 +100,7 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
             guard: None,
             concurrency: DEFAULT_CONCURRENCY,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            breakers: Arc::new(Breakers::new(BreakerPolicy::default())),
         }
     }
 
@@ -97,6 +117,7 @@ impl<C: Consumer, D: DeadLetters> Harness<C, D> {
             guard: Some(Guard::new(store, times)),
             concurrency: self.concurrency,
             max_attempts: self.max_attempts,
+            breakers: self.breakers,
         }
     }
 }
@@ -119,6 +140,12 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
     /// [`Harness::with_idempotency`]: without them every attempt looks like the first.
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The same harness, with circuit breakers following `policy` (default [`BreakerPolicy::default`]).
+    pub fn with_breakers(mut self, policy: BreakerPolicy) -> Self {
+        self.breakers = Arc::new(Breakers::new(policy));
         self
     }
 
@@ -177,6 +204,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             let mut failure = KinesisBatchItemFailure::default();
             failure.item_identifier = Some(seq.into_string());
             report.response.batch_item_failures.push(failure);
+            self.wait_out_open_circuit(deadline_ms).await;
         }
         tracing::info!(
             consumer = self.consumer.name(),
@@ -192,8 +220,33 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         report
     }
 
-    /// The records of one partition key, in order, until one fails retryably: the rest are held back. Returns
-    /// the key's counts and the sequence number of its failed record, if any.
+    /// Before answering with a failure while a breaker is open: wait for it to half-open, within the
+    /// invocation's deadline, so that Lambda's retry comes after a backoff instead of at once.
+    async fn wait_out_open_circuit(&self, deadline_ms: Option<i64>) {
+        let Some(until) = self.breakers.open_until() else {
+            return;
+        };
+        let until = match deadline_ms {
+            Some(deadline) => {
+                let left = u64::try_from(deadline - clock::now_ms()).unwrap_or(0);
+                let latest = tokio::time::Instant::now()
+                    + Duration::from_millis(left).saturating_sub(ANSWER_MARGIN);
+                until.min(latest)
+            }
+            None => until,
+        };
+        tracing::info!(
+            consumer = self.consumer.name(),
+            wait_ms = until
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_millis() as u64,
+            "circuit open: waiting before Lambda retries"
+        );
+        tokio::time::sleep_until(until).await;
+    }
+
+    /// The records of one partition key, in order, until one fails retryably or a breaker stops the batch: the
+    /// rest are held back. Returns the key's counts and the sequence number to redeliver from, if any.
     async fn run_key(
         &self,
         records: Vec<BatchRecord>,
@@ -203,7 +256,13 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         let total = records.len();
         for (done, record) in records.into_iter().enumerate() {
             let sequence_number = record.sequence_number.clone();
-            let outcome = self.record(record, batch).await;
+            let admission = self.breakers.admit().await;
+            if admission == Admission::Stop {
+                report.held_back += total - done;
+                return (report, Some(sequence_number));
+            }
+            let (outcome, verdict) = self.record(record, batch).await;
+            self.breakers.record(verdict, admission == Admission::Probe);
             report.count(outcome);
             if outcome == Outcome::Failed {
                 report.held_back += total - done - 1;
@@ -213,8 +272,9 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         (report, None)
     }
 
-    /// One record: decode, filter, claim, handle, complete or release (see the module docs).
-    async fn record(&self, record: BatchRecord, batch: Batch<'_>) -> Outcome {
+    /// One record: decode, filter, claim, handle, complete or release (see the module docs). Returns what became
+    /// of it, and what that says about its dependencies.
+    async fn record(&self, record: BatchRecord, batch: Batch<'_>) -> (Outcome, Verdict) {
         let name = self.consumer.name();
         let BatchRecord {
             sequence_number,
@@ -255,7 +315,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 event_type = ty.as_str(),
                 "skipped: not subscribed"
             );
-            return Outcome::Skipped;
+            return (Outcome::Skipped, Verdict::Inconclusive);
         }
         let letter = |reason: String, attempts: u32| {
             place(DeadLetter::of_event(name, &envelope, reason, attempts))
@@ -274,7 +334,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                             event_id = envelope.id(),
                             "duplicate: already handled"
                         );
-                        return Outcome::Duplicate;
+                        return (Outcome::Duplicate, Verdict::Inconclusive);
                     }
                     Ok(Entry::InProgress) => {
                         tracing::warn!(
@@ -282,7 +342,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                             event_id = envelope.id(),
                             "in progress elsewhere; retried later"
                         );
-                        return Outcome::Failed;
+                        return (Outcome::Failed, Verdict::Inconclusive);
                     }
                     Ok(Entry::Conflict) => {
                         let reason = "event id reused with a different payload".to_owned();
@@ -290,12 +350,26 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                     }
                     Err(err) => {
                         tracing::warn!(consumer = name, event_id = envelope.id(), error = %err, "idempotency store failed; retried later");
-                        return Outcome::Failed;
+                        return (Outcome::Failed, Verdict::Failed(Dependency::IDEMPOTENCY));
                     }
                 }
             }
         };
         let attempt = ticket.as_ref().map_or(1, Ticket::attempt);
+        if attempt > self.max_attempts {
+            // Each earlier claim ended without an outcome (no completion, no release): the record crashes or
+            // times out its invocation. Park it unhandled rather than let it hold its shard forever.
+            let reason = format!(
+                "not handled again: its last {} attempts ended without an outcome (the invocation crashed or \
+                 timed out)",
+                attempt - 1
+            );
+            let parked = self.dead_letter(letter(reason, attempt - 1)).await;
+            if let Some(ticket) = ticket {
+                ticket.release(Attempt::Keep).await;
+            }
+            return parked;
+        }
         // Handled: completed. Failed retryably: released for the redelivery. Failed for good: released too, once
         // the dead letter is stored, so that a redrive after the fix is handled, not skipped as done (a
         // redelivery by Lambda parks it again; `tubes-dlq redrive` puts such twins back once).
@@ -304,46 +378,62 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             Some(ticket) => ticket.hold(self.consumer.handle(&envelope)).await,
             None => self.consumer.handle(&envelope).await,
         };
+        let mut release = Attempt::Keep;
         let outcome = match handled {
             Ok(()) => {
                 if let Some(ticket) = ticket {
                     ticket.complete().await;
                 }
-                return Outcome::Handled;
+                return (Outcome::Handled, Verdict::Handled);
             }
-            Err(err) if err.is_retryable() && ticket.is_some() && attempt >= self.max_attempts => {
-                // It kept failing: park it with its payload rather than let it hold its key back until the
-                // event source mapping gives up on the whole batch.
-                let reason = format!("gave up after {attempt} attempts: {err}");
-                self.dead_letter(letter(reason, attempt)).await
-            }
-            Err(err) if err.is_retryable() => {
-                tracing::warn!(
-                    consumer = name,
-                    event_id = envelope.id(),
-                    sequence_number = %sequence_number,
-                    attempt,
-                    error = %err,
-                    "retryable failure: the record and later records of its key will be redelivered"
-                );
-                Outcome::Failed
-            }
-            Err(err) => self.dead_letter(letter(err.to_string(), attempt)).await,
+            Err(err) => match (err.is_retryable(), err.dependency()) {
+                (true, Some(dependency)) => {
+                    // A dependency's failure: not this record's. It is retried, never parked for it, and the
+                    // attempt does not count.
+                    tracing::warn!(
+                        consumer = name,
+                        event_id = envelope.id(),
+                        sequence_number = %sequence_number,
+                        dependency = dependency.name(),
+                        error = %err,
+                        "dependency failed: the record and later records of its key will be redelivered"
+                    );
+                    release = Attempt::Forget;
+                    (Outcome::Failed, Verdict::Failed(dependency))
+                }
+                (true, None) if ticket.is_some() && attempt >= self.max_attempts => {
+                    // It kept failing: park it with its payload rather than let it hold its key back until the
+                    // event source mapping gives up on the whole batch.
+                    let reason = format!("gave up after {attempt} attempts: {err}");
+                    self.dead_letter(letter(reason, attempt)).await
+                }
+                (true, None) => {
+                    tracing::warn!(
+                        consumer = name,
+                        event_id = envelope.id(),
+                        sequence_number = %sequence_number,
+                        attempt,
+                        error = %err,
+                        "retryable failure: the record and later records of its key will be redelivered"
+                    );
+                    (Outcome::Failed, Verdict::Inconclusive)
+                }
+                (false, _) => self.dead_letter(letter(err.to_string(), attempt)).await,
+            },
         };
         if let Some(ticket) = ticket {
-            ticket.release().await;
+            ticket.release(release).await;
         }
         outcome
     }
-
     /// Sends a dead letter: [`Outcome::DeadLettered`] when it is stored, else [`Outcome::Failed`] (never drop a
-    /// record: if it cannot be parked, it is retried).
-    async fn dead_letter(&self, letter: DeadLetter) -> Outcome {
+    /// record: if it cannot be parked, it is retried), a failure of the dead-letter port.
+    async fn dead_letter(&self, letter: DeadLetter) -> (Outcome, Verdict) {
         match self.dead_letters.send(letter).await {
-            Ok(()) => Outcome::DeadLettered,
+            Ok(()) => (Outcome::DeadLettered, Verdict::Inconclusive),
             Err(err) => {
                 tracing::warn!(consumer = self.consumer.name(), error = %err, "dead letter not stored; retrying record");
-                Outcome::Failed
+                (Outcome::Failed, Verdict::Failed(Dependency::DEAD_LETTERS))
             }
         }
     }

@@ -620,3 +620,208 @@ mod idempotent {
         assert_eq!((report.dead_lettered, report.duplicates), (1, 0));
     }
 }
+
+/// An outage is not a record's fault (module docs, "An outage is not the record's fault").
+mod outage {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use crate::classify::Dependency;
+    use crate::idempotency::{event_key, payload_hash, IdempotencyStore, MemoryIdempotency};
+
+    const LEDGER: Dependency = Dependency::named("ledger");
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("ledger unavailable")]
+    struct Down;
+
+    impl Classify for Down {
+        fn is_retryable(&self) -> bool {
+            true
+        }
+        fn dependency(&self) -> Option<Dependency> {
+            Some(LEDGER)
+        }
+    }
+
+    /// Handles user.signed_up while its ledger is up; counts the records it was given.
+    #[derive(Default)]
+    struct Ledgered {
+        down: AtomicBool,
+        tried: AtomicUsize,
+        handled: Mutex<Vec<String>>,
+    }
+
+    impl Consumer for Ledgered {
+        type Error = Down;
+        fn name(&self) -> &'static str {
+            "ledgered"
+        }
+        fn subscriptions(&self) -> &'static [EventType] {
+            &[EventType::UserSignedUp]
+        }
+        async fn handle(&self, envelope: &Envelope) -> Result<(), Down> {
+            self.tried.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Down);
+            }
+            self.handled.lock().unwrap().push(envelope.id().to_owned());
+            Ok(())
+        }
+    }
+
+    /// Ten keys with two records each: `k{n}` holds `a{n}` then `b{n}`.
+    fn batch() -> KinesisBatch {
+        let records: Vec<(String, Vec<u8>)> = (0..20)
+            .map(|i| {
+                let key = format!("k{}", i % 10);
+                let id = format!("{}{}", if i < 10 { "a" } else { "b" }, i % 10);
+                let payload = signup(&key, &id);
+                (key, payload)
+            })
+            .collect();
+        let refs: Vec<(&str, Vec<u8>)> = records
+            .iter()
+            .map(|(k, p)| (k.as_str(), p.clone()))
+            .collect();
+        serde_json::from_slice(&event(&refs)).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_circuit_stops_the_batch_early_and_waits_before_answering() {
+        let dlq = MemoryDeadLetters::default();
+        let harness = Harness::new(Ledgered::default(), &dlq).with_concurrency(1);
+        harness.consumer().down.store(true, Ordering::SeqCst);
+        let started = tokio::time::Instant::now();
+        let report = harness.run(batch()).await;
+        // Three records failed (the threshold), then nothing else started.
+        assert_eq!(harness.consumer().tried.load(Ordering::SeqCst), 3);
+        assert_eq!((report.failed, report.held_back), (3, 17));
+        assert_eq!(failures(&report), [seq(1).as_str()], "from the lowest");
+        assert!(dlq.letters().is_empty());
+        // It answered only after the cooldown (the backoff of Lambda's retry).
+        assert!(started.elapsed() >= BreakerPolicy::default().cooldown);
+
+        // A retry while still down is one probe, which fails: a longer wait.
+        let started = tokio::time::Instant::now();
+        let report = harness.run(batch()).await;
+        assert_eq!(harness.consumer().tried.load(Ordering::SeqCst), 4);
+        assert_eq!(failures(&report), [seq(1).as_str()]);
+        assert!(started.elapsed() >= 2 * BreakerPolicy::default().cooldown);
+
+        // Back up: the probe is handled, the circuit closes, and the batch runs, every key in order.
+        harness.consumer().down.store(false, Ordering::SeqCst);
+        let report = harness.run(batch()).await;
+        assert_eq!(report.handled, 20);
+        assert!(failures(&report).is_empty());
+        let handled = harness.consumer().handled.lock().unwrap().clone();
+        for k in 0..10 {
+            let pos = |id: String| handled.iter().position(|h| *h == id).unwrap();
+            assert!(pos(format!("a{k}")) < pos(format!("b{k}")), "{handled:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_longer_than_the_attempts_parks_nothing_and_loses_nothing() {
+        let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+        let harness = Harness::new(Ledgered::default(), &dlq)
+            .with_idempotency(&store, IdempotencyTimes::default())
+            .with_max_attempts(2);
+        harness.consumer().down.store(true, Ordering::SeqCst);
+        // Twenty redeliveries of the batch during the outage, ten times the attempts that would park a record.
+        for _ in 0..20 {
+            let report = harness.run(batch()).await;
+            assert_eq!(report.handled + report.dead_lettered, 0);
+            assert!(!failures(&report).is_empty());
+        }
+        assert!(dlq.letters().is_empty(), "{:?}", dlq.letters());
+        // The attempts were given back: the first record's next claim is still its first attempt.
+        let first = Envelope::decode(&signup("k0", "a0")).unwrap();
+        let claim = store
+            .claim(
+                &event_key("ledgered", first.source(), first.id()),
+                &payload_hash(&first.content_bytes()),
+                crate::clock::now_ms(),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(claim, crate::idempotency::Claim::Acquired { attempt: 1 });
+        store
+            .release(
+                &event_key("ledgered", first.source(), first.id()),
+                &payload_hash(&first.content_bytes()),
+                crate::clock::now_ms(),
+                Duration::from_secs(60),
+                Attempt::Forget,
+            )
+            .await
+            .unwrap();
+
+        // The dependency is back: every record once, nothing parked.
+        harness.consumer().down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(BreakerPolicy::default().max_cooldown).await;
+        let report = harness.run(batch()).await;
+        assert_eq!((report.handled, report.dead_lettered), (20, 0));
+        assert!(failures(&report).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_that_keeps_ending_its_invocation_is_parked_unhandled() {
+        let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+        let payload = signup("u1", "killer");
+        let envelope = Envelope::decode(&payload).unwrap();
+        let (key, hash) = (
+            event_key("ledgered", envelope.source(), envelope.id()),
+            payload_hash(&envelope.content_bytes()),
+        );
+        // Three invocations claimed it and died on it (no completion, no release): their locks lapsed.
+        let long_ago = crate::clock::now_ms() - 3_600_000;
+        for i in 0..3 {
+            store
+                .claim(&key, &hash, long_ago + i * 60_000, Duration::from_secs(1))
+                .await
+                .unwrap();
+        }
+        let harness = Harness::new(Ledgered::default(), &dlq)
+            .with_idempotency(&store, IdempotencyTimes::default())
+            .with_max_attempts(3);
+        let bytes = event(&[("u1", payload), ("u1", signup("u1", "next"))]);
+        let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        // The fourth is not tried: parked with its payload, and its key moves on.
+        assert_eq!(harness.consumer().tried.load(Ordering::SeqCst), 1);
+        assert_eq!(*harness.consumer().handled.lock().unwrap(), ["next"]);
+        assert_eq!((report.dead_lettered, report.handled), (1, 1));
+        let letters = dlq.letters();
+        assert_eq!(letters[0].event_id.as_deref(), Some("killer"));
+        assert_eq!(letters[0].attempts, 3);
+        assert!(
+            letters[0].reason.contains("ended without an outcome"),
+            "{}",
+            letters[0].reason
+        );
+        assert_eq!(Envelope::decode(&letters[0].payload).unwrap(), envelope);
+    }
+
+    #[tokio::test]
+    async fn the_records_own_retryable_failures_still_park_it() {
+        // A failure without a dependency counts, as before: parked at the limit.
+        let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+        let consumer = Recorder {
+            retryable: vec!["a"],
+            ..Recorder::default()
+        };
+        let harness = Harness::new(consumer, &dlq)
+            .with_idempotency(&store, IdempotencyTimes::default())
+            .with_max_attempts(2);
+        let bytes = event(&[("u1", signup("u1", "a"))]);
+        for _ in 0..2 {
+            harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        }
+        assert_eq!(dlq.letters().len(), 1);
+        assert!(dlq.letters()[0]
+            .reason
+            .starts_with("gave up after 2 attempts"));
+    }
+}

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{
-    millis, verdict, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
+    millis, verdict, Attempt, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
 };
 use crate::aws;
 
@@ -185,20 +185,24 @@ impl IdempotencyStore for DynamoIdempotency {
         hash: &str,
         now_ms: i64,
         ttl: Duration,
+        attempt: Attempt,
     ) -> Result<(), StoreError> {
         let expires_at = (now_ms + millis(ttl)) / 1000;
+        let mut values = values([
+            (":progress", s(IN_PROGRESS)),
+            (":released", s(RELEASED)),
+            (":h", s(hash)),
+            (":e", n(expires_at)),
+        ]);
+        let update = match attempt {
+            Attempt::Keep => "SET #s = :released, #e = :e REMOVE #l",
+            Attempt::Forget => {
+                values.insert(":one".to_owned(), n(1));
+                "SET #s = :released, #e = :e, #a = #a - :one REMOVE #l"
+            }
+        };
         let result = self
-            .update(
-                key,
-                "SET #s = :released, #e = :e REMOVE #l",
-                "#s = :progress AND #h = :h",
-                values([
-                    (":progress", s(IN_PROGRESS)),
-                    (":released", s(RELEASED)),
-                    (":h", s(hash)),
-                    (":e", n(expires_at)),
-                ]),
-            )
+            .update(key, update, "#s = :progress AND #h = :h", values)
             .send()
             .await;
         match result {

@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{Claim, IdempotencyStore, StoreError};
+use super::{Attempt, Claim, IdempotencyStore, StoreError};
 use crate::clock;
 
 /// The shortest lock a claim gets, however close its deadline.
@@ -202,20 +202,25 @@ impl<S: IdempotencyStore> Ticket<'_, S> {
 
     /// The work is done: the key is skipped for the TTL.
     pub async fn complete(self) {
-        self.finish(true).await;
+        self.finish(None).await;
     }
 
-    /// The work is not done: the key may be claimed again at once, by the same payload only.
-    pub async fn release(self) {
-        self.finish(false).await;
+    /// The work is not done: the key may be claimed again at once, by the same payload only. With
+    /// [`Attempt::Forget`], this attempt does not count (a dependency failed, not the work).
+    pub async fn release(self, attempt: Attempt) {
+        self.finish(Some(attempt)).await;
     }
 
-    async fn finish(self, done: bool) {
+    async fn finish(self, released: Option<Attempt>) {
         let (store, ttl, now) = (&self.guard.store, self.guard.times.ttl, clock::now_ms());
-        let written = if done {
-            store.complete(&self.key, &self.hash, now, ttl).await
-        } else {
-            store.release(&self.key, &self.hash, now, ttl).await
+        let done = released.is_none();
+        let written = match released {
+            None => store.complete(&self.key, &self.hash, now, ttl).await,
+            Some(attempt) => {
+                store
+                    .release(&self.key, &self.hash, now, ttl, attempt)
+                    .await
+            }
         };
         if let Err(err) = written {
             if done {

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::{millis, verdict, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS};
+use super::{
+    millis, verdict, Attempt, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -117,11 +119,15 @@ impl IdempotencyStore for MemoryIdempotency {
         hash: &str,
         now_ms: i64,
         ttl: Duration,
+        attempt: Attempt,
     ) -> Result<(), StoreError> {
         if let Some(e) = self.lock().get_mut(key) {
             if e.status == Status::InProgress && e.hash == hash {
                 e.status = Status::Released;
                 e.expires_at_ms = (now_ms + millis(ttl)) / 1000 * 1000;
+                if attempt == Attempt::Forget {
+                    e.attempts = e.attempts.saturating_sub(1);
+                }
             }
         }
         Ok(())

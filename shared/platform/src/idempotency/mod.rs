@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::classify::{Classify, Dependency};
+
 pub mod dynamo;
 pub mod guard;
 #[cfg(any(test, feature = "test-util"))]
@@ -53,6 +55,16 @@ pub enum Claim {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("idempotency store: {0}")]
 pub struct StoreError(pub String);
+
+impl Classify for StoreError {
+    fn is_retryable(&self) -> bool {
+        true
+    }
+
+    fn dependency(&self) -> Option<Dependency> {
+        Some(Dependency::IDEMPOTENCY)
+    }
+}
 
 /// The key of a record: which consumer, which work (`event {source} {id}`, `mail {key}`). It starts with
 /// `{consumer}#`, the prefix each consumer's IAM policy allows (`dynamodb:LeadingKeys`).
@@ -107,13 +119,15 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Gives a claim back after a failure, so the redelivery (or a redrive) can claim it at once. The record is
-    /// kept, released, for `ttl`, so the next claim counts on from its attempts.
+    /// kept, released, for `ttl`, so the next claim counts on from its attempts; with [`Attempt::Forget`] this
+    /// claim's attempt is taken back (the failure was a dependency's, not the work's).
     fn release(
         &self,
         key: &str,
         hash: &str,
         now_ms: i64,
         ttl: Duration,
+        attempt: Attempt,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -154,8 +168,9 @@ impl<S: IdempotencyStore> IdempotencyStore for &S {
         hash: &str,
         now_ms: i64,
         ttl: Duration,
+        attempt: Attempt,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).release(key, hash, now_ms, ttl)
+        (**self).release(key, hash, now_ms, ttl, attempt)
     }
 }
 
@@ -174,9 +189,26 @@ impl IdempotencyStore for Infallible {
         match *self {}
     }
 
-    async fn release(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: Duration,
+        _: Attempt,
+    ) -> Result<(), StoreError> {
         match *self {}
     }
+}
+
+/// What a release does to the attempt its claim counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// It counts: the work failed.
+    Keep,
+    /// It is taken back: a dependency failed, not the work, so the attempt says nothing about the work (a
+    /// record is never parked for an outage).
+    Forget,
 }
 
 /// A record's states, as the backends store them.

@@ -16,7 +16,9 @@ async fn the_rules_in_memory() {
     // The holder died: after its lock, the record can be claimed again: a second attempt.
     assert_eq!(s.claim(&k, &h, t + 30_001, LOCK).await, acquired(2));
     // Released after a failure: claimable at once, and the attempts count on.
-    s.release(&k, &h, t + 30_002, DAY).await.unwrap();
+    s.release(&k, &h, t + 30_002, DAY, Attempt::Keep)
+        .await
+        .unwrap();
     // But not by another event under the same id: that is still a reused id.
     assert_eq!(
         s.claim(&k, "other", t + 30_002, LOCK).await,
@@ -24,7 +26,9 @@ async fn the_rules_in_memory() {
     );
     assert_eq!(s.claim(&k, &h, t + 30_003, LOCK).await, acquired(3));
     // A release with another payload's hash is not ours: the claim stands.
-    s.release(&k, "other", t + 30_004, DAY).await.unwrap();
+    s.release(&k, "other", t + 30_004, DAY, Attempt::Keep)
+        .await
+        .unwrap();
     assert_eq!(
         s.claim(&k, &h, t + 30_005, LOCK).await,
         Ok(Claim::InProgress)
@@ -35,7 +39,9 @@ async fn the_rules_in_memory() {
         Ok(Claim::Completed)
     );
     // A completed record cannot be released.
-    s.release(&k, &h, t + 40_001, DAY).await.unwrap();
+    s.release(&k, &h, t + 40_001, DAY, Attempt::Keep)
+        .await
+        .unwrap();
     assert_eq!(
         s.claim(&k, &h, t + 40_002, LOCK).await,
         Ok(Claim::Completed)
@@ -95,7 +101,7 @@ async fn the_protocol_claim_act_complete_or_release() {
         guard.claim(k.clone(), h.clone(), None).await,
         Ok(Entry::InProgress)
     ));
-    ticket.release().await;
+    ticket.release(Attempt::Keep).await;
     // Another payload under the key is refused, even released.
     assert!(matches!(
         guard.claim(k.clone(), payload_hash(b"k2"), None).await,
@@ -179,7 +185,7 @@ async fn a_claimant_with_a_deadline_waits_for_a_dead_holders_claim() {
         guard.claim(k, h, Some(short_deadline)).await,
         Ok(Entry::InProgress)
     ));
-    next.release().await;
+    next.release(Attempt::Keep).await;
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::Classify;
+use crate::classify::{Classify, Dependency};
 use crate::idempotency::DynamoIdempotency;
 
 pub mod log;
@@ -50,14 +50,29 @@ pub struct MailError {
     pub message: String,
     /// Whether trying again may succeed.
     pub retryable: bool,
+    /// Whether the mail service itself failed (it did not answer, throttled, answered 5xx), rather than this
+    /// e-mail: the harness's circuit breaker counts these.
+    pub outage: bool,
 }
 
 impl MailError {
-    /// A failure that may pass: the record is retried.
+    /// The mail service failed (did not answer, throttled, 5xx): the record is retried, and the failure counts
+    /// towards the mail circuit breaker.
     pub fn retryable(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             retryable: true,
+            outage: true,
+        }
+    }
+
+    /// This e-mail cannot be sent yet (another invocation is sending it): the record is retried; the service is
+    /// fine.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+            outage: false,
         }
     }
 
@@ -66,6 +81,7 @@ impl MailError {
         Self {
             message: message.into(),
             retryable: false,
+            outage: false,
         }
     }
 }
@@ -73,6 +89,10 @@ impl MailError {
 impl Classify for MailError {
     fn is_retryable(&self) -> bool {
         self.retryable
+    }
+
+    fn dependency(&self) -> Option<Dependency> {
+        self.outage.then_some(Dependency::MAIL)
     }
 }
 

@@ -35,7 +35,7 @@ use aws_sdk_sesv2::types::{
 
 use super::{Email, MailError, Mailer};
 use crate::aws;
-use crate::idempotency::{self, Entry, Guard, IdempotencyStore, IdempotencyTimes};
+use crate::idempotency::{self, Attempt, Entry, Guard, IdempotencyStore, IdempotencyTimes};
 
 /// The header that carries an e-mail's idempotency key to the provider.
 pub const IDEMPOTENCY_HEADER: &str = "X-Tubes-Idempotency-Key";
@@ -252,9 +252,10 @@ impl<I> SesMailer<I> {
             .set_configuration_set_name(self.configuration_set.clone());
         match request.send().await {
             Ok(out) => Ok(out.message_id().map(str::to_owned)),
-            Err(err) => Err(MailError {
-                message: aws::describe_code("SES SendEmail", &err),
-                retryable: is_retryable(&err),
+            Err(err) => Err(if is_retryable(&err) {
+                MailError::retryable(aws::describe_code("SES SendEmail", &err))
+            } else {
+                MailError::permanent(aws::describe_code("SES SendEmail", &err))
             }),
         }
     }
@@ -285,7 +286,7 @@ impl<S: IdempotencyStore> Mailer for SesMailer<S> {
                 return Ok(());
             }
             Entry::InProgress => {
-                return Err(MailError::retryable(format!(
+                return Err(MailError::busy(format!(
                     "e-mail {key} is being sent by another invocation"
                 )))
             }
@@ -305,7 +306,8 @@ impl<S: IdempotencyStore> Mailer for SesMailer<S> {
                 Ok(())
             }
             Err(err) => {
-                ticket.release().await;
+                // Nothing counts this record's attempts (the consumer's record does): keep them.
+                ticket.release(Attempt::Keep).await;
                 Err(err)
             }
         }

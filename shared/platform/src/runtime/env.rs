@@ -61,6 +61,18 @@ impl std::fmt::Debug for Env {
     }
 }
 
+/// How long a consumer's AWS call may take: a store or service that hangs (a network partition, an overloaded
+/// endpoint) must fail the call in seconds, as a dependency failure the circuit breakers count, not hold the
+/// invocation until Lambda kills it (which would count against the record as a crash). Connect 1 s, each attempt
+/// 3 s, the call with the SDK's retries 10 s.
+pub fn sdk_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(10))
+        .build()
+}
+
 /// The name of the variable that holds `consumer`'s dead-letter queue URL.
 pub fn dead_letter_queue_variable(consumer: &str) -> String {
     format!(
@@ -71,10 +83,13 @@ pub fn dead_letter_queue_variable(consumer: &str) -> String {
 
 impl Env {
     /// The cold start: logging on, the process environment, the AWS configuration loaded once (its default chain
-    /// honours `AWS_ENDPOINT_URL_*`, which the local stack points at its emulators).
+    /// honours `AWS_ENDPOINT_URL_*`, which the local stack points at its emulators), with [`sdk_timeouts`].
     pub async fn load() -> Self {
         lambda_runtime::tracing::init_default_subscriber();
-        let aws = aws_config::load_from_env().await;
+        let aws = aws_config::from_env()
+            .timeout_config(sdk_timeouts())
+            .load()
+            .await;
         Self::new(aws, |name| std::env::var(name).ok())
     }
 

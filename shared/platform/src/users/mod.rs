@@ -7,7 +7,7 @@ use std::future::Future;
 use time::OffsetDateTime;
 use tubes_contract::catalogue::UserSignedUp;
 
-use crate::classify::Classify;
+use crate::classify::{Classify, Dependency};
 
 pub mod dynamo;
 #[cfg(any(test, feature = "test-util"))]
@@ -25,6 +25,10 @@ pub struct StoreError(pub String);
 impl Classify for StoreError {
     fn is_retryable(&self) -> bool {
         true
+    }
+
+    fn dependency(&self) -> Option<Dependency> {
+        Some(Dependency::USERS)
     }
 }
 
