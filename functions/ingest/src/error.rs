@@ -284,7 +284,8 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | Code::AmountTooLarge
             | Code::SubjectMismatch
             | Code::InvalidExtension
-            | Code::DuplicateMember => {}
+            | Code::DuplicateMember
+            | Code::UnknownMember => {}
         }
     };
     let signature = [
@@ -317,6 +318,7 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
         Code::SubjectMismatch,
         Code::InvalidExtension,
         Code::DuplicateMember,
+        Code::UnknownMember,
     ];
     let (size, limit) = (0, 0);
     [

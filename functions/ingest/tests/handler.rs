@@ -343,6 +343,130 @@ async fn lists_every_violation_in_details() {
     assert!(!body.to_string().contains("nope"));
 }
 
+/// `(code, field)` of every entry of an error body's `details`.
+fn details(body: &Value) -> Vec<(String, String)> {
+    body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                d["field"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(c, f)| ((*c).to_owned(), (*f).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unknown_data_member_is_refused_with_the_member_meant() {
+    for source in ALL_SOURCES {
+        // Given a signup whose opt-in is misspelt (today's typo would lose the opt-in and answer 202)
+        let p = MemoryPublisher::default();
+        let mut event = signed_up();
+        event["data"]["marketing_optin"] = json!(true);
+        // Then it is refused, nothing is written, and the answer names the member and the one meant
+        let request = post(source, "application/json", &event.to_string());
+        assert_rejected(
+            &p,
+            request,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_member",
+            Some("/data/marketing_optin"),
+        )
+        .await;
+        let response = ingest(&p)
+            .handle(post(source, "application/json", &event.to_string()))
+            .await;
+        let body = body_json(&response);
+        assert_eq!(
+            body["error"]["message"],
+            "`user.signed_up` data has no such member; did you mean `marketing_opt_in`?"
+        );
+        assert_eq!(
+            details(&body),
+            pairs(&[("unknown_member", "/data/marketing_optin")])
+        );
+        // An extension attribute beside `data` is still welcome.
+        let mut event = signed_up();
+        event["marketingoptin"] = json!(true);
+        let response = ingest(&p)
+            .handle(post(source, "application/json", &event.to_string()))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{source:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_problem_of_an_event_is_in_one_answer_and_nothing_is_written() {
+    let p = MemoryPublisher::default();
+    // Given an event with an envelope problem, a missing, a wrongly typed and an unknown member, and a bad
+    // timestamp
+    let event = json!({
+        "specversion": "1.0", "source": "", "type": "payment.received", "subject": "acc_1",
+        "data": {"payment_id": "pay_1", "account_id": "acc_1", "amount": "12.50", "currency": "EUR",
+                 "payer": "ada@example.com", "description": 7}
+    });
+    let response = ingest(&p)
+        .handle(post(Source::HttpV2, "application/json", &event.to_string()))
+        .await;
+    // Then one 422 names all of them, the first at the top (data's members in document order: `Value` writes
+    // them sorted)
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = body_json(&response);
+    assert_eq!(
+        details(&body),
+        pairs(&[
+            ("empty", "/source"),
+            ("invalid_type", "/data/amount"),
+            ("invalid_type", "/data/description"),
+            ("unknown_member", "/data/payer"),
+            ("missing_field", "/data/payer_email"),
+        ]),
+        "{body}"
+    );
+    assert_eq!(body["error"]["code"], "empty");
+    assert_eq!(body["error"]["field"], "/source");
+    assert!(p.written().is_empty(), "nothing may be written");
+
+    // And in a batch, every problem of every event, by index.
+    let mut typo = user(0);
+    typo["data"]["nmae"] = json!("Ada");
+    typo["data"].as_object_mut().unwrap().remove("name");
+    let mut values = json!({"specversion": "1.0", "source": "/pay", "type": "payment.failed",
+        "data": {"payment_id": "p", "account_id": "a", "amount": 5, "currency": "EUR", "payer_email": "a@b.co",
+                 "reason": "bored", "failed_at": "yesterday"}});
+    values["id"] = json!("evt-9");
+    let response = batch_ingest(&p, 10)
+        .handle(batch_post(&[typo, user(1), values]))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = body_json(&response);
+    assert_eq!(
+        details(&body),
+        pairs(&[
+            ("unknown_member", "/0/data/nmae"),
+            ("missing_field", "/0/data/name"),
+            ("invalid_value", "/2/data/failed_at"),
+            ("invalid_value", "/2/data/reason"),
+        ]),
+        "{body}"
+    );
+    let text = body.to_string();
+    assert!(text.contains("did you mean `name`?"), "{text}");
+    assert!(
+        !text.contains("bored") && !text.contains("yesterday"),
+        "no value is echoed: {text}"
+    );
+    assert!(p.written().is_empty(), "the batch is all or nothing");
+}
+
 #[tokio::test]
 async fn method_not_allowed_names_the_allowed_method() {
     let p = MemoryPublisher::default();

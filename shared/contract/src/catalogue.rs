@@ -7,8 +7,13 @@
 //! attributes (`#[schemars(schema_with = ...)]`) name the same rules as the `Validate` impl, from
 //! [`crate::schema`].
 //!
-//! Data structs ignore members they do not know (a tolerant reader): a producer may add optional fields before
-//! every consumer is redeployed. Everything they do know is checked.
+//! **Strict at the edge, tolerant behind it.** [`Envelope::parse`](crate::Envelope::parse), which ingest runs on
+//! what clients send, refuses a `data` member the type does not define (`unknown_member`, with the nearest
+//! known member suggested): a misspelt optional member would otherwise be dropped without a word. Records on the
+//! stream are read by [`Envelope::decode`](crate::Envelope::decode), which ignores members it does not know: a
+//! newer ingest may write a member that an older consumer has not learnt yet (schema evolution). Both check
+//! everything they do know, and report every problem of `data` at once: its structure first, against the
+//! shape its JSON Schema describes (`shape`), then the typed decode and the [`Validate`] rules.
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -16,7 +21,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::validate::{Checker, Validate};
-use crate::violation::{from_serde, pointer_from_path, Code, Violation};
+use crate::violation::{Code, Violation};
+
+mod shape;
+
+pub(crate) use shape::{Members, Unknown};
 
 /// What every event's data provides beyond serde and validation.
 pub trait EventData: Serialize + DeserializeOwned + Validate + JsonSchema {
@@ -70,9 +79,23 @@ macro_rules! catalogue {
                 match self { $(Event::$variant(d) => d.aggregate_id(),)+ }
             }
 
-            /// Decodes the JSON text of `data` as the data of `ty`.
-            pub(crate) fn decode_data(ty: EventType, raw: &str) -> Result<Event, Violation> {
-                match ty { $(EventType::$variant => decode::<$data>(raw).map(Event::$variant),)+ }
+            /// Decodes the members of `data` as the data of `ty`, every problem recorded in `c` (see
+            /// [`shape::decode`]: the event may come back with problems recorded, never without them when it
+            /// does not).
+            pub(crate) fn decode_data(
+                ty: EventType,
+                members: &Members<'_>,
+                unknown: Unknown,
+                c: &mut Checker,
+            ) -> Option<Event> {
+                match ty {
+                    $(EventType::$variant => {
+                        // Read from the type's JSON Schema once, on first use.
+                        static SHAPE: std::sync::OnceLock<shape::Shape> = std::sync::OnceLock::new();
+                        let shape = SHAPE.get_or_init(|| shape::Shape::of(ty));
+                        shape::decode::<$data>(shape, members, unknown, c).map(Event::$variant)
+                    })+
+                }
             }
 
             pub(crate) fn serialize_data<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
@@ -109,21 +132,6 @@ catalogue! {
     UserSignedUp = "user.signed_up" => UserSignedUp,
     /// A person left a mailing list.
     UserUnsubscribed = "user.unsubscribed" => UserUnsubscribed,
-}
-
-/// Decodes typed data; on failure decodes again with path tracking, so the violation names the member.
-fn decode<T: DeserializeOwned>(raw: &str) -> Result<T, Violation> {
-    serde_json::from_str(raw).map_err(|_| {
-        let mut de = serde_json::Deserializer::from_str(raw);
-        match serde_path_to_error::deserialize::<_, T>(&mut de) {
-            Err(err) => from_serde(
-                format!("/data{}", pointer_from_path(err.path())),
-                err.inner(),
-            ),
-            // Unreachable in practice (same input, same type); still an honest answer rather than a panic.
-            Ok(_) => Violation::at(Code::InvalidValue, "/data", "data does not match its type"),
-        }
-    })
 }
 
 pub(crate) const MAX_DESCRIPTION: usize = 500;

@@ -48,6 +48,9 @@ pub enum Code {
     InvalidExtension,
     /// A member appears twice in one object (parsers disagree on which one wins, so neither does).
     DuplicateMember,
+    /// `data` has a member its event type does not define (often a misspelt optional one, whose value would
+    /// otherwise be lost). Only at the edge: consumers ignore members they do not know yet.
+    UnknownMember,
 }
 
 impl Code {
@@ -73,6 +76,7 @@ impl Code {
             Code::SubjectMismatch => "subject_mismatch",
             Code::InvalidExtension => "invalid_extension",
             Code::DuplicateMember => "duplicate_member",
+            Code::UnknownMember => "unknown_member",
         }
     }
 }
@@ -182,7 +186,7 @@ pub(crate) fn from_serde(path: String, err: &serde_json::Error) -> Violation {
         Some(path)
     };
     let text = err.to_string();
-    // serde_json appends " at line L column C"; the pointer says where, and the position would confuse.
+    // serde_json appends " at line L column C": where a pointer says where, the position would confuse.
     let message = match text.rfind(" at line ") {
         Some(i) => text[..i].to_owned(),
         None => text,

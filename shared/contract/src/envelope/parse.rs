@@ -1,5 +1,5 @@
-//! One pass over an envelope's bytes: attributes borrowed where they can be, every violation collected, the
-//! data decoded by its type.
+//! One pass over an envelope's bytes: attributes borrowed where they can be, `data`'s members captured as raw
+//! JSON, every violation collected; then the data checked and decoded by its type.
 use std::borrow::Cow;
 use std::fmt;
 
@@ -11,7 +11,7 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use super::*;
-use crate::catalogue::{Event, EventType};
+use crate::catalogue::{Event, EventType, Unknown};
 use crate::validate::{Checker, Validate, MAX_SOURCE_LEN};
 use crate::violation::{from_serde, Code, Violation, Violations};
 
@@ -39,11 +39,19 @@ enum Attr<'a> {
     Other(&'static str),
 }
 
+/// `data` as it appeared.
+enum Data<'a> {
+    /// An object: its members, each name and raw value, in document order.
+    Object(Vec<(Cow<'a, str>, &'a RawValue)>),
+    /// Any other JSON value but `null`.
+    Other,
+}
+
 /// One pass over the envelope object, borrowing strings from the input where it can.
 #[derive(Default)]
 struct Raw<'a> {
     attrs: [Option<Attr<'a>>; ATTRS.len()],
-    data: Option<&'a RawValue>,
+    data: Option<Data<'a>>,
     extensions: Vec<(Cow<'a, str>, serde_json::Value)>,
     violations: Vec<Violation>,
 }
@@ -96,7 +104,14 @@ impl<'a> Raw<'a> {
         for v in std::mem::take(&mut self.violations) {
             c.push(v);
         }
+        // `decode` reads what ingest wrote: every attribute present, and members it does not know are a newer
+        // ingest's (ignored). `parse` is the edge: attributes may be filled in, unknown members are refused.
         let strict = received_at.is_none();
+        let unknown = if strict {
+            Unknown::Ignore
+        } else {
+            Unknown::Refuse
+        };
         let missing = |c: &mut Checker, name: &str| {
             c.push(Violation::at(
                 Code::MissingField,
@@ -206,19 +221,14 @@ impl<'a> Raw<'a> {
                 None
             }
             (None, Some(_)) => None,
-            (Some(ty), Some(raw)) if raw.get().starts_with('{') => {
-                match Event::decode_data(ty, raw.get()) {
-                    Ok(event) => {
-                        event.validate(&mut c);
-                        Some(event)
-                    }
-                    Err(v) => {
-                        c.push(v);
-                        None
-                    }
+            (Some(ty), Some(Data::Object(members))) => {
+                let event = Event::decode_data(ty, &members, unknown, &mut c);
+                if let Some(event) = &event {
+                    event.validate(&mut c);
                 }
+                event
             }
-            (Some(_), Some(_)) => {
+            (Some(_), Some(Data::Other)) => {
                 c.push(Violation::at(
                     Code::NotAnObject,
                     "/data",
@@ -319,13 +329,12 @@ impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
                     raw.attrs[i] = value;
                 }
             } else if key == "data" {
-                let value = map.next_value::<&'de RawValue>()?;
+                let value = map.next_value::<DataValue<'de>>()?;
                 if seen_data {
                     raw.violations.push(duplicate("data"));
                 }
                 seen_data = true;
-                // `"data": null` is as good as absent.
-                raw.data = (value.get() != "null").then_some(value);
+                raw.data = value.0;
             } else if key == "data_base64" {
                 map.next_value::<IgnoredAny>()?;
                 raw.violations.push(Violation::at(
@@ -409,6 +418,52 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
             }
         }
         deserializer.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+/// The value of `data`: an object's members captured raw (their names borrowed where they can be), `null` as
+/// good as absent, anything else remembered as such.
+struct DataValue<'a>(Option<Data<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for DataValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = DataValue<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8).min(16));
+                while let Some(CowStr(name)) = map.next_key::<CowStr<'de>>()? {
+                    members.push((name, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(DataValue(Some(Data::Object(members))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(DataValue(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
     }
 }
 

@@ -448,3 +448,111 @@ fn new_validates() {
     );
     assert_eq!(ok.unwrap().subject(), "u");
 }
+
+#[test]
+fn unknown_data_members_are_refused_at_the_edge_and_ignored_behind_it() {
+    // Given a signup whose opt-in is misspelt
+    let mut v = signed_up();
+    v["data"]["marketing_optin"] = json!(true);
+    // When a client sends it, it is refused, with the member it meant
+    let err = parse(&v).unwrap_err();
+    assert_eq!(err.as_slice().len(), 1, "{err:?}");
+    let first = err.first();
+    assert_eq!(
+        (first.code, first.field.as_deref()),
+        (Code::UnknownMember, Some("/data/marketing_optin"))
+    );
+    assert!(
+        first.message.ends_with("did you mean `marketing_opt_in`?"),
+        "{}",
+        first.message
+    );
+    // But a record on the stream with a member this consumer does not know yet is read, the member ignored.
+    let e = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
+    match e.event() {
+        Event::UserSignedUp(d) => assert!(!d.marketing_opt_in),
+        other => panic!("wrong variant {other:?}"),
+    }
+    // Extension attributes stay allowed beside `data`, per CloudEvents.
+    let mut v = signed_up();
+    v["marketingoptin"] = json!(true);
+    assert_eq!(parse(&v).unwrap().extensions()["marketingoptin"], true);
+}
+
+#[test]
+fn every_problem_of_an_event_in_one_answer() {
+    // Given an event with envelope problems and several data problems of every kind
+    let mut v = with(signed_up(), "/specversion", json!("2.0"));
+    v["data"] = json!({
+        "user_id": "usr_1", "name": ["Ada"], "emial": "ada@example.com", "locale": "english",
+        "marketing_opt_in": "yes", "signed_up_at": "22/11/2026"
+    });
+    v["Bad-Name"] = json!(1);
+    // Then all of them are named, each at its pointer with its code (members in document order, which is
+    // sorted here: that is how `Value` writes them)
+    rejects(
+        v,
+        &[
+            (Code::InvalidExtension, "/Bad-Name"),
+            (Code::UnsupportedSpecversion, "/specversion"),
+            (Code::UnknownMember, "/data/emial"),
+            (Code::InvalidType, "/data/marketing_opt_in"),
+            (Code::InvalidType, "/data/name"),
+            (Code::MissingField, "/data/email"),
+            (Code::InvalidValue, "/data/signed_up_at"),
+        ],
+    );
+    // Once the structure is right, the rules of the values are all checked too.
+    let mut v = signed_up();
+    v["data"]["email"] = json!("nope");
+    v["data"]["locale"] = json!(5);
+    v["data"]["signed_up_at"] = json!("soon");
+    rejects(
+        v,
+        &[
+            (Code::InvalidType, "/data/locale"),
+            (Code::InvalidValue, "/data/signed_up_at"),
+        ],
+    );
+    let mut v = signed_up();
+    v["data"]["email"] = json!("nope");
+    v["data"]["locale"] = json!(5);
+    v["data"]["name"] = json!("");
+    rejects(
+        v,
+        &[
+            (Code::InvalidType, "/data/locale"),
+            (Code::InvalidEmail, "/data/email"),
+            (Code::Empty, "/data/name"),
+        ],
+    );
+}
+
+#[test]
+fn a_repeated_data_member_is_refused() {
+    let text = r#"{"specversion":"1.0","source":"/s","type":"user.signed_up",
+        "data":{"user_id":"u","email":"a@b.co","email":"b@b.co","name":"A","signed_up_at":"2026-11-22T10:00:00Z"}}"#;
+    let err = Envelope::parse(text.as_bytes(), NOW).unwrap_err();
+    assert_eq!(err.as_slice().len(), 1, "{err:?}");
+    assert!(err.has_at(Code::DuplicateMember, "/data/email"));
+}
+
+#[test]
+fn pretty_printed_events_are_checked_alike() {
+    // Members are captured raw, spaces around them and all: their kinds must be read the same.
+    let text = serde_json::to_string_pretty(&signed_up()).unwrap();
+    assert!(Envelope::parse(text.as_bytes(), NOW).is_ok());
+    let mut v = signed_up();
+    v["data"]["marketing_opt_in"] = json!(1.0);
+    v["data"]["locale"] = json!(null);
+    let text = serde_json::to_string_pretty(&v)
+        .unwrap()
+        .replace(": ", " :\n\t ");
+    let err = Envelope::parse(text.as_bytes(), NOW).unwrap_err();
+    assert_eq!(err.as_slice().len(), 1, "{err:?}");
+    assert!(err.has_at(Code::InvalidType, "/data/marketing_opt_in"));
+    assert_eq!(
+        err.first().message,
+        "must be a boolean, not a number with a fraction or an exponent"
+    );
+}
