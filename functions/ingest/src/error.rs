@@ -31,7 +31,10 @@ pub enum IngestError {
     MethodNotAllowed,
     /// `Content-Type` is missing or not JSON.
     #[error("unsupported content type")]
-    UnsupportedMediaType,
+    UnsupportedMediaType {
+        /// The `Content-Type` received, if any, as [`received_media_type`] cleans it for the message.
+        received: Option<String>,
+    },
     /// The body is over the limit.
     #[error("body of {size} bytes exceeds the limit of {limit}")]
     PayloadTooLarge {
@@ -111,7 +114,7 @@ impl IngestError {
             IngestError::NotFound | IngestError::UnknownSource => StatusCode::NOT_FOUND,
             IngestError::Signature(_) => StatusCode::UNAUTHORIZED,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::PayloadTooLarge { .. }
             | IngestError::TooManyEvents { .. }
             | IngestError::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -138,7 +141,7 @@ impl IngestError {
             IngestError::UnknownSource => "unknown_source",
             IngestError::Signature(e) => e.code(),
             IngestError::MethodNotAllowed => "method_not_allowed",
-            IngestError::UnsupportedMediaType => "unsupported_media_type",
+            IngestError::UnsupportedMediaType { .. } => "unsupported_media_type",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::EmptyBody => "empty_body",
             IngestError::InvalidUtf8 { .. } => "invalid_utf8",
@@ -164,10 +167,15 @@ impl IngestError {
                 v.first().field.clone(),
                 v.as_slice(),
             ),
-            IngestError::UnsupportedMediaType => (
-                "Content-Type must be application/json, application/cloudevents+json or \
-                 application/cloudevents-batch+json (charset utf-8)"
-                    .into(),
+            IngestError::UnsupportedMediaType { received } => (
+                format!(
+                    "Content-Type must be application/json, application/cloudevents+json or \
+                     application/cloudevents-batch+json (charset utf-8); {}",
+                    match received {
+                        Some(received) => format!("received `{received}`"),
+                        None => "none was sent".to_owned(),
+                    }
+                ),
                 None,
                 &[],
             ),
@@ -242,7 +250,7 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | IngestError::UnknownSource
             | IngestError::Signature(_)
             | IngestError::MethodNotAllowed
-            | IngestError::UnsupportedMediaType
+            | IngestError::UnsupportedMediaType { .. }
             | IngestError::PayloadTooLarge { .. }
             | IngestError::EmptyBody
             | IngestError::InvalidUtf8 { .. }
@@ -325,7 +333,7 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
         IngestError::NotFound,
         IngestError::UnknownSource,
         IngestError::MethodNotAllowed,
-        IngestError::UnsupportedMediaType,
+        IngestError::UnsupportedMediaType { received: None },
         IngestError::PayloadTooLarge { size, limit },
         IngestError::EmptyBody,
         IngestError::InvalidUtf8 { offset: 0 },
@@ -350,6 +358,21 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
     )
     .map(|e| (e.status(), e.code()))
     .collect()
+}
+
+/// Longest `Content-Type` quoted back in a `415` message, in characters.
+const MAX_QUOTED_MEDIA_TYPE: usize = 100;
+
+/// A received `Content-Type` as a `415` message quotes it: control characters removed (it goes into logs and
+/// terminals), cut to [`MAX_QUOTED_MEDIA_TYPE`] characters, bytes that are not UTF-8 replaced.
+pub(crate) fn received_media_type(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    let mut chars = text.chars().filter(|c| !c.is_control());
+    let mut quoted: String = chars.by_ref().take(MAX_QUOTED_MEDIA_TYPE).collect();
+    if chars.next().is_some() {
+        quoted.push('…');
+    }
+    quoted
 }
 
 fn signature_field(e: &SignatureError) -> &'static str {

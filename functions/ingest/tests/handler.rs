@@ -467,6 +467,104 @@ async fn every_problem_of_an_event_is_in_one_answer_and_nothing_is_written() {
     assert!(p.written().is_empty(), "the batch is all or nothing");
 }
 
+/// The top-level message of the answer to `request`, which must be `status` with `code`.
+async fn message_of(request: Request, status: StatusCode, code: &str) -> String {
+    let p = MemoryPublisher::default();
+    let response = ingest(&p).handle(request).await;
+    assert_eq!(response.status(), status);
+    let body = body_json(&response);
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(p.written().is_empty());
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn messages_say_what_to_fix() {
+    let ok = signed_up().to_string();
+    const EXPECTED: &str =
+        "Content-Type must be application/json, application/cloudevents+json or \
+        application/cloudevents-batch+json (charset utf-8)";
+    let unsupported = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+
+    // 415: what was received, cleaned and cut; or that nothing was.
+    let m = message_of(
+        post(Source::HttpV2, "text/plain", &ok),
+        unsupported,
+        "unsupported_media_type",
+    )
+    .await;
+    assert_eq!(m, format!("{EXPECTED}; received `text/plain`"));
+    let no_type = request(Source::RestV1, "POST", "/events", None, &ok);
+    let m = message_of(no_type, unsupported, "unsupported_media_type").await;
+    assert_eq!(m, format!("{EXPECTED}; none was sent"));
+    let long = format!("application/json;\tcharset=latin1;x={}", "y".repeat(500));
+    let m = message_of(
+        post(Source::FunctionUrl, &long, &ok),
+        unsupported,
+        "unsupported_media_type",
+    )
+    .await;
+    let quoted = m.split_once("received `").unwrap().1;
+    assert!(
+        quoted.starts_with("application/json;charset=latin1;x=yyy"),
+        "{m}"
+    );
+    assert_eq!(quoted.chars().count(), 100 + "…`".chars().count(), "{m}");
+    assert!(!m.contains(&ok), "never the body");
+
+    // malformed_json: line and column.
+    let m = message_of(
+        post(
+            Source::HttpV2,
+            "application/json",
+            "{\n  \"specversion\": \"1.0\",\n  \"type\" 1\n}",
+        ),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+    assert_eq!(m, "expected `:` (line 3, column 10)");
+
+    // unknown_event_type: the nearest type.
+    let mut event = signed_up();
+    event["type"] = json!("user.signedup");
+    let m = message_of(
+        post(Source::HttpV2, "application/json", &event.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_event_type",
+    )
+    .await;
+    assert_eq!(
+        m,
+        "is not an event type of the catalogue; did you mean `user.signed_up`?"
+    );
+
+    // subject_mismatch: the subject expected.
+    let mut event = signed_up();
+    event["subject"] = json!("usr_2");
+    let m = message_of(
+        post(Source::HttpV2, "application/json", &event.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "subject_mismatch",
+    )
+    .await;
+    assert_eq!(m, "must equal data.user_id, usr_1 (or be left out)");
+
+    // A bad timestamp inside data: the rule, not the parser's words.
+    let mut event = signed_up();
+    event["data"]["signed_up_at"] = json!("2026-11-22 10:00");
+    let m = message_of(
+        post(Source::HttpV2, "application/json", &event.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    )
+    .await;
+    assert_eq!(
+        m,
+        "must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"
+    );
+}
+
 #[tokio::test]
 async fn method_not_allowed_names_the_allowed_method() {
     let p = MemoryPublisher::default();

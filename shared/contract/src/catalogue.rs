@@ -29,8 +29,11 @@ pub(crate) use shape::{Members, Unknown};
 
 /// What every event's data provides beyond serde and validation.
 pub trait EventData: Serialize + DeserializeOwned + Validate + JsonSchema {
-    /// The id of the aggregate the event belongs to: the envelope's `subject` and the Kinesis partition key,
-    /// so that the events of one aggregate stay in order.
+    /// The name of the member that holds the aggregate id (`account_id`), for messages that point at it.
+    const AGGREGATE: &'static str;
+
+    /// The id of the aggregate the event belongs to (the value of [`EventData::AGGREGATE`]): the envelope's
+    /// `subject` and the Kinesis partition key, so that the events of one aggregate stay in order.
     fn aggregate_id(&self) -> &str;
 }
 
@@ -65,6 +68,11 @@ macro_rules! catalogue {
             /// The type named `name`, if the catalogue has it.
             pub fn parse(name: &str) -> Option<Self> {
                 match name { $($name => Some(EventType::$variant),)+ _ => None }
+            }
+
+            /// The data member that holds the aggregate id ([`EventData::AGGREGATE`]).
+            pub fn aggregate_member(self) -> &'static str {
+                match self { $(EventType::$variant => <$data as EventData>::AGGREGATE,)+ }
             }
         }
 
@@ -163,6 +171,8 @@ pub struct PaymentReceived {
 }
 
 impl EventData for PaymentReceived {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -208,6 +218,8 @@ pub struct PaymentProcessed {
 }
 
 impl EventData for PaymentProcessed {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -297,6 +309,8 @@ pub struct PaymentFailed {
 }
 
 impl EventData for PaymentFailed {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -333,6 +347,8 @@ pub struct AccountOpened {
 }
 
 impl EventData for AccountOpened {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -370,6 +386,8 @@ pub struct AccountCredited {
 }
 
 impl EventData for AccountCredited {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -401,6 +419,8 @@ pub struct AccountFrozen {
 }
 
 impl EventData for AccountFrozen {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -439,6 +459,8 @@ pub struct UserSignedUp {
 }
 
 impl EventData for UserSignedUp {
+    const AGGREGATE: &'static str = "user_id";
+
     fn aggregate_id(&self) -> &str {
         &self.user_id
     }
@@ -484,6 +506,8 @@ pub struct UserUnsubscribed {
 }
 
 impl EventData for UserUnsubscribed {
+    const AGGREGATE: &'static str = "user_id";
+
     fn aggregate_id(&self) -> &str {
         &self.user_id
     }

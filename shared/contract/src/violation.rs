@@ -187,7 +187,7 @@ pub(crate) fn from_serde(path: String, err: &serde_json::Error) -> Violation {
     };
     let text = err.to_string();
     // serde_json appends " at line L column C": where a pointer says where, the position would confuse.
-    let message = match text.rfind(" at line ") {
+    let mut message = match text.rfind(" at line ") {
         Some(i) => text[..i].to_owned(),
         None => text,
     };
@@ -197,6 +197,10 @@ pub(crate) fn from_serde(path: String, err: &serde_json::Error) -> Violation {
         Category::Data if message.starts_with("invalid type") => Code::InvalidType,
         Category::Data => Code::InvalidValue,
     };
+    // A document that does not parse has no pointer to name; its line and column say where to look.
+    if code == Code::MalformedJson && field.is_none() && err.line() > 0 {
+        message = format!("{message} (line {}, column {})", err.line(), err.column());
+    }
     // A missing field is reported at the member that is missing, not at its parent object.
     let field = match (code, field) {
         (Code::MissingField, parent) => {

@@ -48,6 +48,53 @@ fn found(list: &[(Code, &str)]) -> Vec<(Code, String)> {
     list.iter().map(|(c, f)| (*c, (*f).to_owned())).collect()
 }
 
+/// A valid `data` of each type.
+fn sample(ty: EventType) -> serde_json::Value {
+    use serde_json::json;
+    match ty {
+        EventType::PaymentReceived => {
+            json!({"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250,
+            "currency": "EUR", "payer_email": "ada@example.com"})
+        }
+        EventType::PaymentProcessed => {
+            json!({"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250,
+            "currency": "EUR", "payer_email": "ada@example.com", "processed_at": "2026-11-22T10:00:00Z"})
+        }
+        EventType::PaymentFailed => {
+            json!({"payment_id": "pay_1", "account_id": "acc_1", "amount": 1250,
+            "currency": "EUR", "payer_email": "ada@example.com", "reason": "account_frozen",
+            "failed_at": "2026-11-22T10:00:00Z"})
+        }
+        EventType::AccountOpened => {
+            json!({"account_id": "acc_1", "currency": "EUR", "opened_at": "2026-11-22T10:00:00Z"})
+        }
+        EventType::AccountCredited => {
+            json!({"credit_id": "crd_1", "account_id": "acc_1", "amount": 5,
+            "currency": "EUR", "credited_at": "2026-11-22T10:00:00Z"})
+        }
+        EventType::AccountFrozen => {
+            json!({"account_id": "acc_1", "frozen_at": "2026-11-22T10:00:00Z"})
+        }
+        EventType::UserSignedUp => {
+            json!({"user_id": "usr_1", "email": "ada@example.com", "name": "Ada",
+            "signed_up_at": "2026-11-22T10:00:00Z"})
+        }
+        EventType::UserUnsubscribed => json!({"user_id": "usr_1", "email": "ada@example.com",
+            "list_id": "news", "unsubscribed_at": "2026-11-22T10:00:00Z"}),
+    }
+}
+
+#[test]
+fn every_type_decodes_its_sample_and_names_its_aggregate() {
+    for ty in EventType::ALL {
+        let data = sample(*ty);
+        let event = decode(*ty, &data.to_string(), Unknown::Refuse).unwrap();
+        assert_eq!(event.event_type(), *ty);
+        // The member `subject` must equal, by name, holds the aggregate id.
+        assert_eq!(data[ty.aggregate_member()], event.aggregate_id(), "{ty:?}");
+    }
+}
+
 #[test]
 fn decode_names_the_member_on_error() {
     assert_eq!(

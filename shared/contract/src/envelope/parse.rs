@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::catalogue::{Event, EventType, Unknown};
-use crate::validate::{Checker, Validate, MAX_SOURCE_LEN};
+use crate::validate::{Checker, Validate, MAX_ID_LEN, MAX_SOURCE_LEN, TIMESTAMP_MESSAGE};
 use crate::violation::{from_serde, Code, Violation, Violations};
 
 pub(super) fn parse(
@@ -163,7 +163,7 @@ impl<'a> Raw<'a> {
                     c.push(Violation::at(
                         Code::InvalidValue,
                         "/time",
-                        "must be an RFC 3339 timestamp",
+                        TIMESTAMP_MESSAGE,
                     ));
                     OffsetDateTime::UNIX_EPOCH
                 }
@@ -200,11 +200,7 @@ impl<'a> Raw<'a> {
             Got::Str(t) => {
                 let ty = EventType::parse(&t);
                 if ty.is_none() {
-                    c.push(Violation::at(
-                        Code::UnknownEventType,
-                        "/type",
-                        "is not an event type of the catalogue",
-                    ));
+                    c.push(unknown_type(&t));
                 }
                 ty
             }
@@ -241,12 +237,8 @@ impl<'a> Raw<'a> {
         let subject = match (subject, &event) {
             (Got::Str(s), event) => {
                 c.id("/subject", &s);
-                if event.as_ref().is_some_and(|e| e.aggregate_id() != s) {
-                    c.push(Violation::at(
-                        Code::SubjectMismatch,
-                        "/subject",
-                        "must equal the aggregate id in data (or be left out)",
-                    ));
+                if let Some(event) = event.as_ref().filter(|e| e.aggregate_id() != s) {
+                    c.push(subject_mismatch(event));
                 }
                 s.into_owned()
             }
@@ -283,6 +275,37 @@ impl<'a> Raw<'a> {
             ))),
         }
     }
+}
+
+/// `type` names no catalogue type: the nearest one, when one is close.
+fn unknown_type(name: &str) -> Violation {
+    let names = EventType::ALL.iter().map(|t| t.as_str());
+    let message = match crate::suggest::nearest(name, names) {
+        Some(near) => format!("is not an event type of the catalogue; did you mean `{near}`?"),
+        None => format!(
+            "is not an event type of the catalogue ({})",
+            EventType::ALL
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Violation::at(Code::UnknownEventType, "/type", message)
+}
+
+/// `subject` is not the data's aggregate id: which member it must equal, and its value when that is a valid id
+/// (an id, not personal data; an invalid one is reported at its own pointer).
+fn subject_mismatch(event: &Event) -> Violation {
+    let member = event.event_type().aggregate_member();
+    let id = event.aggregate_id();
+    let message =
+        if id.len() <= MAX_ID_LEN && !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()) {
+            format!("must equal data.{member}, {id} (or be left out)")
+        } else {
+            format!("must equal data.{member} (or be left out)")
+        };
+    Violation::at(Code::SubjectMismatch, "/subject", message)
 }
 
 pub(super) fn check_source(c: &mut Checker, source: &str) {

@@ -537,6 +537,77 @@ fn a_repeated_data_member_is_refused() {
     assert!(err.has_at(Code::DuplicateMember, "/data/email"));
 }
 
+/// The message of the only violation of `v`, which must be at `field` with `code`.
+fn message(v: &Value, code: Code, field: Option<&str>) -> String {
+    let err = Envelope::parse(&serde_json::to_vec(v).unwrap(), NOW).unwrap_err();
+    assert_eq!(err.as_slice().len(), 1, "{err:?}");
+    assert_eq!(
+        (err.first().code, err.first().field.as_deref()),
+        (code, field)
+    );
+    err.first().message.clone()
+}
+
+#[test]
+fn messages_a_person_can_act_on() {
+    // The expected subject.
+    let v = with(signed_up(), "/subject", json!("usr_2"));
+    assert_eq!(
+        message(&v, Code::SubjectMismatch, Some("/subject")),
+        "must equal data.user_id, usr_1 (or be left out)"
+    );
+    let mut v = with(signed_up(), "/subject", json!("usr_2"));
+    v["data"]["user_id"] = json!("usr 1");
+    let err = parse(&v).unwrap_err();
+    assert!(err.has_at(Code::InvalidIdentifier, "/data/user_id"));
+    let mismatch = err
+        .as_slice()
+        .iter()
+        .find(|x| x.code == Code::SubjectMismatch);
+    assert_eq!(
+        mismatch.map(|x| x.message.as_str()),
+        Some("must equal data.user_id (or be left out)"),
+        "an invalid id is not quoted"
+    );
+
+    // The nearest type, or the catalogue.
+    let v = with(signed_up(), "/type", json!("user.signedup"));
+    assert_eq!(
+        message(&v, Code::UnknownEventType, Some("/type")),
+        "is not an event type of the catalogue; did you mean `user.signed_up`?"
+    );
+    let v = with(signed_up(), "/type", json!("Payment.Recieved"));
+    assert!(message(&v, Code::UnknownEventType, Some("/type")).ends_with("`payment.received`?"));
+    let v = with(signed_up(), "/type", json!("user.deleted"));
+    assert!(message(&v, Code::UnknownEventType, Some("/type"))
+        .contains("(payment.received, payment.processed,"));
+
+    // Where the JSON breaks.
+    let err = Envelope::parse(b"{\"specversion\": \"1.0\",\n \"source\" \"/s\"}", NOW).unwrap_err();
+    assert_eq!(
+        (err.first().code, err.first().field.as_deref()),
+        (Code::MalformedJson, None)
+    );
+    assert_eq!(
+        err.first().message,
+        "expected `:` (line 2, column 11)",
+        "serde_json's words, and where"
+    );
+
+    // A timestamp: the rule and an example, not the parser's words (nor the value).
+    for (pointer, field) in [
+        ("/time", "/time"),
+        ("/data/signed_up_at", "/data/signed_up_at"),
+    ] {
+        let v = with(signed_up(), pointer, json!("2026-11-22 10h00"));
+        let text = message(&v, Code::InvalidValue, Some(field));
+        assert_eq!(
+            text, "must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z",
+            "{pointer}"
+        );
+    }
+}
+
 #[test]
 fn pretty_printed_events_are_checked_alike() {
     // Members are captured raw, spaces around them and all: their kinds must be read the same.

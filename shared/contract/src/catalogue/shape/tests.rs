@@ -35,6 +35,11 @@ fn every_shape_is_its_schema() {
                 member.name
             );
         }
+        let aggregate = &shape.members[shape.index(ty.aggregate_member()).unwrap()];
+        assert!(
+            aggregate.required && aggregate.kinds == Kinds::STRING,
+            "{ty:?}"
+        );
     }
 }
 
