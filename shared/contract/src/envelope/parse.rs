@@ -19,7 +19,21 @@ pub(super) fn parse(
     bytes: &[u8],
     received_at: Option<OffsetDateTime>,
 ) -> Result<Envelope, Violations> {
-    let raw: Raw<'_> = match serde_json::from_slice(bytes) {
+    // UTF-8 checked once for the whole document: read from a `str`, serde_json need not check each string and
+    // each captured member again.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            return Err(Violations::one(Violation::whole(
+                Code::MalformedJson,
+                format!(
+                    "the event is not valid UTF-8 (at byte {})",
+                    err.valid_up_to()
+                ),
+            )))
+        }
+    };
+    let raw: Raw<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(err) if err.is_data() => {
             return Err(Violations::one(Violation::whole(
