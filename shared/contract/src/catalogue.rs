@@ -87,9 +87,9 @@ macro_rules! catalogue {
                 match self { $(Event::$variant(d) => d.aggregate_id(),)+ }
             }
 
-            /// Decodes the members of `data` as the data of `ty`, every problem recorded in `c` (see
-            /// [`shape::decode`]: the event may come back with problems recorded, never without them when it
-            /// does not).
+            /// Decodes the members of `data` as the data of `ty`, every problem recorded in `c`. `None` only
+            /// with a problem recorded; `Some` may come with some too (a broken optional member is left out, so
+            /// that the rules can still check the rest: see [`shape::decode`]).
             pub(crate) fn decode_data(
                 ty: EventType,
                 members: &Members<'_>,
