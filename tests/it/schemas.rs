@@ -104,8 +104,24 @@ fn cases() -> Vec<(String, Value)> {
     with(paid, "null description", &|e| {
         e["data"]["description"] = Value::Null
     });
-    with(paid, "unknown data member (tolerated)", &|e| {
+    with(paid, "unknown data member", &|e| {
         e["data"]["note"] = json!("x")
+    });
+    with("user.signed_up", "misspelt opt-in (unknown member)", &|e| {
+        e["data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("marketing_opt_in");
+        e["data"]["marketing_optin"] = json!(true);
+    });
+    with("account.frozen", "unknown null member", &|e| {
+        e["data"]["frozen_by"] = Value::Null
+    });
+    with("payment.failed", "unknown object member", &|e| {
+        e["data"]["meta"] = json!({"reason": "bored"})
+    });
+    with("user.signed_up", "extension next to data (allowed)", &|e| {
+        e["marketingoptin"] = json!(true)
     });
     with(paid, "specversion 1.1", &|e| {
         e["specversion"] = json!("1.1")

@@ -34,7 +34,10 @@ pub enum IngestError {
     MethodNotAllowed,
     /// `Content-Type` is missing or not JSON.
     #[error("unsupported content type")]
-    UnsupportedMediaType,
+    UnsupportedMediaType {
+        /// The `Content-Type` received, if any, as [`received_media_type`] cleans it for the message.
+        received: Option<String>,
+    },
     /// The body is over the limit.
     #[error("body of {size} bytes exceeds the limit of {limit}")]
     PayloadTooLarge {
@@ -146,7 +149,7 @@ impl IngestError {
             IngestError::Auth(_) => StatusCode::UNAUTHORIZED,
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::PayloadTooLarge { .. }
             | IngestError::TooManyEvents { .. }
             | IngestError::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -173,7 +176,7 @@ impl IngestError {
             IngestError::Auth(e) => e.code(),
             IngestError::Forbidden(refusals) => refusals.first().map_or("forbidden", |r| r.code),
             IngestError::MethodNotAllowed => "method_not_allowed",
-            IngestError::UnsupportedMediaType => "unsupported_media_type",
+            IngestError::UnsupportedMediaType { .. } => "unsupported_media_type",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::EmptyBody => "empty_body",
             IngestError::InvalidUtf8 { .. } => "invalid_utf8",
@@ -206,10 +209,15 @@ impl IngestError {
                 refusals.first().map(|r| r.field.clone()),
                 refusals.iter().map(Detail::from).collect(),
             ),
-            IngestError::UnsupportedMediaType => (
-                "Content-Type must be application/json, application/cloudevents+json or \
-                 application/cloudevents-batch+json (charset utf-8)"
-                    .into(),
+            IngestError::UnsupportedMediaType { received } => (
+                format!(
+                    "Content-Type must be application/json, application/cloudevents+json or \
+                     application/cloudevents-batch+json (charset utf-8); {}",
+                    match received {
+                        Some(received) => format!("received `{received}`"),
+                        None => "none was sent".to_owned(),
+                    }
+                ),
                 None,
                 Vec::new(),
             ),
@@ -283,7 +291,7 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | IngestError::Auth(_)
             | IngestError::Forbidden(_)
             | IngestError::MethodNotAllowed
-            | IngestError::UnsupportedMediaType
+            | IngestError::UnsupportedMediaType { .. }
             | IngestError::PayloadTooLarge { .. }
             | IngestError::EmptyBody
             | IngestError::InvalidUtf8 { .. }
@@ -334,7 +342,8 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | Code::AmountTooLarge
             | Code::SubjectMismatch
             | Code::InvalidExtension
-            | Code::DuplicateMember => {}
+            | Code::DuplicateMember
+            | Code::UnknownMember => {}
         }
     };
     let auth = [
@@ -381,12 +390,13 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
         Code::SubjectMismatch,
         Code::InvalidExtension,
         Code::DuplicateMember,
+        Code::UnknownMember,
     ];
     let (size, limit) = (0, 0);
     [
         IngestError::NotFound,
         IngestError::MethodNotAllowed,
-        IngestError::UnsupportedMediaType,
+        IngestError::UnsupportedMediaType { received: None },
         IngestError::PayloadTooLarge { size, limit },
         IngestError::EmptyBody,
         IngestError::InvalidUtf8 { offset: 0 },
@@ -421,4 +431,19 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
     )
     .map(|e| (e.status(), e.code()))
     .collect()
+}
+
+/// Longest `Content-Type` quoted back in a `415` message, in characters.
+const MAX_QUOTED_MEDIA_TYPE: usize = 100;
+
+/// A received `Content-Type` as a `415` message quotes it: control characters removed (it goes into logs and
+/// terminals), cut to [`MAX_QUOTED_MEDIA_TYPE`] characters, bytes that are not UTF-8 replaced.
+pub(crate) fn received_media_type(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    let mut chars = text.chars().filter(|c| !c.is_control());
+    let mut quoted: String = chars.by_ref().take(MAX_QUOTED_MEDIA_TYPE).collect();
+    if chars.next().is_some() {
+        quoted.push('…');
+    }
+    quoted
 }

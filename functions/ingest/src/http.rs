@@ -74,10 +74,13 @@ pub enum Declared {
 /// `application/json`, `application/cloudevents+json` or `application/cloudevents-batch+json`, with at most a
 /// UTF-8 charset parameter.
 pub fn check_content_type(headers: &HeaderMap) -> Result<Declared, IngestError> {
-    let value = headers
-        .get(header::CONTENT_TYPE)
+    let received = headers.get(header::CONTENT_TYPE);
+    let unsupported = || IngestError::UnsupportedMediaType {
+        received: received.map(|v| crate::error::received_media_type(v.as_bytes())),
+    };
+    let value = received
         .and_then(|v| v.to_str().ok())
-        .ok_or(IngestError::UnsupportedMediaType)?;
+        .ok_or_else(unsupported)?;
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or_default().trim();
     let declared = [
@@ -98,7 +101,7 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<Declared, IngestError> 
     });
     match declared {
         Some(d) if params_ok => Ok(d),
-        _ => Err(IngestError::UnsupportedMediaType),
+        _ => Err(unsupported()),
     }
 }
 

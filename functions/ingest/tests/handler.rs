@@ -286,6 +286,228 @@ async fn lists_every_violation_in_details() {
     assert!(!body.to_string().contains("nope"));
 }
 
+/// `(code, field)` of every entry of an error body's `details`.
+fn details(body: &Value) -> Vec<(String, String)> {
+    body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                d["field"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(c, f)| ((*c).to_owned(), (*f).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unknown_data_member_is_refused_with_the_member_meant() {
+    for source in ALL_SOURCES {
+        // Given a signup whose opt-in is misspelt (today's typo would lose the opt-in and answer 202)
+        let p = MemoryPublisher::default();
+        let mut event = signed_up();
+        event["data"]["marketing_optin"] = json!(true);
+        // Then it is refused, nothing is written, and the answer names the member and the one meant
+        let request = post(source, "application/json", &event.to_string());
+        assert_rejected(
+            &p,
+            request,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_member",
+            Some("/data/marketing_optin"),
+        )
+        .await;
+        let response = ingest(&p)
+            .handle(post(source, "application/json", &event.to_string()))
+            .await;
+        let body = body_json(&response);
+        assert_eq!(
+            body["error"]["message"],
+            "`user.signed_up` data has no such member; did you mean `marketing_opt_in`?"
+        );
+        assert_eq!(
+            details(&body),
+            pairs(&[("unknown_member", "/data/marketing_optin")])
+        );
+        // An extension attribute beside `data` is still welcome.
+        let mut event = signed_up();
+        event["marketingoptin"] = json!(true);
+        let response = ingest(&p)
+            .handle(post(source, "application/json", &event.to_string()))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{source:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_problem_of_an_event_is_in_one_answer_and_nothing_is_written() {
+    let p = MemoryPublisher::default();
+    // Given an event with an envelope problem, a missing, a wrongly typed and an unknown member, and a bad
+    // timestamp
+    let event = json!({
+        "specversion": "1.0", "source": "", "type": "payment.received", "subject": "acc_1",
+        "data": {"payment_id": "pay_1", "account_id": "acc_1", "amount": "12.50", "currency": "EUR",
+                 "payer": "ada@example.com", "description": 7}
+    });
+    let response = ingest(&p)
+        .handle(post(Source::HttpV2, "application/json", &event.to_string()))
+        .await;
+    // Then one 422 names all of them, the first at the top (data's members in document order: `Value` writes
+    // them sorted)
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = body_json(&response);
+    assert_eq!(
+        details(&body),
+        pairs(&[
+            ("empty", "/source"),
+            ("invalid_type", "/data/amount"),
+            ("invalid_type", "/data/description"),
+            ("unknown_member", "/data/payer"),
+            ("missing_field", "/data/payer_email"),
+        ]),
+        "{body}"
+    );
+    assert_eq!(body["error"]["code"], "empty");
+    assert_eq!(body["error"]["field"], "/source");
+    assert!(p.written().is_empty(), "nothing may be written");
+
+    // And in a batch, every problem of every event, by index.
+    let mut typo = user(0);
+    typo["data"]["nmae"] = json!("Ada");
+    typo["data"].as_object_mut().unwrap().remove("name");
+    let mut values = json!({"specversion": "1.0", "source": "/pay", "type": "payment.failed",
+        "data": {"payment_id": "p", "account_id": "a", "amount": 5, "currency": "EUR", "payer_email": "a@b.co",
+                 "reason": "bored", "failed_at": "yesterday"}});
+    values["id"] = json!("evt-9");
+    let response = batch_ingest(&p, 10)
+        .handle(batch_post(&[typo, user(1), values]))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = body_json(&response);
+    assert_eq!(
+        details(&body),
+        pairs(&[
+            ("unknown_member", "/0/data/nmae"),
+            ("missing_field", "/0/data/name"),
+            ("invalid_value", "/2/data/failed_at"),
+            ("invalid_value", "/2/data/reason"),
+        ]),
+        "{body}"
+    );
+    let text = body.to_string();
+    assert!(text.contains("did you mean `name`?"), "{text}");
+    assert!(
+        !text.contains("bored") && !text.contains("yesterday"),
+        "no value is echoed: {text}"
+    );
+    assert!(p.written().is_empty(), "the batch is all or nothing");
+}
+
+/// The top-level message of the answer to `request`, which must be `status` with `code`.
+async fn message_of(request: Request, status: StatusCode, code: &str) -> String {
+    let p = MemoryPublisher::default();
+    let response = ingest(&p).handle(request).await;
+    assert_eq!(response.status(), status);
+    let body = body_json(&response);
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(p.written().is_empty());
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn messages_say_what_to_fix() {
+    let ok = signed_up().to_string();
+    const EXPECTED: &str =
+        "Content-Type must be application/json, application/cloudevents+json or \
+        application/cloudevents-batch+json (charset utf-8)";
+    let unsupported = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+
+    // 415: what was received, cleaned and cut; or that nothing was.
+    let m = message_of(
+        post(Source::HttpV2, "text/plain", &ok),
+        unsupported,
+        "unsupported_media_type",
+    )
+    .await;
+    assert_eq!(m, format!("{EXPECTED}; received `text/plain`"));
+    let no_type = request(Source::RestV1, "POST", "/events", None, &ok);
+    let m = message_of(no_type, unsupported, "unsupported_media_type").await;
+    assert_eq!(m, format!("{EXPECTED}; none was sent"));
+    let long = format!("application/json;\tcharset=latin1;x={}", "y".repeat(500));
+    let m = message_of(
+        post(Source::FunctionUrl, &long, &ok),
+        unsupported,
+        "unsupported_media_type",
+    )
+    .await;
+    let quoted = m.split_once("received `").unwrap().1;
+    assert!(
+        quoted.starts_with("application/json;charset=latin1;x=yyy"),
+        "{m}"
+    );
+    assert_eq!(quoted.chars().count(), 100 + "…`".chars().count(), "{m}");
+    assert!(!m.contains(&ok), "never the body");
+
+    // malformed_json: line and column.
+    let m = message_of(
+        post(
+            Source::HttpV2,
+            "application/json",
+            "{\n  \"specversion\": \"1.0\",\n  \"type\" 1\n}",
+        ),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+    assert_eq!(m, "expected `:` (line 3, column 10)");
+
+    // unknown_event_type: the nearest type.
+    let mut event = signed_up();
+    event["type"] = json!("user.signedup");
+    let m = message_of(
+        post(Source::HttpV2, "application/json", &event.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_event_type",
+    )
+    .await;
+    assert_eq!(
+        m,
+        "is not an event type of the catalogue; did you mean `user.signed_up`?"
+    );
+
+    // subject_mismatch: the subject expected.
+    let mut event = signed_up();
+    event["subject"] = json!("usr_2");
+    let m = message_of(
+        post(Source::HttpV2, "application/json", &event.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "subject_mismatch",
+    )
+    .await;
+    assert_eq!(m, "must equal data.user_id, usr_1 (or be left out)");
+
+    // A bad timestamp inside data: the rule, not the parser's words.
+    let mut event = signed_up();
+    event["data"]["signed_up_at"] = json!("2026-11-22 10:00");
+    let m = message_of(
+        post(Source::HttpV2, "application/json", &event.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    )
+    .await;
+    assert_eq!(
+        m,
+        "must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"
+    );
+}
+
 #[tokio::test]
 async fn method_not_allowed_names_the_allowed_method() {
     let p = MemoryPublisher::default();

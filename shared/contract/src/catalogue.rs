@@ -8,8 +8,13 @@
 //! attributes (`#[schemars(schema_with = ...)]`) name the same rules as the `Validate` impl, from
 //! [`crate::schema`].
 //!
-//! Data structs ignore members they do not know (a tolerant reader): a producer may add optional fields before
-//! every consumer is redeployed. Everything they do know is checked.
+//! **Strict at the edge, tolerant behind it.** [`Envelope::parse`](crate::Envelope::parse), which ingest runs on
+//! what clients send, refuses a `data` member the type does not define (`unknown_member`, with the nearest
+//! known member suggested): a misspelt optional member would otherwise be dropped without a word. Records on the
+//! stream are read by [`Envelope::decode`](crate::Envelope::decode), which ignores members it does not know: a
+//! newer ingest may write a member that an older consumer has not learnt yet (schema evolution). Both check
+//! everything they do know, and report every problem of `data` at once: its structure first, against the
+//! shape its JSON Schema describes (`shape`), then the typed decode and the [`Validate`] rules.
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -17,12 +22,19 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::validate::{Checker, Validate};
-use crate::violation::{from_serde, pointer_from_path, Code, Violation};
+use crate::violation::{Code, Violation};
+
+mod shape;
+
+pub(crate) use shape::{Members, Unknown};
 
 /// What every event's data provides beyond serde and validation.
 pub trait EventData: Serialize + DeserializeOwned + Validate + JsonSchema {
-    /// The id of the aggregate the event belongs to: the envelope's `subject` and the Kinesis partition key,
-    /// so that the events of one aggregate stay in order.
+    /// The name of the member that holds the aggregate id (`account_id`), for messages that point at it.
+    const AGGREGATE: &'static str;
+
+    /// The id of the aggregate the event belongs to (the value of [`EventData::AGGREGATE`]): the envelope's
+    /// `subject` and the Kinesis partition key, so that the events of one aggregate stay in order.
     fn aggregate_id(&self) -> &str;
 }
 
@@ -58,6 +70,11 @@ macro_rules! catalogue {
             pub fn parse(name: &str) -> Option<Self> {
                 match name { $($name => Some(EventType::$variant),)+ _ => None }
             }
+
+            /// The data member that holds the aggregate id ([`EventData::AGGREGATE`]).
+            pub fn aggregate_member(self) -> &'static str {
+                match self { $(EventType::$variant => <$data as EventData>::AGGREGATE,)+ }
+            }
         }
 
         impl Event {
@@ -71,9 +88,23 @@ macro_rules! catalogue {
                 match self { $(Event::$variant(d) => d.aggregate_id(),)+ }
             }
 
-            /// Decodes the JSON text of `data` as the data of `ty`.
-            pub(crate) fn decode_data(ty: EventType, raw: &str) -> Result<Event, Violation> {
-                match ty { $(EventType::$variant => decode::<$data>(raw).map(Event::$variant),)+ }
+            /// Decodes the members of `data` as the data of `ty`, every problem recorded in `c`. `None` only
+            /// with a problem recorded; `Some` may come with some too (a broken optional member is left out, so
+            /// that the rules can still check the rest: see [`shape::decode`]).
+            pub(crate) fn decode_data(
+                ty: EventType,
+                members: &Members<'_>,
+                unknown: Unknown,
+                c: &mut Checker,
+            ) -> Option<Event> {
+                match ty {
+                    $(EventType::$variant => {
+                        // Read from the type's JSON Schema once, on first use.
+                        static SHAPE: std::sync::OnceLock<shape::Shape> = std::sync::OnceLock::new();
+                        let shape = SHAPE.get_or_init(|| shape::Shape::of(ty));
+                        shape::decode::<$data>(shape, members, unknown, c).map(Event::$variant)
+                    })+
+                }
             }
 
             pub(crate) fn serialize_data<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
@@ -129,21 +160,6 @@ impl EventType {
     }
 }
 
-/// Decodes typed data; on failure decodes again with path tracking, so the violation names the member.
-fn decode<T: DeserializeOwned>(raw: &str) -> Result<T, Violation> {
-    serde_json::from_str(raw).map_err(|_| {
-        let mut de = serde_json::Deserializer::from_str(raw);
-        match serde_path_to_error::deserialize::<_, T>(&mut de) {
-            Err(err) => from_serde(
-                format!("/data{}", pointer_from_path(err.path())),
-                err.inner(),
-            ),
-            // Unreachable in practice (same input, same type); still an honest answer rather than a panic.
-            Ok(_) => Violation::at(Code::InvalidValue, "/data", "data does not match its type"),
-        }
-    })
-}
-
 pub(crate) const MAX_DESCRIPTION: usize = 500;
 pub(crate) const MAX_NAME: usize = 200;
 pub(crate) const MAX_LOCALE: usize = 35;
@@ -173,6 +189,8 @@ pub struct PaymentReceived {
 }
 
 impl EventData for PaymentReceived {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -218,6 +236,8 @@ pub struct PaymentProcessed {
 }
 
 impl EventData for PaymentProcessed {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -307,6 +327,8 @@ pub struct PaymentFailed {
 }
 
 impl EventData for PaymentFailed {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -343,6 +365,8 @@ pub struct AccountOpened {
 }
 
 impl EventData for AccountOpened {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -380,6 +404,8 @@ pub struct AccountCredited {
 }
 
 impl EventData for AccountCredited {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -411,6 +437,8 @@ pub struct AccountFrozen {
 }
 
 impl EventData for AccountFrozen {
+    const AGGREGATE: &'static str = "account_id";
+
     fn aggregate_id(&self) -> &str {
         &self.account_id
     }
@@ -449,6 +477,8 @@ pub struct UserSignedUp {
 }
 
 impl EventData for UserSignedUp {
+    const AGGREGATE: &'static str = "user_id";
+
     fn aggregate_id(&self) -> &str {
         &self.user_id
     }
@@ -494,6 +524,8 @@ pub struct UserUnsubscribed {
 }
 
 impl EventData for UserUnsubscribed {
+    const AGGREGATE: &'static str = "user_id";
+
     fn aggregate_id(&self) -> &str {
         &self.user_id
     }

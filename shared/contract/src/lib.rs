@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod codec;
 pub mod envelope;
 pub mod schema;
+mod suggest;
 pub mod validate;
 pub mod violation;
 

@@ -16,7 +16,7 @@
 
 use schemars::generate::SchemaSettings;
 use schemars::{json_schema, Schema, SchemaGenerator};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::catalogue::{EventType, MAX_DESCRIPTION, MAX_LOCALE, MAX_NAME};
 use crate::envelope::SPECVERSION;
@@ -131,23 +131,34 @@ pub fn timestamp(_: &mut SchemaGenerator) -> Schema {
 
 /// The schema of one event type's envelope, data included.
 pub fn event_schema(ty: EventType) -> Value {
-    let mut generator = SchemaGenerator::new(SchemaSettings::draft2020_12());
-    let data = ty.data_schema(&mut generator);
-    let defs = generator.take_definitions(true);
-    let mut schema = envelope(ty.as_str(), data.to_value());
+    let (data, defs) = data_schema(ty);
+    let mut schema = envelope(ty.as_str(), data);
     if !defs.is_empty() {
         schema["$defs"] = Value::Object(defs);
     }
     schema
 }
 
-fn envelope(type_name: &str, data: Value) -> Value {
-    let mut data = data;
-    // The data's title is its Rust name; the envelope's is what producers know.
+/// The schema of `ty`'s `data`, and the definitions it refers to (`#/$defs/…`).
+///
+/// `data` has the members its type defines and no other (`additionalProperties: false`): ingest refuses an
+/// unknown member, which is most often a misspelt optional one whose value would otherwise be lost. The same
+/// schema is the shape ingest checks `data` against before decoding it (`catalogue::shape`), so the two agree by
+/// construction.
+pub(crate) fn data_schema(ty: EventType) -> (Value, Map<String, Value>) {
+    let mut generator = SchemaGenerator::new(SchemaSettings::draft2020_12());
+    let mut data = ty.data_schema(&mut generator).to_value();
+    let defs = generator.take_definitions(true);
     if let Some(map) = data.as_object_mut() {
+        // The data's title is its Rust name; the envelope's is what producers know.
         map.remove("$schema");
         map.remove("title");
+        map.insert("additionalProperties".into(), Value::Bool(false));
     }
+    (data, defs)
+}
+
+fn envelope(type_name: &str, data: Value) -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": format!("{BASE_ID}{type_name}.json"),

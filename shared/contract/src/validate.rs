@@ -14,6 +14,11 @@ pub const MAX_EMAIL_LEN: usize = 254;
 /// Largest amount in minor units (10^15: a thousand billion dollars in cents).
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
 
+/// What a timestamp that does not parse is told (at `/time` and inside `data`): the rule and an example, never
+/// the parser's own words.
+pub(crate) const TIMESTAMP_MESSAGE: &str =
+    "must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z";
+
 /// Data that checks itself. `pointer` is where the value sits in the envelope (e.g. `/data`).
 pub trait Validate {
     /// Pushes every violation into `checker`.
@@ -35,6 +40,13 @@ impl Checker {
     /// Records a violation found by a rule of the caller's own.
     pub fn push(&mut self, violation: Violation) {
         self.violations.push(violation);
+    }
+
+    /// Whether something was found at `field` already.
+    pub(crate) fn reported_at(&self, field: &str) -> bool {
+        self.violations
+            .iter()
+            .any(|v| v.field.as_deref() == Some(field))
     }
 
     /// What was found, in the order it was found.

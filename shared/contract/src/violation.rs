@@ -48,6 +48,9 @@ pub enum Code {
     InvalidExtension,
     /// A member appears twice in one object (parsers disagree on which one wins, so neither does).
     DuplicateMember,
+    /// `data` has a member its event type does not define (often a misspelt optional one, whose value would
+    /// otherwise be lost). Only at the edge: consumers ignore members they do not know yet.
+    UnknownMember,
 }
 
 impl Code {
@@ -73,6 +76,7 @@ impl Code {
             Code::SubjectMismatch => "subject_mismatch",
             Code::InvalidExtension => "invalid_extension",
             Code::DuplicateMember => "duplicate_member",
+            Code::UnknownMember => "unknown_member",
         }
     }
 }
@@ -182,8 +186,8 @@ pub(crate) fn from_serde(path: String, err: &serde_json::Error) -> Violation {
         Some(path)
     };
     let text = err.to_string();
-    // serde_json appends " at line L column C"; the pointer says where, and the position would confuse.
-    let message = match text.rfind(" at line ") {
+    // serde_json appends " at line L column C": where a pointer says where, the position would confuse.
+    let mut message = match text.rfind(" at line ") {
         Some(i) => text[..i].to_owned(),
         None => text,
     };
@@ -193,6 +197,10 @@ pub(crate) fn from_serde(path: String, err: &serde_json::Error) -> Violation {
         Category::Data if message.starts_with("invalid type") => Code::InvalidType,
         Category::Data => Code::InvalidValue,
     };
+    // A document that does not parse has no pointer to name; its line and column say where to look.
+    if code == Code::MalformedJson && field.is_none() && err.line() > 0 {
+        message = format!("{message} (line {}, column {})", err.line(), err.column());
+    }
     // A missing field is reported at the member that is missing, not at its parent object.
     let field = match (code, field) {
         (Code::MissingField, parent) => {

@@ -57,6 +57,9 @@ fn every_type_has_a_schema_with_its_id_and_constraints() {
         assert!(s["properties"]["data"]["required"]
             .as_array()
             .is_some_and(|r| !r.is_empty()));
+        // Strict at the edge: data has its type's members and no other (extensions stay allowed beside it).
+        assert_eq!(s["properties"]["data"]["additionalProperties"], false);
+        assert!(s["additionalProperties"].is_object());
     }
     let paid = schema::event_schema(tubes_contract::EventType::PaymentReceived);
     let data = &paid["properties"]["data"]["properties"];

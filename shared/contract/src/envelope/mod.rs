@@ -89,12 +89,14 @@ pub struct Envelope {
 
 impl Envelope {
     /// Parses an event sent by a client: a missing `id` becomes a fresh UUIDv7, a missing `time` becomes
-    /// `received_at`, a missing `subject` becomes the data's aggregate id.
+    /// `received_at`, a missing `subject` becomes the data's aggregate id. Strict about `data`: a member its type
+    /// does not define is refused (`unknown_member`). Every problem found is reported, not just the first.
     pub fn parse(bytes: &[u8], received_at: OffsetDateTime) -> Result<Self, Violations> {
         parse(bytes, Some(received_at))
     }
 
-    /// Decodes an envelope that ingest wrote (from a Kinesis record): strict, every attribute must be present.
+    /// Decodes an envelope that ingest wrote (from a Kinesis record): strict, every attribute must be present;
+    /// tolerant of `data` members it does not know, which a newer ingest may have written (they are ignored).
     pub fn decode(bytes: &[u8]) -> Result<Self, Violations> {
         parse(bytes, None)
     }

@@ -1,5 +1,5 @@
-//! One pass over an envelope's bytes: attributes borrowed where they can be, every violation collected, the
-//! data decoded by its type.
+//! One pass over an envelope's bytes: attributes borrowed where they can be, `data`'s members captured as raw
+//! JSON, every violation collected; then the data checked and decoded by its type.
 use std::borrow::Cow;
 use std::fmt;
 
@@ -11,15 +11,29 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use super::*;
-use crate::catalogue::{Event, EventType};
-use crate::validate::{Checker, Validate, MAX_SOURCE_LEN};
+use crate::catalogue::{Event, EventType, Unknown};
+use crate::validate::{Checker, Validate, MAX_ID_LEN, MAX_SOURCE_LEN, TIMESTAMP_MESSAGE};
 use crate::violation::{from_serde, Code, Violation, Violations};
 
 pub(super) fn parse(
     bytes: &[u8],
     received_at: Option<OffsetDateTime>,
 ) -> Result<Envelope, Violations> {
-    let raw: Raw<'_> = match serde_json::from_slice(bytes) {
+    // UTF-8 checked once for the whole document: read from a `str`, serde_json need not check each string and
+    // each captured member again.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            return Err(Violations::one(Violation::whole(
+                Code::MalformedJson,
+                format!(
+                    "the event is not valid UTF-8 (at byte {})",
+                    err.valid_up_to()
+                ),
+            )))
+        }
+    };
+    let raw: Raw<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(err) if err.is_data() => {
             return Err(Violations::one(Violation::whole(
@@ -39,11 +53,19 @@ enum Attr<'a> {
     Other(&'static str),
 }
 
+/// `data` as it appeared.
+enum Data<'a> {
+    /// An object: its members, each name and raw value, in document order.
+    Object(Vec<(Cow<'a, str>, &'a RawValue)>),
+    /// Any other JSON value but `null`.
+    Other,
+}
+
 /// One pass over the envelope object, borrowing strings from the input where it can.
 #[derive(Default)]
 struct Raw<'a> {
     attrs: [Option<Attr<'a>>; ATTRS.len()],
-    data: Option<&'a RawValue>,
+    data: Option<Data<'a>>,
     extensions: Vec<(Cow<'a, str>, serde_json::Value)>,
     violations: Vec<Violation>,
 }
@@ -96,7 +118,14 @@ impl<'a> Raw<'a> {
         for v in std::mem::take(&mut self.violations) {
             c.push(v);
         }
+        // `decode` reads what ingest wrote: every attribute present, and members it does not know are a newer
+        // ingest's (ignored). `parse` is the edge: attributes may be filled in, unknown members are refused.
         let strict = received_at.is_none();
+        let unknown = if strict {
+            Unknown::Ignore
+        } else {
+            Unknown::Refuse
+        };
         let missing = |c: &mut Checker, name: &str| {
             c.push(Violation::at(
                 Code::MissingField,
@@ -148,7 +177,7 @@ impl<'a> Raw<'a> {
                     c.push(Violation::at(
                         Code::InvalidValue,
                         "/time",
-                        "must be an RFC 3339 timestamp",
+                        TIMESTAMP_MESSAGE,
                     ));
                     OffsetDateTime::UNIX_EPOCH
                 }
@@ -185,11 +214,7 @@ impl<'a> Raw<'a> {
             Got::Str(t) => {
                 let ty = EventType::parse(&t);
                 if ty.is_none() {
-                    c.push(Violation::at(
-                        Code::UnknownEventType,
-                        "/type",
-                        "is not an event type of the catalogue",
-                    ));
+                    c.push(unknown_type(&t));
                 }
                 ty
             }
@@ -206,19 +231,14 @@ impl<'a> Raw<'a> {
                 None
             }
             (None, Some(_)) => None,
-            (Some(ty), Some(raw)) if raw.get().starts_with('{') => {
-                match Event::decode_data(ty, raw.get()) {
-                    Ok(event) => {
-                        event.validate(&mut c);
-                        Some(event)
-                    }
-                    Err(v) => {
-                        c.push(v);
-                        None
-                    }
+            (Some(ty), Some(Data::Object(members))) => {
+                let event = Event::decode_data(ty, &members, unknown, &mut c);
+                if let Some(event) = &event {
+                    event.validate(&mut c);
                 }
+                event
             }
-            (Some(_), Some(_)) => {
+            (Some(_), Some(Data::Other)) => {
                 c.push(Violation::at(
                     Code::NotAnObject,
                     "/data",
@@ -231,12 +251,8 @@ impl<'a> Raw<'a> {
         let subject = match (subject, &event) {
             (Got::Str(s), event) => {
                 c.id("/subject", &s);
-                if event.as_ref().is_some_and(|e| e.aggregate_id() != s) {
-                    c.push(Violation::at(
-                        Code::SubjectMismatch,
-                        "/subject",
-                        "must equal the aggregate id in data (or be left out)",
-                    ));
+                if let Some(event) = event.as_ref().filter(|e| e.aggregate_id() != s) {
+                    c.push(subject_mismatch(event));
                 }
                 s.into_owned()
             }
@@ -273,6 +289,37 @@ impl<'a> Raw<'a> {
             ))),
         }
     }
+}
+
+/// `type` names no catalogue type: the nearest one, when one is close.
+fn unknown_type(name: &str) -> Violation {
+    let names = EventType::ALL.iter().map(|t| t.as_str());
+    let message = match crate::suggest::nearest(name, names) {
+        Some(near) => format!("is not an event type of the catalogue; did you mean `{near}`?"),
+        None => format!(
+            "is not an event type of the catalogue ({})",
+            EventType::ALL
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Violation::at(Code::UnknownEventType, "/type", message)
+}
+
+/// `subject` is not the data's aggregate id: which member it must equal, and its value when that is a valid id
+/// (an id, not personal data; an invalid one is reported at its own pointer).
+fn subject_mismatch(event: &Event) -> Violation {
+    let member = event.event_type().aggregate_member();
+    let id = event.aggregate_id();
+    let message =
+        if id.len() <= MAX_ID_LEN && !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()) {
+            format!("must equal data.{member}, {id} (or be left out)")
+        } else {
+            format!("must equal data.{member} (or be left out)")
+        };
+    Violation::at(Code::SubjectMismatch, "/subject", message)
 }
 
 pub(super) fn check_source(c: &mut Checker, source: &str) {
@@ -319,13 +366,12 @@ impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
                     raw.attrs[i] = value;
                 }
             } else if key == "data" {
-                let value = map.next_value::<&'de RawValue>()?;
+                let value = map.next_value::<DataValue<'de>>()?;
                 if seen_data {
                     raw.violations.push(duplicate("data"));
                 }
                 seen_data = true;
-                // `"data": null` is as good as absent.
-                raw.data = (value.get() != "null").then_some(value);
+                raw.data = value.0;
             } else if key == "data_base64" {
                 map.next_value::<IgnoredAny>()?;
                 raw.violations.push(Violation::at(
@@ -409,6 +455,52 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
             }
         }
         deserializer.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+/// The value of `data`: an object's members captured raw (their names borrowed where they can be), `null` as
+/// good as absent, anything else remembered as such.
+struct DataValue<'a>(Option<Data<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for DataValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = DataValue<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8).min(16));
+                while let Some(CowStr(name)) = map.next_key::<CowStr<'de>>()? {
+                    members.push((name, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(DataValue(Some(Data::Object(members))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(DataValue(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(DataValue(Some(Data::Other)))
+            }
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
     }
 }
 

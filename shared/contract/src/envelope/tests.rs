@@ -452,3 +452,182 @@ fn new_validates() {
     );
     assert_eq!(ok.unwrap().subject(), "u");
 }
+
+#[test]
+fn unknown_data_members_are_refused_at_the_edge_and_ignored_behind_it() {
+    // Given a signup whose opt-in is misspelt
+    let mut v = signed_up();
+    v["data"]["marketing_optin"] = json!(true);
+    // When a client sends it, it is refused, with the member it meant
+    let err = parse(&v).unwrap_err();
+    assert_eq!(err.as_slice().len(), 1, "{err:?}");
+    let first = err.first();
+    assert_eq!(
+        (first.code, first.field.as_deref()),
+        (Code::UnknownMember, Some("/data/marketing_optin"))
+    );
+    assert!(
+        first.message.ends_with("did you mean `marketing_opt_in`?"),
+        "{}",
+        first.message
+    );
+    // But a record on the stream with a member this consumer does not know yet is read, the member ignored.
+    let e = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
+    match e.event() {
+        Event::UserSignedUp(d) => assert!(!d.marketing_opt_in),
+        other => panic!("wrong variant {other:?}"),
+    }
+    // Extension attributes stay allowed beside `data`, per CloudEvents.
+    let mut v = signed_up();
+    v["marketingoptin"] = json!(true);
+    assert_eq!(parse(&v).unwrap().extensions()["marketingoptin"], true);
+}
+
+#[test]
+fn every_problem_of_an_event_in_one_answer() {
+    // Given an event with envelope problems and several data problems of every kind
+    let mut v = with(signed_up(), "/specversion", json!("2.0"));
+    v["data"] = json!({
+        "user_id": "usr_1", "name": ["Ada"], "emial": "ada@example.com", "locale": "english",
+        "marketing_opt_in": "yes", "signed_up_at": "22/11/2026"
+    });
+    v["Bad-Name"] = json!(1);
+    // Then all of them are named, each at its pointer with its code (members in document order, which is
+    // sorted here: that is how `Value` writes them)
+    rejects(
+        v,
+        &[
+            (Code::InvalidExtension, "/Bad-Name"),
+            (Code::UnsupportedSpecversion, "/specversion"),
+            (Code::UnknownMember, "/data/emial"),
+            (Code::InvalidType, "/data/marketing_opt_in"),
+            (Code::InvalidType, "/data/name"),
+            (Code::MissingField, "/data/email"),
+            (Code::InvalidValue, "/data/signed_up_at"),
+        ],
+    );
+    // Once the structure is right, the rules of the values are all checked too.
+    let mut v = signed_up();
+    v["data"]["email"] = json!("nope");
+    v["data"]["locale"] = json!(5);
+    v["data"]["signed_up_at"] = json!("soon");
+    rejects(
+        v,
+        &[
+            (Code::InvalidType, "/data/locale"),
+            (Code::InvalidValue, "/data/signed_up_at"),
+        ],
+    );
+    let mut v = signed_up();
+    v["data"]["email"] = json!("nope");
+    v["data"]["locale"] = json!(5);
+    v["data"]["name"] = json!("");
+    rejects(
+        v,
+        &[
+            (Code::InvalidType, "/data/locale"),
+            (Code::InvalidEmail, "/data/email"),
+            (Code::Empty, "/data/name"),
+        ],
+    );
+}
+
+#[test]
+fn a_repeated_data_member_is_refused() {
+    let text = r#"{"specversion":"1.0","source":"/s","type":"user.signed_up",
+        "data":{"user_id":"u","email":"a@b.co","email":"b@b.co","name":"A","signed_up_at":"2026-11-22T10:00:00Z"}}"#;
+    let err = Envelope::parse(text.as_bytes(), NOW).unwrap_err();
+    assert_eq!(err.as_slice().len(), 1, "{err:?}");
+    assert!(err.has_at(Code::DuplicateMember, "/data/email"));
+}
+
+/// The message of the only violation of `v`, which must be at `field` with `code`.
+fn message(v: &Value, code: Code, field: Option<&str>) -> String {
+    let err = Envelope::parse(&serde_json::to_vec(v).unwrap(), NOW).unwrap_err();
+    assert_eq!(err.as_slice().len(), 1, "{err:?}");
+    assert_eq!(
+        (err.first().code, err.first().field.as_deref()),
+        (code, field)
+    );
+    err.first().message.clone()
+}
+
+#[test]
+fn messages_a_person_can_act_on() {
+    // The expected subject.
+    let v = with(signed_up(), "/subject", json!("usr_2"));
+    assert_eq!(
+        message(&v, Code::SubjectMismatch, Some("/subject")),
+        "must equal data.user_id, usr_1 (or be left out)"
+    );
+    let mut v = with(signed_up(), "/subject", json!("usr_2"));
+    v["data"]["user_id"] = json!("usr 1");
+    let err = parse(&v).unwrap_err();
+    assert!(err.has_at(Code::InvalidIdentifier, "/data/user_id"));
+    let mismatch = err
+        .as_slice()
+        .iter()
+        .find(|x| x.code == Code::SubjectMismatch);
+    assert_eq!(
+        mismatch.map(|x| x.message.as_str()),
+        Some("must equal data.user_id (or be left out)"),
+        "an invalid id is not quoted"
+    );
+
+    // The nearest type, or the catalogue.
+    let v = with(signed_up(), "/type", json!("user.signedup"));
+    assert_eq!(
+        message(&v, Code::UnknownEventType, Some("/type")),
+        "is not an event type of the catalogue; did you mean `user.signed_up`?"
+    );
+    let v = with(signed_up(), "/type", json!("Payment.Recieved"));
+    assert!(message(&v, Code::UnknownEventType, Some("/type")).ends_with("`payment.received`?"));
+    let v = with(signed_up(), "/type", json!("user.deleted"));
+    assert!(message(&v, Code::UnknownEventType, Some("/type"))
+        .contains("(payment.received, payment.processed,"));
+
+    // Where the JSON breaks.
+    let err = Envelope::parse(b"{\"specversion\": \"1.0\",\n \"source\" \"/s\"}", NOW).unwrap_err();
+    assert_eq!(
+        (err.first().code, err.first().field.as_deref()),
+        (Code::MalformedJson, None)
+    );
+    assert_eq!(
+        err.first().message,
+        "expected `:` (line 2, column 11)",
+        "serde_json's words, and where"
+    );
+
+    // A timestamp: the rule and an example, not the parser's words (nor the value).
+    for (pointer, field) in [
+        ("/time", "/time"),
+        ("/data/signed_up_at", "/data/signed_up_at"),
+    ] {
+        let v = with(signed_up(), pointer, json!("2026-11-22 10h00"));
+        let text = message(&v, Code::InvalidValue, Some(field));
+        assert_eq!(
+            text, "must be an RFC 3339 timestamp such as 2026-11-22T10:00:00Z",
+            "{pointer}"
+        );
+    }
+}
+
+#[test]
+fn pretty_printed_events_are_checked_alike() {
+    // Members are captured raw, spaces around them and all: their kinds must be read the same.
+    let text = serde_json::to_string_pretty(&signed_up()).unwrap();
+    assert!(Envelope::parse(text.as_bytes(), NOW).is_ok());
+    let mut v = signed_up();
+    v["data"]["marketing_opt_in"] = json!(1.0);
+    v["data"]["locale"] = json!(null);
+    let text = serde_json::to_string_pretty(&v)
+        .unwrap()
+        .replace(": ", " :\n\t ");
+    let err = Envelope::parse(text.as_bytes(), NOW).unwrap_err();
+    assert_eq!(err.as_slice().len(), 1, "{err:?}");
+    assert!(err.has_at(Code::InvalidType, "/data/marketing_opt_in"));
+    assert_eq!(
+        err.first().message,
+        "must be a boolean, not a number with a fraction or an exponent"
+    );
+}
