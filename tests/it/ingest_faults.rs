@@ -180,3 +180,57 @@ async fn throttling_and_unavailability_never_get_202_and_write_nothing() {
     assert_eq!(s.ingest(300).handle(batch(3)).await.status(), 202);
     assert_eq!(s.on_stream().await.len(), 3);
 }
+
+#[tokio::test]
+async fn a_write_whose_answer_was_lost_is_resent_under_the_same_ids() {
+    let s = setup("faults-lost-answers").await;
+    // Events without ids, sent under an Idempotency-Key.
+    let body = Value::from(
+        (0..3)
+            .map(|i| {
+                let mut e = event(i);
+                e.as_object_mut().unwrap().remove("id");
+                e
+            })
+            .collect::<Vec<_>>(),
+    )
+    .to_string();
+    let request = || {
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("https://example.com/events")
+            .header("content-type", "application/cloudevents-batch+json")
+            .header("idempotency-key", "\"checkout-4711\"")
+            .body(Body::Text(body.clone()))
+            .unwrap()
+    };
+    // Kinesis writes every call but the answers never arrive: no 202, and every event is listed with its id.
+    s.proxy.set(Fault::LoseAnswers);
+    let response = s.ingest(300).handle(request()).await;
+    assert_eq!(response.status(), 503);
+    let refused = json_body(&response);
+    let listed = ids(&refused["events"]);
+    assert_eq!(listed.len(), 3, "{refused}");
+    let written = s.on_stream().await;
+    assert!(
+        written.len() >= 3,
+        "the lost answers hid real writes: {written:?}"
+    );
+    assert_eq!(
+        written.iter().cloned().collect::<BTreeSet<_>>(),
+        listed.iter().cloned().collect(),
+        "every copy on the stream carries an id the 503 listed"
+    );
+
+    // The sender resends the same request under the same key: the same ids, which consumers count once.
+    s.proxy.set(Fault::None);
+    let response = s.ingest(300).handle(request()).await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(ids(&json_body(&response)["accepted"]), listed);
+    let written = s.on_stream().await;
+    assert_eq!(
+        written.iter().cloned().collect::<BTreeSet<_>>().len(),
+        3,
+        "three events, however many copies: {written:?}"
+    );
+}

@@ -26,6 +26,9 @@ pub enum Fault {
     FailOnce(Vec<usize>, &'static str),
     /// Fail, on every call, the entries whose partition key is in the set (a hot shard), with this code.
     FailKeys(BTreeSet<String>, &'static str),
+    /// Forward every call, then answer it as a service failure: the records are written, the answer is lost
+    /// (as when a connection drops after the write).
+    LoseAnswers,
 }
 
 #[derive(Debug)]
@@ -213,6 +216,10 @@ async fn handle(
         Fault::None => return forward(http, upstream, headers, body).await,
         Fault::ThrottleCalls => return error(400, "ProvisionedThroughputExceededException"),
         Fault::FailCalls => return error(500, "InternalFailure"),
+        Fault::LoseAnswers => {
+            forward(http, upstream, headers, body).await;
+            return error(500, "InternalFailure");
+        }
         Fault::FailOnce(at, code) => (at.iter().copied().collect(), code),
         Fault::FailKeys(keys, code) => (
             entries

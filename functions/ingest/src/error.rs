@@ -85,20 +85,50 @@ pub enum IngestError {
     /// The event is malformed or invalid.
     #[error("invalid event: {0}")]
     Invalid(Violations),
-    /// Kinesis throttled the write; nothing was accepted.
-    #[error("throttled by the stream: {0}")]
-    Throttled(String),
-    /// The stream refused or could not be reached; nothing was accepted.
-    #[error("stream unavailable: {0}")]
-    Unavailable(String),
+    /// The `Idempotency-Key` header is malformed.
+    #[error("{0}")]
+    InvalidIdempotencyKey(&'static str),
+    /// Kinesis throttled the write; no event was acknowledged.
+    #[error("throttled by the stream: {detail}")]
+    Throttled {
+        /// What Kinesis said (logged, not answered).
+        detail: String,
+        /// Every event of the request, with the id it got: any may have been written.
+        events: Vec<Unacknowledged>,
+    },
+    /// The stream refused or could not be reached; no event was acknowledged.
+    #[error("stream unavailable: {detail}")]
+    Unavailable {
+        /// What Kinesis said (logged, not answered).
+        detail: String,
+        /// Every event of the request, with the id it got: any may have been written.
+        events: Vec<Unacknowledged>,
+    },
     /// A bug or an impossible state; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+/// An event the stream did not acknowledge, as a `429` / `503` body lists it: a call whose answer was lost may
+/// still have written it, so the sender resends it **with this id** (or resends the request with the same
+/// `Idempotency-Key`), and consumers count it once either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unacknowledged {
+    /// Its position in the batch (`None` for a single event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// The id it was written under (the sender's, or the one ingest gave it).
+    pub id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    events: &'a [Unacknowledged],
 }
 
 #[derive(Serialize)]
@@ -156,15 +186,16 @@ impl IngestError {
             IngestError::EmptyBody
             | IngestError::InvalidUtf8 { .. }
             | IngestError::TooDeep { .. }
-            | IngestError::EmptyBatch => StatusCode::BAD_REQUEST,
+            | IngestError::EmptyBatch
+            | IngestError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             IngestError::Invalid(v) => match v.first().code {
                 Code::MalformedJson | Code::NotAnObject | Code::DuplicateMember => {
                     StatusCode::BAD_REQUEST
                 }
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            IngestError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -185,8 +216,9 @@ impl IngestError {
             IngestError::TooManyEvents { .. } => "too_many_events",
             IngestError::EventTooLarge { .. } => "event_too_large",
             IngestError::Invalid(v) => v.first().code.as_str(),
-            IngestError::Throttled(_) => "throttled",
-            IngestError::Unavailable(_) => "stream_unavailable",
+            IngestError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            IngestError::Throttled { .. } => "throttled",
+            IngestError::Unavailable { .. } => "stream_unavailable",
             IngestError::Internal(_) => "internal_error",
         }
     }
@@ -221,14 +253,24 @@ impl IngestError {
                 None,
                 Vec::new(),
             ),
-            IngestError::Throttled(_) => (
-                "the event stream is over capacity; retry later".into(),
+            IngestError::Throttled { .. } => (
+                "the event stream is over capacity; resend after Retry-After, each event with the id listed in \
+                 `events` (or the same request with the same Idempotency-Key)"
+                    .into(),
                 None,
                 Vec::new(),
             ),
-            IngestError::Unavailable(_) => (
-                "the event stream is unavailable; retry later".into(),
+            IngestError::Unavailable { .. } => (
+                "the event stream did not acknowledge the events, but may have written some: resend after \
+                 Retry-After, each event with the id listed in `events` (or the same request with the same \
+                 Idempotency-Key)"
+                    .into(),
                 None,
+                Vec::new(),
+            ),
+            IngestError::InvalidIdempotencyKey(reason) => (
+                (*reason).to_owned(),
+                Some("/headers/idempotency-key".to_owned()),
                 Vec::new(),
             ),
             IngestError::Internal(_) => ("internal error".into(), None, Vec::new()),
@@ -241,6 +283,12 @@ impl IngestError {
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             tracing::error!(code = self.code(), error = %self, "request failed");
         }
+        let events = match &self {
+            IngestError::Throttled { events, .. } | IngestError::Unavailable { events, .. } => {
+                events.as_slice()
+            }
+            _ => &[],
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
@@ -248,6 +296,7 @@ impl IngestError {
                 field: field.as_deref(),
                 details: &details,
             },
+            events,
         };
         let json = serde_json::to_string(&body).unwrap_or_else(|_| {
             r#"{"error":{"code":"internal_error","message":"internal error","field":null}}"#.into()
@@ -261,7 +310,7 @@ impl IngestError {
         );
         if matches!(
             self,
-            IngestError::Throttled(_) | IngestError::Unavailable(_)
+            IngestError::Throttled { .. } | IngestError::Unavailable { .. }
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
@@ -300,8 +349,9 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | IngestError::TooManyEvents { .. }
             | IngestError::EventTooLarge { .. }
             | IngestError::Invalid(_)
-            | IngestError::Throttled(_)
-            | IngestError::Unavailable(_)
+            | IngestError::InvalidIdempotencyKey(_)
+            | IngestError::Throttled { .. }
+            | IngestError::Unavailable { .. }
             | IngestError::Internal(_) => {}
         }
         match a {
@@ -408,8 +458,15 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             size,
             limit,
         },
-        IngestError::Throttled(String::new()),
-        IngestError::Unavailable(String::new()),
+        IngestError::InvalidIdempotencyKey(""),
+        IngestError::Throttled {
+            detail: String::new(),
+            events: Vec::new(),
+        },
+        IngestError::Unavailable {
+            detail: String::new(),
+            events: Vec::new(),
+        },
         IngestError::Internal(String::new()),
     ]
     .into_iter()

@@ -17,6 +17,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod http;
+pub mod idempotency_key;
 pub mod policy;
 pub mod respond;
 pub mod sources;
@@ -37,6 +38,7 @@ pub use sources::{FixedSources, Sources, SourcesFetch};
 
 use auth::{AuthError, Authenticated};
 use http::Kind;
+use idempotency_key::IdempotencyKey;
 
 /// The ingest handler over a [`Publisher`], with the sources read through `F`.
 #[derive(Debug)]
@@ -139,6 +141,9 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 other => IngestError::Auth(other),
             })?;
         *source_name = Some(source.name.clone());
+        let idempotency_key = IdempotencyKey::from_headers(request.headers())?;
+        // Events sent without an id get one derived from the key: a blind resend is the same events.
+        let key = idempotency_key.as_ref().map(|k| (k, source.name.as_str()));
 
         let text = std::str::from_utf8(body).map_err(|e| IngestError::InvalidUtf8 {
             offset: e.valid_up_to(),
@@ -154,9 +159,9 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                         limit: self.max_event_bytes,
                     });
                 }
-                vec![Envelope::parse(body, now).map_err(IngestError::Invalid)?]
+                vec![parse_event(text, now, key, 0).map_err(IngestError::Invalid)?]
             }
-            Kind::Batch => self.parse_batch(text, now)?,
+            Kind::Batch => self.parse_batch(text, now, key)?,
         };
         let refusals = policy::refusals(source, &envelopes, kind == Kind::Batch);
         if !refusals.is_empty() {
@@ -193,7 +198,12 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
     }
 
     /// Parses and validates every event of a batch; any invalid event rejects the whole batch.
-    fn parse_batch(&self, text: &str, now: OffsetDateTime) -> Result<Vec<Envelope>, IngestError> {
+    fn parse_batch(
+        &self,
+        text: &str,
+        now: OffsetDateTime,
+        key: Option<(&IdempotencyKey, &str)>,
+    ) -> Result<Vec<Envelope>, IngestError> {
         let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(text).map_err(|e| {
             IngestError::Invalid(Violations::one(Violation::whole(
                 Code::MalformedJson,
@@ -223,7 +233,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         let mut envelopes = Vec::with_capacity(raw.len());
         let mut problems = Vec::new();
         for (i, event) in raw.iter().enumerate() {
-            match Envelope::parse(event.get().as_bytes(), now) {
+            match parse_event(event.get(), now, key, i) {
                 Ok(e) => envelopes.push(e),
                 Err(v) => problems.extend(v.as_slice().iter().map(|v| Violation {
                     field: Some(format!("/{i}{}", v.field.as_deref().unwrap_or(""))),
@@ -234,6 +244,22 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         match Violations::from_vec(problems) {
             Some(v) => Err(IngestError::Invalid(v)),
             None => Ok(envelopes),
+        }
+    }
+}
+
+/// Parses the `index`-th event of a request; without an `id`, it gets one derived from the request's
+/// idempotency key and its source, if the request named itself.
+fn parse_event(
+    text: &str,
+    now: OffsetDateTime,
+    key: Option<(&IdempotencyKey, &str)>,
+    index: usize,
+) -> Result<Envelope, Violations> {
+    match key {
+        None => Envelope::parse(text.as_bytes(), now),
+        Some((key, source)) => {
+            Envelope::parse_with_id(text.as_bytes(), now, &|| key.event_id(source, index))
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The answer for what Kinesis did with each event: `202` when it acknowledged every one, `207` with each event's
-//! outcome when it acknowledged some, `429` / `503` when none.
+//! outcome when it acknowledged some, `429` / `503` when none. Every answer but `202` lists the id of each event
+//! that was not acknowledged: a call whose answer was lost may have written it, so the sender resends it under
+//! that id and consumers count it once.
 
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
@@ -7,7 +9,7 @@ use serde::Serialize;
 use tubes_contract::Envelope;
 use tubes_platform::PutOutcome;
 
-use crate::error::{self, IngestError};
+use crate::error::{self, IngestError, Unacknowledged};
 use crate::http::Kind;
 
 /// One accepted event in a `202` / `207` body.
@@ -82,12 +84,13 @@ pub fn respond(
                 let (code, message) = if outcome.is_throttled() {
                     (
                         "throttled",
-                        "the event stream is over capacity; retry this event",
+                        "the event stream is over capacity; resend this event with this id",
                     )
                 } else {
                     (
                         "stream_unavailable",
-                        "the event stream did not accept this event; retry it",
+                        "the event stream did not acknowledge this event (it may have been written); resend \
+                         it with this id",
                     )
                 };
                 failed.push(Failed {
@@ -101,10 +104,20 @@ pub fn respond(
     }
     if accepted.is_empty() {
         let detail = format!("none of {} records acknowledged", outcomes.len());
+        // A call whose answer was lost may have written any of them: the sender resends each under its id.
+        let events = envelopes
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Unacknowledged {
+                index: index(i),
+                id: e.id().to_owned(),
+                event_type: e.event_type().as_str(),
+            })
+            .collect();
         return Err(if throttled_only {
-            IngestError::Throttled(detail)
+            IngestError::Throttled { detail, events }
         } else {
-            IngestError::Unavailable(detail)
+            IngestError::Unavailable { detail, events }
         });
     }
     let status = if failed.is_empty() {

@@ -958,3 +958,162 @@ async fn a_signed_batch_gets_ids_from_its_webhook_id() {
         .collect();
     assert_eq!(ids, ["msg_batch-0", "msg_batch-1"]);
 }
+
+fn post_with_key(body: &str, content_type: &str, key: Option<&str>) -> Request {
+    request_with(
+        Source::HttpV2,
+        "POST",
+        "/events",
+        Some(content_type),
+        body,
+        |v| {
+            if let Some(key) = key {
+                v["headers"]["idempotency-key"] = json!(key);
+            }
+        },
+    )
+}
+
+fn written_ids(p: &MemoryPublisher) -> Vec<String> {
+    p.written()
+        .iter()
+        .map(|r| codec::decode(&r.data).unwrap().id().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_resend_under_the_same_idempotency_key_is_the_same_events() {
+    let mut own = user(3);
+    own["id"] = json!("mine");
+    let body = json!([user(1), user(2), own]).to_string();
+    let p = MemoryPublisher::default();
+    let send = |key: Option<&'static str>| {
+        let p = &p;
+        let body = body.clone();
+        async move {
+            let response = batch_ingest(p, 10)
+                .handle(post_with_key(
+                    &body,
+                    "application/cloudevents-batch+json",
+                    key,
+                ))
+                .await;
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+            body_json(&response)["accepted"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = send(Some("\"order-77-attempt\"")).await;
+    let again = send(Some("order-77-attempt")).await;
+    assert_eq!(first, again, "the same key, quoted or bare: the same ids");
+    assert_eq!(first[2], "mine", "an event's own id is kept");
+    assert_ne!(first[0], first[1]);
+    let other = send(Some("order-78")).await;
+    assert_ne!(other[..2], first[..2], "another key, other ids");
+    let unkeyed = send(None).await;
+    let unkeyed_again = send(None).await;
+    assert_ne!(unkeyed[..2], unkeyed_again[..2], "no key: fresh ids");
+    // What the stream got carries the ids the answers named.
+    assert_eq!(written_ids(&p)[..3], first[..]);
+    assert_eq!(written_ids(&p)[3..6], first[..]);
+
+    // A single event too.
+    let single = signed_up().to_string();
+    let ids: Vec<String> = twice_under_one_key(&p, &single).await;
+    assert_eq!(ids[0], ids[1]);
+}
+
+async fn twice_under_one_key(p: &MemoryPublisher, body: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = ingest(p)
+            .handle(post_with_key(body, "application/json", Some("one-event")))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        ids.push(
+            body_json(&response)["accepted"][0]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_refused_and_writes_nothing() {
+    let long = "k".repeat(256);
+    for key in ["\"\"", "\"open", "a\"b", "  ", long.as_str()] {
+        let p = MemoryPublisher::default();
+        assert_rejected(
+            &p,
+            post_with_key(&signed_up().to_string(), "application/json", Some(key)),
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            Some("/headers/idempotency-key"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_unacknowledged_write_lists_every_event_with_the_id_to_resend_it_under() {
+    let p = MemoryPublisher::default();
+    for _ in 0..10_000 {
+        p.fail_next(MemoryFault::FailCall);
+    }
+    let body = json!([user(1), user(2)]).to_string();
+    let response = batch_ingest(&p, 10)
+        .handle(post_with_key(
+            &body,
+            "application/cloudevents-batch+json",
+            Some("req-9"),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refused = body_json(&response);
+    assert_eq!(refused["error"]["code"], "stream_unavailable");
+    let listed = refused["events"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{refused}");
+    assert_eq!(listed[1]["index"], 1);
+    assert_eq!(listed[1]["type"], "user.signed_up");
+
+    // The stream is back: the same request under the same key is accepted under the ids listed.
+    let healthy = MemoryPublisher::default();
+    let response = batch_ingest(&healthy, 10)
+        .handle(post_with_key(
+            &body,
+            "application/cloudevents-batch+json",
+            Some("req-9"),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted = body_json(&response)["accepted"].clone();
+    for i in 0..2 {
+        assert_eq!(accepted[i]["id"], listed[i]["id"]);
+    }
+
+    // A single event is listed without an index.
+    let p = MemoryPublisher::default();
+    for _ in 0..10_000 {
+        p.fail_next(MemoryFault::ThrottleCall);
+    }
+    let response = ingest(&p)
+        .handle(post(
+            Source::HttpV2,
+            "application/json",
+            &signed_up().to_string(),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let refused = body_json(&response);
+    assert_eq!(refused["events"].as_array().unwrap().len(), 1);
+    assert!(refused["events"][0].get("index").is_none());
+    assert!(refused["events"][0]["id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+}

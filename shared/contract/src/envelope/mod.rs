@@ -92,13 +92,24 @@ impl Envelope {
     /// `received_at`, a missing `subject` becomes the data's aggregate id. Strict about `data`: a member its type
     /// does not define is refused (`unknown_member`). Every problem found is reported, not just the first.
     pub fn parse(bytes: &[u8], received_at: OffsetDateTime) -> Result<Self, Violations> {
-        parse(bytes, Some(received_at))
+        parse(bytes, Some(received_at), None)
+    }
+
+    /// Parses like [`Envelope::parse`], except that an event sent without an `id` gets `id_if_absent()`, not a
+    /// fresh UUIDv7: ingest derives it from the request's `Idempotency-Key`, so a blind resend of the same request
+    /// carries the same ids and downstream counts each event once.
+    pub fn parse_with_id(
+        bytes: &[u8],
+        received_at: OffsetDateTime,
+        id_if_absent: &dyn Fn() -> String,
+    ) -> Result<Self, Violations> {
+        parse(bytes, Some(received_at), Some(id_if_absent))
     }
 
     /// Decodes an envelope that ingest wrote (from a Kinesis record): strict, every attribute must be present;
     /// tolerant of `data` members it does not know, which a newer ingest may have written (they are ignored).
     pub fn decode(bytes: &[u8]) -> Result<Self, Violations> {
-        parse(bytes, None)
+        parse(bytes, None, None)
     }
 
     /// Makes an envelope for an event a consumer publishes; validates the event. The subject is its aggregate id.

@@ -15,9 +15,13 @@ use crate::catalogue::{Event, EventType, Unknown};
 use crate::validate::{Checker, Validate, MAX_ID_LEN, MAX_SOURCE_LEN, TIMESTAMP_MESSAGE};
 use crate::violation::{from_serde, Code, Violation, Violations};
 
+/// The id of an event sent without one, at the edge.
+pub(super) type IdIfAbsent<'a> = Option<&'a dyn Fn() -> String>;
+
 pub(super) fn parse(
     bytes: &[u8],
     received_at: Option<OffsetDateTime>,
+    id_if_absent: IdIfAbsent<'_>,
 ) -> Result<Envelope, Violations> {
     // UTF-8 checked once for the whole document: read from a `str`, serde_json need not check each string and
     // each captured member again.
@@ -43,7 +47,7 @@ pub(super) fn parse(
         }
         Err(err) => return Err(Violations::one(from_serde(String::new(), &err))),
     };
-    raw.into_envelope(received_at)
+    raw.into_envelope(received_at, id_if_absent)
 }
 
 /// An attribute's value as it appeared, before validation.
@@ -113,6 +117,7 @@ impl<'a> Raw<'a> {
     fn into_envelope(
         mut self,
         received_at: Option<OffsetDateTime>,
+        id_if_absent: IdIfAbsent<'_>,
     ) -> Result<Envelope, Violations> {
         let mut c = Checker::new();
         for v in std::mem::take(&mut self.violations) {
@@ -150,7 +155,9 @@ impl<'a> Raw<'a> {
                 c.id("/id", &id);
                 id.into_owned()
             }
-            Got::Absent if !strict => Uuid::now_v7().to_string(),
+            Got::Absent if !strict => {
+                id_if_absent.map_or_else(|| Uuid::now_v7().to_string(), |id| id())
+            }
             Got::Absent => {
                 missing(&mut c, "id");
                 String::new()
