@@ -393,7 +393,8 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | Code::SubjectMismatch
             | Code::InvalidExtension
             | Code::DuplicateMember
-            | Code::UnknownMember => {}
+            | Code::UnknownMember
+            | Code::DuplicateId => {}
         }
     };
     let auth = [
@@ -441,6 +442,7 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
         Code::InvalidExtension,
         Code::DuplicateMember,
         Code::UnknownMember,
+        Code::DuplicateId,
     ];
     let (size, limit) = (0, 0);
     [

@@ -23,6 +23,8 @@ pub mod respond;
 pub mod sources;
 pub mod write;
 
+use std::collections::hash_map::{Entry, HashMap};
+
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use time::OffsetDateTime;
@@ -230,11 +232,29 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 limit: self.max_event_bytes,
             });
         }
-        let mut envelopes = Vec::with_capacity(raw.len());
+        let mut envelopes: Vec<Envelope> = Vec::with_capacity(raw.len());
+        // (CloudEvents source, id) → index of the first event with it: ids are unique per source.
+        let mut seen: HashMap<(String, String), usize> = HashMap::with_capacity(raw.len());
         let mut problems = Vec::new();
         for (i, event) in raw.iter().enumerate() {
             match parse_event(event.get(), now, key, i) {
-                Ok(e) => envelopes.push(e),
+                Ok(e) => {
+                    match seen.entry((e.source().to_owned(), e.id().to_owned())) {
+                        Entry::Occupied(first) => problems.push(Violation::at(
+                            Code::DuplicateId,
+                            format!("/{i}/id"),
+                            format!(
+                                "event {} of this batch has the same id and source: the second would be taken \
+                                 for a resend of the first and dropped; give each event its own id",
+                                first.get()
+                            ),
+                        )),
+                        Entry::Vacant(slot) => {
+                            slot.insert(i);
+                        }
+                    }
+                    envelopes.push(e);
+                }
                 Err(v) => problems.extend(v.as_slice().iter().map(|v| Violation {
                     field: Some(format!("/{i}{}", v.field.as_deref().unwrap_or(""))),
                     ..v.clone()

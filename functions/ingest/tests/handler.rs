@@ -830,6 +830,44 @@ async fn one_invalid_event_rejects_the_batch_and_names_each_problem() {
 }
 
 #[tokio::test]
+async fn two_events_of_a_batch_under_one_id_are_refused_naming_both() {
+    let with_id = |i: usize, id: &str, source: &str| {
+        let mut e = user(i);
+        e["id"] = json!(id);
+        e["source"] = json!(source);
+        e
+    };
+    let p = MemoryPublisher::default();
+    let response = batch_ingest(&p, 10)
+        .handle(batch_post(&[
+            with_id(0, "evt-1", "/shop/web"),
+            with_id(1, "evt-2", "/shop/web"),
+            with_id(2, "evt-1", "/shop/web"),
+            with_id(3, "evt-2", "/shop/web"),
+        ]))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = body_json(&response);
+    assert_eq!(body["error"]["code"], "duplicate_id");
+    assert_eq!(
+        details(&body),
+        pairs(&[("duplicate_id", "/2/id"), ("duplicate_id", "/3/id")])
+    );
+    let message = body["error"]["details"][1]["message"].as_str().unwrap();
+    assert!(message.contains("event 1 "), "names the first: {message}");
+    assert!(p.written().is_empty());
+
+    // Ids are unique per source: the same id from two sources is two events.
+    let response = batch_ingest(&p, 10)
+        .handle(batch_post(&[
+            with_id(0, "evt-1", "/shop/web"),
+            with_id(1, "evt-1", "/shop/app"),
+        ]))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
 async fn a_partially_acknowledged_batch_gets_207_with_each_outcome() {
     let p = MemoryPublisher::default();
     p.fail_next(MemoryFault::FailAt(
@@ -1116,4 +1154,20 @@ async fn an_unacknowledged_write_lists_every_event_with_the_id_to_resend_it_unde
     assert!(refused["events"][0]["id"]
         .as_str()
         .is_some_and(|id| !id.is_empty()));
+}
+
+#[tokio::test]
+async fn a_name_that_reads_as_another_is_refused() {
+    let mut event = signed_up();
+    // "Ada" followed by a right-to-left override: shows reversed text after it in an e-mail or a dashboard.
+    event["data"]["name"] = json!("Ada\u{202E}nimda");
+    let p = MemoryPublisher::default();
+    assert_rejected(
+        &p,
+        post(Source::HttpV2, "application/json", &event.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_text",
+        Some("/data/name"),
+    )
+    .await;
 }

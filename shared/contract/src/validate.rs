@@ -88,11 +88,15 @@ impl Checker {
                 field,
                 format!("must be at most {max} characters"),
             ));
-        } else if value.chars().any(char::is_control) {
+        } else if value
+            .chars()
+            .any(|ch| ch.is_control() || is_invisible_format(ch))
+        {
             self.push(Violation::at(
                 Code::InvalidText,
                 field,
-                "must not contain control characters",
+                "must not contain control characters, or invisible ones that change how text reads \
+                 (bidirectional overrides and isolates, zero-width spaces, line separators)",
             ));
         }
     }
@@ -150,6 +154,37 @@ impl Checker {
             ));
         }
     }
+}
+
+/// A character people cannot see that changes how the text around it reads: Unicode's format characters
+/// (category Cf: bidirectional embeddings, overrides, isolates and marks, zero-width spaces, the byte order
+/// mark, invisible operators, tags) and the line and paragraph separators. A name holding one can show as
+/// another name (the "Trojan Source" trick) in an e-mail, a dashboard or a log. The zero-width joiner and
+/// non-joiner stay: Persian, Indic scripts and emoji need them.
+pub fn is_invisible_format(ch: char) -> bool {
+    matches!(ch,
+        '\u{00AD}'
+        | '\u{0600}'..='\u{0605}'
+        | '\u{061C}'
+        | '\u{06DD}'
+        | '\u{070F}'
+        | '\u{0890}'..='\u{0891}'
+        | '\u{08E2}'
+        | '\u{180E}'
+        | '\u{200B}'
+        | '\u{200E}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}'
+        | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}'
+        | '\u{E0020}'..='\u{E007F}')
 }
 
 /// A pragmatic e-mail check: `local@domain`, an ASCII local part of RFC 5322 atoms joined by dots (at most 64

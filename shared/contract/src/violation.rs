@@ -51,6 +51,9 @@ pub enum Code {
     /// `data` has a member its event type does not define (often a misspelt optional one, whose value would
     /// otherwise be lost). Only at the edge: consumers ignore members they do not know yet.
     UnknownMember,
+    /// Two events of one batch share an id under one `source` (the second would be taken for a resend of the
+    /// first). Only at the edge, which sees the batch.
+    DuplicateId,
 }
 
 impl Code {
@@ -77,6 +80,7 @@ impl Code {
             Code::InvalidExtension => "invalid_extension",
             Code::DuplicateMember => "duplicate_member",
             Code::UnknownMember => "unknown_member",
+            Code::DuplicateId => "duplicate_id",
         }
     }
 }

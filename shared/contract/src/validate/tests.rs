@@ -134,6 +134,25 @@ fn texts() {
         codes(|c| c.text("/t", "a\u{7}b", 20)),
         [(Code::InvalidText, "/t".into())]
     );
+    // Invisible characters that change how a name reads are refused; joiners that scripts need are not.
+    for spoof in [
+        "Ada\u{202E}nimda",
+        "Ada\u{2066}x\u{2069}",
+        "A\u{200B}da",
+        "\u{FEFF}Ada",
+        "Ada\u{2028}Bob",
+        "Ada\u{E0041}",
+        "Ada\u{200F}",
+    ] {
+        assert_eq!(
+            codes(|c| c.text("/t", spoof, 40)),
+            [(Code::InvalidText, "/t".into())],
+            "{spoof:?}"
+        );
+    }
+    assert!(codes(|c| c.text("/t", "می\u{200C}خواهم", 20)).is_empty());
+    assert!(codes(|c| c.text("/t", "👩\u{200D}💻 Ada", 20)).is_empty());
+    assert!(codes(|c| c.text("/t", "שלום Ada", 20)).is_empty());
     // Length counts characters, not bytes.
     assert!(codes(|c| c.text("/t", "ééé", 3)).is_empty());
     assert!(codes(|c| c.opt_text("/t", None, 3)).is_empty());
