@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq lint bench bench-local bench-consumer schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq lint bench bench-local bench-consumer soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -44,6 +44,11 @@ bench: ## The hot paths, each as a ratio to its baseline.
 
 bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer latency, sustained events/s (60 s).
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example local_stack_figures -- $(or $(DURATION),60)
+
+EVENTS ?= 2000
+FAULT_EVERY ?= 20
+soak: bootstrap ## Events through the local stack under a fault schedule, reconciled from the stores (EVENTS, FAULT_EVERY).
+	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example soak -- $(EVENTS) $(FAULT_EVERY)
 
 schemas: ## Regenerate schemas/ (the events' JSON Schemas) from the catalogue's types.
 	UPDATE_SCHEMAS=1 cargo test -q -p tubes-contract --test schemas

@@ -17,4 +17,5 @@ mod payments;
 mod pipeline;
 mod redrive;
 mod schemas;
+mod soak;
 mod users;
