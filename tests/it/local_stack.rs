@@ -346,9 +346,10 @@ async fn the_local_stack_behaves_like_the_event_source_mapping() {
 
     // 6. The stack survives its own faults: a killed function instance (which cargo lambda watch leaves dead)
     // and a killed mapping emulator are replaced, and the emulators keep their state.
-    let killed = kill_stack_processes(&stack, &["tubes-ingest", "tubes-test-consumer"]);
+    let killed =
+        stack.signal("tubes-ingest", "-KILL") + stack.signal("tubes-test-consumer", "-KILL");
     assert!(killed >= 2, "ingest and the chaos consumer were running");
-    let esm_killed = kill_stack_processes(&stack, &["tubes-local"]);
+    let esm_killed = stack.signal("tubes-local", "-KILL");
     assert_eq!(esm_killed, 1, "one mapping emulator");
     // post_event retries until the replaced ingest answers 202.
     let after = stack
@@ -367,29 +368,4 @@ async fn the_local_stack_behaves_like_the_event_source_mapping() {
         "{dev_log}"
     );
     assert!(dev_log.contains("esm: it exited"), "{dev_log}");
-}
-
-/// `kill -9`s this stack's processes whose executable is named one of `names` (found by the stack's state
-/// directory in their command line or environment); how many were killed.
-fn kill_stack_processes(stack: &LocalStack, names: &[&str]) -> usize {
-    let marker = stack.state.to_string_lossy().into_owned();
-    let mut killed = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let read = |f: &str| std::fs::read(entry.path().join(f)).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ");
-        let environ = String::from_utf8_lossy(&read("environ")).into_owned();
-        let exe = cmdline.split(' ').next().unwrap_or_default();
-        let named = names.iter().any(|n| exe.rsplit('/').next() == Some(*n));
-        if named && (cmdline.contains(&marker) || environ.contains(&marker)) {
-            let status = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status()
-                .unwrap();
-            killed += usize::from(status.success());
-        }
-    }
-    killed
 }

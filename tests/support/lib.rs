@@ -436,6 +436,42 @@ impl LocalStack {
         }
     }
 
+    /// Sends `sig` (`-KILL`, `-STOP`, …) to every process of this stack whose executable is `name` (found by the
+    /// stack's state directory in its command line or environment; `moto` by its port); how many.
+    pub fn signal(&self, name: &str, sig: &str) -> usize {
+        let marker = self.state.to_string_lossy().into_owned();
+        let moto_port = self
+            .sqs_endpoint
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let mut hit = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let read = |f: &str| std::fs::read(entry.path().join(f)).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ");
+            let environ = String::from_utf8_lossy(&read("environ")).into_owned();
+            let ours = if name == "moto" {
+                cmdline.contains("moto_server.py") && cmdline.contains(&format!("-p {moto_port}"))
+            } else {
+                let exe = cmdline.split(' ').next().unwrap_or_default();
+                exe.rsplit('/').next() == Some(name)
+                    && (cmdline.contains(&marker) || environ.contains(&marker))
+            };
+            if ours {
+                let ok = std::process::Command::new("kill")
+                    .args([sig, &pid.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                hit += usize::from(ok);
+            }
+        }
+        hit
+    }
+
     /// The lines of the functions' log (`functions.log`) that contain every one of `needles`.
     pub fn function_log(&self, needles: &[&str]) -> Vec<String> {
         std::fs::read_to_string(self.state.join("functions.log"))

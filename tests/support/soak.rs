@@ -145,42 +145,6 @@ async fn post(
     }
 }
 
-/// `kill -<signal>` every process of the stack whose executable is `name` (by the stack's state directory or
-/// moto's port in its command line or environment); how many.
-fn signal(stack: &LocalStack, name: &str, sig: &str) -> usize {
-    let marker = stack.state.to_string_lossy().into_owned();
-    let moto_port = stack
-        .sqs_endpoint
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let mut hit = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let read = |f: &str| std::fs::read(entry.path().join(f)).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ");
-        let environ = String::from_utf8_lossy(&read("environ")).into_owned();
-        let ours = if name == "moto" {
-            cmdline.contains("moto_server.py") && cmdline.contains(&format!("-p {moto_port}"))
-        } else {
-            let exe = cmdline.split(' ').next().unwrap_or_default();
-            exe.rsplit('/').next() == Some(name)
-                && (cmdline.contains(&marker) || environ.contains(&marker))
-        };
-        if ours {
-            let ok = std::process::Command::new("kill")
-                .args([sig, &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            hit += usize::from(ok);
-        }
-    }
-    hit
-}
-
 fn table(stack: &LocalStack, var: &str) -> String {
     std::fs::read_to_string(stack.state.join("functions.env"))
         .unwrap_or_default()
@@ -281,12 +245,12 @@ pub async fn run(stack: Arc<LocalStack>, events: u64, fault_every: u64) -> Repor
                 let name = schedule[i % schedule.len()];
                 i += 1;
                 let hit = if name == "moto" {
-                    let n = signal(&stack, "moto", "-STOP");
+                    let n = stack.signal("moto", "-STOP");
                     tokio::time::sleep(Duration::from_secs(10)).await;
-                    signal(&stack, "moto", "-CONT");
+                    stack.signal("moto", "-CONT");
                     n
                 } else {
-                    signal(&stack, name, "-KILL")
+                    stack.signal(name, "-KILL")
                 };
                 eprintln!(
                     "soak: [{:.0} s] fault: {name} ({hit})",
