@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use crate::validate::{Checker, Validate};
 use crate::violation::{Code, Violation};
 
-mod shape;
+pub(crate) mod shape;
 
 pub(crate) use shape::{Members, Unknown};
 

@@ -14,9 +14,8 @@
 //! extensions; a member appears once. Where the server is more lenient than the schema (any character between a
 //! timestamp's date and time), the schema keeps to RFC 3339.
 
-use schemars::generate::SchemaSettings;
 use schemars::{json_schema, Schema, SchemaGenerator};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::catalogue::{EventType, MAX_DESCRIPTION, MAX_LOCALE, MAX_NAME};
 use crate::envelope::SPECVERSION;
@@ -131,31 +130,12 @@ pub fn timestamp(_: &mut SchemaGenerator) -> Schema {
 
 /// The schema of one event type's envelope, data included.
 pub fn event_schema(ty: EventType) -> Value {
-    let (data, defs) = data_schema(ty);
+    let (data, defs) = crate::catalogue::shape::data_schema(ty);
     let mut schema = envelope(ty.as_str(), data);
     if !defs.is_empty() {
         schema["$defs"] = Value::Object(defs);
     }
     schema
-}
-
-/// The schema of `ty`'s `data`, and the definitions it refers to (`#/$defs/…`).
-///
-/// `data` has the members its type defines and no other (`additionalProperties: false`): ingest refuses an
-/// unknown member, which is most often a misspelt optional one whose value would otherwise be lost. The same
-/// schema is the shape ingest checks `data` against before decoding it (`catalogue::shape`), so the two agree by
-/// construction.
-pub(crate) fn data_schema(ty: EventType) -> (Value, Map<String, Value>) {
-    let mut generator = SchemaGenerator::new(SchemaSettings::draft2020_12());
-    let mut data = ty.data_schema(&mut generator).to_value();
-    let defs = generator.take_definitions(true);
-    if let Some(map) = data.as_object_mut() {
-        // The data's title is its Rust name; the envelope's is what producers know.
-        map.remove("$schema");
-        map.remove("title");
-        map.insert("additionalProperties".into(), Value::Bool(false));
-    }
-    (data, defs)
 }
 
 fn envelope(type_name: &str, data: Value) -> Value {
@@ -170,7 +150,7 @@ fn envelope(type_name: &str, data: Value) -> Value {
         "required": ["specversion", "source", "type", "data"],
         "properties": {
             "specversion": {"const": SPECVERSION},
-            "id": nullable(id_max(MAX_ID_LEN, "Unique per source; ingest assigns a UUIDv7 when absent (a signed webhook's id is its webhook-id).")),
+            "id": nullable(id_max(MAX_ID_LEN, "Unique per source; ingest assigns one when absent (a UUIDv7, or one derived from the request's Idempotency-Key; a signed webhook's id is its webhook-id).")),
             "source": id_max(MAX_SOURCE_LEN, "URI reference of the producer, e.g. /shop/checkout.").to_value(),
             "type": {"const": type_name},
             "subject": nullable(id_max(MAX_ID_LEN, "The aggregate id; must equal the data's (not checked by this schema); filled in from the data when absent.")),

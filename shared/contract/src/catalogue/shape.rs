@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use schemars::generate::SchemaSettings;
+use schemars::SchemaGenerator;
 use serde::de::value::MapDeserializer;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -146,7 +148,7 @@ const TRACKED: usize = u64::BITS as usize;
 impl Shape {
     /// The shape `ty`'s JSON Schema describes.
     pub(crate) fn of(ty: EventType) -> Shape {
-        let (schema, defs) = crate::schema::data_schema(ty);
+        let (schema, defs) = data_schema(ty);
         Shape::from_schema(ty.as_str(), &schema, &defs)
     }
 
@@ -436,6 +438,25 @@ fn hint(schema: &Value, defs: &Map<String, Value>) -> String {
 }
 
 /// The members of a JSON object text, for tests that decode `data` without an envelope around it.
+/// The schema of `ty`'s `data`, and the definitions it refers to (`#/$defs/…`).
+///
+/// `data` has the members its type defines and no other (`additionalProperties: false`): ingest refuses an
+/// unknown member, which is most often a misspelt optional one whose value would otherwise be lost. The same
+/// schema is the shape ingest checks `data` against before decoding it (this module), so the two agree by
+/// construction.
+pub(crate) fn data_schema(ty: EventType) -> (Value, Map<String, Value>) {
+    let mut generator = SchemaGenerator::new(SchemaSettings::draft2020_12());
+    let mut data = ty.data_schema(&mut generator).to_value();
+    let defs = generator.take_definitions(true);
+    if let Some(map) = data.as_object_mut() {
+        // The data's title is its Rust name; the envelope's is what producers know.
+        map.remove("$schema");
+        map.remove("title");
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    (data, defs)
+}
+
 #[cfg(test)]
 pub(crate) fn members_of(text: &str) -> Vec<(Cow<'_, str>, &RawValue)> {
     use serde::Deserialize;

@@ -3,7 +3,7 @@ use super::*;
 #[test]
 fn every_shape_is_its_schema() {
     for ty in EventType::ALL {
-        let (schema, _) = crate::schema::data_schema(*ty);
+        let (schema, _) = super::data_schema(*ty);
         let shape = Shape::of(*ty);
         assert_eq!(shape.type_name, ty.as_str());
         let properties = schema["properties"].as_object().unwrap();
