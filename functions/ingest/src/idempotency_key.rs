@@ -54,11 +54,6 @@ impl IdempotencyKey {
             }
             bare => bare,
         };
-        if inner.is_empty() {
-            return Err(IngestError::InvalidIdempotencyKey(
-                "Idempotency-Key is empty",
-            ));
-        }
         if inner.len() > MAX_LEN {
             return Err(IngestError::InvalidIdempotencyKey(
                 "Idempotency-Key is longer than 255 characters",
@@ -72,7 +67,7 @@ impl IdempotencyKey {
                 "Idempotency-Key must be printable ASCII, without quotes or backslashes inside",
             ));
         }
-        // Checked above: ASCII only.
+        // Checked above: ASCII only. Empty, or only spaces, is no key.
         let key = String::from_utf8_lossy(inner).trim().to_owned();
         if key.is_empty() {
             return Err(IngestError::InvalidIdempotencyKey(

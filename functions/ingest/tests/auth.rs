@@ -17,7 +17,7 @@ use tubes_platform::publish::MemoryPublisher;
 
 mod common;
 
-use common::{body_json, request, request_with, signed_up, Source};
+use common::{body_json, details, pairs, request, request_with, signed_up, Source};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -336,24 +336,15 @@ async fn one_disallowed_event_refuses_the_whole_batch_and_each_is_named() {
         "event_type_not_allowed",
         Some("/1/type"),
     );
-    let details: Vec<(String, String)> = body_json(&response)["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["code"].as_str().unwrap().to_owned(),
-                d["field"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let expected = [
-        ("event_type_not_allowed", "/1/type"),
-        ("source_not_allowed", "/2/source"),
-        ("reserved_event_type", "/3/type"),
-        ("source_not_allowed", "/3/source"),
-    ];
-    assert_eq!(details, expected.map(|(c, f)| (c.to_owned(), f.to_owned())));
+    assert_eq!(
+        details(&body_json(&response)),
+        pairs(&[
+            ("event_type_not_allowed", "/1/type"),
+            ("source_not_allowed", "/2/source"),
+            ("reserved_event_type", "/3/type"),
+            ("source_not_allowed", "/3/source"),
+        ])
+    );
 }
 
 #[tokio::test]

@@ -286,27 +286,6 @@ async fn lists_every_violation_in_details() {
     assert!(!body.to_string().contains("nope"));
 }
 
-/// `(code, field)` of every entry of an error body's `details`.
-fn details(body: &Value) -> Vec<(String, String)> {
-    body["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["code"].as_str().unwrap().to_owned(),
-                d["field"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(c, f)| ((*c).to_owned(), (*f).to_owned()))
-        .collect()
-}
-
 #[tokio::test]
 async fn an_unknown_data_member_is_refused_with_the_member_meant() {
     for source in ALL_SOURCES {

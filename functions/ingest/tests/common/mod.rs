@@ -92,3 +92,25 @@ pub fn body_json(response: &Response<Body>) -> Value {
         other => panic!("expected a text body, got {other:?}"),
     }
 }
+
+/// `(code, field)` of every entry of an error body's `details`.
+pub fn details(body: &Value) -> Vec<(String, String)> {
+    body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                d["field"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `(code, field)` pairs, owned, to compare with [`details`].
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(c, f)| ((*c).to_owned(), (*f).to_owned()))
+        .collect()
+}
