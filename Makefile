@@ -45,9 +45,9 @@ bench: ## The hot paths, each as a ratio to its baseline.
 bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer latency, sustained events/s (60 s).
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example local_stack_figures -- $(or $(DURATION),60)
 
-EVENTS ?= 2000
-FAULT_EVERY ?= 20
-soak: bootstrap ## Events through the local stack under a fault schedule, reconciled from the stores (EVENTS, FAULT_EVERY).
+EVENTS ?= 100000
+FAULT_EVERY ?= 30
+soak: bootstrap ## 100,000 events through the local stack (release builds) under a fault schedule, reconciled from the stores (EVENTS, FAULT_EVERY).
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example soak -- $(EVENTS) $(FAULT_EVERY)
 
 schemas: ## Regenerate schemas/ (the events' JSON Schemas) from the catalogue's types.

@@ -8,11 +8,19 @@
 #   4. the Kinesis event source mapping emulator with its live view (tubes-local run).
 # Settings (environment): TUBES_TEMPLATE (default template.yaml), TUBES_STATE_DIR (.local/dev), TUBES_HTTP_PORT
 # (9000), TUBES_KINESIS_PORT (4568; 4567 is its TLS port), TUBES_MOTO_PORT (4566), TUBES_SUMMARY_SECS (10),
-# TUBES_NO_RELOAD=1 (no live reload: tests want the binaries they started with).
+# TUBES_NO_RELOAD=1 (no live reload: tests want the binaries they started with), TUBES_RELEASE=1 (release builds of
+# the functions and the mapping emulator: the soak's setting), TUBES_KINESIS=kinesis-local|kinesalite (the Kinesis
+# emulator, default kinesis-local: the most complete API, but its writes slow down as the stream fills, from
+# ~1,200 to ~170 records/s by 60,000 records; kinesalite keeps ~6,000 records/s at 150,000 and is what a long
+# soak needs, with streams addressed by name, which is all the functions and the mapping emulator do),
+# TUBES_FUNCTIONS_KINESIS_ENDPOINT (the functions' Kinesis endpoint, e.g. a fault-injecting proxy in front of the
+# emulator; the mapping emulator and provisioning still talk to the emulator itself), TUBES_PARENT_PID (stop when
+# that process is gone: tests set it).
 # Ctrl-C stops everything this script started. State (stream data, checkpoints, logs) lives in .local/dev.
 # Supervised: a child that exits is restarted and the others keep running (moto's tables, the stream's data and
-# the mapping's checkpoints survive it); a function instance that ends is replaced by restarting `cargo lambda
-# watch`, which does not replace one itself. A child that keeps dying (5 restarts within a minute) stops the stack.
+# the mapping's checkpoints survive it); a function instance that ends is replaced (alone without live reload; by
+# restarting `cargo lambda watch`, which does not replace one itself, with it). A child that keeps dying (5
+# restarts within a minute) stops the stack.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -49,8 +57,17 @@ stop_group() { # pid: TERM its process group, then KILL what is left after 5 s
   for _ in $(seq 1 50); do kill -0 -- "-$1" 2>/dev/null || break; sleep 0.1; done
   kill -KILL -- "-$1" 2>/dev/null || true
 }
+stop_watch() { # cargo lambda watch and the function instances it started
+  local children
+  children=$(pgrep -P "${pid_of[watch]}" || true)
+  stop_group "${pid_of[watch]}"
+  # shellcheck disable=SC2086 # a list of PIDs
+  [[ -z $children ]] || kill -KILL $children 2>/dev/null || true
+}
 cleanup() {
   trap - EXIT INT TERM
+  (( ${#instance_pid[@]} == 0 )) || stop_instances
+  [[ -z "${pid_of[watch]:-}" ]] || stop_watch
   for pid in "${pid_of[@]}"; do stop_group "$pid"; done
   echo "dev: stopped everything it started" >&2
 }
@@ -71,12 +88,31 @@ wait_http() { # name url pid
   echo "dev: $1 not ready" >&2; return 1
 }
 
+profile=debug
+build_flags=()
+if [[ "${TUBES_RELEASE:-}" == 1 ]]; then profile=release; build_flags=(--release); fi
+kinesis_engine=${TUBES_KINESIS:-kinesis-local}
+case $kinesis_engine in
+  kinesis-local|kinesalite) ;;
+  *) echo "dev: TUBES_KINESIS=$kinesis_engine: kinesis-local or kinesalite" >&2; exit 2 ;;
+esac
+bin="${CARGO_TARGET_DIR:-target}/$profile"
+
 # Build everything first, so the first invocation of each function does not wait for a compile.
-say "building"
-cargo build --workspace --bins --quiet
+say "building ($profile)"
+cargo build --workspace --bins --quiet "${build_flags[@]}"
 
 # The children, each a function that starts it (logs append: a restart keeps what came before).
 start_kinesis() {
+  if [[ $kinesis_engine == kinesalite ]]; then
+    # On loopback only; its LevelDB under the state directory keeps the streams across restarts.
+    mkdir -p "$state/kinesalite"
+    spawn kinesis node -e "require('$root/tools/node_modules/kinesalite')({path: '$state/kinesalite', shardLimit: 100,
+      createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0}).listen($kinesis_port, '127.0.0.1')" \
+      >>"$state/kinesis.log" 2>&1
+    wait_http kinesis "$AWS_ENDPOINT_URL_KINESIS" "${pid_of[kinesis]}"
+    return
+  fi
   # kinesis-local binds every interface; it is only ever addressed on 127.0.0.1. It persists its streams.
   KINESIS_MOCK_CERT_PATH="$root/tools/node_modules/kinesis-local/server.json" \
   KINESIS_MOCK_PLAIN_PORT="$kinesis_port" KINESIS_MOCK_TLS_PORT="$((kinesis_port - 1))" \
@@ -90,20 +126,74 @@ start_moto() {
   wait_http moto "$AWS_ENDPOINT_URL_SQS" "${pid_of[moto]}"
 }
 provision() { # the template's streams, queues, secrets and tables, created if missing
-  "${CARGO_TARGET_DIR:-target}"/debug/tubes-local provision --template "$state/template.json" \
+  "$bin"/tubes-local provision --template "$state/template.json" \
     --env-out "$state/functions.env" "${sources[@]}"
 }
-reload=()
-if [[ "${TUBES_NO_RELOAD:-}" == 1 ]]; then reload=(--ignore-changes); fi
+# Live reload (make dev): cargo lambda watch starts each function's instances (`cargo run`) on demand, and
+# restarts them when a source changes. Without it (TUBES_NO_RELOAD=1: tests, the soak), cargo lambda watch serves
+# only the Lambda APIs (invoke and runtime) and this script runs INSTANCES instances of each function's built
+# binary itself, supervised one by one: a killed instance is replaced alone, in milliseconds, where cargo lambda
+# watch would leave it dead, and restarting all of cargo lambda watch to replace it would cold-start every
+# function (each instance a `cargo run`).
+instances=4
+watch_mode=(--concurrency "$instances")
+direct=0
+if [[ "${TUBES_NO_RELOAD:-}" == 1 ]]; then watch_mode=(--ignore-changes --only-lambda-apis); direct=1; fi
+functions_env() { # the functions' environment, as NAME=VALUE arguments
+  local line
+  fenv=()
+  while IFS= read -r line; do [[ -n $line ]] && fenv+=("$line"); done <"$state/functions.env"
+  fenv+=("AWS_ENDPOINT_URL_KINESIS=${TUBES_FUNCTIONS_KINESIS_ENDPOINT:-$AWS_ENDPOINT_URL_KINESIS}"
+    "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER"
+    "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local
+    AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true "TUBES_STATE_DIR=$state"
+    "TUBES_OUTBOX=$state/outbox.jsonl")
+}
+declare -A instance_pid=() instance_starts=()
+start_instance() { # binary index: one instance of a function, on cargo lambda watch's runtime API
+  local b=$1 i=$2
+  setsid env "${fenv[@]}" AWS_LAMBDA_FUNCTION_NAME="$b" 'AWS_LAMBDA_FUNCTION_VERSION=$LATEST' \
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/$b" AWS_LAMBDA_LOG_STREAM_NAME="local-$i" \
+    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:${http_port}/.rt/$b" "$bin/$b" >>"$state/functions.log" 2>&1 &
+  instance_pid["$b#$i"]=$!
+}
+start_instances() {
+  local b i
+  functions_env
+  for b in "${function_binaries[@]}"; do
+    for i in $(seq 1 "$instances"); do start_instance "$b" "$i"; done
+  done
+}
+stop_instances() { # TERM every instance, then KILL what is left after 5 s
+  local pid left
+  for pid in "${instance_pid[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    left=0
+    for pid in "${instance_pid[@]}"; do kill -0 -- "-$pid" 2>/dev/null && left=1; done
+    (( left )) || break
+    sleep 0.1
+  done
+  for pid in "${instance_pid[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+}
 start_watch() {
-  spawn watch cargo lambda watch "${reload[@]}" --invoke-address 127.0.0.1 --invoke-port "$http_port" --concurrency 4 \
-    --env-file "$state/functions.env" \
-    --env-var "AWS_ENDPOINT_URL_KINESIS=$AWS_ENDPOINT_URL_KINESIS" --env-var "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" \
+  spawn watch cargo lambda watch "${watch_mode[@]}" "${build_flags[@]}" --invoke-address 127.0.0.1 \
+    --invoke-port "$http_port" --env-file "$state/functions.env" \
+    --env-var "AWS_ENDPOINT_URL_KINESIS=${TUBES_FUNCTIONS_KINESIS_ENDPOINT:-$AWS_ENDPOINT_URL_KINESIS}" \
+    --env-var "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" \
     --env-var "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER" \
     --env-var "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" \
     --env-var AWS_REGION=us-east-1 --env-var AWS_ACCESS_KEY_ID=local --env-var AWS_SECRET_ACCESS_KEY=local \
     --env-var AWS_EC2_METADATA_DISABLED=true --env-var "TUBES_STATE_DIR=$state" \
     --env-var "TUBES_OUTBOX=$state/outbox.jsonl" >>"$state/functions.log" 2>&1
+  instances_seen=" "
+  if (( direct )); then
+    for _ in $(seq 1 600); do
+      (echo >"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null && break
+      kill -0 "${pid_of[watch]}" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $state/functions.log" >&2; return 1; }
+      sleep 0.1
+    done
+    (( ${#instance_pid[@]} )) || start_instances
+  fi
   for _ in $(seq 1 600); do
     # Long enough for ingest's first (cold) answer: a client that gives up leaves the runtime an orphan invocation.
     curl -s -o /dev/null -m 60 "http://127.0.0.1:${http_port}/" && return 0
@@ -113,30 +203,53 @@ start_watch() {
   return 1
 }
 start_esm() {
-  spawn esm "${CARGO_TARGET_DIR:-target}"/debug/tubes-local run --template "$state/template.json" \
+  spawn esm "$bin"/tubes-local run --template "$state/template.json" \
     --lambda "http://127.0.0.1:${http_port}" --state "$state" --log "$state/esm.jsonl" \
     --summary-secs "${TUBES_SUMMARY_SECS:-10}"
 }
-# A function instance's end, as cargo lambda watch logs it (it leaves the instance dead).
-instance_ends() { grep -cE 'command (exited|killed)' "$state/functions.log" 2>/dev/null || true; }
+# Function instances: the workspace's binaries (`tubes-…`), children of cargo lambda watch, each in a session of
+# its own (so stopping watch's process group does not stop them: stop_watch does). One that
+# was seen and is gone has ended, and cargo lambda watch does not replace it (nor reliably log its end): its
+# function's next invocations would hang. Sets `ended` to the PID of one that ended, if any, and remembers the
+# living.
+instances_seen=" "
+instance_ended() {
+  local now pid
+  ended=""
+  now=" $({ pgrep -P "${pid_of[watch]}" '^tubes-' || true; } | tr '\n' ' ')"
+  for pid in $instances_seen; do
+    [[ $now == *" $pid "* ]] || { ended=$pid; break; }
+  done
+  instances_seen=$now
+}
 
-say "kinesis-local on 127.0.0.1:${kinesis_port}, moto (SQS) on 127.0.0.1:${moto_port}"
+say "$kinesis_engine on 127.0.0.1:${kinesis_port}, moto (SQS) on 127.0.0.1:${moto_port}"
 start_kinesis || exit 1
 start_moto || exit 1
 
 say "emulators ready; resources"
 .venv/bin/python scripts/expand_template.py "$template" "$state/template.json" >/dev/null
+# The functions' binaries (`Metadata.BuildProperties.Binary`, as `sam build` and the mapping emulator read them).
+mapfile -t function_binaries < <(.venv/bin/python -c 'import json, sys
+resources = json.load(open(sys.argv[1])).get("Resources", {})
+for r in resources.values():
+    binary = r.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+    if r.get("Type") == "AWS::Lambda::Function" and binary:
+        print(binary)' "$state/template.json")
 # Closed locally too: the sources secret gets a demo source (an API key and a signing secret, minted once per
 # state directory) next to whatever sources the template declares.
 sources=()
-if .venv/bin/python scripts/demo_sources.py "$state/template.json" "$state" >"$state/sources.json"; then
-  sources=(--secret-file "SourcesSecret=$state/sources.json")
-fi
+rc=0
+TUBES_BIN_DIR="$bin" .venv/bin/python scripts/demo_sources.py "$state/template.json" "$state" >"$state/sources.json" || rc=$?
+case $rc in
+  0) sources=(--secret-file "SourcesSecret=$state/sources.json") ;;
+  3) ;; # the template has no sources secret
+  *) echo "dev: minting the demo source failed (scripts/demo_sources.py exited $rc)" >&2; exit 1 ;;
+esac
 provision
 
 say "cargo lambda watch on 127.0.0.1:${http_port}"
 start_watch || exit 1
-seen_ends=$(instance_ends)
 start_esm
 echo "dev: ready in $(elapsed) s. POST http://127.0.0.1:${http_port}/events   (function logs: $state/functions.log)" >&2
 if [[ -f "$state/demo.env" ]]; then
@@ -156,13 +269,13 @@ restart() { # name reason
   fi
   restarts[$name]="${recent[*]} $now"
   say "$name: $2; restarting it (the others keep running)"
-  [[ -n "${pid_of[$name]:-}" ]] && stop_group "${pid_of[$name]}"
+  if [[ $name == watch ]]; then stop_watch; elif [[ -n "${pid_of[$name]:-}" ]]; then stop_group "${pid_of[$name]}"; fi
   case $name in
     kinesis) start_kinesis ;;
     # moto keeps its state in memory: a new one gets the template's resources again (idempotency records and
     # dead letters of the old one are gone, as they would be if the table or queue were recreated).
     moto) start_moto && provision ;;
-    watch) start_watch; seen_ends=$(instance_ends) ;;
+    watch) start_watch ;;
     esm) start_esm ;;
   esac || true
 }
@@ -170,9 +283,34 @@ while true; do
   for name in kinesis moto watch esm; do
     kill -0 "${pid_of[$name]}" 2>/dev/null || restart "$name" "it exited"
   done
-  ends=$(instance_ends)
-  if (( ends > seen_ends )); then
-    restart watch "a function instance ended, and cargo lambda watch does not replace one"
+  if (( direct )); then
+    for key in "${!instance_pid[@]}"; do
+      kill -0 "${instance_pid[$key]}" 2>/dev/null && continue
+      now=$(date +%s)
+      recent=()
+      for t in ${instance_starts[${key%#*}]:-}; do (( now - t < 60 )) && recent+=("$t"); done
+      if (( ${#recent[@]} >= 5 * instances )); then
+        echo "dev: ${key%#*} keeps failing (its instances ended $((5 * instances)) times within a minute): stopping. See $state/functions.log" >&2
+        exit 1
+      fi
+      instance_starts[${key%#*}]="${recent[*]} $now"
+      say "instance ${key#*#} of ${key%#*} ended; starting another (the others keep running)"
+      start_instance "${key%#*}" "${key#*#}"
+    done
+    ended=""
+  else
+    instance_ended
+  fi
+  if [[ -n $ended ]]; then
+    # Not counted as a crash of cargo lambda watch: a live reload ends instances too.
+    say "watch: function instance $ended ended, and cargo lambda watch does not replace one; restarting it"
+    stop_watch
+    start_watch || restart watch "it did not come back"
+  fi
+  # The process that started this stack is gone (a test or soak killed without cleaning up): stop with it.
+  if [[ -n "${TUBES_PARENT_PID:-}" ]] && ! kill -0 "$TUBES_PARENT_PID" 2>/dev/null; then
+    echo "dev: the process that started the stack ($TUBES_PARENT_PID) is gone; stopping" >&2
+    exit 0
   fi
   sleep 0.5
 done

@@ -364,7 +364,7 @@ async fn the_local_stack_behaves_like_the_event_source_mapping() {
     .await;
     let dev_log = std::fs::read_to_string(stack.state.join("dev.log")).unwrap();
     assert!(
-        dev_log.contains("watch: a function instance ended"),
+        dev_log.contains("of tubes-ingest ended; starting another"),
         "{dev_log}"
     );
     assert!(dev_log.contains("esm: it exited"), "{dev_log}");

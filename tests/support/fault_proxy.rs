@@ -29,6 +29,9 @@ pub enum Fault {
     /// Forward every call, then answer it as a service failure: the records are written, the answer is lost
     /// (as when a connection drops after the write).
     LoseAnswers,
+    /// Fail a third of the entries of every call with this code (which third shifts from call to call, so a
+    /// retry of the failed ones gets through in part).
+    FailThird(&'static str),
 }
 
 #[derive(Debug)]
@@ -203,14 +206,15 @@ async fn handle(
         return forward(http, upstream, headers, body).await;
     };
     let entries = request["Records"].as_array().cloned().unwrap_or_default();
-    let fault = {
+    let (fault, call) = {
         let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
         s.calls.push(entries.len());
+        let call = s.calls.len();
         let fault = s.fault.clone();
         if matches!(fault, Fault::FailOnce(..)) {
             s.fault = Fault::None;
         }
-        fault
+        (fault, call)
     };
     let (failing, code): (BTreeSet<usize>, &str) = match &fault {
         Fault::None => return forward(http, upstream, headers, body).await,
@@ -221,6 +225,10 @@ async fn handle(
             return error(500, "InternalFailure");
         }
         Fault::FailOnce(at, code) => (at.iter().copied().collect(), code),
+        Fault::FailThird(code) => (
+            (0..entries.len()).filter(|i| (i + call) % 3 == 0).collect(),
+            code,
+        ),
         Fault::FailKeys(keys, code) => (
             entries
                 .iter()

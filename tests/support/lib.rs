@@ -363,6 +363,28 @@ impl Drop for KinesisLocal {
     }
 }
 
+/// The loopback ports of a [`LocalStack`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// `POST /events` and the Lambda Invoke API.
+    pub http: u16,
+    /// moto (DynamoDB, SQS, Secrets Manager).
+    pub moto: u16,
+    /// The Kinesis emulator (kinesis-local also takes the port below it).
+    pub kinesis: u16,
+}
+
+impl Ports {
+    /// Free ports.
+    pub fn free() -> Self {
+        Self {
+            http: free_port(),
+            moto: free_port(),
+            kinesis: free_kinesis_port(),
+        }
+    }
+}
+
 /// How long [`LocalStack::post_event`] keeps trying.
 pub const POST_DEADLINE: Duration = Duration::from_secs(240);
 
@@ -376,7 +398,7 @@ pub struct LocalStack {
     pub http: String,
     /// The SQS (moto) endpoint.
     pub sqs_endpoint: String,
-    /// The Kinesis (kinesis-local) endpoint.
+    /// The Kinesis emulator's endpoint (kinesis-local, or kinesalite under `TUBES_KINESIS=kinesalite`).
     pub kinesis_endpoint: String,
 }
 
@@ -390,9 +412,24 @@ impl LocalStack {
     /// [`LocalStack::start`] with extra environment variables for `scripts/dev.sh`, which every function inherits
     /// (`cargo lambda watch` passes its environment on), e.g. `TUBES_SOURCES` for ingest.
     pub fn start_with_env(template: &str, parent: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        Self::start_on(template, parent, env, Ports::free())
+    }
+
+    /// [`LocalStack::start_with_env`] on ports chosen beforehand (e.g. to put a [`fault_proxy::FaultProxy`] in
+    /// front of its Kinesis emulator before it starts).
+    pub fn start_on(
+        template: &str,
+        parent: &std::path::Path,
+        env: &[(&str, &str)],
+        ports: Ports,
+    ) -> Self {
         let state = parent.join(format!("stack-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&state).expect("state dir");
-        let (http, moto, kinesis) = (free_port(), free_port(), free_kinesis_port());
+        let Ports {
+            http,
+            moto,
+            kinesis,
+        } = ports;
         let log = std::fs::File::create(state.join("dev.log")).expect("dev log");
         // `setsid`: the stack is its own process group, so dropping it can stop every process it started.
         let child = Command::new("setsid")
@@ -405,6 +442,7 @@ impl LocalStack {
             .env("TUBES_KINESIS_PORT", kinesis.to_string())
             .env("TUBES_SUMMARY_SECS", "3600")
             .env("TUBES_NO_RELOAD", "1")
+            .env("TUBES_PARENT_PID", std::process::id().to_string())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -439,6 +477,32 @@ impl LocalStack {
     /// Sends `sig` (`-KILL`, `-STOP`, …) to every process of this stack whose executable is `name` (found by the
     /// stack's state directory in its command line or environment; `moto` by its port); how many.
     pub fn signal(&self, name: &str, sig: &str) -> usize {
+        self.processes()
+            .into_iter()
+            .filter(|(_, n, _)| n == name)
+            .filter(|(pid, ..)| {
+                Command::new("kill")
+                    .args([sig, &pid.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .count()
+    }
+
+    /// CPU seconds (user and system) used so far by each kind of process of this stack that is running now
+    /// (`moto`, `node` for the Kinesis emulator, `tubes-local`, each function), by name.
+    pub fn cpu_seconds(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut out = std::collections::BTreeMap::new();
+        for (_, name, ticks) in self.processes() {
+            // USER_HZ is 100 on Linux.
+            *out.entry(name).or_default() += ticks as f64 / 100.0;
+        }
+        out
+    }
+
+    /// `(pid, name, CPU ticks)` of every process of this stack: the executable's file name, found by the stack's
+    /// state directory in its command line or environment, and `moto` by its port.
+    fn processes(&self) -> Vec<(i32, String, u64)> {
         let marker = self.state.to_string_lossy().into_owned();
         let moto_port = self
             .sqs_endpoint
@@ -446,7 +510,7 @@ impl LocalStack {
             .next()
             .unwrap_or_default()
             .to_owned();
-        let mut hit = 0;
+        let mut out = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
@@ -454,22 +518,31 @@ impl LocalStack {
             let read = |f: &str| std::fs::read(entry.path().join(f)).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ");
             let environ = String::from_utf8_lossy(&read("environ")).into_owned();
-            let ours = if name == "moto" {
-                cmdline.contains("moto_server.py") && cmdline.contains(&format!("-p {moto_port}"))
-            } else {
+            let name = if cmdline.contains("moto_server.py")
+                && cmdline.contains(&format!("-p {moto_port}"))
+            {
+                "moto".to_owned()
+            } else if cmdline.contains(&marker) || environ.contains(&marker) {
                 let exe = cmdline.split(' ').next().unwrap_or_default();
-                exe.rsplit('/').next() == Some(name)
-                    && (cmdline.contains(&marker) || environ.contains(&marker))
+                exe.rsplit('/').next().unwrap_or_default().to_owned()
+            } else {
+                continue;
             };
-            if ours {
-                let ok = std::process::Command::new("kill")
-                    .args([sig, &pid.to_string()])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                hit += usize::from(ok);
-            }
+            // /proc/PID/stat: fields 14 and 15 (utime, stime) come after the parenthesised command name.
+            let stat = String::from_utf8_lossy(&read("stat")).into_owned();
+            let ticks = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| {
+                    rest.split_whitespace()
+                        .skip(11)
+                        .take(2)
+                        .filter_map(|t| t.parse::<u64>().ok())
+                        .sum()
+                })
+                .unwrap_or(0);
+            out.push((pid, name, ticks));
         }
-        hit
+        out
     }
 
     /// The lines of the functions' log (`functions.log`) that contain every one of `needles`.
@@ -533,7 +606,7 @@ impl LocalStack {
             .collect()
     }
 
-    /// A Kinesis client for the stack's kinesis-local.
+    /// A Kinesis client for the stack's Kinesis emulator.
     pub fn kinesis(&self) -> aws_sdk_kinesis::Client {
         let config = aws_sdk_kinesis::Config::builder()
             .behavior_version(BehaviorVersion::latest())

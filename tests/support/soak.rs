@@ -1,14 +1,24 @@
 //! The soak: events through the whole local stack while a fault schedule runs, then a reconciliation from the
-//! stores (the ledger in DynamoDB, the e-mail outbox, the dead-letter queues), not from logs.
+//! stores (the ledger and the users directory in DynamoDB, the e-mail outbox, the dead-letter queues), not from
+//! logs.
 //!
-//! Workload: accounts (opened, then credits and payments in turn, each account's events sent in order, one after
-//! the other's `202`) and signups (one per user). A tenth of the events are sent without an `id`, under an
-//! `Idempotency-Key`; a tenth are sent twice after their `202` (the same request: a sender that never saw the
-//! answer). Every answer but `202` is resent as it was.
+//! Workload: a few hundred accounts (opened, then credits and payments in turn) and users (a signup each, and for
+//! every fourth user an unsubscribe after it). Each account's and user's events are sent in order, each after the
+//! previous one's `202`; a request carries the next event of up to [`LANES_PER_REQUEST`] accounts or users (a
+//! batch of distinct keys, as a busy producer sends). A tenth of the events have no `id` and rely on the
+//! request's `Idempotency-Key`; a tenth of the requests are sent twice after their `202` (a sender that never saw
+//! the answer: ids reused, and derived again from the same key). Every answer but `202` is resent as it was.
 //!
-//! Faults, one every `fault_every` in turn: `kill -9` of the payments consumer, of the mapping emulator, of
-//! ingest and of the notifications consumer (the stack's supervisor replaces each), and moto (DynamoDB, SQS)
-//! stopped with SIGSTOP for 10 s.
+//! Faults, one every `fault_every` seconds in turn: `kill -9` of each consumer, of ingest and of the mapping
+//! emulator (the stack's supervisor replaces each); moto (DynamoDB, SQS) stopped for 20 s; the stream paused
+//! (the Kinesis emulator stopped) for 10 s; and, through a proxy between the functions and the stream, 5–10 s of
+//! throttled `PutRecords` calls, of calls with a third of their entries failed, and of calls written but answered
+//! with an error (the answer lost).
+//!
+//! Reconciliation: every credit applied once; every payment decided once, with the outcome its account's order
+//! gives (a different outcome is a reordering) and e-mailed once; every balance equal to the accepted credits
+//! minus the processed payments; every user welcomed once, on the list unless they unsubscribed, and an
+//! unsubscribed user confirmed at most once; nothing in a dead-letter queue.
 
 // A measuring tool: a poisoned lock or a malformed event of its own making is a failed run.
 #![allow(clippy::unwrap_used)]
@@ -18,27 +28,42 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::LocalStack;
+use crate::fault_proxy::{Fault, FaultProxy};
+use crate::{free_port, LocalStack, Ports};
 use serde_json::{json, Value};
 
-const CONCURRENCY: usize = 8;
+/// Concurrent senders.
+const SENDERS: usize = 8;
+/// Accounts or users whose next event one request carries.
+pub const LANES_PER_REQUEST: usize = 10;
 const CREDIT: i64 = 1_000;
 
-/// One event to send, in its account's (or user's) order.
-struct Send {
-    body: Value,
-    /// `Idempotency-Key` instead of an `id`.
-    key: Option<String>,
-    /// Sent again after its 202.
-    resend: bool,
+/// How a soak runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Events to send (each accepted once at least).
+    pub events: u64,
+    /// Seconds between faults.
+    pub fault_every: u64,
+    /// Release builds of the functions and the mapping emulator (`TUBES_RELEASE=1`).
+    pub release: bool,
 }
 
-/// What was accepted, per kind.
+/// One event, in its account's (or user's) order.
+struct Event {
+    body: Value,
+}
+
+/// What the stores must show for the workload.
 #[derive(Default)]
-struct Accepted {
-    payments: Vec<(String, String, i64)>,
+struct Expected {
+    /// `(credit id, account, amount)`.
     credits: Vec<(String, String, i64)>,
-    users: Vec<String>,
+    /// `(payment id, account, amount, processed)`: the outcome the account's order gives.
+    payments: Vec<(String, String, i64, bool)>,
+    /// `(user id, e-mail, unsubscribed)`.
+    users: Vec<(String, String, bool)>,
+    accounts: usize,
 }
 
 /// A small deterministic generator (the same workload every run).
@@ -54,29 +79,26 @@ impl Rng {
     }
 }
 
-fn workload(events: u64) -> Vec<Vec<Send>> {
-    let accounts = (events / 25).max(4);
-    let users = events / 5;
-    let per_account = (events - users) / accounts;
+/// The lanes (one per account or user, its events in order), interleaved, and what they must leave behind.
+fn workload(events: u64) -> (Vec<Vec<Event>>, Expected) {
+    let users = (events * 4 / 25).max(4);
+    let unsubscribing = users / 4;
+    let accounts = (events / 50).clamp(4, 400);
+    let per_account = (events.saturating_sub(users + unsubscribing) / accounts).max(2);
     let mut rng = Rng(7);
-    let mut lanes = Vec::new();
-    let mut n = 0u64;
-    let mut next = |body: Value, rng: &mut Rng| {
-        n += 1;
-        let without_id = rng.below(10) == 0;
-        let mut body = body;
-        let key = if without_id {
-            Some(format!("soak-{n}"))
-        } else {
-            body["id"] = json!(format!("evt-{n}"));
-            None
-        };
-        Send {
-            body,
-            key,
-            resend: rng.below(10) == 0,
-        }
+    let mut expected = Expected {
+        accounts: accounts as usize,
+        ..Expected::default()
     };
+    let mut n = 0u64;
+    let mut next = |mut body: Value, rng: &mut Rng| {
+        n += 1;
+        if rng.below(10) != 0 {
+            body["id"] = json!(format!("evt-{n}"));
+        }
+        Event { body }
+    };
+    let mut account_lanes = Vec::new();
     for a in 0..accounts {
         let account = format!("acc_{a}");
         let mut lane = vec![next(
@@ -84,66 +106,111 @@ fn workload(events: u64) -> Vec<Vec<Send>> {
                    "data": {"account_id": account, "currency": "EUR", "opened_at": "2026-11-27T09:00:00Z"}}),
             &mut rng,
         )];
+        let mut balance = 0;
         for k in 1..per_account {
             let body = if k % 2 == 1 {
+                let credit = format!("cr_{a}_{k}");
+                balance += CREDIT;
+                expected
+                    .credits
+                    .push((credit.clone(), account.clone(), CREDIT));
                 json!({"specversion": "1.0", "source": "/soak", "type": "account.credited", "subject": account,
-                       "data": {"credit_id": format!("cr_{a}_{k}"), "account_id": account, "amount": CREDIT,
+                       "data": {"credit_id": credit, "account_id": account, "amount": CREDIT,
                                 "currency": "EUR", "credited_at": "2026-11-27T09:00:00Z"}})
             } else {
+                let payment = format!("pay_{a}_{k}");
+                let amount = 300 + rng.below(1_200) as i64;
+                let processed = balance >= amount;
+                if processed {
+                    balance -= amount;
+                }
+                expected
+                    .payments
+                    .push((payment.clone(), account.clone(), amount, processed));
                 json!({"specversion": "1.0", "source": "/soak", "type": "payment.received", "subject": account,
-                       "data": {"payment_id": format!("pay_{a}_{k}"), "account_id": account,
-                                "amount": 300 + rng.below(1_200), "currency": "EUR",
-                                "payer_email": format!("payer{a}@soak.example.com")}})
+                       "data": {"payment_id": payment, "account_id": account, "amount": amount,
+                                "currency": "EUR", "payer_email": format!("payer{a}@soak.example.com")}})
             };
             lane.push(next(body, &mut rng));
         }
-        lanes.push(lane);
+        account_lanes.push(lane);
     }
+    let mut user_lanes = Vec::new();
     for u in 0..users {
         let user = format!("usr_{u}");
-        lanes.push(vec![next(
+        let email = format!("{user}@soak.example.com");
+        let mut lane = vec![next(
             json!({"specversion": "1.0", "source": "/soak", "type": "user.signed_up", "subject": user,
-                   "data": {"user_id": user, "email": format!("{user}@soak.example.com"), "name": "Soak",
+                   "data": {"user_id": user, "email": email, "name": "Soak", "marketing_opt_in": true,
                             "signed_up_at": "2026-11-27T09:00:00Z"}}),
             &mut rng,
-        )]);
+        )];
+        let leaves = u % 4 == 3;
+        if leaves {
+            lane.push(next(
+                json!({"specversion": "1.0", "source": "/soak", "type": "user.unsubscribed", "subject": user,
+                       "data": {"user_id": user, "email": email, "list_id": "news",
+                                "unsubscribed_at": "2026-11-27T10:00:00Z"}}),
+                &mut rng,
+            ));
+        }
+        expected.users.push((user, email, leaves));
+        user_lanes.push(lane);
     }
-    lanes
+    // Interleaved: every kind of event flows all along, and the long account lanes start early.
+    let mut lanes = Vec::new();
+    let ratio = (user_lanes.len() / account_lanes.len().max(1)).max(1);
+    let mut users = user_lanes.into_iter();
+    for lane in account_lanes {
+        lanes.push(lane);
+        lanes.extend(users.by_ref().take(ratio));
+    }
+    lanes.extend(users);
+    (lanes, expected)
 }
 
-/// POSTs until 202, resending the same request on anything else; every answer is counted in `answers`.
+/// POSTs one request until 202, resending the same request on anything else; every answer is counted.
 async fn post(
     http: &reqwest::Client,
     url: &str,
     api_key: &str,
-    send: &Send,
+    body: &str,
+    key: Option<&str>,
     answers: &Mutex<BTreeMap<u16, u64>>,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let mut req = http
             .post(url)
-            .header("content-type", "application/cloudevents+json")
+            .header("content-type", "application/cloudevents-batch+json")
             .header("authorization", format!("Bearer {api_key}"))
             .timeout(Duration::from_secs(30))
-            .body(send.body.to_string());
-        if let Some(key) = &send.key {
+            .body(body.to_owned());
+        if let Some(key) = key {
             req = req.header("idempotency-key", key);
         }
-        let status = match req.send().await {
-            Ok(resp) => resp.status().as_u16(),
-            Err(_) => 0,
+        let (status, answer) = match req.send().await {
+            Ok(resp) => (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            ),
+            Err(_) => (0, String::new()),
         };
         *answers.lock().unwrap().entry(status).or_default() += 1;
         if status == 202 {
             return;
         }
-        assert!(Instant::now() < deadline, "never accepted: {}", send.body);
+        // A refusal of the request itself is the workload's bug, not a fault: resending cannot help.
+        assert!(
+            !(400..500).contains(&status) || status == 429,
+            "refused ({status}): {answer}"
+        );
+        assert!(Instant::now() < deadline, "never accepted: {body}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-fn table(stack: &LocalStack, var: &str) -> String {
+fn env_var(stack: &LocalStack, var: &str) -> String {
     std::fs::read_to_string(stack.state.join("functions.env"))
         .unwrap_or_default()
         .lines()
@@ -151,7 +218,7 @@ fn table(stack: &LocalStack, var: &str) -> String {
         .unwrap_or_else(|| panic!("{var} in functions.env"))
 }
 
-/// Every item of a table (moto), by `pk`.
+/// Every item of a table (moto), by `pk`, with its string, number and boolean attributes as strings.
 async fn scan(stack: &LocalStack, table: &str) -> HashMap<String, HashMap<String, String>> {
     use aws_sdk_dynamodb::types::AttributeValue;
     let client = stack.dynamodb();
@@ -172,6 +239,7 @@ async fn scan(stack: &LocalStack, table: &str) -> HashMap<String, HashMap<String
                 .iter()
                 .filter_map(|(k, v)| match v {
                     AttributeValue::S(s) | AttributeValue::N(s) => Some((k.clone(), s.clone())),
+                    AttributeValue::Bool(b) => Some((k.clone(), b.to_string())),
                     _ => None,
                 })
                 .collect();
@@ -212,201 +280,350 @@ async fn parked(stack: &LocalStack) -> u64 {
     total
 }
 
-/// Runs `events` events through `stack` with a fault every `fault_every` seconds, and reconciles.
-pub async fn run(stack: Arc<LocalStack>, events: u64, fault_every: u64) -> Report {
+/// The faults, in turn.
+const SCHEDULE: [&str; 11] = [
+    "tubes-consumer-payments",
+    "tubes-local",
+    "moto",
+    "tubes-ingest",
+    "throttled puts",
+    "tubes-consumer-notifications",
+    "stream paused",
+    "partly failed puts",
+    "tubes-consumer-signups",
+    "lost put answers",
+    "tubes-consumer-unsubscribes",
+];
+
+/// Runs one fault; how many processes or seconds it hit.
+async fn fault(stack: &LocalStack, proxy: &FaultProxy, name: &str) -> u64 {
+    let window = |fault: Fault, secs: u64| async move {
+        proxy.set(fault);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        proxy.set(Fault::None);
+        secs
+    };
+    match name {
+        "moto" => {
+            let n = stack.signal("moto", "-STOP");
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            stack.signal("moto", "-CONT");
+            n as u64
+        }
+        "stream paused" => {
+            let n = stack.signal("node", "-STOP");
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            stack.signal("node", "-CONT");
+            n as u64
+        }
+        "throttled puts" => window(Fault::ThrottleCalls, 5).await,
+        "partly failed puts" => window(Fault::FailThird("InternalFailure"), 10).await,
+        "lost put answers" => window(Fault::LoseAnswers, 5).await,
+        process => stack.signal(process, "-KILL") as u64,
+    }
+}
+
+/// Starts the stack of `template.yaml` (kinesalite, a fault proxy between the functions and it) under
+/// `parent`, runs the soak through it, stops it and reconciles.
+pub async fn run(settings: Settings, parent: &std::path::Path) -> Report {
+    let ports = Ports {
+        kinesis: free_port(),
+        ..Ports::free()
+    };
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", ports.kinesis)).await;
+    let env = [
+        ("TUBES_KINESIS", "kinesalite"),
+        ("TUBES_RELEASE", if settings.release { "1" } else { "0" }),
+        ("TUBES_FUNCTIONS_KINESIS_ENDPOINT", proxy.endpoint.as_str()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let parent = parent.to_owned();
+    let stack = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        LocalStack::start_on("template.yaml", &parent, &env, ports)
+    })
+    .await
+    .expect("the stack starts");
+    let stack = Arc::new(stack);
+    let report = soak(&stack, &proxy, &settings).await;
+    // Stopping the stack blocks (it waits for its processes).
+    let _ = tokio::task::spawn_blocking(move || drop(stack)).await;
+    report
+}
+
+async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) -> Report {
     eprintln!(
-        "soak: stack ready ({}); {events} events",
-        stack.state.display()
+        "soak: stack ready ({}); {} events",
+        stack.state.display(),
+        settings.events
     );
     let api_key = stack.demo_api_key();
     let url = format!("{}/events", stack.http);
     let http = reqwest::Client::new();
-    let lanes = workload(events);
+    let (lanes, expected) = workload(settings.events);
     let planned: usize = lanes.iter().map(Vec::len).sum();
 
     let started = Instant::now();
-    let sending = Arc::new(AtomicBool::new(true));
+    let running = Arc::new(AtomicBool::new(true));
     let faults: Arc<Mutex<BTreeMap<&'static str, u64>>> = Arc::default();
     let fault_task = {
-        let (stack, sending, faults) = (stack.clone(), sending.clone(), faults.clone());
+        let (stack, proxy, running, faults) = (
+            stack.clone(),
+            proxy.clone(),
+            running.clone(),
+            faults.clone(),
+        );
+        let every = settings.fault_every;
         tokio::spawn(async move {
-            let schedule = [
-                "tubes-consumer-payments",
-                "tubes-local",
-                "moto",
-                "tubes-ingest",
-                "tubes-consumer-notifications",
-            ];
-            let mut i = 0;
-            while sending.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(fault_every)).await;
-                let name = schedule[i % schedule.len()];
-                i += 1;
-                let hit = if name == "moto" {
-                    let n = stack.signal("moto", "-STOP");
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                    stack.signal("moto", "-CONT");
-                    n
-                } else {
-                    stack.signal(name, "-KILL")
-                };
+            for name in SCHEDULE.iter().cycle() {
+                tokio::time::sleep(Duration::from_secs(every)).await;
+                if !running.load(Ordering::Relaxed) {
+                    return;
+                }
+                let hit = fault(&stack, &proxy, name).await;
                 eprintln!(
                     "soak: [{:.0} s] fault: {name} ({hit})",
                     started.elapsed().as_secs_f64()
                 );
-                *faults.lock().unwrap().entry(name).or_default() += hit as u64;
+                *faults.lock().unwrap().entry(name).or_default() += hit;
             }
         })
     };
 
     let answers: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::default();
-    let accepted: Arc<Mutex<Accepted>> = Arc::default();
     let queue = Arc::new(Mutex::new(lanes.into_iter()));
-    let mut workers = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (queue, http, url, key) = (queue.clone(), http.clone(), url.clone(), api_key.clone());
-        let (answers, accepted) = (answers.clone(), accepted.clone());
-        workers.push(tokio::spawn(async move {
-            loop {
-                let Some(lane) = queue.lock().unwrap().next() else {
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (queue, http, url, api_key, answers) = (
+            queue.clone(),
+            http.clone(),
+            url.clone(),
+            api_key.clone(),
+            answers.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut rng = Rng(s as u64 + 11);
+            let mut active: Vec<std::vec::IntoIter<Event>> = Vec::new();
+            for request in 0u64.. {
+                // The next event of each active lane; a finished lane makes room for a new one.
+                let mut batch = Vec::new();
+                let mut i = 0;
+                while batch.len() < LANES_PER_REQUEST {
+                    if i == active.len() {
+                        let Some(lane) = queue.lock().unwrap().next() else {
+                            break;
+                        };
+                        active.push(lane.into_iter());
+                    }
+                    match active[i].next() {
+                        Some(event) => {
+                            batch.push(event.body);
+                            i += 1;
+                        }
+                        None => {
+                            active.swap_remove(i);
+                        }
+                    }
+                }
+                if batch.is_empty() {
                     return;
-                };
-                for send in &lane {
-                    post(&http, &url, &key, send, &answers).await;
-                    if send.resend {
-                        post(&http, &url, &key, send, &answers).await;
-                    }
-                    let d = &send.body["data"];
-                    let s = |f: &str| d[f].as_str().unwrap_or_default().to_owned();
-                    let mut a = accepted.lock().unwrap();
-                    match send.body["type"].as_str() {
-                        Some("payment.received") => a.payments.push((
-                            s("payment_id"),
-                            s("account_id"),
-                            d["amount"].as_i64().unwrap(),
-                        )),
-                        Some("account.credited") => a.credits.push((
-                            s("credit_id"),
-                            s("account_id"),
-                            d["amount"].as_i64().unwrap(),
-                        )),
-                        Some("user.signed_up") => a.users.push(s("email")),
-                        _ => {}
-                    }
+                }
+                let key = batch
+                    .iter()
+                    .any(|e| e.get("id").is_none())
+                    .then(|| format!("soak-{s}-{request}"));
+                let body = Value::from(batch).to_string();
+                post(&http, &url, &api_key, &body, key.as_deref(), &answers).await;
+                if rng.below(10) == 0 {
+                    post(&http, &url, &api_key, &body, key.as_deref(), &answers).await;
                 }
             }
         }));
     }
-    for w in workers {
-        w.await.expect("a sender");
+    for s in senders {
+        s.await.expect("a sender");
     }
-    let sent_in = started.elapsed();
-    sending.store(false, Ordering::Relaxed);
+    let accepted_in = started.elapsed();
     eprintln!(
         "soak: [{:.0} s] all {planned} events accepted; waiting for the consumers",
-        sent_in.as_secs_f64()
+        accepted_in.as_secs_f64()
     );
 
-    // Wait until every accepted effect is in the stores (or 15 minutes pass).
-    let ledger = table(&stack, "LEDGER_TABLE");
-    let accepted = std::mem::take(&mut *accepted.lock().unwrap());
-    let outbox = |stack: &LocalStack| stack.json_lines("outbox.jsonl");
-    let quiet_deadline = Instant::now() + Duration::from_secs(900);
-    let (items, mails) = loop {
-        let items = scan(&stack, &ledger).await;
-        let mails = outbox(&stack);
-        let decided = accepted
+    // Wait until the outbox has every e-mail, then until the stores have every effect (or the deadline).
+    let ledger = env_var(stack, "LEDGER_TABLE");
+    let users_table = env_var(stack, "USERS_TABLE");
+    // Confirmations of unsubscribes are not counted: see `reconcile`.
+    let mails_wanted = expected.payments.len() + expected.users.len();
+    let deadline = Instant::now() + Duration::from_secs(900.max(settings.events / 20));
+    let outbox_lines = || {
+        std::fs::read(stack.state.join("outbox.jsonl"))
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+            .unwrap_or(0)
+    };
+    while outbox_lines() < mails_wanted && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (items, members) = loop {
+        let items = scan(stack, &ledger).await;
+        let complete = expected
             .payments
             .iter()
-            .all(|(p, ..)| items.contains_key(&format!("payment#{p}")));
-        let mailed = mails.len() >= accepted.payments.len() + accepted.users.len();
-        if (decided && mailed) || Instant::now() > quiet_deadline {
-            break (items, mails);
+            .all(|(p, ..)| items.contains_key(&format!("payment#{p}")))
+            && expected
+                .credits
+                .iter()
+                .all(|(c, a, _)| items.contains_key(&format!("credit#{a}#{c}")));
+        if complete || Instant::now() > deadline {
+            break (items, scan(stack, &users_table).await);
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
     };
-    let drained_in = started.elapsed();
+    let applied_in = started.elapsed();
+    running.store(false, Ordering::Relaxed);
     fault_task.abort();
-    // Its clone of the stack is dropped with it: the caller's is then the last.
     let _ = fault_task.await;
+    proxy.set(Fault::None);
+    let mails = stack.json_lines("outbox.jsonl");
+    let cpu = stack.cpu_seconds();
 
-    // Reconcile from the stores.
-    let mut lost = Vec::new();
-    let mut doubled = Vec::new();
-    let mut expected: BTreeMap<&str, i64> = BTreeMap::new();
-    for (credit, account, amount) in &accepted.credits {
+    let mut r = Report {
+        events: planned,
+        payments: expected.payments.len(),
+        credits: expected.credits.len(),
+        signups: expected.users.len(),
+        unsubscribes: expected.users.iter().filter(|u| u.2).count(),
+        accounts: expected.accounts,
+        answers: answers.lock().unwrap().clone(),
+        faults: faults.lock().unwrap().clone(),
+        accepted_in,
+        applied_in,
+        cpu,
+        ..Report::default()
+    };
+    reconcile(&mut r, &expected, &items, &members, &mails);
+    r.parked = parked(stack).await;
+    r
+}
+
+/// Compares the stores with what the workload must have left.
+fn reconcile(
+    r: &mut Report,
+    expected: &Expected,
+    items: &HashMap<String, HashMap<String, String>>,
+    members: &HashMap<String, HashMap<String, String>>,
+    mails: &[Value],
+) {
+    let mut balances: BTreeMap<&str, i64> = BTreeMap::new();
+    for (credit, account, amount) in &expected.credits {
         if !items.contains_key(&format!("credit#{account}#{credit}")) {
-            lost.push(format!("credit {credit}"));
+            r.lost.push(format!("credit {credit}"));
         }
-        *expected.entry(account).or_default() += amount;
+        *balances.entry(account).or_default() += amount;
     }
-    let mut processed = 0;
-    for (payment, account, amount) in &accepted.payments {
-        match items
+    let mut by_subject: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let mut by_to: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for m in mails {
+        if let Some(id) = m["subject"].as_str().and_then(|s| s.split(' ').nth(1)) {
+            by_subject.entry(id).or_default().push(m);
+        }
+        if let Some(to) = m["to"].as_str() {
+            by_to.entry(to).or_default().push(m);
+        }
+    }
+    for (payment, account, amount, want_processed) in &expected.payments {
+        let outcome = items
             .get(&format!("payment#{payment}"))
-            .map(|i| i["outcome"].as_str())
-        {
-            None => lost.push(format!("payment {payment} (never decided)")),
-            Some("processed") => {
-                processed += 1;
-                *expected.entry(account).or_default() -= amount;
+            .map(|i| i.get("outcome").map(String::as_str));
+        let processed = match outcome {
+            None => {
+                r.lost.push(format!("payment {payment} (never decided)"));
+                continue;
             }
-            Some(_) => {}
-        }
-        let subject_has = |m: &Value| {
-            m["subject"]
-                .as_str()
-                .is_some_and(|s| s.split(' ').nth(1) == Some(payment.as_str()))
+            Some(Some("processed")) => true,
+            Some(_) => false,
         };
-        match mails.iter().filter(|m| subject_has(m)).count() {
-            0 => lost.push(format!("payment {payment} (no e-mail)")),
+        if processed {
+            r.processed += 1;
+            *balances.entry(account).or_default() -= amount;
+        }
+        if processed != *want_processed {
+            r.reordered.push(format!(
+                "payment {payment}: {} where its account's order gives {}",
+                if processed { "processed" } else { "refused" },
+                if *want_processed {
+                    "processed"
+                } else {
+                    "refused"
+                }
+            ));
+        }
+        match by_subject.get(payment.as_str()).map_or(0, Vec::len) {
+            0 => r.lost.push(format!("payment {payment} (no e-mail)")),
             1 => {}
-            n => doubled.push(format!("payment {payment} e-mailed {n} times")),
+            n => r
+                .doubled
+                .push(format!("payment {payment} e-mailed {n} times")),
         }
     }
-    for (account, want) in &expected {
+    for (account, want) in &balances {
         let got = items
             .get(&format!("account#{account}"))
             .and_then(|i| i.get("balance"))
             .and_then(|b| b.parse::<i64>().ok());
         match got {
             Some(got) if got == *want => {}
-            Some(got) if got < *want => {
-                doubled.push(format!("{account}: balance {got}, want {want}"))
-            }
-            other => lost.push(format!("{account}: balance {other:?}, want {want}")),
+            Some(got) if got < *want => r
+                .doubled
+                .push(format!("{account}: balance {got}, want {want}")),
+            other => r
+                .lost
+                .push(format!("{account}: balance {other:?}, want {want}")),
         }
     }
-    for email in &accepted.users {
-        match mails.iter().filter(|m| m["to"] == email.as_str()).count() {
-            0 => lost.push(format!("welcome to {email}")),
+    for (user, email, unsubscribed) in &expected.users {
+        let to_user = by_to.get(email.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let count = |prefix: &str| {
+            to_user
+                .iter()
+                .filter(|m| m["subject"].as_str().is_some_and(|s| s.starts_with(prefix)))
+                .count()
+        };
+        match count("Welcome") {
+            0 => r.lost.push(format!("welcome to {user}")),
             1 => {}
-            n => doubled.push(format!("{email} welcomed {n} times")),
+            n => r.doubled.push(format!("welcome to {user} sent {n} times")),
         }
-    }
-    let parked = parked(&stack).await;
-
-    let faults = faults.lock().unwrap().clone();
-    let answers = answers.lock().unwrap().clone();
-    Report {
-        events: planned,
-        payments: accepted.payments.len(),
-        processed,
-        credits: accepted.credits.len(),
-        signups: accepted.users.len(),
-        accounts: expected.len(),
-        answers,
-        faults,
-        accepted_in: sent_in,
-        applied_in: drained_in,
-        lost,
-        doubled,
-        parked,
+        // A confirmation goes out when the unsubscribe took the user off the list. The signups and unsubscribes
+        // consumers read the stream independently, so the unsubscribe may be applied before the signup (which
+        // then, being older, does not add the user): no confirmation then, and never two.
+        match (count("You left"), unsubscribed) {
+            (0, _) => {}
+            (1, true) => r.confirmed += 1,
+            (n, _) => r
+                .doubled
+                .push(format!("{user}: {n} unsubscribe confirmations")),
+        }
+        let member = members
+            .get(&format!("member#news#{user}"))
+            .and_then(|i| i.get("member"))
+            .map(String::as_str);
+        match (member, unsubscribed) {
+            (Some("true"), false) | (Some("false"), true) => {}
+            (None, _) => r.lost.push(format!("{user}'s membership")),
+            (Some(m), _) => r.reordered.push(format!(
+                "{user}: member {m} after {}",
+                if *unsubscribed {
+                    "signup, unsubscribe"
+                } else {
+                    "signup"
+                }
+            )),
+        }
     }
 }
 
 /// What a soak found.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Report {
     /// Events sent (each accepted once at least).
     pub events: usize,
@@ -418,11 +635,16 @@ pub struct Report {
     pub credits: usize,
     /// Signups accepted.
     pub signups: usize,
-    /// Accounts.
+    /// Unsubscribes accepted.
+    pub unsubscribes: usize,
+    /// Of which confirmed by e-mail (an unsubscribe applied before its signup changes nothing, so confirms
+    /// nothing).
+    pub confirmed: usize,
+    /// Accounts (each opened once).
     pub accounts: usize,
     /// Answers by HTTP status (0: no answer).
     pub answers: BTreeMap<u16, u64>,
-    /// Processes hit, per fault.
+    /// Processes or seconds hit, per fault.
     pub faults: BTreeMap<&'static str, u64>,
     /// From the first request to the last 202.
     pub accepted_in: Duration,
@@ -432,14 +654,21 @@ pub struct Report {
     pub lost: Vec<String>,
     /// Effects applied more than once.
     pub doubled: Vec<String>,
+    /// Effects whose result shows events of one key applied out of order.
+    pub reordered: Vec<String>,
     /// Records in dead-letter queues.
     pub parked: u64,
+    /// CPU seconds per kind of process of the stack (those running at the end: a killed process's are gone).
+    pub cpu: BTreeMap<String, f64>,
 }
 
 impl Report {
-    /// Nothing lost, nothing doubled, nothing parked.
+    /// Nothing lost, doubled, reordered or parked.
     pub fn ok(&self) -> bool {
-        self.lost.is_empty() && self.doubled.is_empty() && self.parked == 0
+        self.lost.is_empty()
+            && self.doubled.is_empty()
+            && self.reordered.is_empty()
+            && self.parked == 0
     }
 
     /// Requests sent, resends included (every one got an entry in `answers`).
@@ -457,20 +686,26 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "soak: {} events ({} payments, {} credits, {} signups, {} accounts)",
-            self.events, self.payments, self.credits, self.signups, self.accounts
+            "soak: {} events ({} accounts opened, {} credits, {} payments, {} signups, {} unsubscribes)",
+            self.events,
+            self.accounts,
+            self.credits,
+            self.payments,
+            self.signups,
+            self.unsubscribes
         )?;
         writeln!(
             f,
-            "  requests        {} (answers by status: {:?}; 0 = no answer)",
+            "  requests        {} of up to {LANES_PER_REQUEST} events (answers by status: {:?}; 0 = no answer)",
             self.requests(),
             self.answers
         )?;
         writeln!(f, "  faults          {:?}", self.faults)?;
         writeln!(
             f,
-            "  all accepted in {:.0} s; all applied in {:.0} s: {:.1} events/s end to end",
+            "  all accepted in {:.0} s ({:.1} events/s); all applied in {:.0} s: {:.1} events/s end to end",
             self.accepted_in.as_secs_f64(),
+            self.events as f64 / self.accepted_in.as_secs_f64(),
             self.applied_in.as_secs_f64(),
             self.rate()
         )?;
@@ -480,10 +715,26 @@ impl std::fmt::Display for Report {
             self.processed,
             self.payments - self.processed
         )?;
+        writeln!(
+            f,
+            "  unsubscribes    {} confirmed (the others were applied before their signup)",
+            self.confirmed
+        )?;
         writeln!(f, "  lost            {}", self.lost.len())?;
         writeln!(f, "  doubled         {}", self.doubled.len())?;
+        writeln!(f, "  reordered       {}", self.reordered.len())?;
         writeln!(f, "  parked          {}", self.parked)?;
-        for line in self.lost.iter().chain(&self.doubled).take(20) {
+        let mut cpu: Vec<_> = self.cpu.iter().filter(|(_, s)| **s >= 1.0).collect();
+        cpu.sort_by(|a, b| b.1.total_cmp(a.1));
+        let cpu: Vec<String> = cpu.iter().map(|(n, s)| format!("{n} {s:.0}")).collect();
+        writeln!(f, "  CPU seconds     {}", cpu.join(", "))?;
+        for line in self
+            .lost
+            .iter()
+            .chain(&self.doubled)
+            .chain(&self.reordered)
+            .take(20)
+        {
             writeln!(f, "    {line}")?;
         }
         Ok(())
