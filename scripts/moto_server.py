@@ -13,7 +13,8 @@ they touch.
    This holds because DynamoDB requests run one at a time (1.), so nothing else sees the half-done state.
 3. Per request, moto lists and stats its own package's ~150 folders to find the service, and the development
    server logs a line: DynamoDB requests go straight to the DynamoDB app, the folder list is read once, and only
-   warnings and errors are logged. A request's fixed cost fell from 7.3 to N ms here (`ListTables`, client included).
+   warnings and errors are logged: about 15 % less of moto's CPU per request (4.3 → 3.7 ms per `PutItem`/`GetItem`,
+   five paired runs of 2,000 requests on a busy machine, spread ±0.6 ms).
 
 Same arguments as `moto_server`.
 """
