@@ -11,6 +11,7 @@ mod ingest_auth;
 mod ingest_faults;
 mod local_stack;
 mod mail;
+mod moto;
 mod ordering;
 mod outage;
 mod payments;
