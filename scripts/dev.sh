@@ -139,15 +139,17 @@ instances=4
 watch_mode=(--concurrency "$instances")
 direct=0
 if [[ "${TUBES_NO_RELOAD:-}" == 1 ]]; then watch_mode=(--ignore-changes --only-lambda-apis); direct=1; fi
+# What every function gets besides the template's variables (functions.env), however it is started.
+function_vars=("AWS_ENDPOINT_URL_KINESIS=${TUBES_FUNCTIONS_KINESIS_ENDPOINT:-$AWS_ENDPOINT_URL_KINESIS}"
+  "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER"
+  "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local
+  AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true "TUBES_STATE_DIR=$state"
+  "TUBES_OUTBOX=$state/outbox.jsonl")
 functions_env() { # the functions' environment, as NAME=VALUE arguments
   local line
   fenv=()
   while IFS= read -r line; do [[ -n $line ]] && fenv+=("$line"); done <"$state/functions.env"
-  fenv+=("AWS_ENDPOINT_URL_KINESIS=${TUBES_FUNCTIONS_KINESIS_ENDPOINT:-$AWS_ENDPOINT_URL_KINESIS}"
-    "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER"
-    "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local
-    AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true "TUBES_STATE_DIR=$state"
-    "TUBES_OUTBOX=$state/outbox.jsonl")
+  fenv+=("${function_vars[@]}")
 }
 declare -A instance_pid=() instance_starts=()
 start_instance() { # binary index: one instance of a function, on cargo lambda watch's runtime API
@@ -176,15 +178,10 @@ stop_instances() { # TERM every instance, then KILL what is left after 5 s
   for pid in "${instance_pid[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
 }
 start_watch() {
+  local var env_args=()
+  for var in "${function_vars[@]}"; do env_args+=(--env-var "$var"); done
   spawn watch cargo lambda watch "${watch_mode[@]}" "${build_flags[@]}" --invoke-address 127.0.0.1 \
-    --invoke-port "$http_port" --env-file "$state/functions.env" \
-    --env-var "AWS_ENDPOINT_URL_KINESIS=${TUBES_FUNCTIONS_KINESIS_ENDPOINT:-$AWS_ENDPOINT_URL_KINESIS}" \
-    --env-var "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" \
-    --env-var "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER" \
-    --env-var "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" \
-    --env-var AWS_REGION=us-east-1 --env-var AWS_ACCESS_KEY_ID=local --env-var AWS_SECRET_ACCESS_KEY=local \
-    --env-var AWS_EC2_METADATA_DISABLED=true --env-var "TUBES_STATE_DIR=$state" \
-    --env-var "TUBES_OUTBOX=$state/outbox.jsonl" >>"$state/functions.log" 2>&1
+    --invoke-port "$http_port" --env-file "$state/functions.env" "${env_args[@]}" >>"$state/functions.log" 2>&1
   instances_seen=" "
   if (( direct )); then
     for _ in $(seq 1 600); do
@@ -257,17 +254,23 @@ if [[ -f "$state/demo.env" ]]; then
   sed 's/^/dev:   /' "$state/demo.env" >&2
 fi
 
-# Supervision. Restart times per child, to stop a crash loop.
+# Supervision. Start times per child (and per function's instances), to stop a crash loop.
 declare -A restarts=()
-restart() { # name reason
-  local name=$1 now recent=()
+record_start() { # array key: keeps the key's starts of the last minute, adds now; sets `recent` to how many it kept
+  local -n starts=$1
+  local now t kept=()
   now=$(date +%s)
-  for t in ${restarts[$name]:-}; do (( now - t < 60 )) && recent+=("$t"); done
-  if (( ${#recent[@]} >= 5 )); then
+  for t in ${starts[$2]:-}; do (( now - t < 60 )) && kept+=("$t"); done
+  starts[$2]="${kept[*]} $now"
+  recent=${#kept[@]}
+}
+restart() { # name reason
+  local name=$1
+  record_start restarts "$name"
+  if (( recent >= 5 )); then
     echo "dev: $name keeps failing ($2; 5 restarts within a minute): stopping. See $state/$name.log" >&2
     exit 1
   fi
-  restarts[$name]="${recent[*]} $now"
   say "$name: $2; restarting it (the others keep running)"
   if [[ $name == watch ]]; then stop_watch; elif [[ -n "${pid_of[$name]:-}" ]]; then stop_group "${pid_of[$name]}"; fi
   case $name in
@@ -286,14 +289,11 @@ while true; do
   if (( direct )); then
     for key in "${!instance_pid[@]}"; do
       kill -0 "${instance_pid[$key]}" 2>/dev/null && continue
-      now=$(date +%s)
-      recent=()
-      for t in ${instance_starts[${key%#*}]:-}; do (( now - t < 60 )) && recent+=("$t"); done
-      if (( ${#recent[@]} >= 5 * instances )); then
+      record_start instance_starts "${key%#*}"
+      if (( recent >= 5 * instances )); then
         echo "dev: ${key%#*} keeps failing (its instances ended $((5 * instances)) times within a minute): stopping. See $state/functions.log" >&2
         exit 1
       fi
-      instance_starts[${key%#*}]="${recent[*]} $now"
       say "instance ${key#*#} of ${key%#*} ended; starting another (the others keep running)"
       start_instance "${key%#*}" "${key#*#}"
     done
