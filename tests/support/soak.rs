@@ -713,7 +713,7 @@ impl std::fmt::Display for Report {
             f,
             "  payments        {} processed, {} refused",
             self.processed,
-            self.payments - self.processed
+            self.payments.saturating_sub(self.processed)
         )?;
         writeln!(
             f,
@@ -738,5 +738,94 @@ impl std::fmt::Display for Report {
             writeln!(f, "    {line}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(fields: &[(&str, &str)]) -> HashMap<String, String> {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// One account credited 1,000 then paid 800 and 500 (its order processes the first, refuses the second), and
+    /// one user who signed up and stayed.
+    fn expected() -> Expected {
+        Expected {
+            credits: vec![("cr".into(), "acc".into(), 1_000)],
+            payments: vec![
+                ("p1".into(), "acc".into(), 800, true),
+                ("p2".into(), "acc".into(), 500, false),
+            ],
+            users: vec![("usr".into(), "usr@x.example".into(), false)],
+            accounts: 1,
+        }
+    }
+
+    fn mails() -> Vec<Value> {
+        vec![
+            json!({"to": "payer@x.example", "subject": "Payment p1 processed"}),
+            json!({"to": "payer@x.example", "subject": "Payment p2 refused"}),
+            json!({"to": "usr@x.example", "subject": "Welcome to tubes"}),
+        ]
+    }
+
+    fn stores(p1: &str, p2: &str, balance: &str) -> HashMap<String, HashMap<String, String>> {
+        HashMap::from([
+            ("credit#acc#cr".to_owned(), item(&[])),
+            ("payment#p1".to_owned(), item(&[("outcome", p1)])),
+            ("payment#p2".to_owned(), item(&[("outcome", p2)])),
+            ("account#acc".to_owned(), item(&[("balance", balance)])),
+        ])
+    }
+
+    fn members() -> HashMap<String, HashMap<String, String>> {
+        HashMap::from([("member#news#usr".to_owned(), item(&[("member", "true")]))])
+    }
+
+    #[test]
+    fn stores_that_match_the_order_reconcile() {
+        let mut r = Report::default();
+        reconcile(
+            &mut r,
+            &expected(),
+            &stores("processed", "failed", "200"),
+            &members(),
+            &mails(),
+        );
+        assert!(r.ok(), "{r}");
+        assert_eq!(r.processed, 1);
+    }
+
+    #[test]
+    fn outcomes_against_the_accounts_order_are_reordered_and_a_second_mail_is_doubled() {
+        // p2 processed and p1 refused: balances still add up (1,000 − 500), but not in the account's order.
+        let mut r = Report::default();
+        let mut mails = mails();
+        mails.push(json!({"to": "usr@x.example", "subject": "Welcome to tubes"}));
+        reconcile(
+            &mut r,
+            &expected(),
+            &stores("failed", "processed", "500"),
+            &members(),
+            &mails,
+        );
+        assert_eq!(r.reordered.len(), 2, "{r}");
+        assert!(r.lost.is_empty(), "{r}");
+        assert_eq!(r.doubled, vec!["welcome to usr sent 2 times".to_owned()]);
+    }
+
+    #[test]
+    fn a_missing_decision_and_a_short_balance_are_lost_or_doubled() {
+        let mut r = Report::default();
+        let mut items = stores("processed", "failed", "100");
+        items.remove("payment#p2");
+        reconcile(&mut r, &expected(), &items, &members(), &mails());
+        assert_eq!(r.lost, vec!["payment p2 (never decided)".to_owned()]);
+        assert_eq!(r.doubled, vec!["acc: balance 100, want 200".to_owned()]);
     }
 }
