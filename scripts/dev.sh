@@ -71,7 +71,11 @@ cleanup() {
   for pid in "${pid_of[@]}"; do stop_group "$pid"; done
   echo "dev: stopped everything it started" >&2
 }
-trap cleanup EXIT INT TERM
+# A signal ends the script (and so runs cleanup, on EXIT): a trap that only cleaned up would return to the
+# supervision loop, which would restart the children it had just stopped.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Each child runs in its own process group (setsid), so stopping it stops its children too.
 spawn() { local name=$1; shift; setsid "$@" & pid_of[$name]=$!; }
