@@ -23,7 +23,7 @@
 // A measuring tool: a poisoned lock or a malformed event of its own making is a failed run.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -449,18 +449,15 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
         accepted_in.as_secs_f64()
     );
 
-    // Wait until the outbox has every e-mail, then until the stores have every effect (or the deadline).
+    // Wait until the outbox has every e-mail the workload wants, then until the stores have every effect (or the
+    // deadline). The e-mails are matched one by one: a count of lines would be fooled by unsubscribe confirmations
+    // (not wanted, see `reconcile`) standing in for a payment's e-mail still in flight.
     let ledger = env_var(stack, "LEDGER_TABLE");
     let users_table = env_var(stack, "USERS_TABLE");
-    // Confirmations of unsubscribes are not counted: see `reconcile`.
-    let mails_wanted = expected.payments.len() + expected.users.len();
     let deadline = Instant::now() + Duration::from_secs(900.max(settings.events / 20));
-    let outbox_lines = || {
-        std::fs::read(stack.state.join("outbox.jsonl"))
-            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
-            .unwrap_or(0)
-    };
-    while outbox_lines() < mails_wanted && Instant::now() < deadline {
+    while mails_missing(&expected, &stack.json_lines("outbox.jsonl")) > 0
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let (items, members) = loop {
@@ -503,6 +500,35 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
     reconcile(&mut r, &expected, &items, &members, &mails);
     r.parked = parked(stack).await;
     r
+}
+
+/// How many of the e-mails the workload wants (one per payment, one welcome per user) the outbox lacks.
+fn mails_missing(expected: &Expected, mails: &[Value]) -> usize {
+    // A payment's e-mail names it second: "Payment pay_1_2 processed".
+    let named: HashSet<&str> = mails
+        .iter()
+        .filter_map(|m| m["subject"].as_str()?.split(' ').nth(1))
+        .collect();
+    let welcomed: HashSet<&str> = mails
+        .iter()
+        .filter(|m| {
+            m["subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Welcome"))
+        })
+        .filter_map(|m| m["to"].as_str())
+        .collect();
+    let payments = expected
+        .payments
+        .iter()
+        .filter(|(p, ..)| !named.contains(p.as_str()))
+        .count();
+    let users = expected
+        .users
+        .iter()
+        .filter(|(_, email, _)| !welcomed.contains(email.as_str()))
+        .count();
+    payments + users
 }
 
 /// Compares the stores with what the workload must have left.
@@ -827,5 +853,17 @@ mod tests {
         reconcile(&mut r, &expected(), &items, &members(), &mails());
         assert_eq!(r.lost, vec!["payment p2 (never decided)".to_owned()]);
         assert_eq!(r.doubled, vec!["acc: balance 100, want 200".to_owned()]);
+    }
+
+    #[test]
+    fn a_confirmation_does_not_stand_in_for_a_payments_mail_still_in_flight() {
+        // As many lines as wanted e-mails, but one is an unsubscribe confirmation: p2's e-mail is still missing.
+        let mut mails = mails();
+        assert_eq!(mails_missing(&expected(), &mails), 0);
+        mails.remove(1);
+        mails.push(json!({"to": "usr@x.example", "subject": "You left news"}));
+        assert_eq!(mails_missing(&expected(), &mails), 1);
+        mails.retain(|m| m["subject"] != "Welcome to tubes");
+        assert_eq!(mails_missing(&expected(), &mails), 2);
     }
 }
