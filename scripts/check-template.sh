@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks template.yaml with every validator we have offline: cfn-lint, `sam validate --lint`, `sam validate`,
 # cfn-lint again on the SAM-expanded template (see scripts/expand_template.py for why), and our own
-# least-privilege rules on it (scripts/check_policies.py) and our closed-by-default rules (scripts/check_routes.py).
+# least-privilege rules on it (scripts/check_policies.py), our closed-by-default rules (scripts/check_routes.py) and
+# our observability rules (scripts/check_alarms.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" AWS_REGION="${AWS_REGION:-us-east-1}"
@@ -24,4 +25,6 @@ echo "== least privilege (scripts/check_policies.py)"
 "$bin/python" scripts/check_policies.py .local/template.expanded.json
 echo "== closed by default: every route authenticated, no open source (scripts/check_routes.py)"
 "$bin/python" scripts/check_routes.py .local/template.expanded.json
+echo "== an operator sees it run: alarms on every consumer, queue and function, retention on every log group (scripts/check_alarms.py)"
+"$bin/python" scripts/check_alarms.py .local/template.expanded.json
 echo "template.yaml: all checks passed"

@@ -16,6 +16,9 @@
 //!   cost of authentication (`make bench ARGS=auth`).
 //! - **ingest batch**: a 500-event batch in one request, per event, against one event per request.
 //! - **codec**: record bytes → validated envelope, against bytes → `serde_json::Value`.
+//! - **metrics**: the consumer batch and the ingest request with the EMF recorder installed and flushed (per
+//!   batch, per request, to a sink), against the same work with no recorder: what measuring costs. It runs last:
+//!   it installs the process's recorder (`make bench ARGS=metrics`).
 //! - **keys at once**: a 256-record batch over 97 partition keys to a consumer whose every record waits 1 ms (a
 //!   store or provider round trip), with 8 keys at once against one record at a time: what per-key concurrency
 //!   buys an I/O-bound consumer. And the 10,000-record batch to the no-op consumer, 8 keys at once against 1:
@@ -37,6 +40,7 @@ use tubes_platform::dead_letters::LogDeadLetters;
 use tubes_platform::idempotency::{IdempotencyTimes, MemoryIdempotency};
 use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
 use tubes_platform::publish::PublishError;
+use tubes_platform::telemetry::Emf;
 use tubes_platform::{Harness, KinesisBatch, Publisher, PutOutcome};
 
 /// Acknowledges every record at once: measures ingest's own work, not a network.
@@ -392,5 +396,53 @@ fn main() {
             || codec::decode(&bytes).expect("valid"),
         );
         report("codec decode + validate (1 record)", "parse to Value", &c);
+    }
+
+    // Last: it installs the process's metrics recorder, which the benchmarks above run without.
+    if selected("metrics") {
+        let emf = Emf::install().expect("the EMF recorder installs");
+        let unmeasured = metrics::NoopRecorder;
+        let bytes = kinesis_event_bytes(10_000);
+        let harness = Harness::new(noop(), LogDeadLetters);
+        let run = || {
+            let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
+            rt.block_on(harness.run(batch)).handled
+        };
+        let measured = || {
+            let handled = run();
+            emf.flush_to(std::io::sink()).expect("flushed");
+            handled
+        };
+        assert_eq!(measured(), 10_000, "every record handled");
+        let c = compare(
+            15,
+            3,
+            || metrics::with_local_recorder(&unmeasured, run),
+            measured,
+        );
+        report(
+            "consumer batch with EMF metrics (10,000)",
+            "the same batch, no recorder",
+            &c,
+        );
+
+        let body = payment(1).to_string();
+        let ingest = Ingest::new(AckPublisher, &bench_config(), sources().0);
+        let handle = || rt.block_on(ingest.handle(request(&body))).status();
+        let c = compare(
+            15,
+            2_000,
+            || metrics::with_local_recorder(&unmeasured, handle),
+            || {
+                let status = handle();
+                emf.flush_to(std::io::sink()).expect("flushed");
+                status
+            },
+        );
+        report(
+            "ingest request with EMF metrics (flushed per request)",
+            "the same request, no recorder",
+            &c,
+        );
     }
 }

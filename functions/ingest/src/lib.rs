@@ -31,7 +31,8 @@ use time::OffsetDateTime;
 use tubes_contract::codec;
 use tubes_contract::codec::EncodeError;
 use tubes_contract::{Code, Envelope, Violation, Violations};
-use tubes_platform::{clock, Publisher};
+use tubes_platform::telemetry::{self, IngestRequest};
+use tubes_platform::{clock, Publisher, PutOutcome};
 
 pub use config::Config;
 pub use credentials::webhook;
@@ -71,14 +72,18 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         }
     }
 
-    /// Handles one HTTP request; never fails (errors are responses). A refusal is logged with its code and
-    /// source, never the body.
+    /// Handles one HTTP request; never fails (errors are responses). Each request is one log line at INFO (its
+    /// status, source, and event counts or refusal code; never the body) and one set of metrics
+    /// ([`telemetry::record_request`]); the events' own lines are at DEBUG.
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        let started = std::time::Instant::now();
         let mut source = None;
-        match self.try_handle(request, &mut source).await {
+        let mut tally = IngestRequest::default();
+        let response = match self.try_handle(request, &mut source, &mut tally).await {
             Ok(response) => response,
             Err(err) => {
                 if !err.status().is_server_error() {
+                    tally.refused = Some(err.code());
                     tracing::info!(
                         status = err.status().as_u16(),
                         code = err.code(),
@@ -88,13 +93,27 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 }
                 err.into_response()
             }
+        };
+        tally.failed = response.status().is_server_error();
+        if tally.written > 0 {
+            tracing::info!(
+                status = response.status().as_u16(),
+                source = source.as_deref().unwrap_or("-"),
+                events = tally.written,
+                accepted = tally.accepted,
+                throttled = tally.throttled,
+                "answered"
+            );
         }
+        telemetry::record_request(&tally, started.elapsed());
+        response
     }
 
     async fn try_handle(
         &self,
         request: Request,
         source_name: &mut Option<String>,
+        tally: &mut IngestRequest,
     ) -> Result<Response<Body>, IngestError> {
         let route = http::route(http::route_path(&request))?;
         if request.method() != Method::POST {
@@ -190,6 +209,12 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
             .collect::<Result<Vec<_>, _>>()?;
 
         let outcomes = write::write_all(&self.publisher, &records, self.retry).await;
+        tally.written = outcomes.len();
+        tally.accepted = outcomes
+            .iter()
+            .filter(|o| matches!(o, PutOutcome::Accepted { .. }))
+            .count();
+        tally.throttled = outcomes.iter().filter(|o| o.is_throttled()).count();
         tracing::debug!(
             source = %source.name,
             credential = credential.as_str(),

@@ -3,6 +3,7 @@
 use lambda_http::{run, service_fn, Error, Request};
 use tubes_ingest::sources::AnySourcesFetch;
 use tubes_ingest::{Config, Ingest, Sources};
+use tubes_platform::telemetry::Emf;
 use tubes_platform::KinesisPublisher;
 
 #[tokio::main]
@@ -26,9 +27,20 @@ async fn main() -> Result<(), Error> {
         &config.stream_name,
     );
     let ingest = Ingest::new(publisher, &config, sources);
+    // Metrics are a view, never a reason not to serve: without a recorder ingest runs unmeasured.
+    let emf = Emf::install()
+        .inspect_err(|err| tracing::warn!(error = %err, "no metrics recorder"))
+        .ok();
     run(service_fn(|request: Request| {
         let ingest = &ingest;
-        async move { Ok::<_, Error>(ingest.handle(request).await) }
+        async move {
+            let response = ingest.handle(request).await;
+            // One EMF document per request, written before the answer (Lambda may freeze us after it).
+            if let Some(emf) = emf {
+                emf.flush();
+            }
+            Ok::<_, Error>(response)
+        }
     }))
     .await
 }

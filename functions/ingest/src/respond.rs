@@ -63,7 +63,7 @@ pub fn respond(
                 shard_id,
                 sequence_number,
             } => {
-                tracing::info!(
+                tracing::debug!(
                     event_id = e.id(),
                     event_type = e.event_type().as_str(),
                     shard_id = %shard_id,

@@ -12,6 +12,7 @@
 //! | [`publish`] | the publisher port: Kinesis `PutRecords` with every entry checked, and memory |
 //! | [`harness`] | runs a consumer over a batch with checkpoint semantics: per-key order, dead letters, idempotency |
 //! | [`runtime`] | the composition root ([`Env`](runtime::Env)) and [`serve`](runtime::serve) on the Lambda runtime |
+//! | [`telemetry`] | metrics in CloudWatch's Embedded Metric Format: what the harness records per batch |
 //! | [`aws`], [`clock`] | one way to describe a failed AWS call; one clock |
 //!
 //! The in-memory adapters are for tests: they compile with the feature `test-util`.
@@ -27,6 +28,7 @@ pub mod lambda_event;
 pub mod mail;
 pub mod publish;
 pub mod runtime;
+pub mod telemetry;
 pub mod users;
 
 pub use classify::{Classify, Dependency};

@@ -48,6 +48,7 @@ use crate::consumer::Consumer;
 use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::idempotency::{self, Attempt, Entry, Guard, IdempotencyStore, IdempotencyTimes, Ticket};
 use crate::lambda_event::{BatchRecord, KinesisBatch, SequenceNumber};
+use crate::telemetry;
 
 pub mod breaker;
 mod report;
@@ -217,6 +218,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             duplicates = report.duplicates,
             "batch done"
         );
+        telemetry::record_batch(self.consumer.name(), &report);
         report
     }
 
@@ -261,7 +263,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 report.held_back += total - done;
                 return (report, Some(sequence_number));
             }
-            let (outcome, verdict) = self.record(record, batch).await;
+            let (outcome, verdict) = self.record(record, batch, &mut report).await;
             self.breakers.record(verdict, admission == Admission::Probe);
             report.count(outcome);
             if outcome == Outcome::Failed {
@@ -274,11 +276,17 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
 
     /// One record: decode, filter, claim, handle, complete or release (see the module docs). Returns what became
     /// of it, and what that says about its dependencies.
-    async fn record(&self, record: BatchRecord, batch: Batch<'_>) -> (Outcome, Verdict) {
+    async fn record(
+        &self,
+        record: BatchRecord,
+        batch: Batch<'_>,
+        report: &mut BatchReport,
+    ) -> (Outcome, Verdict) {
         let name = self.consumer.name();
         let BatchRecord {
             sequence_number,
             partition_key,
+            arrival,
             envelope,
         } = record;
         // A letter about this record, at its place in the batch.
@@ -374,6 +382,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         // the dead letter is stored, so that a redrive after the fix is handled, not skipped as done (a
         // redelivery by Lambda parks it again; `tubes-dlq redrive` puts such twins back once).
         // A held claim is kept alive while the consumer works; without records, the consumer just works.
+        let started = std::time::Instant::now();
         let handled = match &ticket {
             Some(ticket) => ticket.hold(self.consumer.handle(&envelope)).await,
             None => self.consumer.handle(&envelope).await,
@@ -381,6 +390,12 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         let mut release = Attempt::Keep;
         let outcome = match handled {
             Ok(()) => {
+                let now = clock::now_secs();
+                report.time(
+                    arrival.map(|a| (now - a) * 1000.0),
+                    (now - clock::seconds(envelope.time())) * 1000.0,
+                    started.elapsed().as_secs_f64() * 1000.0,
+                );
                 if let Some(ticket) = ticket {
                     ticket.complete().await;
                 }

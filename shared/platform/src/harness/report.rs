@@ -17,6 +17,14 @@ pub struct BatchReport {
     pub held_back: usize,
     /// Records skipped because their idempotency record says they were already handled.
     pub duplicates: usize,
+    /// Of the handled records, the longest time from the stream's arrival (`approximateArrivalTimestamp`) to the
+    /// end of its effect, in milliseconds: the consumer's lag.
+    pub lag_ms: Option<f64>,
+    /// Of the handled records, the longest time from the event's own `time` to the end of its effect, in
+    /// milliseconds: the lead time from the event to its effect (it includes the sender's and ingest's part).
+    pub event_age_ms: Option<f64>,
+    /// The time the consumer's effects took, summed over the handled records, in milliseconds.
+    pub effect_ms: f64,
     /// The answer for Lambda.
     pub response: KinesisEventResponse,
 }
@@ -50,5 +58,33 @@ impl BatchReport {
         self.failed += other.failed;
         self.held_back += other.held_back;
         self.duplicates += other.duplicates;
+        self.lag_ms = max(self.lag_ms, other.lag_ms);
+        self.event_age_ms = max(self.event_age_ms, other.event_age_ms);
+        self.effect_ms += other.effect_ms;
+    }
+
+    /// Records the times of one handled record: its lag, its event's age and its effect's duration.
+    pub(super) fn time(&mut self, lag_ms: Option<f64>, event_age_ms: f64, effect_ms: f64) {
+        self.lag_ms = max(self.lag_ms, lag_ms);
+        self.event_age_ms = max(self.event_age_ms, Some(event_age_ms));
+        self.effect_ms += effect_ms;
+    }
+
+    /// How many records the batch had: every record ends in exactly one of the counts.
+    pub fn records(&self) -> usize {
+        self.handled
+            + self.skipped
+            + self.duplicates
+            + self.dead_lettered
+            + self.failed
+            + self.held_back
+    }
+}
+
+fn max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }

@@ -31,6 +31,9 @@ pub struct BatchRecord {
     pub sequence_number: SequenceNumber,
     /// The record's partition key.
     pub partition_key: String,
+    /// When Kinesis received it (`approximateArrivalTimestamp`), in seconds since the Unix epoch, if the event
+    /// says (Lambda always does): what the consumer's lag is measured from.
+    pub arrival: Option<f64>,
     /// The decoded event, or why it could not be decoded (with the raw bytes, for the dead letter).
     pub envelope: Result<Envelope, (DecodeError, Vec<u8>)>,
 }
@@ -92,6 +95,7 @@ enum KeyKind {
     PartitionKey,
     SequenceNumber,
     Data,
+    Arrival,
     Other,
 }
 
@@ -114,6 +118,7 @@ impl<'de> Deserialize<'de> for Key {
                     "partitionKey" => KeyKind::PartitionKey,
                     "sequenceNumber" => KeyKind::SequenceNumber,
                     "data" => KeyKind::Data,
+                    "approximateArrivalTimestamp" => KeyKind::Arrival,
                     _ => KeyKind::Other,
                 }))
             }
@@ -182,6 +187,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         Ok(BatchRecord {
             sequence_number: kinesis.sequence_number,
             partition_key: kinesis.partition_key,
+            arrival: kinesis.arrival,
             envelope: kinesis.envelope,
         })
     }
@@ -190,6 +196,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
 struct KinesisPart {
     sequence_number: SequenceNumber,
     partition_key: String,
+    arrival: Option<f64>,
     envelope: Result<Envelope, (DecodeError, Vec<u8>)>,
 }
 
@@ -202,12 +209,13 @@ impl<'de> Deserialize<'de> for KinesisPart {
                 f.write_str("the kinesis member of a record")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisPart, A::Error> {
-                let (mut seq, mut key, mut envelope) = (None, None, None);
+                let (mut seq, mut key, mut envelope, mut arrival) = (None, None, None, None);
                 while let Some(k) = map.next_key::<Key>()? {
                     match k.0 {
                         KeyKind::SequenceNumber => seq = Some(map.next_value::<SequenceNumber>()?),
                         KeyKind::PartitionKey => key = Some(map.next_value::<String>()?),
                         KeyKind::Data => envelope = Some(map.next_value::<DataField>()?.0),
+                        KeyKind::Arrival => arrival = map.next_value::<Seconds>()?.0,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -217,11 +225,57 @@ impl<'de> Deserialize<'de> for KinesisPart {
                     sequence_number: seq
                         .ok_or_else(|| de::Error::missing_field("sequenceNumber"))?,
                     partition_key: key.ok_or_else(|| de::Error::missing_field("partitionKey"))?,
+                    arrival,
                     envelope: envelope.ok_or_else(|| de::Error::missing_field("data"))?,
                 })
             }
         }
         deserializer.deserialize_map(V)
+    }
+}
+
+/// A time in seconds since the Unix epoch, as a number (Lambda) or a string of one (an SDK's serialisation);
+/// anything else is no time (a record is never refused for its timestamp).
+struct Seconds(Option<f64>);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("seconds since the Unix epoch")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
+                Ok(Seconds(v.is_finite().then_some(v)))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(Some(v as f64)))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
+                Ok(Seconds(Some(v as f64)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
+                Ok(Seconds(v.parse::<f64>().ok().filter(|s| s.is_finite())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Seconds, E> {
+                Ok(Seconds(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Seconds, E> {
+                Ok(Seconds(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Seconds, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Seconds(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Seconds, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Seconds(None))
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 

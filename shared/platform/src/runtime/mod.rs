@@ -22,6 +22,7 @@ use crate::dead_letters::DeadLetters;
 use crate::harness::Harness;
 use crate::idempotency::IdempotencyStore;
 use crate::lambda_event::KinesisBatch;
+use crate::telemetry::Emf;
 
 mod env;
 
@@ -44,14 +45,21 @@ pub async fn serve<C: Consumer>(env: &Env, consumer: C) -> Result<(), Error> {
 async fn run<C: Consumer, D: DeadLetters, S: IdempotencyStore>(
     harness: Harness<C, D, S>,
 ) -> Result<(), Error> {
+    // Metrics are a view, never a reason not to run: without a recorder the function runs unmeasured.
+    let emf = Emf::install()
+        .inspect_err(|err| tracing::warn!(error = %err, "no metrics recorder"))
+        .ok();
     lambda_runtime::run(service_fn(|event: LambdaEvent<KinesisBatch>| {
         let harness = &harness;
         // Claims expire with this invocation (its deadline), so a retry after a timeout is not locked out.
         let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
         async move {
-            Ok::<KinesisEventResponse, Error>(
-                harness.run_until(event.payload, deadline).await.response,
-            )
+            let report = harness.run_until(event.payload, deadline).await;
+            // One EMF document per invocation, written before the answer (Lambda may freeze us after it).
+            if let Some(emf) = emf {
+                emf.flush();
+            }
+            Ok::<KinesisEventResponse, Error>(report.response)
         }
     }))
     .await
