@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use tubes_contract::codec;
 use tubes_contract::codec::EncodeError;
 use tubes_contract::{Code, Envelope, Violation, Violations};
-use tubes_platform::telemetry::{self, IngestRequest};
+use tubes_platform::telemetry::{IngestMeter, IngestRequest};
 use tubes_platform::{clock, Publisher, PutOutcome};
 
 pub use config::Config;
@@ -53,6 +53,7 @@ pub struct Ingest<P, F = FixedSources> {
     max_event_bytes: usize,
     max_batch_events: usize,
     retry: write::RetryPolicy,
+    meter: Option<IngestMeter>,
 }
 
 impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
@@ -69,12 +70,26 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 deadline: std::time::Duration::from_millis(config.write_deadline_ms),
                 ..write::RetryPolicy::default()
             },
+            meter: None,
         }
     }
 
+    /// The same handler, measuring every request in an [`IngestMeter`] (drain it into the metrics recorder
+    /// before each flush: [`Ingest::meter`]).
+    #[must_use]
+    pub fn measured(mut self) -> Self {
+        self.meter = Some(IngestMeter::default());
+        self
+    }
+
+    /// What the handler measured since the meter was last drained, if it measures.
+    pub fn meter(&self) -> Option<&IngestMeter> {
+        self.meter.as_ref()
+    }
+
     /// Handles one HTTP request; never fails (errors are responses). Each request is one log line at INFO (its
-    /// status, source, and event counts or refusal code; never the body) and one set of metrics
-    /// ([`telemetry::record_request`]); the events' own lines are at DEBUG.
+    /// status, source, and event counts or refusal code; never the body) and, if measured ([`Ingest::measured`]),
+    /// one record in the meter; the events' own lines are at DEBUG.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let started = std::time::Instant::now();
         let mut source = None;
@@ -105,7 +120,9 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 "answered"
             );
         }
-        telemetry::record_request(&tally, started.elapsed());
+        if let Some(meter) = &self.meter {
+            meter.record(&tally, started.elapsed());
+        }
         response
     }
 

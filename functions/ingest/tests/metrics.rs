@@ -63,7 +63,9 @@ async fn each_request_yields_emf_counts_of_accepted_throttled_and_refused_events
             ..Config::new("events")
         },
         Sources::fixed(OPEN, true).unwrap(),
-    );
+    )
+    .measured();
+    let meter = ingest.meter().unwrap();
     let ingest_dim = [(telemetry::FUNCTION, "ingest")];
 
     // Two events accepted.
@@ -76,6 +78,7 @@ async fn each_request_yields_emf_counts_of_accepted_throttled_and_refused_events
         ))
         .await;
     assert_eq!(response.status(), 202);
+    meter.drain();
     let docs = flushed(emf);
     assert_eq!(
         value(&docs, telemetry::EVENTS_ACCEPTED, &ingest_dim),
@@ -107,6 +110,7 @@ async fn each_request_yields_emf_counts_of_accepted_throttled_and_refused_events
         .as_str()
         .unwrap()
         .to_owned();
+    meter.drain();
     let docs = flushed(emf);
     let refused = [
         (telemetry::FUNCTION, "ingest"),
@@ -141,6 +145,7 @@ async fn each_request_yields_emf_counts_of_accepted_throttled_and_refused_events
         "{}",
         response.status()
     );
+    meter.drain();
     let docs = flushed(emf);
     assert_eq!(
         value(&docs, telemetry::EVENTS_THROTTLED, &ingest_dim),
