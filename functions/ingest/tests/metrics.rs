@@ -51,6 +51,15 @@ fn value(docs: &[Value], metric: &str, dims: &[(&str, &str)]) -> Option<f64> {
         .reduce(|a, b| a + b)
 }
 
+/// Asserts the value of `metric` in the documents whose dimensions are `dims`.
+fn expect(docs: &[Value], metric: &str, dims: &[(&str, &str)], want: Option<f64>) {
+    assert_eq!(
+        value(docs, metric, dims),
+        want,
+        "{metric} {dims:?} in {docs:?}"
+    );
+}
+
 #[tokio::test]
 async fn each_request_yields_emf_counts_of_accepted_throttled_and_refused_events() {
     let emf = Emf::install().unwrap();
@@ -80,22 +89,10 @@ async fn each_request_yields_emf_counts_of_accepted_throttled_and_refused_events
     assert_eq!(response.status(), 202);
     meter.drain();
     let docs = flushed(emf);
-    assert_eq!(
-        value(&docs, telemetry::EVENTS_ACCEPTED, &ingest_dim),
-        Some(2.0),
-        "{docs:?}"
-    );
-    assert_eq!(
-        value(&docs, telemetry::EVENTS_PER_REQUEST, &ingest_dim),
-        Some(2.0),
-        "{docs:?}"
-    );
+    expect(&docs, telemetry::EVENTS_ACCEPTED, &ingest_dim, Some(2.0));
+    expect(&docs, telemetry::EVENTS_PER_REQUEST, &ingest_dim, Some(2.0));
     assert!(value(&docs, telemetry::REQUEST_LATENCY, &ingest_dim).is_some_and(|ms| ms >= 0.0));
-    assert_eq!(
-        value(&docs, telemetry::REQUESTS_REFUSED, &ingest_dim),
-        None,
-        "{docs:?}"
-    );
+    expect(&docs, telemetry::REQUESTS_REFUSED, &ingest_dim, None);
 
     // A malformed body: refused by its code, nothing written.
     let response = ingest
@@ -116,16 +113,8 @@ async fn each_request_yields_emf_counts_of_accepted_throttled_and_refused_events
         (telemetry::FUNCTION, "ingest"),
         (telemetry::CODE, code.as_str()),
     ];
-    assert_eq!(
-        value(&docs, telemetry::REQUESTS_REFUSED, &refused),
-        Some(1.0),
-        "{docs:?}"
-    );
-    assert_eq!(
-        value(&docs, telemetry::EVENTS_ACCEPTED, &ingest_dim),
-        None,
-        "{docs:?}"
-    );
+    expect(&docs, telemetry::REQUESTS_REFUSED, &refused, Some(1.0));
+    expect(&docs, telemetry::EVENTS_ACCEPTED, &ingest_dim, None);
 
     // Kinesis throttles every entry of every call: the events are counted throttled, the request 5xx or 429.
     for _ in 0..20 {
@@ -147,14 +136,6 @@ async fn each_request_yields_emf_counts_of_accepted_throttled_and_refused_events
     );
     meter.drain();
     let docs = flushed(emf);
-    assert_eq!(
-        value(&docs, telemetry::EVENTS_THROTTLED, &ingest_dim),
-        Some(1.0),
-        "{docs:?}"
-    );
-    assert_eq!(
-        value(&docs, telemetry::EVENTS_ACCEPTED, &ingest_dim),
-        None,
-        "{docs:?}"
-    );
+    expect(&docs, telemetry::EVENTS_THROTTLED, &ingest_dim, Some(1.0));
+    expect(&docs, telemetry::EVENTS_ACCEPTED, &ingest_dim, None);
 }
