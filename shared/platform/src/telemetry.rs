@@ -5,8 +5,8 @@
 //!
 //! One namespace ([`NAMESPACE`], or `TUBES_METRICS_NAMESPACE`) and few dimensions (`Consumer`; ingest's
 //! `Function`, and `Code` on refusals), so that the number of metrics, and their cost, stays bounded whatever the
-//! event types. The harness records every batch ([`record_batch`]): each record ends in exactly one of the
-//! `Records*` counts, so they add up to the batch. Ingest measures every request in an [`IngestMeter`], drained
+//! event types. The harness records every batch (`BatchReport::record_metrics`): each record ends in exactly one
+//! of the `Records*` counts, so they add up to the batch. Ingest measures every request in an [`IngestMeter`], drained
 //! into the recorder when it flushes.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -15,7 +15,6 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use metrics::Unit;
 
 use crate::clock;
-use crate::harness::BatchReport;
 
 /// The namespace unless `TUBES_METRICS_NAMESPACE` names another.
 pub const NAMESPACE: &str = "Tubes";
@@ -203,7 +202,7 @@ impl IngestMeter {
     }
 }
 
-/// The metrics of [`record_batch`], with their units (EMF states a unit per metric).
+/// The consumers' metrics (the harness records them per batch), with their units (EMF states a unit per metric).
 pub const CONSUMER_METRICS: [(&str, Unit); 9] = [
     (RECORDS_HANDLED, Unit::Count),
     (RECORDS_DUPLICATE, Unit::Count),
@@ -215,34 +214,6 @@ pub const CONSUMER_METRICS: [(&str, Unit); 9] = [
     (EVENT_AGE, Unit::Milliseconds),
     (EFFECT_TIME, Unit::Milliseconds),
 ];
-
-/// Records what one batch of `consumer` came to. Without an installed recorder it costs next to nothing.
-pub fn record_batch(consumer: &'static str, report: &BatchReport) {
-    let counts = [
-        (RECORDS_HANDLED, report.handled),
-        (RECORDS_DUPLICATE, report.duplicates),
-        (RECORDS_FILTERED, report.skipped),
-        (RECORDS_RETRIED, report.failed),
-        (RECORDS_HELD_BACK, report.held_back),
-        (RECORDS_PARKED, report.dead_lettered),
-    ];
-    for (name, count) in counts {
-        if count > 0 {
-            metrics::counter!(name, CONSUMER => consumer).increment(count as u64);
-        }
-    }
-    if let Some(lag) = report.lag_ms {
-        metrics::histogram!(LAG, CONSUMER => consumer).record(lag.max(0.0));
-    }
-    if let Some(age) = report.event_age_ms {
-        metrics::histogram!(EVENT_AGE, CONSUMER => consumer).record(age.max(0.0));
-    }
-    if report.handled > 0 {
-        #[allow(clippy::cast_precision_loss)]
-        let mean = report.effect_ms / report.handled as f64;
-        metrics::histogram!(EFFECT_TIME, CONSUMER => consumer).record(mean);
-    }
-}
 
 /// The process's EMF recorder.
 #[derive(Clone, Copy)]

@@ -48,7 +48,6 @@ use crate::consumer::Consumer;
 use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::idempotency::{self, Attempt, Entry, Guard, IdempotencyStore, IdempotencyTimes, Ticket};
 use crate::lambda_event::{BatchRecord, KinesisBatch, SequenceNumber};
-use crate::telemetry;
 
 pub mod breaker;
 mod report;
@@ -218,7 +217,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             duplicates = report.duplicates,
             "batch done"
         );
-        telemetry::record_batch(self.consumer.name(), &report);
+        report.record_metrics(self.consumer.name());
         report
     }
 

@@ -2,6 +2,11 @@
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 
+use crate::telemetry::{
+    CONSUMER, EFFECT_TIME, EVENT_AGE, LAG, RECORDS_DUPLICATE, RECORDS_FILTERED, RECORDS_HANDLED,
+    RECORDS_HELD_BACK, RECORDS_PARKED, RECORDS_RETRIED,
+};
+
 /// What a batch came to.
 #[derive(Debug, Default)]
 pub struct BatchReport {
@@ -68,6 +73,35 @@ impl BatchReport {
         self.lag_ms = max(self.lag_ms, lag_ms);
         self.event_age_ms = max(self.event_age_ms, Some(event_age_ms));
         self.effect_ms += effect_ms;
+    }
+
+    /// Records what the batch came to as `consumer`'s metrics (see [`crate::telemetry`]). Without an installed
+    /// recorder it costs next to nothing.
+    pub fn record_metrics(&self, consumer: &'static str) {
+        let counts = [
+            (RECORDS_HANDLED, self.handled),
+            (RECORDS_DUPLICATE, self.duplicates),
+            (RECORDS_FILTERED, self.skipped),
+            (RECORDS_RETRIED, self.failed),
+            (RECORDS_HELD_BACK, self.held_back),
+            (RECORDS_PARKED, self.dead_lettered),
+        ];
+        for (name, count) in counts {
+            if count > 0 {
+                metrics::counter!(name, CONSUMER => consumer).increment(count as u64);
+            }
+        }
+        if let Some(lag) = self.lag_ms {
+            metrics::histogram!(LAG, CONSUMER => consumer).record(lag.max(0.0));
+        }
+        if let Some(age) = self.event_age_ms {
+            metrics::histogram!(EVENT_AGE, CONSUMER => consumer).record(age.max(0.0));
+        }
+        if self.handled > 0 {
+            #[allow(clippy::cast_precision_loss)]
+            let mean = self.effect_ms / self.handled as f64;
+            metrics::histogram!(EFFECT_TIME, CONSUMER => consumer).record(mean);
+        }
     }
 
     /// How many records the batch had: every record ends in exactly one of the counts.
