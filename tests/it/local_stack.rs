@@ -172,6 +172,30 @@ async fn the_local_stack_behaves_like_the_event_source_mapping() {
         "filtered out"
     );
 
+    // 1b. Under the real runtime, the consumer and ingest write their metrics to their log as EMF documents.
+    until("the payments consumer's EMF document", || {
+        (!stack
+            .function_log(&[
+                r#"{"_aws":{"#,
+                r#""Consumer":"payments""#,
+                r#""RecordsHandled":"#,
+            ])
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    let ingest_metrics = stack.function_log(&[
+        r#"{"_aws":{"#,
+        r#""Function":"ingest""#,
+        r#""EventsAccepted":"#,
+    ]);
+    assert!(!ingest_metrics.is_empty(), "ingest's EMF document");
+    // The log may prefix a line with the function's name: the document starts at its brace.
+    let line = &ingest_metrics[0];
+    let doc: Value = serde_json::from_str(line[line.find('{').unwrap_or(0)..].trim())
+        .expect("an EMF document is JSON");
+    assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Tubes");
+
     // 2. A reported failure is redelivered from that sequence number.
     let once = post(&http, &stack, &signup("usr_once", "fail-once")).await;
     until("the fail-once record is handled on redelivery", || {
