@@ -376,6 +376,30 @@ mod tests {
     }
 
     #[test]
+    fn the_arrival_is_read_as_a_number_or_a_string_and_an_odd_one_is_no_time_not_a_batch_error() {
+        let mut v: Value = serde_json::from_str(FIXTURE).unwrap();
+        v["Records"][1]["kinesis"]["approximateArrivalTimestamp"] = json!("1480841523.5");
+        let batch: KinesisBatch = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(batch.records[0].arrival, Some(1_480_641_523.477));
+        assert_eq!(batch.records[1].arrival, Some(1_480_841_523.5));
+        for odd in [
+            json!(null),
+            json!(true),
+            json!({"at": 1}),
+            json!([1]),
+            json!("soon"),
+        ] {
+            v["Records"][1]["kinesis"]["approximateArrivalTimestamp"] = odd.clone();
+            let batch: KinesisBatch = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(batch.records[1].arrival, None, "{odd}");
+            assert!(
+                batch.records[1].envelope.is_err(),
+                "the record itself still decoded"
+            );
+        }
+    }
+
+    #[test]
     fn an_event_without_records_is_refused() {
         assert!(serde_json::from_str::<KinesisBatch>(r#"{"records": []}"#).is_err());
         assert!(serde_json::from_str::<KinesisBatch>(r#"{"Records": []}"#).is_ok());
