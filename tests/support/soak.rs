@@ -502,13 +502,15 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
     r
 }
 
+/// The payment an e-mail is about: its subject names it second ("Payment pay_1_2 processed"). Other e-mails
+/// give a word that names no payment.
+fn payment_named(mail: &Value) -> Option<&str> {
+    mail["subject"].as_str()?.split(' ').nth(1)
+}
+
 /// How many of the e-mails the workload wants (one per payment, one welcome per user) the outbox lacks.
 fn mails_missing(expected: &Expected, mails: &[Value]) -> usize {
-    // A payment's e-mail names it second: "Payment pay_1_2 processed".
-    let named: HashSet<&str> = mails
-        .iter()
-        .filter_map(|m| m["subject"].as_str()?.split(' ').nth(1))
-        .collect();
+    let named: HashSet<&str> = mails.iter().filter_map(payment_named).collect();
     let welcomed: HashSet<&str> = mails
         .iter()
         .filter(|m| {
@@ -549,7 +551,7 @@ fn reconcile(
     let mut by_subject: HashMap<&str, Vec<&Value>> = HashMap::new();
     let mut by_to: HashMap<&str, Vec<&Value>> = HashMap::new();
     for m in mails {
-        if let Some(id) = m["subject"].as_str().and_then(|s| s.split(' ').nth(1)) {
+        if let Some(id) = payment_named(m) {
             by_subject.entry(id).or_default().push(m);
         }
         if let Some(to) = m["to"].as_str() {

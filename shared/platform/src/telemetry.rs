@@ -44,6 +44,19 @@ pub const EVENT_AGE: &str = "EventAge";
 /// Per batch, the mean time a handled record's effect took.
 pub const EFFECT_TIME: &str = "EffectTime";
 
+/// The consumers' metrics (the harness records them per batch), with their units (EMF states a unit per metric).
+pub const CONSUMER_METRICS: [(&str, Unit); 9] = [
+    (RECORDS_HANDLED, Unit::Count),
+    (RECORDS_DUPLICATE, Unit::Count),
+    (RECORDS_FILTERED, Unit::Count),
+    (RECORDS_RETRIED, Unit::Count),
+    (RECORDS_HELD_BACK, Unit::Count),
+    (RECORDS_PARKED, Unit::Count),
+    (LAG, Unit::Milliseconds),
+    (EVENT_AGE, Unit::Milliseconds),
+    (EFFECT_TIME, Unit::Milliseconds),
+];
+
 /// The dimension of ingest's metrics: the function, `ingest`.
 pub const FUNCTION: &str = "Function";
 /// The second dimension of [`REQUESTS_REFUSED`]: the error code of the answer.
@@ -151,7 +164,9 @@ impl IngestMeter {
         add(&self.throttled, request.throttled);
         add(
             &self.unacknowledged,
-            request.written - request.accepted - request.throttled,
+            request
+                .written
+                .saturating_sub(request.accepted + request.throttled),
         );
         add(&self.failed, usize::from(request.failed));
         let mut sampled = self.sampled.lock().unwrap_or_else(PoisonError::into_inner);
@@ -201,19 +216,6 @@ impl IngestMeter {
         }
     }
 }
-
-/// The consumers' metrics (the harness records them per batch), with their units (EMF states a unit per metric).
-pub const CONSUMER_METRICS: [(&str, Unit); 9] = [
-    (RECORDS_HANDLED, Unit::Count),
-    (RECORDS_DUPLICATE, Unit::Count),
-    (RECORDS_FILTERED, Unit::Count),
-    (RECORDS_RETRIED, Unit::Count),
-    (RECORDS_HELD_BACK, Unit::Count),
-    (RECORDS_PARKED, Unit::Count),
-    (LAG, Unit::Milliseconds),
-    (EVENT_AGE, Unit::Milliseconds),
-    (EFFECT_TIME, Unit::Milliseconds),
-];
 
 /// The process's EMF recorder.
 #[derive(Clone, Copy)]
