@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq lint bench bench-local bench-consumer soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq logs trace lint bench bench-local bench-consumer soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -34,6 +34,16 @@ dlq: ## Dead letters of the local stack: make dlq ARGS="list tubes-SignupsDeadLe
 	AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$${TUBES_HTTP_PORT:-9000} \
 	AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
 	  cargo run -q -p tubes-ops --bin tubes-dlq -- $(ARGS)
+
+STATE ?= $(or $(TUBES_STATE_DIR),.local/dev)
+logs: ## Follow the local functions' logs, pretty-printed (FUNCTION=payments: one function).
+	@ls $(STATE)/logs/*$(FUNCTION)*.log >/dev/null 2>&1 || { echo "no logs under $(STATE)/logs yet: make dev first" >&2; exit 1; }
+	@cargo build -q -p tubes-local --bin tubes-local
+	tail -q -n 20 -F $(STATE)/logs/*$(FUNCTION)*.log | "$${CARGO_TARGET_DIR:-target}"/debug/tubes-local logs pretty
+
+trace: ## Everything one event id, trace id or request id touched, across functions, in time order (ID=...).
+	@test -n "$(ID)" || { echo "usage: make trace ID=<event id | trace id | request id>" >&2; exit 2; }
+	@cargo run -q -p tubes-local --bin tubes-local -- logs trace "$(ID)" --dir $(STATE)/logs
 
 lint: ## rustfmt and clippy, as CI runs them.
 	cargo fmt --all --check

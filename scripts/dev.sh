@@ -15,7 +15,8 @@
 # soak needs, with streams addressed by name, which is all the functions and the mapping emulator do),
 # TUBES_FUNCTIONS_KINESIS_ENDPOINT (the functions' Kinesis endpoint, e.g. a fault-injecting proxy in front of the
 # emulator; the mapping emulator and provisioning still talk to the emulator itself), TUBES_PARENT_PID (stop when
-# that process is gone: tests set it).
+# that process is gone: tests set it), TUBES_LOG (the functions' log directives, as RUST_LOG, default info,tubes=debug,
+# lambda_runtime::runtime=error).
 # Ctrl-C stops everything this script started. State (stream data, checkpoints, logs) lives in .local/dev.
 # Supervised: a child that exits is restarted and the others keep running (moto's tables, the stream's data and
 # the mapping's checkpoints survive it); a function instance that ends is replaced (alone without live reload; by
@@ -131,7 +132,12 @@ start_moto() {
 }
 provision() { # the template's streams, queues, secrets and tables, created if missing
   "$bin"/tubes-local provision --template "$state/template.json" \
-    --env-out "$state/functions.env" "${sources[@]}"
+    --env-out "$state/functions.env" "${sources[@]}" &&
+  # Locally the functions log their per-record lines too (DEBUG for tubes' own crates; `make trace` follows
+  # them), without lambda_runtime's warning about the AWS_LAMBDA_MAX_CONCURRENCY that cargo lambda watch sets.
+  # In the env file, not an --env-var: cargo lambda watch splits those at commas.
+  # Quoted: its parser refuses the bare value.
+  echo "TUBES_LOG=\"${TUBES_LOG:-info,tubes=debug,lambda_runtime::runtime=error}\"" >>"$state/functions.env"
 }
 # Live reload (make dev): cargo lambda watch starts each function's instances (`cargo run`) on demand, and
 # restarts them when a source changes. Without it (TUBES_NO_RELOAD=1: tests, the soak), cargo lambda watch serves
@@ -143,6 +149,11 @@ instances=4
 watch_mode=(--concurrency "$instances")
 direct=0
 if [[ "${TUBES_NO_RELOAD:-}" == 1 ]]; then watch_mode=(--ignore-changes --only-lambda-apis); direct=1; fi
+# Logs: one file per function (JSON lines), appended across restarts, rotated over 10 MB when opened. With live
+# reload, cargo lambda watch prints every function's lines: `tubes-local logs split` routes them.
+logs="$state/logs"
+mkdir -p "$logs"
+rotate() { [[ ! -f $1 ]] || (( $(stat -c %s "$1") <= 10485760 )) || mv -f "$1" "$1.1"; }
 # What every function gets besides the template's variables (functions.env), however it is started.
 function_vars=("AWS_ENDPOINT_URL_KINESIS=${TUBES_FUNCTIONS_KINESIS_ENDPOINT:-$AWS_ENDPOINT_URL_KINESIS}"
   "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER"
@@ -152,7 +163,10 @@ function_vars=("AWS_ENDPOINT_URL_KINESIS=${TUBES_FUNCTIONS_KINESIS_ENDPOINT:-$AW
 functions_env() { # the functions' environment, as NAME=VALUE arguments
   local line
   fenv=()
-  while IFS= read -r line; do [[ -n $line ]] && fenv+=("$line"); done <"$state/functions.env"
+  while IFS= read -r line; do
+    [[ $line =~ ^([A-Za-z_0-9]+)=\"(.*)\"$ ]] && line="${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
+    [[ -n $line ]] && fenv+=("$line")
+  done <"$state/functions.env"
   fenv+=("${function_vars[@]}")
 }
 declare -A instance_pid=() instance_starts=()
@@ -160,13 +174,14 @@ start_instance() { # binary index: one instance of a function, on cargo lambda w
   local b=$1 i=$2
   setsid env "${fenv[@]}" AWS_LAMBDA_FUNCTION_NAME="$b" 'AWS_LAMBDA_FUNCTION_VERSION=$LATEST' \
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/$b" AWS_LAMBDA_LOG_STREAM_NAME="local-$i" \
-    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:${http_port}/.rt/$b" "$bin/$b" >>"$state/functions.log" 2>&1 &
+    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:${http_port}/.rt/$b" "$bin/$b" >>"$logs/$b.log" 2>&1 &
   instance_pid["$b#$i"]=$!
 }
 start_instances() {
   local b i
   functions_env
   for b in "${function_binaries[@]}"; do
+    rotate "$logs/$b.log"
     for i in $(seq 1 "$instances"); do start_instance "$b" "$i"; done
   done
 }
@@ -184,13 +199,21 @@ stop_instances() { # TERM every instance, then KILL what is left after 5 s
 start_watch() {
   local var env_args=()
   for var in "${function_vars[@]}"; do env_args+=(--env-var "$var"); done
-  spawn watch cargo lambda watch "${watch_mode[@]}" "${build_flags[@]}" --invoke-address 127.0.0.1 \
-    --invoke-port "$http_port" --env-file "$state/functions.env" "${env_args[@]}" >>"$state/functions.log" 2>&1
+  if (( direct )); then
+    # The instances write their own files; cargo lambda watch only serves the APIs.
+    rotate "$logs/watch.log"
+    spawn watch cargo lambda watch "${watch_mode[@]}" "${build_flags[@]}" --invoke-address 127.0.0.1 \
+      --invoke-port "$http_port" --env-file "$state/functions.env" "${env_args[@]}" >>"$logs/watch.log" 2>&1
+  else
+    spawn watch cargo lambda watch "${watch_mode[@]}" "${build_flags[@]}" --invoke-address 127.0.0.1 \
+      --invoke-port "$http_port" --env-file "$state/functions.env" "${env_args[@]}" \
+      > >("$bin"/tubes-local logs split --dir "$logs") 2>&1
+  fi
   instances_seen=" "
   if (( direct )); then
     for _ in $(seq 1 600); do
       (echo >"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null && break
-      kill -0 "${pid_of[watch]}" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $state/functions.log" >&2; return 1; }
+      kill -0 "${pid_of[watch]}" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $logs/watch.log" >&2; return 1; }
       sleep 0.1
     done
     (( ${#instance_pid[@]} )) || start_instances
@@ -198,7 +221,7 @@ start_watch() {
   for _ in $(seq 1 600); do
     # Long enough for ingest's first (cold) answer: a client that gives up leaves the runtime an orphan invocation.
     curl -s -o /dev/null -m 60 "http://127.0.0.1:${http_port}/" && return 0
-    kill -0 "${pid_of[watch]}" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $state/functions.log" >&2; return 1; }
+    kill -0 "${pid_of[watch]}" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $logs/watch.log" >&2; return 1; }
     sleep 0.1
   done
   return 1
@@ -252,7 +275,7 @@ provision
 say "cargo lambda watch on 127.0.0.1:${http_port}"
 start_watch || exit 1
 start_esm
-echo "dev: ready in $(elapsed) s. POST http://127.0.0.1:${http_port}/events   (function logs: $state/functions.log)" >&2
+echo "dev: ready in $(elapsed) s. POST http://127.0.0.1:${http_port}/events   (logs: make logs; one file per function in $logs)" >&2
 if [[ -f "$state/demo.env" ]]; then
   echo "dev: the demo source's credentials (also in $state/demo.env; . it in your shell):" >&2
   sed 's/^/dev:   /' "$state/demo.env" >&2
@@ -295,7 +318,7 @@ while true; do
       kill -0 "${instance_pid[$key]}" 2>/dev/null && continue
       record_start instance_starts "${key%#*}"
       if (( recent >= 5 * instances )); then
-        echo "dev: ${key%#*} keeps failing (its instances ended $((5 * instances)) times within a minute): stopping. See $state/functions.log" >&2
+        echo "dev: ${key%#*} keeps failing (its instances ended $((5 * instances)) times within a minute): stopping. See $logs/${key%#*}.log" >&2
         exit 1
       fi
       say "instance ${key#*#} of ${key%#*} ended; starting another (the others keep running)"

@@ -18,7 +18,10 @@
 //! - **codec**: record bytes → validated envelope, against bytes → `serde_json::Value`.
 //! - **metrics**: the consumer batch and the ingest request with the EMF recorder installed and flushed (per
 //!   batch, per request, to a sink), against the same work with no recorder: what measuring costs. It runs last:
-//!   it installs the process's recorder (`make bench ARGS=metrics`).
+//!   it installs the process's recorder (`make bench ARGS=metrics`); and both metrics and JSON logs as deployed
+//!   against neither.
+//! - **logs**: the consumer batch and the ingest request with the JSON log subscriber at INFO (lines counted,
+//!   then dropped) against the same subscriber with logging off (`make bench ARGS=logs`).
 //! - **keys at once**: a 256-record batch over 97 partition keys to a consumer whose every record waits 1 ms (a
 //!   store or provider round trip), with 8 keys at once against one record at a time: what per-key concurrency
 //!   buys an I/O-bound consumer. And the 10,000-record batch to the no-op consumer, 8 keys at once against 1:
@@ -40,8 +43,24 @@ use tubes_platform::dead_letters::LogDeadLetters;
 use tubes_platform::idempotency::{IdempotencyTimes, MemoryIdempotency};
 use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
 use tubes_platform::publish::PublishError;
-use tubes_platform::telemetry::Emf;
+use tubes_platform::telemetry::{logs, Emf};
 use tubes_platform::{Harness, KinesisBatch, Publisher, PutOutcome};
+
+/// Bytes the benchmarks' log lines came to: they are written (and counted), then dropped.
+static LOGGED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A log writer that counts and drops.
+struct LogBytes;
+
+impl std::io::Write for LogBytes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGGED.fetch_add(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Acknowledges every record at once: measures ingest's own work, not a network.
 struct AckPublisher;
@@ -398,8 +417,73 @@ fn main() {
         report("codec decode + validate (1 record)", "parse to Value", &c);
     }
 
+    if selected("logs") {
+        // The JSON log lines as deployed (INFO: one line per batch or request, a span per record), to a sink,
+        // against no subscriber at all.
+        // Both subscribers exist before any line is logged: tracing caches each call site's interest when it is
+        // first hit, so a baseline run with no subscriber at all would leave the logged runs silent.
+        let logged = |level: &str| {
+            tracing::Dispatch::new(logs::subscriber(
+                || LogBytes,
+                Some("bench".into()),
+                logs::filter(Some(level.into()), None),
+            ))
+        };
+        let (subscriber, silent) = (logged("info"), logged("off"));
+        let bytes = kinesis_event_bytes(10_000);
+        let harness = Harness::new(noop(), LogDeadLetters);
+        let run = || {
+            let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
+            rt.block_on(harness.run(batch)).handled
+        };
+        let c = compare(
+            15,
+            3,
+            || tracing::dispatcher::with_default(&silent, run),
+            || tracing::dispatcher::with_default(&subscriber, run),
+        );
+        report(
+            "consumer batch with JSON logs at INFO (10,000)",
+            "the same batch, logs off",
+            &c,
+        );
+        let before = LOGGED.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::dispatcher::with_default(&subscriber, run);
+        let batch_bytes = LOGGED.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(batch_bytes > 0, "the logged batch wrote its line");
+        println!("  (a batch's log: {batch_bytes} bytes)");
+        let body = payment(1).to_string();
+        let ingest = Ingest::new(AckPublisher, &bench_config(), sources().0);
+        let request_once = || rt.block_on(ingest.handle(request(&body))).status();
+        let c = compare(
+            15,
+            2_000,
+            || tracing::dispatcher::with_default(&silent, request_once),
+            || tracing::dispatcher::with_default(&subscriber, request_once),
+        );
+        report(
+            "ingest request with JSON logs at INFO",
+            "the same request, logs off",
+            &c,
+        );
+        let before = LOGGED.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::dispatcher::with_default(&subscriber, request_once);
+        let request_bytes = LOGGED.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(request_bytes > 0, "the logged request wrote its line");
+        println!("  (a request's log: {request_bytes} bytes)");
+    }
+
     // Last: it installs the process's metrics recorder, which the benchmarks above run without.
     if selected("metrics") {
+        // Created before any line is logged (see "logs"): JSON logs at INFO, and the same subscriber silent.
+        let logged = |level: &str| {
+            tracing::Dispatch::new(logs::subscriber(
+                || LogBytes,
+                Some("bench".into()),
+                logs::filter(Some(level.into()), None),
+            ))
+        };
+        let (subscriber, silent) = (logged("info"), logged("off"));
         let emf = Emf::install().expect("the EMF recorder installs");
         let unmeasured = metrics::NoopRecorder;
         let bytes = kinesis_event_bytes(10_000);
@@ -408,17 +492,17 @@ fn main() {
             let batch: KinesisBatch = serde_json::from_slice(&bytes).expect("batch");
             rt.block_on(harness.run(batch)).handled
         };
-        let measured = || {
+        let measured_batch = || {
             let handled = run();
             emf.flush_to(std::io::sink()).expect("flushed");
             handled
         };
-        assert_eq!(measured(), 10_000, "every record handled");
+        assert_eq!(measured_batch(), 10_000, "every record handled");
         let c = compare(
             15,
             3,
             || metrics::with_local_recorder(&unmeasured, run),
-            measured,
+            measured_batch,
         );
         report(
             "consumer batch with EMF metrics (10,000)",
@@ -450,6 +534,47 @@ fn main() {
         report(
             "ingest request, metered, flushed ≤ 1/s (deployed)",
             "the same request, unmetered",
+            &c,
+        );
+
+        // Both, as deployed: metrics flushed (per batch; ingest at most once a second) and JSON logs at INFO,
+        // against neither.
+        let c = compare(
+            15,
+            3,
+            || {
+                tracing::dispatcher::with_default(&silent, || {
+                    metrics::with_local_recorder(&unmeasured, run)
+                })
+            },
+            || tracing::dispatcher::with_default(&subscriber, measured_batch),
+        );
+        let before = LOGGED.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::dispatcher::with_default(&subscriber, measured_batch);
+        assert!(
+            LOGGED.load(std::sync::atomic::Ordering::Relaxed) > before,
+            "the batch was logged"
+        );
+        report(
+            "consumer batch, EMF metrics + JSON logs (deployed)",
+            "the same batch, neither (logs off)",
+            &c,
+        );
+        let c = compare(
+            15,
+            2_000,
+            || tracing::dispatcher::with_default(&silent, unmeasured_request),
+            || {
+                tracing::dispatcher::with_default(&subscriber, || {
+                    let status = rt.block_on(measured.handle(request(&body))).status();
+                    emf.flush_at_most_every(std::time::Duration::from_secs(1), || meter.drain());
+                    status
+                })
+            },
+        );
+        report(
+            "ingest request, EMF metrics + JSON logs (deployed)",
+            "the same request, neither (logs off)",
             &c,
         );
     }

@@ -9,10 +9,12 @@
 //! - [`runner`]: the event source mapping emulator: shard readers, lanes, invocations through the Lambda Invoke
 //!   API that `cargo lambda watch` serves.
 //! - [`view`]: the live view.
+//! - [`logs`]: the functions' log files: split per function, pretty-printed, gathered per event or trace.
 
 pub mod app;
 pub mod esm;
 pub mod filter;
+pub mod logs;
 pub mod runner;
 pub mod stack;
 pub mod view;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tubes_local::app::App;
+use tubes_local::logs;
 use tubes_local::runner::{Emulator, Settings};
 use tubes_local::stack::{environment, provision, Clients};
 use tubes_local::view::View;
@@ -25,6 +26,14 @@ USAGE:
   tubes-local run --template EXPANDED.json [--lambda http://127.0.0.1:9000] [--prefix tubes]
                   [--state DIR] [--log FILE] [--summary-secs 10] [--quiet]
       Runs every Kinesis event source mapping of the template until interrupted.
+  tubes-local logs split --dir DIR
+      Routes standard input (cargo lambda watch's output) to DIR/FUNCTION.log, DIR/metrics.log (EMF) and
+      DIR/watch.log, build noise left out; appends, and rotates a file over 10 MB when it opens it.
+  tubes-local logs pretty
+      Standard input's JSON log lines as a person reads them (make logs).
+  tubes-local logs trace ID --dir DIR
+      Every line under DIR about an event id, trace id or request id, and every line of its traces, across
+      functions, in time order (make trace ID).
 
 The template is the SAM-expanded one: scripts/expand_template.py template.yaml OUT.json";
 
@@ -114,6 +123,11 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
                 None => None::<File>,
             };
             let view = Arc::new(View::new(log, args.get("quiet").is_some()));
+            view.functions(
+                app.functions
+                    .iter()
+                    .map(|f| (f.logical_id.clone(), f.binary.clone())),
+            );
             let summary_every: u64 = args
                 .get("summary-secs")
                 .unwrap_or("10")
@@ -148,10 +162,26 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
             );
             let summaries = {
                 let view = Arc::clone(&view);
+                // The consumers' own metrics (duplicates, lag), from their EMF documents in the functions' logs.
+                let logs_dir = args.get("state").map(|s| PathBuf::from(s).join("logs"));
                 tokio::spawn(async move {
+                    let mut tail = logs::Tail::default();
+                    let mut next_summary = tokio::time::Instant::now();
                     loop {
-                        tokio::time::sleep(Duration::from_secs(summary_every.max(1))).await;
-                        view.summary();
+                        if let Some(dir) = &logs_dir {
+                            for line in tail.read(dir) {
+                                if let Some((consumer, duplicates, lag)) =
+                                    logs::consumer_figures(&line)
+                                {
+                                    view.consumer_metrics(&consumer, duplicates, lag);
+                                }
+                            }
+                        }
+                        if tokio::time::Instant::now() >= next_summary {
+                            view.summary();
+                            next_summary += Duration::from_secs(summary_every.max(1));
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 })
             };
@@ -165,6 +195,47 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
     }
 }
 
+/// `tubes-local logs …`: no emulator, no template.
+fn logs(argv: &[String]) -> Result<(), String> {
+    use std::io::{BufRead as _, Write as _};
+    let dir = |args: &[String]| -> Result<PathBuf, String> {
+        Args::parse(args)?.required("dir").map(PathBuf::from)
+    };
+    match argv.first().map(String::as_str) {
+        Some("split") => {
+            let dir = dir(&argv[1..])?;
+            logs::split(std::io::stdin().lock(), &dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))
+        }
+        Some("pretty") => {
+            let mut out = std::io::stdout().lock();
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if writeln!(out, "{}", logs::pretty(&line))
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    break; // the reader went away (`make logs | head`)
+                }
+            }
+            Ok(())
+        }
+        Some("trace") => {
+            let id = argv.get(1).ok_or("trace needs an id")?;
+            let dir = dir(&argv[2..])?;
+            let lines = logs::read_lines(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let found = logs::trace(&lines, id);
+            if found.is_empty() {
+                return Err(format!("no line under {} names {id}", dir.display()));
+            }
+            for line in found {
+                println!("{}", logs::pretty(&line.to_string()));
+            }
+            Ok(())
+        }
+        _ => Err("split --dir DIR | pretty | trace ID --dir DIR".into()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -175,6 +246,15 @@ async fn main() -> ExitCode {
     if command == "--help" || command == "-h" {
         println!("{HELP}");
         return ExitCode::SUCCESS;
+    }
+    if command == "logs" {
+        return match logs(&argv[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tubes-local logs: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let result = match Args::parse(&argv[1..]) {
         Ok(args) => run(&command, &args).await,

@@ -1,9 +1,11 @@
-//! The live view: one line per batch, a periodic summary per function and shard, and (optionally) the same
-//! facts as JSON lines in a file, for tools and tests.
+//! The live view: one line per batch, a summary per function when something changed (quiet when idle), both
+//! within 80 columns, and (optionally) the same facts as JSON lines in a file, for tools and tests. Parked records
+//! are counted from the dead-letter queues themselves, so the view never says 0 while letters wait.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde_json::{json, Value};
@@ -50,6 +52,8 @@ pub struct BatchLine<'a> {
     pub processed: usize,
     /// Invocation latency.
     pub latency_ms: f64,
+    /// Records the consumer parked in its dead-letter queue during the invocation.
+    pub parked: u64,
 }
 
 /// Where the view goes.
@@ -58,6 +62,14 @@ pub struct View {
     log: Option<Mutex<File>>,
     quiet: bool,
     stats: Mutex<BTreeMap<(String, String), Stats>>,
+    /// Per function, the messages last seen waiting in its dead-letter queue.
+    parked: Mutex<BTreeMap<String, u64>>,
+    /// Whether anything happened since the last summary.
+    changed: AtomicBool,
+    /// Per consumer (the harness's name), from its EMF documents: duplicates in all, and the last batch's lag.
+    consumers: Mutex<BTreeMap<String, (u64, Option<f64>)>>,
+    /// Function logical id → its binary (`tubes-consumer-payments`), to find its consumer's figures.
+    binaries: Mutex<BTreeMap<String, String>>,
 }
 
 fn now() -> String {
@@ -71,6 +83,10 @@ impl View {
             log: log.map(Mutex::new),
             quiet,
             stats: Mutex::default(),
+            parked: Mutex::default(),
+            changed: AtomicBool::new(false),
+            consumers: Mutex::default(),
+            binaries: Mutex::default(),
         }
     }
 
@@ -116,38 +132,63 @@ impl View {
         });
     }
 
+    /// The functions' binaries, by logical id: a function's row shows the figures of the consumer it runs (the
+    /// consumer whose name ends its binary's name: `payments` in `tubes-consumer-payments`).
+    pub fn functions(&self, binaries: impl IntoIterator<Item = (String, String)>) {
+        if let Ok(mut b) = self.binaries.lock() {
+            b.extend(binaries);
+        }
+    }
+
+    /// What one of `consumer`'s EMF documents says: `duplicates` more, and its batch's `lag_ms`.
+    pub fn consumer_metrics(&self, consumer: &str, duplicates: u64, lag_ms: Option<f64>) {
+        if let Ok(mut c) = self.consumers.lock() {
+            let entry = c.entry(consumer.to_owned()).or_default();
+            entry.0 += duplicates;
+            if lag_ms.is_some() {
+                entry.1 = lag_ms;
+            }
+        }
+    }
+
+    /// The figures of the consumer `function` runs, if it reported any.
+    fn consumer_of(&self, function: &str) -> Option<(u64, Option<f64>)> {
+        let binary = self.binaries.lock().ok()?.get(function)?.clone();
+        let consumers = self.consumers.lock().ok()?;
+        consumers
+            .iter()
+            .filter(|(name, _)| binary == **name || binary.ends_with(&format!("-{name}")))
+            .map(|(_, figures)| *figures)
+            .next()
+    }
+
+    /// `function`'s dead-letter queue holds `depth` messages now: returns how many more than last seen (what the
+    /// last invocation parked; 0 when letters were taken out).
+    pub fn parked_now(&self, function: &str, depth: u64) -> u64 {
+        let Ok(mut parked) = self.parked.lock() else {
+            return 0;
+        };
+        let last = parked.insert(function.to_owned(), depth).unwrap_or(0);
+        depth.saturating_sub(last)
+    }
+
     /// An invocation and its outcome.
     pub fn batch(&self, b: &BatchLine<'_>) {
+        self.changed.store(true, Ordering::Relaxed);
         self.with_stats(b.function, b.shard, |s| {
             s.invocations += 1;
             s.retries += u64::from(b.retry);
             s.failures += u64::from(b.failed);
             s.processed += b.processed as u64;
         });
-        let (first, last) = (
-            b.records.first().map_or("", |r| r.0),
-            b.records.last().map_or("", |r| r.0),
-        );
         let at = now();
-        let line = format!(
-            "{} {:<22} {}/{} {:>5} rec  {:>7.1} ms  {}{}  [{}…{}]",
-            &at[11..23.min(at.len())],
-            b.function,
-            b.shard,
-            b.lane,
-            b.records.len(),
-            b.latency_ms,
-            if b.retry { "retry " } else { "" },
-            b.outcome,
-            tail(first),
-            tail(last),
-        );
+        let line = batch_line(&at, b);
         let record = json!({
             "at": at, "kind": "batch", "function": b.function, "shard": b.shard, "lane": b.lane,
             "sequence_numbers": b.records.iter().map(|r| r.0).collect::<Vec<_>>(),
             "partition_keys": b.records.iter().map(|r| r.1).collect::<Vec<_>>(),
             "outcome": b.outcome, "failed": b.failed, "retry": b.retry, "processed": b.processed,
-            "latency_ms": b.latency_ms,
+            "latency_ms": b.latency_ms, "parked": b.parked,
         });
         self.emit(Some(line), record);
     }
@@ -161,13 +202,20 @@ impl View {
         sequence_numbers: &[&str],
         queue: &str,
     ) {
+        self.changed.store(true, Ordering::Relaxed);
         self.with_stats(function, shard, |s| {
             s.dead_lettered += sequence_numbers.len() as u64
         });
+        // The mapping's own message (one per failed batch) is not a record the consumer parked.
+        if let Ok(mut parked) = self.parked.lock() {
+            *parked.entry(function.to_owned()).or_default() += 1;
+        }
         let at = now();
         let line = format!(
-            "{} {function:<22} {shard} {:>5} rec  → on-failure {queue} ({condition})",
+            "{} {:<20} {:>3}   {:>4} rec → on-failure ({condition})",
             &at[11..23.min(at.len())],
+            clip(short(function), 20),
+            shard_number(shard),
             sequence_numbers.len()
         );
         let record = json!({"at": at, "kind": "dead_letter", "function": function, "shard": shard,
@@ -180,41 +228,253 @@ impl View {
         self.stats.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
-    /// Prints the summary table.
-    pub fn summary(&self) {
-        let stats = self.stats();
-        if stats.is_empty() || self.quiet {
-            return;
+    /// The summary table, per function (its shards together): `None` when nothing happened since the last one.
+    pub fn summary_text(&self) -> Option<String> {
+        if !self.changed.swap(false, Ordering::Relaxed) {
+            return None;
         }
+        let mut per_function: BTreeMap<&str, Stats> = BTreeMap::new();
+        let stats = self.stats();
+        for ((f, _), s) in &stats {
+            let t = per_function.entry(f).or_default();
+            t.iterator_age_ms = t.iterator_age_ms.max(s.iterator_age_ms);
+            t.processed += s.processed;
+            t.filtered += s.filtered;
+            t.invocations += s.invocations;
+            t.retries += s.retries;
+            t.failures += s.failures;
+            t.dead_lettered += s.dead_lettered;
+        }
+        let parked = self.parked.lock().map(|p| p.clone()).unwrap_or_default();
         let mut out = format!(
-            "\n{:<22} {:<22} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8} {:>6}\n",
-            "function",
-            "shard",
-            "age ms",
-            "processed",
-            "filtered",
-            "invokes",
-            "retries",
-            "failures",
-            "dead"
+            "{:<16} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}\n",
+            "function", "handled", "dup", "filtered", "retries", "parked", "age ms", "lag ms"
         );
-        for ((f, shard), s) in &stats {
+        for (f, s) in &per_function {
+            // Duplicates and lag come from the consumer's own metrics (its EMF documents in the logs).
+            let (duplicates, lag) = self.consumer_of(f).unwrap_or((0, None));
             out.push_str(&format!(
-                "{f:<22} {shard:<22} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8} {:>6}\n",
-                s.iterator_age_ms,
+                "{:<16} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}\n",
+                clip(short(f), 16),
                 s.processed,
+                duplicates,
                 s.filtered,
-                s.invocations,
                 s.retries,
-                s.failures,
-                s.dead_lettered
+                parked.get(*f).copied().unwrap_or(0),
+                s.iterator_age_ms,
+                lag.map_or("-".to_owned(), |l| format!("{l:.0}")),
             ));
         }
-        let _ = writeln!(std::io::stdout().lock(), "{out}");
+        Some(out)
+    }
+
+    /// Prints the summary table if something changed since the last one (quiet when idle).
+    pub fn summary(&self) {
+        if self.quiet {
+            return;
+        }
+        if let Some(text) = self.summary_text() {
+            let _ = writeln!(std::io::stdout().lock(), "\n{text}");
+        }
     }
 }
 
-/// The last digits of a sequence number: enough to tell records apart on a line.
-fn tail(seq: &str) -> &str {
-    &seq[seq.len().saturating_sub(6)..]
+/// The terminal width the view keeps to.
+const WIDTH: usize = 80;
+
+/// One batch's line (`at`: its RFC 3339 time).
+fn batch_line(at: &str, b: &BatchLine<'_>) -> String {
+    // A batch that parked records did not simply go well: say so where `ok` would be.
+    let outcome = match (b.parked, b.outcome) {
+        (0, outcome) => outcome.to_owned(),
+        (n, "ok") => format!("parked {n}"),
+        (n, outcome) => format!("parked {n}, {outcome}"),
+    };
+    let first = b.records.first().map_or("", |r| r.0);
+    let last = b.records.last().map_or("", |r| r.0);
+    let mut line = format!(
+        "{} {:<18} {:>3}/{} {:>3} rec {:>6.0} ms  {}{}",
+        at.get(11..23).unwrap_or(at),
+        clip(short(b.function), 18),
+        shard_number(b.shard),
+        b.lane,
+        b.records.len(),
+        b.latency_ms,
+        if b.retry { "retry " } else { "" },
+        outcome,
+    );
+    // The records' range when it fits; a long outcome is cut (esm.jsonl has it whole).
+    let range = format!("  …{}-{}", tail(first, 4), tail(last, 4));
+    if line.chars().count() + range.chars().count() <= WIDTH {
+        line.push_str(&range);
+    } else if line.chars().count() > WIDTH {
+        line = format!("{}…", clip(&line, WIDTH - 1));
+    }
+    line
+}
+
+/// A function's logical id as the view shows it: `PaymentsFunction` → `Payments`.
+fn short(logical_id: &str) -> &str {
+    logical_id
+        .strip_suffix("Function")
+        .filter(|s| !s.is_empty())
+        .unwrap_or(logical_id)
+}
+
+/// At most `width` characters of `text` (a logical id fits; a longer one keeps its start).
+fn clip(text: &str, width: usize) -> &str {
+    text.char_indices()
+        .nth(width)
+        .map_or(text, |(i, _)| &text[..i])
+}
+
+/// `shardId-000000000003` → `3`.
+fn shard_number(shard: &str) -> &str {
+    let digits = shard
+        .rsplit('-')
+        .next()
+        .unwrap_or(shard)
+        .trim_start_matches('0');
+    if digits.is_empty() {
+        "0"
+    } else {
+        digits
+    }
+}
+
+/// The last `n` digits of a sequence number: enough to tell records apart on a line.
+fn tail(seq: &str, n: usize) -> &str {
+    &seq[seq.len().saturating_sub(n)..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(outcome: &str, parked: u64) -> String {
+        batch_line(
+            "2026-11-28T10:00:00.123456Z",
+            &BatchLine {
+                function: "NotificationsFunctionWithALongName",
+                shard: "shardId-000000000012",
+                lane: 3,
+                records: vec![
+                    ("49590000000000000001234", "k1"),
+                    ("49590000000000000005678", "k2"),
+                ],
+                outcome,
+                failed: false,
+                retry: parked > 1,
+                processed: 2,
+                latency_ms: 12345.6,
+                parked,
+            },
+        )
+    }
+
+    #[test]
+    fn a_batch_that_parked_says_so_where_ok_would_be_within_80_columns() {
+        assert!(line("ok", 0).contains("  ok  "), "{}", line("ok", 0));
+        let parked = line("ok", 1);
+        assert!(
+            parked.contains("parked 1") && !parked.contains(" ok "),
+            "{parked}"
+        );
+        let partial = line("partial failure", 2);
+        assert!(partial.contains("retry parked 2, partia"), "{partial}");
+        let long = line(
+            "partial: 3 ok, retry from …123456; bisect 2 + 3; retries exhausted, 2 to on-failure",
+            0,
+        );
+        assert!(long.ends_with('…'), "{long}");
+        for l in [line("ok", 0), parked, line("partial failure", 2), long] {
+            assert!(
+                l.chars().count() <= 80,
+                "{} columns: {l}",
+                l.chars().count()
+            );
+            assert!(
+                l.starts_with("10:00:00.123 NotificationsFunct  12/3"),
+                "{l}"
+            );
+        }
+    }
+
+    #[test]
+    fn parked_counts_the_queues_growth_not_the_mappings_own_messages() {
+        let view = View::new(None, true);
+        assert_eq!(
+            view.parked_now("F", 2),
+            2,
+            "letters already waiting count once"
+        );
+        assert_eq!(view.parked_now("F", 2), 0);
+        view.dead_letter(
+            "F",
+            "shardId-000000000000",
+            "RetryAttemptsExhausted",
+            &["1"],
+            "q",
+        );
+        assert_eq!(
+            view.parked_now("F", 3),
+            0,
+            "the mapping's on-failure message"
+        );
+        assert_eq!(view.parked_now("F", 4), 1);
+        assert_eq!(view.parked_now("F", 0), 0, "a redrive took them out");
+        assert_eq!(view.parked_now("F", 1), 1);
+    }
+
+    #[test]
+    fn the_summary_is_quiet_when_nothing_changed_and_shows_parked_letters() {
+        let view = View::new(None, true);
+        assert_eq!(view.summary_text(), None, "nothing happened yet");
+        view.read("F", "shardId-000000000000", 5, 0);
+        assert_eq!(view.summary_text(), None, "a read alone changes nothing");
+        view.parked_now("F", 4);
+        view.batch(&BatchLine {
+            function: "F",
+            shard: "shardId-000000000000",
+            lane: 0,
+            records: vec![("1", "k")],
+            outcome: "ok",
+            failed: false,
+            retry: false,
+            processed: 1,
+            latency_ms: 1.0,
+            parked: 0,
+        });
+        let text = view.summary_text().expect("a batch ran");
+        let row = text.lines().find(|l| l.starts_with("F ")).expect("F's row");
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(columns[5], "4", "parked from the queue: {row}");
+        assert_eq!(columns[2], "0", "no duplicates reported: {row}");
+        assert_eq!(columns[7], "-", "no lag reported: {row}");
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        assert_eq!(view.summary_text(), None, "idle again");
+
+        // The consumer's metrics: its duplicates and lag, on the row of the function that runs it.
+        view.functions([("F".to_owned(), "tubes-consumer-payments".to_owned())]);
+        view.consumer_metrics("payments", 2, Some(130.4));
+        view.consumer_metrics("payments", 1, None);
+        view.consumer_metrics("signups", 9, Some(1.0));
+        view.batch(&BatchLine {
+            function: "F",
+            shard: "shardId-000000000000",
+            lane: 0,
+            records: vec![("2", "k")],
+            outcome: "ok",
+            failed: false,
+            retry: false,
+            processed: 1,
+            latency_ms: 1.0,
+            parked: 0,
+        });
+        let text = view.summary_text().expect("a batch ran");
+        let row = text.lines().find(|l| l.starts_with("F ")).expect("F's row");
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(columns[2], "3", "{row}");
+        assert_eq!(columns[7], "130", "{row}");
+    }
 }

@@ -401,11 +401,16 @@ fn schemathesis(base: &str, dir: &Path, key: &str, unsigned: bool) -> String {
     );
     if !out.status.success() {
         // What the functions and the emulator said about failed invocations, for the report.
-        let log = std::fs::read_to_string(dir.parent().unwrap().join("functions.log"))
-            .unwrap_or_default();
+        let logs = dir.parent().unwrap().join("logs");
+        let log: String = std::fs::read_dir(&logs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
         let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
         panic!(
-            "schemathesis ({view}) found answers outside {SPEC} ({}):\n{output}\nERROR lines of functions.log (last 20):\n{}",
+            "schemathesis ({view}) found answers outside {SPEC} ({}):\n{output}\nERROR lines of the functions' logs (last 20):\n{}",
             out.status,
             errors[errors.len().saturating_sub(20)..].join("\n")
         );

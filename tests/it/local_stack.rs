@@ -196,6 +196,58 @@ async fn the_local_stack_behaves_like_the_event_source_mapping() {
         .expect("an EMF document is JSON");
     assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Tubes");
 
+    // 1c. One trace id, from the POST to the consumer: ingest continues the caller's traceparent, answers with
+    // traceresponse, and each function's log (one file per function, JSON lines) names it; `make trace` gathers it.
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let resp = http
+        .post(format!("{}/events", stack.http))
+        .header("content-type", "application/cloudevents+json")
+        .header("authorization", format!("Bearer {}", stack.demo_api_key()))
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .body(payment("acc_traced").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let answered = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
+    assert!(answered.starts_with(&format!("00-{trace}-")), "{answered}");
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let event_id = body["accepted"][0]["id"].as_str().unwrap().to_owned();
+    let logs = stack.state.join("logs");
+    let consumer_line = until("the payments consumer logs the traced record", || {
+        let text =
+            std::fs::read_to_string(logs.join("tubes-consumer-payments.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["event_id"] == event_id.as_str() && l["trace_id"] == trace)
+    })
+    .await;
+    assert_eq!(consumer_line["function"], "tubes-consumer-payments");
+    assert_eq!(consumer_line["event_type"], "payment.received");
+    assert_eq!(consumer_line["timestamp"].as_str().map(str::len), Some(24));
+    let lines = tubes_local::logs::read_lines(&logs).unwrap();
+    let chain = tubes_local::logs::trace(&lines, &event_id);
+    let functions: Vec<&str> = chain
+        .iter()
+        .filter_map(|l| l["function"].as_str())
+        .collect();
+    assert!(
+        functions.contains(&"tubes-ingest") && functions.contains(&"tubes-consumer-payments"),
+        "make trace finds the POST and the consumer: {functions:?}"
+    );
+    assert!(
+        chain
+            .iter()
+            .any(|l| l["message"] == "answered" && l["trace_id"] == trace),
+        "ingest's line for the request"
+    );
+    assert!(
+        !std::fs::read_to_string(logs.join("tubes-ingest.log"))
+            .unwrap()
+            .contains("ada@example.com"),
+        "no e-mail addresses in the logs"
+    );
+
     // 2. A reported failure is redelivered from that sequence number.
     let once = post(&http, &stack, &signup("usr_once", "fail-once")).await;
     until("the fail-once record is handled on redelivery", || {

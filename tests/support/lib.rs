@@ -392,7 +392,7 @@ pub const POST_DEADLINE: Duration = Duration::from_secs(240);
 /// for one template, on free loopback ports and its own state directory; stopped (every process) when dropped.
 pub struct LocalStack {
     child: Child,
-    /// The state directory (`esm.jsonl`, `functions.log`, …).
+    /// The state directory (`esm.jsonl`, `logs/`, …).
     pub state: PathBuf,
     /// `http://127.0.0.1:{port}`: `POST /events` and the Lambda Invoke API.
     pub http: String,
@@ -545,13 +545,27 @@ impl LocalStack {
         out
     }
 
-    /// The lines of the functions' log (`functions.log`) that contain every one of `needles`.
+    /// The lines of the functions' logs (`logs/*.log`, one file per function) that contain every one of
+    /// `needles`.
     pub fn function_log(&self, needles: &[&str]) -> Vec<String> {
-        std::fs::read_to_string(self.state.join("functions.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| needles.iter().all(|n| l.contains(n)))
-            .map(str::to_owned)
+        let mut files: Vec<_> = std::fs::read_dir(self.state.join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| needles.iter().all(|n| l.contains(n)))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 

@@ -335,6 +335,9 @@ pub async fn run(settings: Settings, parent: &std::path::Path) -> Report {
         ("TUBES_KINESIS", "kinesalite"),
         ("TUBES_RELEASE", if settings.release { "1" } else { "0" }),
         ("TUBES_FUNCTIONS_KINESIS_ENDPOINT", proxy.endpoint.as_str()),
+        // One line per invocation, as deployed: the per-record lines of the local default would write hundreds
+        // of megabytes at 100,000 events.
+        ("TUBES_LOG", "info"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
     let parent = parent.to_owned();

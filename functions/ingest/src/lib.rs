@@ -25,12 +25,13 @@ pub mod write;
 
 use std::collections::hash_map::{Entry, HashMap};
 
-use lambda_http::http::Method;
+use lambda_http::http::{HeaderMap, HeaderValue, Method};
 use lambda_http::{Body, Request, Response};
 use time::OffsetDateTime;
 use tubes_contract::codec;
 use tubes_contract::codec::EncodeError;
-use tubes_contract::{Code, Envelope, Violation, Violations};
+use tubes_contract::trace::TRACEPARENT;
+use tubes_contract::{Code, Envelope, TraceParent, Violation, Violations};
 use tubes_platform::telemetry::{IngestMeter, IngestRequest};
 use tubes_platform::{clock, Publisher, PutOutcome};
 
@@ -94,7 +95,12 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         let started = std::time::Instant::now();
         let mut source = None;
         let mut tally = IngestRequest::default();
-        let response = match self.try_handle(request, &mut source, &mut tally).await {
+        let trace = trace_of(request.headers());
+        let trace_id = trace.trace_id();
+        let mut response = match self
+            .try_handle(request, trace, &mut source, &mut tally)
+            .await
+        {
             Ok(response) => response,
             Err(err) => {
                 if !err.status().is_server_error() {
@@ -103,6 +109,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                         status = err.status().as_u16(),
                         code = err.code(),
                         source = source.as_deref().unwrap_or("-"),
+                        trace_id = %trace_id,
                         "refused"
                     );
                 }
@@ -117,8 +124,14 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 events = tally.written,
                 accepted = tally.accepted,
                 throttled = tally.throttled,
+                retried = tally.retried,
+                trace_id = %trace_id,
                 "answered"
             );
+        }
+        // W3C Trace Context level 2: the caller learns the trace id even when it sent no traceparent.
+        if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
+            response.headers_mut().insert(TRACERESPONSE, value);
         }
         if let Some(meter) = &self.meter {
             meter.record(&tally, started.elapsed());
@@ -129,6 +142,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
     async fn try_handle(
         &self,
         request: Request,
+        trace: TraceParent,
         source_name: &mut Option<String>,
         tally: &mut IngestRequest,
     ) -> Result<Response<Body>, IngestError> {
@@ -210,6 +224,8 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
             Some(id) => with_webhook_id(envelopes, id, kind)?,
             None => envelopes,
         };
+        // Each event carries the request's trace (unless it has its own): one id finds all it causes.
+        let envelopes: Vec<Envelope> = envelopes.into_iter().map(|e| e.traced(trace)).collect();
         let records = envelopes
             .iter()
             .enumerate()
@@ -225,8 +241,10 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let outcomes = write::write_all(&self.publisher, &records, self.retry).await;
+        let (outcomes, resent) =
+            write::write_all_counted(&self.publisher, &records, self.retry).await;
         tally.written = outcomes.len();
+        tally.retried = resent;
         tally.accepted = outcomes
             .iter()
             .filter(|o| matches!(o, PutOutcome::Accepted { .. }))
@@ -308,6 +326,23 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
             None => Ok(envelopes),
         }
     }
+}
+
+/// The response header that names the request's trace (W3C Trace Context level 2).
+pub const TRACERESPONSE: &str = "traceresponse";
+
+/// The request's trace: the caller's `traceparent` continued with a span of ingest's own, or a new trace when
+/// it sent none or a broken one (a broken header never refuses a request: W3C says to start afresh).
+fn trace_of(headers: &HeaderMap) -> TraceParent {
+    let span = fastrand::u64(1..);
+    headers
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .map_or_else(
+            || TraceParent::start(fastrand::u128(1..), span),
+            |caller| caller.child(span),
+        )
 }
 
 /// Parses the `index`-th event of a request; without an `id`, it gets one derived from the request's

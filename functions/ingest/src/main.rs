@@ -11,7 +11,7 @@ const METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    tubes_platform::telemetry::logs::init();
     // The default chain honours AWS_ENDPOINT_URL_KINESIS / _SECRETS_MANAGER, which point at local emulators.
     let aws = aws_config::load_from_env().await;
     let config = Config::from_env()?;

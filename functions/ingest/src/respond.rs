@@ -66,6 +66,7 @@ pub fn respond(
                 tracing::debug!(
                     event_id = e.id(),
                     event_type = e.event_type().as_str(),
+                    trace_id = e.traceparent().map(|t| t.trace_id().to_string()),
                     shard_id = %shard_id,
                     sequence_number = %sequence_number,
                     "accepted"

@@ -88,7 +88,17 @@ pub async fn write_all<P: Publisher>(
     records: &[Record],
     policy: RetryPolicy,
 ) -> Vec<PutOutcome> {
+    write_all_counted(publisher, records, policy).await.0
+}
+
+/// [`write_all`], with the number of entries it resent after a failed attempt (the `PutRecordsRetries` metric).
+pub async fn write_all_counted<P: Publisher>(
+    publisher: &P,
+    records: &[Record],
+    policy: RetryPolicy,
+) -> (Vec<PutOutcome>, usize) {
     let started = Instant::now();
+    let mut resent = 0;
     let mut outcomes: Vec<Option<PutOutcome>> = vec![None; records.len()];
     // Keys with a record that was not acknowledged: their later records wait for a resend.
     let mut stopped: HashSet<&str> = HashSet::new();
@@ -98,14 +108,14 @@ pub async fn write_all<P: Publisher>(
             .copied()
             .filter(|&i| !stopped.contains(records[i].partition_key.as_str()))
             .collect();
-        write_round(publisher, records, pending, &mut outcomes, started, policy).await;
+        resent += write_round(publisher, records, pending, &mut outcomes, started, policy).await;
         for &i in &round {
             if !matches!(outcomes[i], Some(PutOutcome::Accepted { .. })) {
                 stopped.insert(records[i].partition_key.as_str());
             }
         }
     }
-    outcomes
+    let outcomes = outcomes
         .into_iter()
         .map(|o| {
             o.unwrap_or(PutOutcome::Failed {
@@ -116,11 +126,12 @@ pub async fn write_all<P: Publisher>(
                         .into(),
             })
         })
-        .collect()
+        .collect();
+    (outcomes, resent)
 }
 
 /// Writes the records `pending` (distinct keys), retrying the failed ones until the request's deadline (counted
-/// from `started`); each one's outcome lands in `outcomes`.
+/// from `started`); each one's outcome lands in `outcomes`. Returns how many entries it resent.
 async fn write_round<P: Publisher>(
     publisher: &P,
     records: &[Record],
@@ -128,8 +139,9 @@ async fn write_round<P: Publisher>(
     outcomes: &mut [Option<PutOutcome>],
     started: Instant,
     policy: RetryPolicy,
-) {
+) -> usize {
     let mut attempt: u32 = 0;
+    let mut resent = 0;
     while !pending.is_empty() {
         for chunk in chunks(records, &pending) {
             // First attempts are contiguous runs of `records`: no copy. Retries gather the failed ones.
@@ -193,7 +205,9 @@ async fn write_round<P: Publisher>(
         }
         tokio::time::sleep(wait).await;
         attempt += 1;
+        resent += pending.len();
     }
+    resent
 }
 
 #[cfg(test)]
@@ -346,6 +360,26 @@ mod tests {
         );
         assert_eq!(p.written().len(), 2);
         assert!(p.calls().len() > 2, "it did retry before giving up");
+    }
+
+    #[tokio::test]
+    async fn entries_resent_after_a_failed_attempt_are_counted() {
+        let p = MemoryPublisher::default();
+        let (out, resent) = write_all_counted(&p, &records(3, 10), fast()).await;
+        assert!(out.iter().all(|o| matches!(o, PutOutcome::Accepted { .. })));
+        assert_eq!(resent, 0, "nothing failed, nothing resent");
+        for _ in 0..2 {
+            p.fail_next(MemoryFault::FailAt(
+                vec![0, 2],
+                "ProvisionedThroughputExceededException",
+            ));
+        }
+        let (out, resent) = write_all_counted(&p, &records(3, 10), fast()).await;
+        assert!(out.iter().all(|o| matches!(o, PutOutcome::Accepted { .. })));
+        // Call 1: three entries, the first and third throttled; call 2: those two, its first (record 0) throttled
+        // again; call 3: record 0, accepted. Resent: 2 + 1.
+        assert_eq!(resent, 3);
+        assert_eq!(p.calls().len(), 1 + 3);
     }
 
     /// A stream endpoint that never answers.

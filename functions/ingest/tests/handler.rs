@@ -1150,3 +1150,127 @@ async fn a_name_that_reads_as_another_is_refused() {
     )
     .await;
 }
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn with_traceparent(mut req: Request, value: &str) -> Request {
+    req.headers_mut()
+        .insert("traceparent", value.parse().unwrap());
+    req
+}
+
+/// The trace id of a `traceparent`/`traceresponse` value.
+fn trace_of(value: &str) -> &str {
+    value.split('-').nth(1).unwrap()
+}
+
+/// The `traceparent` of each event written.
+fn written_traces(publisher: &MemoryPublisher) -> Vec<String> {
+    publisher
+        .written()
+        .iter()
+        .map(|r| {
+            let e = Envelope::decode(&r.data).unwrap();
+            e.traceparent()
+                .expect("every event carries a trace")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_callers_trace_goes_on_every_event_and_comes_back_in_traceresponse() {
+    let publisher = MemoryPublisher::default();
+    let caller = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let batch = json!([signed_up(), signed_up()]).to_string();
+    let response = ingest(&publisher)
+        .handle(with_traceparent(
+            post(Source::HttpV2, "application/cloudevents-batch+json", &batch),
+            &caller,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let answered = response.headers()["traceresponse"].to_str().unwrap();
+    assert_eq!(trace_of(answered), TRACE);
+    assert_ne!(
+        answered, caller,
+        "ingest's own span is the parent downstream"
+    );
+    assert_eq!(written_traces(&publisher), [answered, answered]);
+}
+
+#[tokio::test]
+async fn without_a_valid_traceparent_a_trace_is_started_and_the_request_is_not_refused() {
+    for header in [
+        None,
+        Some("garbage"),
+        Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+    ] {
+        let publisher = MemoryPublisher::default();
+        let mut req = post(Source::RestV1, "application/json", &signed_up().to_string());
+        if let Some(h) = header {
+            req = with_traceparent(req, h);
+        }
+        let response = ingest(&publisher).handle(req).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{header:?}");
+        let answered = response.headers()["traceresponse"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            tubes_contract::TraceParent::parse(&answered).is_some(),
+            "{answered}"
+        );
+        assert_eq!(written_traces(&publisher), [answered], "{header:?}");
+    }
+    // Two requests, two traces.
+    let publisher = MemoryPublisher::default();
+    let one = ingest(&publisher)
+        .handle(post(
+            Source::RestV1,
+            "application/json",
+            &signed_up().to_string(),
+        ))
+        .await;
+    let two = ingest(&publisher)
+        .handle(post(
+            Source::RestV1,
+            "application/json",
+            &signed_up().to_string(),
+        ))
+        .await;
+    assert_ne!(
+        trace_of(one.headers()["traceresponse"].to_str().unwrap()),
+        trace_of(two.headers()["traceresponse"].to_str().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn an_events_own_traceparent_is_kept_and_a_broken_one_is_refused() {
+    let publisher = MemoryPublisher::default();
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut traced = signed_up();
+    traced["traceparent"] = json!(own);
+    let batch = json!([traced, signed_up()]).to_string();
+    let response = ingest(&publisher)
+        .handle(with_traceparent(
+            post(Source::HttpV2, "application/cloudevents-batch+json", &batch),
+            &format!("00-{TRACE}-00f067aa0ba902b7-01"),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let traces = written_traces(&publisher);
+    assert_eq!(traces[0], own, "the producer's context comes first");
+    assert_eq!(trace_of(&traces[1]), TRACE);
+
+    let mut broken = signed_up();
+    broken["traceparent"] = json!("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01");
+    assert_rejected(
+        &MemoryPublisher::default(),
+        post(Source::HttpV2, "application/json", &broken.to_string()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+        Some("/traceparent"),
+    )
+    .await;
+}

@@ -80,11 +80,7 @@ impl<M: Mailer> Consumer for Notifications<M> {
             _ => return Ok(()),
         };
         self.mailer.send(&email).await?;
-        tracing::info!(
-            event_id = envelope.id(),
-            outcome = envelope.event_type().as_str(),
-            "payer notified"
-        );
+        tracing::debug!(outcome = envelope.event_type().as_str(), "payer notified");
         Ok(())
     }
 }

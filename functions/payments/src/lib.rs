@@ -137,10 +137,10 @@ impl<L: Ledger, P: Publisher> Consumer for Payments<L, P> {
                     Envelope::once_per_key(envelope, NAME, &payment.payment_id, at, outcome)
                         .map_err(|v| PaymentsError::Invalid(v.to_string()))?;
                 self.publish(&published).await?;
-                tracing::info!(
+                tracing::debug!(
                     payment_id = %payment.payment_id,
                     outcome = published.event_type().as_str(),
-                    event_id = published.id(),
+                    published_id = published.id(),
                     "payment decided"
                 );
                 Ok(())

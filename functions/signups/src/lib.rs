@@ -103,9 +103,8 @@ impl<D: Directory, M: Mailer> Consumer for Signups<D, M> {
                 idempotency_key: welcome_key(&signup.user_id),
             })
             .await?;
-        tracing::info!(
+        tracing::debug!(
             user_id = %signup.user_id,
-            event_id = envelope.id(),
             profile_created = created,
             opted_in = signup.marketing_opt_in,
             joined,

@@ -96,7 +96,7 @@ impl<D: Directory, M: Mailer> Consumer for Unsubscribes<D, M> {
                 })
                 .await?;
         }
-        tracing::info!(user_id = %left.user_id, list_id = %left.list_id, ?membership, event_id = envelope.id(), "unsubscribe handled");
+        tracing::debug!(user_id = %left.user_id, list_id = %left.list_id, ?membership, "unsubscribe handled");
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 use tubes_platform::aws;
 use tubes_platform::lambda_event::{
@@ -88,6 +89,33 @@ impl Emulator {
                 }
             }
         }
+    }
+
+    /// The messages waiting in mapping `i`'s on-failure queue (the consumer's dead-letter queue, where the harness
+    /// parks records too), visible or in flight; `None` without one or when SQS does not answer.
+    pub(super) async fn parked(&self, i: usize) -> Option<u64> {
+        let queue = self.mapping(i).on_failure.as_ref()?;
+        let (url, _) = self.resolved.queues.get(queue)?;
+        let sqs = self.sqs.as_ref()?;
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .ok()?;
+        let attributes = out.attributes()?;
+        let count = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Some(
+            count(QueueAttributeName::ApproximateNumberOfMessages)
+                + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 
     pub(super) async fn on_failure(

@@ -111,7 +111,13 @@ impl Emulator {
             let records = w.records.clone();
             let d = decide(w, &invocation, &m.policy);
             let dead = d.dead_letter.as_ref().map_or(0, |(r, _)| r.len());
+            // What the consumer parked in its dead-letter queue during the invocation: the queue's growth.
+            let parked = match self.parked(i).await {
+                Some(depth) => self.view.parked_now(&function.logical_id, depth),
+                None => 0,
+            };
             self.view.batch(&BatchLine {
+                parked,
                 function: &function.logical_id,
                 shard,
                 lane,

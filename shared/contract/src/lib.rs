@@ -6,6 +6,7 @@
 //! - [`catalogue`]: the event types ([`Event`], [`EventType`]); adding a type is one change there.
 //! - [`validate`] and [`violation`]: the rules, and what a broken rule reports (a stable code and a JSON pointer).
 //! - [`codec`]: envelope ↔ Kinesis record bytes and partition key; the one place that knows record encodings.
+//! - [`trace`]: W3C `traceparent`, the trace context an event carries from the POST to every effect.
 //! - [`schema`]: the JSON Schemas of the envelope of every event type, generated from these types (`schemas/`).
 
 pub mod catalogue;
@@ -13,10 +14,12 @@ pub mod codec;
 pub mod envelope;
 pub mod schema;
 mod suggest;
+pub mod trace;
 pub mod validate;
 pub mod violation;
 
 pub use catalogue::{Event, EventType};
 pub use codec::Record;
 pub use envelope::Envelope;
+pub use trace::TraceParent;
 pub use violation::{Code, Violation, Violations};

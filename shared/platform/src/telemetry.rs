@@ -8,6 +8,11 @@
 //! event types. The harness records every batch (`BatchReport::record_metrics`): each record ends in exactly one
 //! of the `Records*` counts, so they add up to the batch. Ingest measures every request in an [`IngestMeter`], drained
 //! into the recorder when it flushes.
+//!
+//! The log lines are in [`logs`]: JSON, one line per request or invocation at INFO, each naming its function,
+//! request, and for a record its event and trace.
+
+pub mod logs;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -68,6 +73,9 @@ pub const EVENTS_ACCEPTED: &str = "EventsAccepted";
 pub const EVENTS_THROTTLED: &str = "EventsThrottled";
 /// Events Kinesis did not acknowledge for another reason (answered `stream_unavailable`).
 pub const EVENTS_UNACKNOWLEDGED: &str = "EventsUnacknowledged";
+/// Entries ingest resent to Kinesis after a failed attempt (throttled, failed entries, a call without an
+/// answer): how hard writing was, before any event was answered as not written.
+pub const PUT_RECORDS_RETRIES: &str = "PutRecordsRetries";
 /// Requests refused, by the error code of their answer (`Code`): nothing of them was written.
 pub const REQUESTS_REFUSED: &str = "RequestsRefused";
 /// Requests answered 5xx.
@@ -78,10 +86,11 @@ pub const EVENTS_PER_REQUEST: &str = "EventsPerRequest";
 pub const REQUEST_LATENCY: &str = "RequestLatency";
 
 /// Ingest's metrics, with their units.
-pub const INGEST_METRICS: [(&str, Unit); 7] = [
+pub const INGEST_METRICS: [(&str, Unit); 8] = [
     (EVENTS_ACCEPTED, Unit::Count),
     (EVENTS_THROTTLED, Unit::Count),
     (EVENTS_UNACKNOWLEDGED, Unit::Count),
+    (PUT_RECORDS_RETRIES, Unit::Count),
     (REQUESTS_REFUSED, Unit::Count),
     (REQUESTS_FAILED, Unit::Count),
     (EVENTS_PER_REQUEST, Unit::Count),
@@ -97,6 +106,8 @@ pub struct IngestRequest {
     pub accepted: usize,
     /// Of which throttled.
     pub throttled: usize,
+    /// Entries resent to Kinesis after a failed attempt.
+    pub retried: usize,
     /// The error code of a refused request's answer (4xx), if refused.
     pub refused: Option<&'static str>,
     /// Whether the answer was a 5xx.
@@ -116,6 +127,7 @@ pub struct IngestMeter {
     accepted: AtomicU64,
     throttled: AtomicU64,
     unacknowledged: AtomicU64,
+    retried: AtomicU64,
     failed: AtomicU64,
     sampled: Mutex<Sampled>,
 }
@@ -168,6 +180,7 @@ impl IngestMeter {
                 .written
                 .saturating_sub(request.accepted + request.throttled),
         );
+        add(&self.retried, request.retried);
         add(&self.failed, usize::from(request.failed));
         let mut sampled = self.sampled.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(code) = request.refused {
@@ -191,6 +204,7 @@ impl IngestMeter {
             (EVENTS_ACCEPTED, &self.accepted),
             (EVENTS_THROTTLED, &self.throttled),
             (EVENTS_UNACKNOWLEDGED, &self.unacknowledged),
+            (PUT_RECORDS_RETRIES, &self.retried),
             (REQUESTS_FAILED, &self.failed),
         ] {
             let n = counter.swap(0, Ordering::Relaxed);
@@ -308,6 +322,7 @@ mod tests {
             written: 5,
             accepted: 3,
             throttled: 1,
+            retried: 4,
             refused: None,
             failed: false,
         };
@@ -329,6 +344,7 @@ mod tests {
         assert_eq!(meter.accepted.load(Ordering::Relaxed), 3);
         assert_eq!(meter.throttled.load(Ordering::Relaxed), 1);
         assert_eq!(meter.unacknowledged.load(Ordering::Relaxed), 1);
+        assert_eq!(meter.retried.load(Ordering::Relaxed), 4);
         {
             let sampled = meter.sampled.lock().expect("lock");
             assert_eq!(sampled.refused, vec![("invalid_event", 2)]);
@@ -337,6 +353,7 @@ mod tests {
         }
         meter.drain();
         assert_eq!(meter.accepted.load(Ordering::Relaxed), 0);
+        assert_eq!(meter.retried.load(Ordering::Relaxed), 0);
         assert!(meter
             .sampled
             .lock()

@@ -17,6 +17,7 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use crate::catalogue::{Event, EventType};
+use crate::trace::{TraceParent, TRACEPARENT};
 use crate::validate::{Checker, Validate};
 use crate::violation::Violations;
 
@@ -35,6 +36,8 @@ const MAX_EXTENSION_VALUE: usize = 1024;
 
 /// The extension that names the event an event was published because of ([`Envelope::caused_by`]).
 pub const CAUSATION_ID: &str = "causationid";
+/// The W3C `tracestate` that may come with a `traceparent`: passed on as it is.
+const TRACESTATE: &str = "tracestate";
 
 /// The namespace of [`derived_id`]'s UUIDv5s: fixed and random. Never change it: ids derived by the code before
 /// and after a deploy must agree, or a retry across the deploy publishes a duplicate.
@@ -164,10 +167,7 @@ impl Envelope {
             cause.time(),
             event,
         )?;
-        envelope.extensions.insert(
-            CAUSATION_ID.to_owned(),
-            serde_json::Value::String(cause.id().to_owned()),
-        );
+        envelope.carry_from(cause);
         Ok(envelope)
     }
 
@@ -189,11 +189,40 @@ impl Envelope {
         let id = keyed_id(consumer, key, event.event_type());
         let mut envelope =
             Envelope::new(id.to_string(), format!("/consumers/{consumer}"), at, event)?;
-        envelope.extensions.insert(
+        envelope.carry_from(cause);
+        Ok(envelope)
+    }
+
+    /// What an event published because of `cause` carries from it: the cause's id as `causationid`, and its
+    /// trace context (`traceparent`, `tracestate`) as it is, so that one trace id finds the whole chain. None of it
+    /// is part of [`Envelope::content_bytes`]: a re-decision under another cause is still the same event.
+    fn carry_from(&mut self, cause: &Envelope) {
+        self.extensions.insert(
             CAUSATION_ID.to_owned(),
             serde_json::Value::String(cause.id().to_owned()),
         );
-        Ok(envelope)
+        for name in [TRACEPARENT, TRACESTATE] {
+            if let Some(value) = cause.extensions.get(name) {
+                self.extensions.insert(name.to_owned(), value.clone());
+            }
+        }
+    }
+
+    /// The event's trace context (its `traceparent` extension), if it carries one.
+    pub fn traceparent(&self) -> Option<TraceParent> {
+        self.extensions
+            .get(TRACEPARENT)
+            .and_then(serde_json::Value::as_str)
+            .and_then(TraceParent::parse)
+    }
+
+    /// Puts `trace` on the event as its `traceparent`, unless it carries its own (the producer's context when it
+    /// made the event comes first).
+    pub fn traced(mut self, trace: TraceParent) -> Self {
+        self.extensions
+            .entry(TRACEPARENT.to_owned())
+            .or_insert_with(|| serde_json::Value::String(trace.to_string()));
+        self
     }
 
     /// Replaces the event id (ingest uses a verified `webhook-id`, so a sender's retries keep one id).

@@ -435,6 +435,19 @@ fn check_extension<'a>(raw: &mut Raw<'a>, name: Cow<'a, str>, value: serde_json:
         ));
     } else if raw.extensions.iter().any(|(n, _)| *n == name) {
         raw.violations.push(duplicate(&name));
+    } else if name == crate::trace::TRACEPARENT
+        && value
+            .as_str()
+            .and_then(crate::trace::TraceParent::parse)
+            .is_none()
+    {
+        // The distributed-tracing extension: a broken one would break the trace for everything downstream.
+        raw.violations.push(Violation::at(
+            Code::InvalidValue,
+            pointer,
+            "traceparent must be a W3C trace context: 00-{32 hex digits}-{16 hex digits}-{2 hex digits}, \
+             lower case, ids not all zeros",
+        ));
     } else {
         raw.extensions.push((name, value));
     }

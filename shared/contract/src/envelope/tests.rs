@@ -631,3 +631,58 @@ fn pretty_printed_events_are_checked_alike() {
         "must be a boolean, not a number with a fraction or an exponent"
     );
 }
+
+const TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+#[test]
+fn a_published_event_carries_its_causes_trace_outside_its_content() {
+    let mut v = signed_up();
+    v["traceparent"] = json!(TRACE);
+    v["tracestate"] = json!("vendor=1");
+    let cause = parse(&v).unwrap();
+    let untraced = parse(&signed_up()).unwrap();
+    for published in [
+        Envelope::caused_by(&cause, "payments", 0, processed(&cause)).unwrap(),
+        Envelope::once_per_key(&cause, "payments", "pay_1", NOW, processed(&cause)).unwrap(),
+    ] {
+        assert_eq!(published.traceparent(), TraceParent::parse(TRACE));
+        assert_eq!(published.extensions()["tracestate"], "vendor=1");
+        assert_eq!(published.extensions()[CAUSATION_ID], "evt-1");
+    }
+    // The same outcome decided under an untraced cause: another trace, the same content (never a conflict).
+    let traced =
+        Envelope::once_per_key(&cause, "payments", "pay_1", NOW, processed(&cause)).unwrap();
+    let plain =
+        Envelope::once_per_key(&untraced, "payments", "pay_1", NOW, processed(&untraced)).unwrap();
+    assert_eq!(plain.traceparent(), None);
+    assert_eq!(traced.id(), plain.id());
+    assert_eq!(traced.content_bytes(), plain.content_bytes());
+}
+
+#[test]
+fn an_events_own_trace_comes_before_the_one_ingest_gives_it() {
+    let given = TraceParent::start(7, 9);
+    let bare = parse(&signed_up()).unwrap().traced(given);
+    assert_eq!(bare.traceparent(), Some(given));
+    let mut v = signed_up();
+    v["traceparent"] = json!(TRACE);
+    let own = parse(&v).unwrap().traced(given);
+    assert_eq!(own.traceparent(), TraceParent::parse(TRACE));
+}
+
+#[test]
+fn a_broken_traceparent_extension_is_refused_on_its_pointer() {
+    for bad in [
+        json!("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"),
+        json!("not a trace"),
+        json!(42),
+    ] {
+        let mut v = signed_up();
+        v["traceparent"] = bad.clone();
+        let err = parse(&v).unwrap_err();
+        let only = &err.as_slice()[0];
+        assert_eq!(err.as_slice().len(), 1, "{bad}");
+        assert_eq!(only.code, Code::InvalidValue, "{bad}");
+        assert_eq!(only.field.as_deref(), Some("/traceparent"), "{bad}");
+    }
+}

@@ -41,6 +41,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::streams::KinesisBatchItemFailure;
 use futures_util::stream::{self, StreamExt as _};
+use tracing::Instrument as _;
 
 use crate::classify::{Classify, Dependency};
 use crate::clock;
@@ -215,6 +216,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             failed = report.failed,
             held_back = report.held_back,
             duplicates = report.duplicates,
+            trace_ids = report.trace_ids.join(" "),
             "batch done"
         );
         report.record_metrics(self.consumer.name());
@@ -324,6 +326,38 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             );
             return (Outcome::Skipped, Verdict::Inconclusive);
         }
+        let trace_id = envelope.traceparent().map(|t| t.trace_id().to_string());
+        // A span naming the record's event and trace, so that every line about it (the harness's and the
+        // consumer's own) says which. Only when per-record lines are logged (DEBUG) or the record is parked: at
+        // INFO a span per record would cost a quarter of the batch (`make bench ARGS=logs`), and the harness's
+        // warnings name the event and trace themselves.
+        let record_span = || {
+            let span = tracing::info_span!(
+                "record",
+                event_id = envelope.id(),
+                source = envelope.source(),
+                event_type = ty.as_str(),
+                trace_id = tracing::field::Empty,
+            );
+            if let Some(trace_id) = &trace_id {
+                span.record("trace_id", trace_id.as_str());
+            }
+            span
+        };
+        let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            record_span()
+        } else {
+            tracing::Span::none()
+        };
+        let spanned = !span.is_disabled();
+        let letter_span = || {
+            if !spanned {
+                record_span()
+            } else {
+                tracing::Span::none()
+            }
+        };
+        async {
         let letter = |reason: String, attempts: u32| {
             place(DeadLetter::of_event(name, &envelope, reason, attempts))
         };
@@ -336,27 +370,37 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 match guard.claim(key, hash, batch.deadline_ms).await {
                     Ok(Entry::Acquired(ticket)) => Some(ticket),
                     Ok(Entry::Completed) => {
-                        tracing::info!(
-                            consumer = name,
-                            event_id = envelope.id(),
-                            "duplicate: already handled"
-                        );
+                        tracing::debug!(consumer = name, "duplicate: already handled");
                         return (Outcome::Duplicate, Verdict::Inconclusive);
                     }
                     Ok(Entry::InProgress) => {
                         tracing::warn!(
                             consumer = name,
                             event_id = envelope.id(),
+                            source = envelope.source(),
+                            event_type = ty.as_str(),
+                            trace_id = trace_id.as_deref(),
                             "in progress elsewhere; retried later"
                         );
                         return (Outcome::Failed, Verdict::Inconclusive);
                     }
                     Ok(Entry::Conflict) => {
                         let reason = "event id reused with a different payload".to_owned();
-                        return self.dead_letter(letter(reason, 1)).await;
+                        return self
+                            .dead_letter(letter(reason, 1))
+                            .instrument(letter_span())
+                            .await;
                     }
                     Err(err) => {
-                        tracing::warn!(consumer = name, event_id = envelope.id(), error = %err, "idempotency store failed; retried later");
+                        tracing::warn!(
+                            consumer = name,
+                            event_id = envelope.id(),
+                            source = envelope.source(),
+                            event_type = ty.as_str(),
+                            trace_id = trace_id.as_deref(),
+                            error = %err,
+                            "idempotency store failed; retried later"
+                        );
                         return (Outcome::Failed, Verdict::Failed(Dependency::IDEMPOTENCY));
                     }
                 }
@@ -371,7 +415,10 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                  timed out)",
                 attempt - 1
             );
-            let parked = self.dead_letter(letter(reason, attempt - 1)).await;
+            let parked = self
+                .dead_letter(letter(reason, attempt - 1))
+                .instrument(letter_span())
+                .await;
             if let Some(ticket) = ticket {
                 ticket.release(Attempt::Keep).await;
             }
@@ -398,6 +445,10 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 if let Some(ticket) = ticket {
                     ticket.complete().await;
                 }
+                if let Some(trace_id) = &trace_id {
+                    report.traced(trace_id);
+                }
+                tracing::debug!(consumer = name, "handled");
                 return (Outcome::Handled, Verdict::Handled);
             }
             Err(err) => match (err.is_retryable(), err.dependency()) {
@@ -407,6 +458,9 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                     tracing::warn!(
                         consumer = name,
                         event_id = envelope.id(),
+                        source = envelope.source(),
+                        event_type = ty.as_str(),
+                        trace_id = trace_id.as_deref(),
                         sequence_number = %sequence_number,
                         dependency = dependency.name(),
                         error = %err,
@@ -419,12 +473,17 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                     // It kept failing: park it with its payload rather than let it hold its key back until the
                     // event source mapping gives up on the whole batch.
                     let reason = format!("gave up after {attempt} attempts: {err}");
-                    self.dead_letter(letter(reason, attempt)).await
+                    self.dead_letter(letter(reason, attempt))
+                        .instrument(letter_span())
+                        .await
                 }
                 (true, None) => {
                     tracing::warn!(
                         consumer = name,
                         event_id = envelope.id(),
+                        source = envelope.source(),
+                        event_type = ty.as_str(),
+                        trace_id = trace_id.as_deref(),
                         sequence_number = %sequence_number,
                         attempt,
                         error = %err,
@@ -432,13 +491,20 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                     );
                     (Outcome::Failed, Verdict::Inconclusive)
                 }
-                (false, _) => self.dead_letter(letter(err.to_string(), attempt)).await,
+                (false, _) => {
+                    self.dead_letter(letter(err.to_string(), attempt))
+                        .instrument(letter_span())
+                        .await
+                }
             },
         };
         if let Some(ticket) = ticket {
             ticket.release(release).await;
         }
         outcome
+        }
+        .instrument(span)
+        .await
     }
     /// Sends a dead letter: [`Outcome::DeadLettered`] when it is stored, else [`Outcome::Failed`] (never drop a
     /// record: if it cannot be parked, it is retried), a failure of the dead-letter port.

@@ -30,9 +30,15 @@ pub struct BatchReport {
     pub event_age_ms: Option<f64>,
     /// The time the consumer's effects took, summed over the handled records, in milliseconds.
     pub effect_ms: f64,
+    /// The trace ids of the handled records' events, each once, in order of first appearance: the batch's log
+    /// line lists them, so that one trace id finds the invocations that acted on it.
+    pub trace_ids: Vec<String>,
     /// The answer for Lambda.
     pub response: KinesisEventResponse,
 }
+
+/// The most trace ids a batch's log line lists.
+pub const MAX_TRACE_IDS: usize = 100;
 
 /// What became of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +72,17 @@ impl BatchReport {
         self.lag_ms = max(self.lag_ms, other.lag_ms);
         self.event_age_ms = max(self.event_age_ms, other.event_age_ms);
         self.effect_ms += other.effect_ms;
+        for id in &other.trace_ids {
+            self.traced(id);
+        }
+    }
+
+    /// Notes the trace id of a handled record's event (at most [`MAX_TRACE_IDS`] of them: a log line stays small
+    /// whatever the batch size; a Kinesis batch of tubes' mappings holds 100 records).
+    pub(super) fn traced(&mut self, trace_id: &str) {
+        if self.trace_ids.len() < MAX_TRACE_IDS && !self.trace_ids.iter().any(|t| t == trace_id) {
+            self.trace_ids.push(trace_id.to_owned());
+        }
     }
 
     /// Records the times of one handled record: its lag, its event's age and its effect's duration.

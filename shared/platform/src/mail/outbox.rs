@@ -116,10 +116,10 @@ impl Mailer for OutboxMailer {
     async fn send(&self, email: &Email) -> Result<(), MailError> {
         match self.append_once(email) {
             Ok(true) => {
-                tracing::info!(key = %email.idempotency_key, "e-mail written to the outbox")
+                tracing::debug!(key = %email.idempotency_key, "e-mail written to the outbox")
             }
             Ok(false) => {
-                tracing::info!(key = %email.idempotency_key, "e-mail already in the outbox")
+                tracing::debug!(key = %email.idempotency_key, "e-mail already in the outbox")
             }
             Err(e) => return Err(MailError::retryable(format!("outbox: {e}"))),
         }

@@ -266,7 +266,7 @@ impl<S: IdempotencyStore> Mailer for SesMailer<S> {
         let key = &email.idempotency_key;
         let Some(guard) = &self.guard else {
             let message_id = self.submit(email).await?;
-            tracing::info!(key = %key, message_id = message_id.as_deref().unwrap_or(""), guarded = false, "e-mail sent");
+            tracing::debug!(key = %key, message_id = message_id.as_deref().unwrap_or(""), guarded = false, "e-mail sent");
             return Ok(());
         };
         // The hash is the key's, not the content's: the same e-mail rendered again is already sent.
@@ -282,7 +282,7 @@ impl<S: IdempotencyStore> Mailer for SesMailer<S> {
         {
             Entry::Acquired(ticket) => ticket,
             Entry::Completed => {
-                tracing::info!(key = %key, "e-mail already sent");
+                tracing::debug!(key = %key, "e-mail already sent");
                 return Ok(());
             }
             Entry::InProgress => {
@@ -302,7 +302,7 @@ impl<S: IdempotencyStore> Mailer for SesMailer<S> {
                 // Sent: a failure to record it is logged by the ticket, not the record's failure (its retry would
                 // send it again at once).
                 ticket.complete().await;
-                tracing::info!(key = %key, message_id = message_id.as_deref().unwrap_or(""), guarded = true, "e-mail sent");
+                tracing::debug!(key = %key, message_id = message_id.as_deref().unwrap_or(""), guarded = true, "e-mail sent");
                 Ok(())
             }
             Err(err) => {

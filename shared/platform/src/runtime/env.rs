@@ -85,7 +85,7 @@ impl Env {
     /// The cold start: logging on, the process environment, the AWS configuration loaded once (its default chain
     /// honours `AWS_ENDPOINT_URL_*`, which the local stack points at its emulators), with [`sdk_timeouts`].
     pub async fn load() -> Self {
-        lambda_runtime::tracing::init_default_subscriber();
+        crate::telemetry::logs::init();
         let aws = aws_config::from_env()
             .timeout_config(sdk_timeouts())
             .load()

@@ -1,0 +1,318 @@
+//! Log lines: one JSON object per line, the same in Lambda and locally, each with what finds it again.
+//!
+//! ```json
+//! {"timestamp":"2026-11-28T10:00:00.123Z","level":"INFO","function":"tubes-consumer-payments","message":"batch done",
+//!  "requestId":"…","consumer":"payments","handled":3,"trace_ids":"4bf9…"}
+//! ```
+//!
+//! - `timestamp` (UTC, milliseconds), `level`, `function` (`AWS_LAMBDA_FUNCTION_NAME`) and `message` first;
+//! - then the fields of every span the line was logged in, outermost first: the runtime's `requestId`, the
+//!   harness's `event_id`, `source`, `event_type` and `trace_id` for a record's lines (when it spans records: at
+//!   DEBUG, and around a parked one);
+//! - then the line's own fields (written as they come: a name repeated in a span and the line appears twice, and
+//!   JSON readers take the last). The runtime's `xrayTraceId` is left out: X-Ray is off (docs/observability.md),
+//!   `trace_id` is what correlates.
+//!
+//! The level is `TUBES_LOG` or else `RUST_LOG` (tracing's directives, e.g. `info,tubes=debug`) if set, else
+//! `AWS_LAMBDA_LOG_LEVEL` (the template's `ApplicationLogLevel`), else `INFO`. Lambda's own JSON format (`LogFormat: JSON`) takes these
+//! lines as they are, and its level filter reads the same `level`.
+
+use std::fmt::{self, Write as _};
+
+use lambda_runtime::tracing::subscriber;
+use std::io::Write as _;
+
+use subscriber::filter::{EnvFilter, LevelFilter};
+use subscriber::fmt::MakeWriter;
+use subscriber::layer::SubscriberExt as _;
+use subscriber::layer::{Context, Layer};
+use subscriber::registry::LookupSpan;
+use subscriber::util::SubscriberInitExt as _;
+use tracing::field::{Field, Visit};
+use tracing::{span, Event, Subscriber};
+
+/// Logs to standard output as [`JsonLines`], at the level the environment says (see the module docs). Call once,
+/// at the cold start; a second call changes nothing.
+pub fn init() {
+    init_with_writer(std::io::stdout);
+}
+
+/// [`init`], writing to `writer`.
+pub fn init_with_writer<W>(writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let lines = subscriber(
+        writer,
+        var("AWS_LAMBDA_FUNCTION_NAME"),
+        // TUBES_LOG first: cargo lambda watch sets RUST_LOG=info for the functions it starts.
+        filter(
+            var("TUBES_LOG").or_else(|| var("RUST_LOG")),
+            var("AWS_LAMBDA_LOG_LEVEL"),
+        ),
+    );
+    // Already set (a test that initialised first): keep that one.
+    let _ = lines.try_init();
+}
+
+/// The subscriber [`init`] installs: [`JsonLines`] naming `function`, to `writer`, through `filter`. Tests use it
+/// with `tracing::subscriber::with_default`.
+pub fn subscriber<W>(
+    writer: W,
+    function: Option<String>,
+    filter: EnvFilter,
+) -> impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    subscriber::registry()
+        .with(filter)
+        .with(JsonLines::new(function, writer))
+}
+
+/// The filter: `rust_log`'s directives if given, else `lambda_level` (Lambda's `TRACE`…`FATAL`), else INFO.
+pub fn filter(rust_log: Option<String>, lambda_level: Option<String>) -> EnvFilter {
+    if let Some(directives) = rust_log {
+        if let Ok(filter) = EnvFilter::builder().parse(&directives) {
+            return filter;
+        }
+    }
+    let level = lambda_level
+        .map(|l| {
+            if l.eq_ignore_ascii_case("fatal") {
+                "error".to_owned()
+            } else {
+                l
+            }
+        })
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    EnvFilter::builder()
+        .with_default_directive(level.into())
+        .parse_lossy("")
+}
+
+/// The layer that writes the lines (see the module docs): each line built in one buffer, straight from the
+/// fields (no intermediate values), and written whole in one call, so that concurrent writers never interleave
+/// within a line. A line costs its formatting and that write (`make bench ARGS=logs`).
+pub struct JsonLines<W> {
+    /// `,"function":"…"`, ready to append.
+    function: String,
+    writer: W,
+}
+
+impl<W> JsonLines<W> {
+    /// Lines that name `function`, if given, written to `writer`.
+    pub fn new(function: Option<String>, writer: W) -> Self {
+        let mut member = String::new();
+        if let Some(function) = function {
+            member.push_str(",\"function\":");
+            push_str(&mut member, &function);
+        }
+        Self {
+            function: member,
+            writer,
+        }
+    }
+}
+
+/// A span's fields as `,"name":value` members, ready to append to a line.
+struct SpanMembers(String);
+
+impl<S, W> Layer<S> for JsonLines<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut members = String::new();
+        attrs.record(&mut Members {
+            line: &mut members,
+            message: false,
+        });
+        span.extensions_mut().insert(SpanMembers(members));
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(SpanMembers(members)) = extensions.get_mut::<SpanMembers>() {
+            // Members start with their comma: appending is enough.
+            values.record(&mut Members {
+                line: members,
+                message: false,
+            });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"timestamp\":\"");
+        let now = time::OffsetDateTime::now_utc();
+        // Always three digits of milliseconds: lines of one width sort by time as text (`make trace`).
+        let _ = write!(
+            line,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"level\":\"{}\"",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            now.millisecond(),
+            event.metadata().level().as_str(),
+        );
+        line.push_str(&self.function);
+        // The message first, then the spans' members (outermost first), then the line's own.
+        event.record(&mut Members {
+            line: &mut line,
+            message: true,
+        });
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(SpanMembers(members)) = span.extensions().get::<SpanMembers>() {
+                    line.push_str(members);
+                }
+            }
+        }
+        event.record(&mut Members {
+            line: &mut line,
+            message: false,
+        });
+        line.push_str("}\n");
+        // A line that cannot be written is lost, never a failure of the function.
+        let _ = self
+            .writer
+            .make_writer_for(event.metadata())
+            .write_all(line.as_bytes());
+    }
+}
+
+/// The runtime's span field for X-Ray's trace header: left out, X-Ray is off (`trace_id` correlates instead).
+const XRAY_TRACE_ID: &str = "xrayTraceId";
+
+/// Writes a record's fields as `,"name":value` members: only `message` (as `"message"`), or every other one.
+struct Members<'a> {
+    line: &'a mut String,
+    message: bool,
+}
+
+impl Members<'_> {
+    /// Starts the member `field`, or says to skip it.
+    fn open(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if (name == "message") != self.message || name == XRAY_TRACE_ID {
+            return false;
+        }
+        self.line.push(',');
+        push_str(self.line, name);
+        self.line.push(':');
+        true
+    }
+}
+
+impl Visit for Members<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.open(field) {
+            if value.is_finite() {
+                let _ = write!(self.line, "{value}");
+            } else {
+                self.line.push_str("null");
+            }
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.open(field) {
+            let _ = write!(self.line, "{value}");
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.open(field) {
+            let _ = write!(self.line, "{value}");
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.open(field) {
+            self.line.push_str(if value { "true" } else { "false" });
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.open(field) {
+            push_str(self.line, value);
+        }
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.open(field) {
+            self.line.push('"');
+            let _ = write!(Escaped(self.line), "{value}");
+            self.line.push('"');
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `%value` fields and the message arrive here, displayed.
+        if self.open(field) {
+            self.line.push('"');
+            let _ = write!(Escaped(self.line), "{value:?}");
+            self.line.push('"');
+        }
+    }
+}
+
+/// Appends `text` as a JSON string.
+fn push_str(line: &mut String, text: &str) {
+    line.push('"');
+    let _ = Escaped(line).write_str(text);
+    line.push('"');
+}
+
+/// Writes text into a JSON string: quotes, backslashes and control characters escaped.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut start = 0;
+        for (i, b) in text.bytes().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f | 0x7f => "",
+                _ => continue,
+            };
+            self.0.push_str(&text[start..i]);
+            if escape.is_empty() {
+                let _ = write!(self.0, "\\u{b:04x}");
+            } else {
+                self.0.push_str(escape);
+            }
+            start = i + 1;
+        }
+        self.0.push_str(&text[start..]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_comes_from_rust_log_then_lambda_then_info() {
+        let shown = |f: EnvFilter| f.to_string();
+        assert_eq!(
+            shown(filter(
+                Some("warn,tubes=debug".into()),
+                Some("ERROR".into())
+            )),
+            "tubes=debug,warn"
+        );
+        assert_eq!(shown(filter(None, Some("DEBUG".into()))), "debug");
+        assert_eq!(shown(filter(None, Some("FATAL".into()))), "error");
+        assert_eq!(shown(filter(None, Some("nonsense".into()))), "info");
+        assert_eq!(shown(filter(None, None)), "info");
+    }
+}
