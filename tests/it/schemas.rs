@@ -132,6 +132,30 @@ fn cases() -> Vec<(String, Value)> {
     with(paid, "extension", &|e| {
         e["traceparent"] = json!("00-abc-def-01")
     });
+    for (label, value) in [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        (
+            "traceparent of a later version",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
+        ),
+        (
+            "traceparent 00 with more",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
+        ),
+        (
+            "traceparent version ff",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        (
+            "traceparent in upper case",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ),
+    ] {
+        with(paid, label, &|e| e["traceparent"] = json!(value));
+    }
     with(paid, "bad extension name", &|e| e["Trace_Id"] = json!("x"));
     with(paid, "object extension", &|e| e["ext"] = json!({"a": 1}));
     with(paid, "data_base64", &|e| e["data_base64"] = json!("eyJ9"));

@@ -11,7 +11,7 @@
 //! equal the data's aggregate id; an amount must be a JSON integer (`1250.0` and `1.25e3` are integers to JSON
 //! Schema); a timestamp's date must exist (no 30 February) and its second 60 must be a real leap second; an
 //! extension's string value is limited in bytes (the schema counts characters) and an event has at most 32
-//! extensions; a member appears once. Where the server is more lenient than the schema (any character between a
+//! extensions; a member appears once; a `traceparent`'s trace and parent ids may not be all zeros. Where the server is more lenient than the schema (any character between a
 //! timestamp's date and time), the schema keeps to RFC 3339.
 
 use schemars::{json_schema, Schema, SchemaGenerator};
@@ -23,6 +23,10 @@ use crate::validate::{CURRENCIES, MAX_AMOUNT_MINOR, MAX_EMAIL_LEN, MAX_ID_LEN, M
 
 /// Where the schemas are published; each file's `$id` is this followed by its file name.
 pub const BASE_ID: &str = "https://schemas.tubes.dev/events/";
+
+/// W3C `traceparent`: version 00 exactly, a later version (not ff) followed by nothing or by `-…`; lower-case hex;
+/// spaces and tabs around it are ignored, as the server reads it.
+const TRACEPARENT_PATTERN: &str = "^[ \\t]*(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}|(0[1-9a-f]|[1-9a-e][0-9a-f]|f[0-9a-e])-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?)[ \\t]*$";
 
 /// Printable ASCII without whitespace.
 const ID_PATTERN: &str = "^[!-~]+$";
@@ -164,6 +168,10 @@ fn envelope(type_name: &str, data: Value) -> Value {
                 "description": "A JSON media type (application/json)."
             },
             "dataschema": nullable(id_max(2048, "URI of the data's schema.")),
+            "traceparent": {
+                "type": "string", "pattern": TRACEPARENT_PATTERN,
+                "description": "The CloudEvents distributed-tracing extension: a W3C trace context, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 (lower-case hex; the trace and parent ids may not be all zeros, not checked by this schema). Ingest adds the request's when absent."
+            },
             "data": data
         },
         "propertyNames": {

@@ -148,45 +148,99 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut line = String::with_capacity(256);
-        line.push_str("{\"timestamp\":\"");
-        let now = time::OffsetDateTime::now_utc();
-        // Always three digits of milliseconds: lines of one width sort by time as text (`make trace`).
-        let _ = write!(
-            line,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"level\":\"{}\"",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            now.millisecond(),
-            event.metadata().level().as_str(),
-        );
-        line.push_str(&self.function);
-        // The message first, then the spans' members (outermost first), then the line's own.
-        event.record(&mut Members {
-            line: &mut line,
-            message: true,
-        });
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                if let Some(SpanMembers(members)) = span.extensions().get::<SpanMembers>() {
-                    line.push_str(members);
+        LINE.with(|cell| {
+            // One buffer per thread, reused: a line allocates nothing once the buffer has grown.
+            let Ok(mut line) = cell.try_borrow_mut() else {
+                return; // a line logged while writing a line (from the writer itself): dropped
+            };
+            line.clear();
+            line.push_str("{\"timestamp\":\"");
+            push_timestamp(&mut line);
+            line.push_str("\",\"level\":\"");
+            line.push_str(event.metadata().level().as_str());
+            line.push('"');
+            line.push_str(&self.function);
+            // The message first, then the spans' members (outermost first), then the line's own.
+            event.record(&mut Members {
+                line: &mut line,
+                message: true,
+            });
+            if let Some(scope) = ctx.event_scope(event) {
+                for span in scope.from_root() {
+                    if let Some(SpanMembers(members)) = span.extensions().get::<SpanMembers>() {
+                        line.push_str(members);
+                    }
                 }
             }
-        }
-        event.record(&mut Members {
-            line: &mut line,
-            message: false,
+            event.record(&mut Members {
+                line: &mut line,
+                message: false,
+            });
+            line.push_str("}\n");
+            // A line that cannot be written is lost, never a failure of the function.
+            let _ = self
+                .writer
+                .make_writer_for(event.metadata())
+                .write_all(line.as_bytes());
         });
-        line.push_str("}\n");
-        // A line that cannot be written is lost, never a failure of the function.
-        let _ = self
-            .writer
-            .make_writer_for(event.metadata())
-            .write_all(line.as_bytes());
+    }
+}
+
+thread_local! {
+    /// The line being written, per thread.
+    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+    /// The current second, formatted (`2026-11-28T10:00:00.`), and which second it is.
+    static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+}
+
+/// Appends now as RFC 3339 UTC with three digits of milliseconds (lines of one width sort by time as text, which
+/// `make trace` does). The date and time of day are formatted once per second.
+fn push_timestamp(line: &mut String) {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let second = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            let at = time::OffsetDateTime::from_unix_timestamp(second)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            cached.1.clear();
+            let _ = write!(
+                cached.1,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+                at.year(),
+                u8::from(at.month()),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            );
+            cached.0 = second;
+        }
+        line.push_str(&cached.1);
+    });
+    let millis = since.subsec_millis();
+    for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+        line.push(char::from(b'0' + digit as u8));
+    }
+    line.push('Z');
+}
+
+/// Appends `n` in decimal, without the formatting machinery.
+fn push_u64(line: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        line.push(char::from(d));
     }
 }
 
@@ -207,7 +261,17 @@ impl Members<'_> {
             return false;
         }
         self.line.push(',');
-        push_str(self.line, name);
+        if name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            // Rust identifiers (nearly every field name) need no escaping.
+            self.line.push('"');
+            self.line.push_str(name);
+            self.line.push('"');
+        } else {
+            push_str(self.line, name);
+        }
         self.line.push(':');
         true
     }
@@ -225,12 +289,15 @@ impl Visit for Members<'_> {
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.open(field) {
-            let _ = write!(self.line, "{value}");
+            if value < 0 {
+                self.line.push('-');
+            }
+            push_u64(self.line, value.unsigned_abs());
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.open(field) {
-            let _ = write!(self.line, "{value}");
+            push_u64(self.line, value);
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -299,6 +366,30 @@ impl fmt::Write for Escaped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_and_timestamps_are_written_by_hand_as_the_formatter_would() {
+        for n in [0, 7, 10, 99_999, u64::MAX] {
+            let mut line = String::new();
+            push_u64(&mut line, n);
+            assert_eq!(line, n.to_string());
+        }
+        let mut line = String::new();
+        push_timestamp(&mut line);
+        push_timestamp(&mut line); // the second one from the cached second
+        let (a, b) = line.split_at(24);
+        for stamp in [a, b] {
+            assert!(
+                time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+                    .is_ok(),
+                "{stamp}"
+            );
+            assert!(
+                stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.',
+                "{stamp}"
+            );
+        }
+    }
 
     #[test]
     fn the_level_comes_from_rust_log_then_lambda_then_info() {
