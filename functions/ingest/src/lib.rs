@@ -96,7 +96,8 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         let mut source = None;
         let mut tally = IngestRequest::default();
         let trace = trace_of(request.headers());
-        let trace_id = trace.trace_id();
+        let trace_hex = trace.trace_id().to_hex();
+        let trace_id = trace_hex.as_str();
         let mut response = match self
             .try_handle(request, trace, &mut source, &mut tally)
             .await
@@ -109,7 +110,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                         status = err.status().as_u16(),
                         code = err.code(),
                         source = source.as_deref().unwrap_or("-"),
-                        trace_id = %trace_id,
+                        trace_id,
                         "refused"
                     );
                 }
@@ -123,9 +124,10 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 source = source.as_deref().unwrap_or("-"),
                 events = tally.written,
                 accepted = tally.accepted,
-                throttled = tally.throttled,
-                retried = tally.retried,
-                trace_id = %trace_id,
+                // Only when not zero: a line is billed by the byte, and these are nearly always zero.
+                throttled = nonzero(tally.throttled),
+                retried = nonzero(tally.retried),
+                trace_id,
                 "answered"
             );
         }
@@ -330,6 +332,11 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
 
 /// The response header that names the request's trace (W3C Trace Context level 2).
 pub const TRACERESPONSE: &str = "traceresponse";
+
+/// `n` if it is not zero: a log field that is left out otherwise.
+fn nonzero(n: usize) -> Option<usize> {
+    (n > 0).then_some(n)
+}
 
 /// The request's trace: the caller's `traceparent` continued with a span of ingest's own, or a new trace when
 /// it sent none or a broken one (a broken header never refuses a request: W3C says to start afresh).

@@ -1274,3 +1274,86 @@ async fn an_events_own_traceparent_is_kept_and_a_broken_one_is_refused() {
     )
     .await;
 }
+
+/// Log lines written, shared with the subscriber's writer.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn parsed(&self) -> Vec<Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn at_info_a_request_is_one_json_line_with_its_counts_and_trace_and_never_its_body() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let _logging = tracing::subscriber::set_default(tubes_platform::telemetry::logs::subscriber(
+        move || writer.clone(),
+        Some("tubes-ingest".into()),
+        tubes_platform::telemetry::logs::filter(Some("info".into()), None),
+    ));
+    let publisher = MemoryPublisher::default();
+    let batch = json!([signed_up(), signed_up()]).to_string();
+    let response = ingest(&publisher)
+        .handle(with_traceparent(
+            post(Source::HttpV2, "application/cloudevents-batch+json", &batch),
+            &format!("00-{TRACE}-00f067aa0ba902b7-01"),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let mut broken = signed_up();
+    broken["data"]["email"] = json!("not an address");
+    let refused = ingest(&publisher)
+        .handle(post(
+            Source::HttpV2,
+            "application/json",
+            &broken.to_string(),
+        ))
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let logged = lines.parsed();
+    assert_eq!(logged.len(), 2, "{logged:#?}");
+    let answered = &logged[0];
+    assert_eq!(answered["message"], "answered");
+    assert_eq!(answered["level"], "INFO");
+    assert_eq!(answered["function"], "tubes-ingest");
+    assert_eq!(answered["status"], 202);
+    assert_eq!(answered["events"], 2);
+    assert_eq!(answered["accepted"], 2);
+    assert_eq!(answered["trace_id"], TRACE);
+    // Counts that are zero are left out (a line is billed by the byte).
+    assert!(answered.get("throttled").is_none() && answered.get("retried").is_none());
+    let stamp = answered["timestamp"].as_str().unwrap();
+    assert!(
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).is_ok(),
+        "{stamp}"
+    );
+    let refused = &logged[1];
+    assert_eq!(refused["message"], "refused");
+    assert_eq!(refused["status"], 422);
+    assert_eq!(refused["code"], "invalid_email");
+    // No body, no address, in any line.
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        !text.contains("ada@example.com")
+            && !text.contains("not an address")
+            && !text.contains("Ada"),
+        "{text}"
+    );
+}

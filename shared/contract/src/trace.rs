@@ -78,11 +78,12 @@ impl TraceParent {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.parent_id, self.flags
-        )
+        // By hand and written once: every ingest answer and log line carries one (`make bench ARGS=logs`).
+        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        fixed_hex(&mut text[3..35], self.trace_id);
+        fixed_hex(&mut text[36..52], u128::from(self.parent_id));
+        fixed_hex(&mut text[53..55], u128::from(self.flags));
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -90,9 +91,39 @@ impl fmt::Display for TraceParent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceId(u128);
 
+impl TraceId {
+    /// The 32 hex digits, held on the stack: what a log line's `trace_id` field takes as a `&str`, without an
+    /// allocation or the formatting machinery (ingest logs one per request, the harness holds one per record).
+    pub fn to_hex(self) -> TraceHex {
+        let mut text = [b'0'; 32];
+        fixed_hex(&mut text, self.0);
+        TraceHex(text)
+    }
+}
+
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        f.write_str(self.to_hex().as_str())
+    }
+}
+
+/// A trace id's 32 lower-case hex digits ([`TraceId::to_hex`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceHex([u8; 32]);
+
+impl TraceHex {
+    /// The digits as text.
+    pub fn as_str(&self) -> &str {
+        // Only hex digits are ever written into it (`fixed_hex`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// Writes the low `out.len()` hex digits of `value` into `out`, lower case, zero-padded.
+fn fixed_hex(out: &mut [u8], mut value: u128) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
     }
 }
 
@@ -169,5 +200,16 @@ mod tests {
         );
         let s = TraceParent::start(0, 0);
         assert_eq!(TraceParent::parse(&s.to_string()), Some(s));
+        // Zero-padded at both ends of the range, as `{:032x}` would write them.
+        for (trace, span) in [(1, 1), (u128::MAX, u64::MAX)] {
+            let t = TraceParent::start(trace, span);
+            assert_eq!(
+                t.to_string(),
+                format!("00-{trace:032x}-{span:016x}-01"),
+                "{t:?}"
+            );
+            assert_eq!(t.trace_id().to_string(), format!("{trace:032x}"));
+            assert_eq!(t.trace_id().to_hex().as_str(), format!("{trace:032x}"));
+        }
     }
 }

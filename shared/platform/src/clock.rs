@@ -12,7 +12,11 @@ pub fn now() -> OffsetDateTime {
 
 /// Milliseconds since the Unix epoch, now (idempotency records, Lambda's deadlines).
 pub fn now_ms() -> i64 {
-    i64::try_from(now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    // From the system clock directly: a calendar date (`now`) is work this does not need, on every request.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Seconds since the Unix epoch, now, as Kinesis states arrival times (`approximateArrivalTimestamp`).

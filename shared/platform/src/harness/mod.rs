@@ -326,7 +326,9 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             );
             return (Outcome::Skipped, Verdict::Inconclusive);
         }
-        let trace_id = envelope.traceparent().map(|t| t.trace_id().to_string());
+        // On the stack: no allocation per record for a field most records never log.
+        let trace_hex = envelope.traceparent().map(|t| t.trace_id().to_hex());
+        let trace_id = trace_hex.as_ref().map(|t| t.as_str());
         // A span naming the record's event and trace, so that every line about it (the harness's and the
         // consumer's own) says which. Only when per-record lines are logged (DEBUG) or the record is parked: at
         // INFO a span per record would cost a quarter of the batch (`make bench ARGS=logs`), and the harness's
@@ -339,8 +341,8 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 event_type = ty.as_str(),
                 trace_id = tracing::field::Empty,
             );
-            if let Some(trace_id) = &trace_id {
-                span.record("trace_id", trace_id.as_str());
+            if let Some(trace_id) = trace_id {
+                span.record("trace_id", trace_id);
             }
             span
         };
@@ -379,7 +381,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                             event_id = envelope.id(),
                             source = envelope.source(),
                             event_type = ty.as_str(),
-                            trace_id = trace_id.as_deref(),
+                            trace_id = trace_id,
                             "in progress elsewhere; retried later"
                         );
                         return (Outcome::Failed, Verdict::Inconclusive);
@@ -397,7 +399,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                             event_id = envelope.id(),
                             source = envelope.source(),
                             event_type = ty.as_str(),
-                            trace_id = trace_id.as_deref(),
+                            trace_id = trace_id,
                             error = %err,
                             "idempotency store failed; retried later"
                         );
@@ -445,7 +447,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 if let Some(ticket) = ticket {
                     ticket.complete().await;
                 }
-                if let Some(trace_id) = &trace_id {
+                if let Some(trace_id) = trace_id {
                     report.traced(trace_id);
                 }
                 tracing::debug!(consumer = name, "handled");
@@ -460,7 +462,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                         event_id = envelope.id(),
                         source = envelope.source(),
                         event_type = ty.as_str(),
-                        trace_id = trace_id.as_deref(),
+                        trace_id = trace_id,
                         sequence_number = %sequence_number,
                         dependency = dependency.name(),
                         error = %err,
@@ -483,7 +485,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                         event_id = envelope.id(),
                         source = envelope.source(),
                         event_type = ty.as_str(),
-                        trace_id = trace_id.as_deref(),
+                        trace_id = trace_id,
                         sequence_number = %sequence_number,
                         attempt,
                         error = %err,

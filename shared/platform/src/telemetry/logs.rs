@@ -130,7 +130,7 @@ where
         let mut members = String::new();
         attrs.record(&mut Members {
             line: &mut members,
-            message: false,
+            message: None,
         });
         span.extensions_mut().insert(SpanMembers(members));
     }
@@ -142,28 +142,31 @@ where
             // Members start with their comma: appending is enough.
             values.record(&mut Members {
                 line: members,
-                message: false,
+                message: None,
             });
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        LINE.with(|cell| {
-            // One buffer per thread, reused: a line allocates nothing once the buffer has grown.
-            let Ok(mut line) = cell.try_borrow_mut() else {
+        SCRATCH.with(|cell| {
+            // One buffer per thread, reused: a line allocates nothing once the buffers have grown.
+            let Ok(mut scratch) = cell.try_borrow_mut() else {
                 return; // a line logged while writing a line (from the writer itself): dropped
             };
+            let Scratch { line, own, second } = &mut *scratch;
             line.clear();
+            own.clear();
             line.push_str("{\"timestamp\":\"");
-            push_timestamp(&mut line);
+            push_timestamp(line, second);
             line.push_str("\",\"level\":\"");
             line.push_str(event.metadata().level().as_str());
             line.push('"');
             line.push_str(&self.function);
-            // The message first, then the spans' members (outermost first), then the line's own.
+            // One pass over the fields: the message goes on the line now, the line's own fields wait in `own`
+            // until the spans' members (outermost first) are written.
             event.record(&mut Members {
-                line: &mut line,
-                message: true,
+                line: own,
+                message: Some(line),
             });
             if let Some(scope) = ctx.event_scope(event) {
                 for span in scope.from_root() {
@@ -172,10 +175,7 @@ where
                     }
                 }
             }
-            event.record(&mut Members {
-                line: &mut line,
-                message: false,
-            });
+            line.push_str(own);
             line.push_str("}\n");
             // A line that cannot be written is lost, never a failure of the function.
             let _ = self
@@ -186,40 +186,48 @@ where
     }
 }
 
-thread_local! {
-    /// The line being written, per thread.
-    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+/// A thread's buffers for writing lines.
+struct Scratch {
+    /// The line being written.
+    line: String,
+    /// The event's own fields, written while its message goes on the line.
+    own: String,
     /// The current second, formatted (`2026-11-28T10:00:00.`), and which second it is.
-    static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    second: (i64, String),
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        line: String::with_capacity(512),
+        own: String::with_capacity(256),
+        second: (i64::MIN, String::new()),
+    });
 }
 
 /// Appends now as RFC 3339 UTC with three digits of milliseconds (lines of one width sort by time as text, which
-/// `make trace` does). The date and time of day are formatted once per second.
-fn push_timestamp(line: &mut String) {
+/// `make trace` does). The date and time of day are formatted once per second, into `cached`.
+fn push_timestamp(line: &mut String, cached: &mut (i64, String)) {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let second = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
-    SECOND.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if cached.0 != second {
-            let at = time::OffsetDateTime::from_unix_timestamp(second)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            cached.1.clear();
-            let _ = write!(
-                cached.1,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
-                at.year(),
-                u8::from(at.month()),
-                at.day(),
-                at.hour(),
-                at.minute(),
-                at.second()
-            );
-            cached.0 = second;
-        }
-        line.push_str(&cached.1);
-    });
+    if cached.0 != second {
+        let at = time::OffsetDateTime::from_unix_timestamp(second)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        cached.1.clear();
+        let _ = write!(
+            cached.1,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        );
+        cached.0 = second;
+    }
+    line.push_str(&cached.1);
     let millis = since.subsec_millis();
     for digit in [millis / 100, millis / 10 % 10, millis % 10] {
         line.push(char::from(b'0' + digit as u8));
@@ -239,90 +247,83 @@ fn push_u64(line: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[i..] {
-        line.push(char::from(d));
-    }
+    line.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// The runtime's span field for X-Ray's trace header: left out, X-Ray is off (`trace_id` correlates instead).
 const XRAY_TRACE_ID: &str = "xrayTraceId";
 
-/// Writes a record's fields as `,"name":value` members: only `message` (as `"message"`), or every other one.
+/// Writes a record's fields as `,"name":value` members to `line`; the `message` to its own line as
+/// `,"message":…` if given one, else not at all (a span's).
 struct Members<'a> {
     line: &'a mut String,
-    message: bool,
+    message: Option<&'a mut String>,
 }
 
 impl Members<'_> {
-    /// Starts the member `field`, or says to skip it.
-    fn open(&mut self, field: &Field) -> bool {
+    /// Starts the member `field` on the line it goes to, or says to skip it.
+    fn open(&mut self, field: &Field) -> Option<&mut String> {
         let name = field.name();
-        if (name == "message") != self.message || name == XRAY_TRACE_ID {
-            return false;
-        }
-        self.line.push(',');
-        if name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        {
-            // Rust identifiers (nearly every field name) need no escaping.
-            self.line.push('"');
-            self.line.push_str(name);
-            self.line.push('"');
-        } else {
-            push_str(self.line, name);
-        }
-        self.line.push(':');
-        true
+        let line = match &mut self.message {
+            Some(line) if name == "message" => line,
+            None if name == "message" => return None,
+            _ if name == XRAY_TRACE_ID => return None,
+            _ => &mut *self.line,
+        };
+        line.push_str(",\"");
+        // Field names are nearly always Rust identifiers: escaping scans them and copies them whole.
+        let _ = Escaped(line).write_str(name);
+        line.push_str("\":");
+        Some(line)
     }
 }
 
 impl Visit for Members<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if self.open(field) {
+        if let Some(line) = self.open(field) {
             if value.is_finite() {
-                let _ = write!(self.line, "{value}");
+                let _ = write!(line, "{value}");
             } else {
-                self.line.push_str("null");
+                line.push_str("null");
             }
         }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.open(field) {
+        if let Some(line) = self.open(field) {
             if value < 0 {
-                self.line.push('-');
+                line.push('-');
             }
-            push_u64(self.line, value.unsigned_abs());
+            push_u64(line, value.unsigned_abs());
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.open(field) {
-            push_u64(self.line, value);
+        if let Some(line) = self.open(field) {
+            push_u64(line, value);
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.open(field) {
-            self.line.push_str(if value { "true" } else { "false" });
+        if let Some(line) = self.open(field) {
+            line.push_str(if value { "true" } else { "false" });
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.open(field) {
-            push_str(self.line, value);
+        if let Some(line) = self.open(field) {
+            push_str(line, value);
         }
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if self.open(field) {
-            self.line.push('"');
-            let _ = write!(Escaped(self.line), "{value}");
-            self.line.push('"');
+        if let Some(line) = self.open(field) {
+            line.push('"');
+            let _ = write!(Escaped(line), "{value}");
+            line.push('"');
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // `%value` fields and the message arrive here, displayed.
-        if self.open(field) {
-            self.line.push('"');
-            let _ = write!(Escaped(self.line), "{value:?}");
-            self.line.push('"');
+        if let Some(line) = self.open(field) {
+            line.push('"');
+            let _ = write!(Escaped(line), "{value:?}");
+            line.push('"');
         }
     }
 }
@@ -337,24 +338,72 @@ fn push_str(line: &mut String, text: &str) {
 /// Writes text into a JSON string: quotes, backslashes and control characters escaped.
 struct Escaped<'a>(&'a mut String);
 
+/// The bytes a JSON string cannot hold as they are: the quote, the backslash and control characters.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7f] = true;
+    table
+};
+
+/// Whether none of `bytes` needs escaping, eight at a time (nearly every name and value is clean: the check is
+/// most of what escaping costs).
+fn clean(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Exact per word: some byte is zero / below 0x20 iff the expression is non-zero.
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let dirty = |w: u64| {
+        (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | zero(w ^ (ONES * 0x7f))
+            != 0
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if dirty(u64::from_le_bytes(word)) {
+            return false;
+        }
+    }
+    // The tail, shifted into a word of clean bytes (in registers: a copy through memory stalls the load).
+    let mut word = ONES * u64::from(b'a');
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        let shift = 8 * i;
+        word = (word & !(0xff << shift)) | (u64::from(b) << shift);
+    }
+    !dirty(word)
+}
+
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        if clean(text.as_bytes()) {
+            self.0.push_str(text);
+            return Ok(());
+        }
         let mut start = 0;
-        for (i, b) in text.bytes().enumerate() {
-            let escape = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f | 0x7f => "",
-                _ => continue,
-            };
+        for (i, &b) in text.as_bytes().iter().enumerate() {
+            if !NEEDS_ESCAPE[usize::from(b)] {
+                continue;
+            }
             self.0.push_str(&text[start..i]);
-            if escape.is_empty() {
-                let _ = write!(self.0, "\\u{b:04x}");
-            } else {
-                self.0.push_str(escape);
+            match b {
+                b'"' => self.0.push_str("\\\""),
+                b'\\' => self.0.push_str("\\\\"),
+                b'\n' => self.0.push_str("\\n"),
+                b'\r' => self.0.push_str("\\r"),
+                b'\t' => self.0.push_str("\\t"),
+                _ => {
+                    let _ = write!(self.0, "\\u{b:04x}");
+                }
             }
             start = i + 1;
         }
@@ -375,8 +424,9 @@ mod tests {
             assert_eq!(line, n.to_string());
         }
         let mut line = String::new();
-        push_timestamp(&mut line);
-        push_timestamp(&mut line); // the second one from the cached second
+        let mut cached = (i64::MIN, String::new());
+        push_timestamp(&mut line, &mut cached);
+        push_timestamp(&mut line, &mut cached); // the second one from the cached second
         let (a, b) = line.split_at(24);
         for stamp in [a, b] {
             assert!(
@@ -389,6 +439,28 @@ mod tests {
                 "{stamp}"
             );
         }
+    }
+
+    #[test]
+    fn the_word_at_a_time_check_agrees_with_the_table_for_every_byte_anywhere() {
+        for len in 1..=17 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut text = vec![b'x'; len];
+                    text[at] = b;
+                    assert_eq!(
+                        clean(&text),
+                        !NEEDS_ESCAPE[usize::from(b)],
+                        "byte {b:#04x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        assert!(clean(b""));
+        // Non-ASCII text is written as it is (JSON allows it); only the table's bytes are escaped.
+        let mut line = String::new();
+        let _ = Escaped(&mut line).write_str("é\"\u{7}\\ok");
+        assert_eq!(line, "é\\\"\\u0007\\\\ok");
     }
 
     #[test]
