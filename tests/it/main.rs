@@ -9,6 +9,7 @@ mod esm;
 mod idempotency;
 mod ingest_auth;
 mod ingest_faults;
+mod live_reload;
 mod local_stack;
 mod mail;
 mod moto;
