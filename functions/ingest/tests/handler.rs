@@ -1159,6 +1159,17 @@ fn with_traceparent(mut req: Request, value: &str) -> Request {
     req
 }
 
+/// POSTs `batch` with a `traceparent` of trace [`TRACE`]; asserts it was accepted.
+async fn post_traced_batch(publisher: &MemoryPublisher, batch: &str) {
+    let response = ingest(publisher)
+        .handle(with_traceparent(
+            post(Source::HttpV2, "application/cloudevents-batch+json", batch),
+            &format!("00-{TRACE}-00f067aa0ba902b7-01"),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
 /// The trace id of a `traceparent`/`traceresponse` value.
 fn trace_of(value: &str) -> &str {
     value.split('-').nth(1).unwrap()
@@ -1252,13 +1263,7 @@ async fn an_events_own_traceparent_is_kept_and_a_broken_one_is_refused() {
     let mut traced = signed_up();
     traced["traceparent"] = json!(own);
     let batch = json!([traced, signed_up()]).to_string();
-    let response = ingest(&publisher)
-        .handle(with_traceparent(
-            post(Source::HttpV2, "application/cloudevents-batch+json", &batch),
-            &format!("00-{TRACE}-00f067aa0ba902b7-01"),
-        ))
-        .await;
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    post_traced_batch(&publisher, &batch).await;
     let traces = written_traces(&publisher);
     assert_eq!(traces[0], own, "the producer's context comes first");
     assert_eq!(trace_of(&traces[1]), TRACE);
@@ -1309,13 +1314,7 @@ async fn at_info_a_request_is_one_json_line_with_its_counts_and_trace_and_never_
     ));
     let publisher = MemoryPublisher::default();
     let batch = json!([signed_up(), signed_up()]).to_string();
-    let response = ingest(&publisher)
-        .handle(with_traceparent(
-            post(Source::HttpV2, "application/cloudevents-batch+json", &batch),
-            &format!("00-{TRACE}-00f067aa0ba902b7-01"),
-        ))
-        .await;
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    post_traced_batch(&publisher, &batch).await;
     let mut broken = signed_up();
     broken["data"]["email"] = json!("not an address");
     let refused = ingest(&publisher)
