@@ -257,9 +257,19 @@ pub fn read_lines(dir: &Path) -> io::Result<Vec<Value>> {
     Ok(lines)
 }
 
-/// What a consumer's EMF document says (the harness writes one per batch): the consumer, its records skipped as
-/// duplicates, and its largest lag (ms), if it handled any.
-pub fn consumer_figures(line: &str) -> Option<(String, u64, Option<f64>)> {
+/// What one of a consumer's EMF documents says (the harness writes one per batch).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConsumerFigures {
+    /// Records whose effect is done (`RecordsHandled`: not duplicates, not parked ones).
+    pub handled: u64,
+    /// Records skipped as already handled (`RecordsDuplicate`).
+    pub duplicates: u64,
+    /// The largest lag (ms), if it handled any.
+    pub lag_ms: Option<f64>,
+}
+
+/// The consumer an EMF document is about, and what it says; `None` for any other line.
+pub fn consumer_figures(line: &str) -> Option<(String, ConsumerFigures)> {
     if !line.contains("\"_aws\"") {
         return None;
     }
@@ -274,9 +284,15 @@ pub fn consumer_figures(line: &str) -> Option<(String, u64, Option<f64>)> {
         }
     };
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let duplicates = values("RecordsDuplicate").iter().sum::<f64>().max(0.0) as u64;
-    let lag = values("Lag").into_iter().reduce(f64::max);
-    Some((consumer, duplicates, lag))
+    let count = |name: &str| values(name).iter().sum::<f64>().max(0.0) as u64;
+    Some((
+        consumer,
+        ConsumerFigures {
+            handled: count("RecordsHandled"),
+            duplicates: count("RecordsDuplicate"),
+            lag_ms: values("Lag").into_iter().reduce(f64::max),
+        },
+    ))
 }
 
 /// New complete lines of the log files under a directory, file by file, from where the last read stopped. Files
@@ -395,16 +411,29 @@ mod tests {
     }
 
     #[test]
-    fn a_consumers_emf_document_gives_its_duplicates_and_lag() {
-        let doc = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[]},"Consumer":"payments","RecordsDuplicate":2,"Lag":[120.5,80.0]}"#;
+    fn a_consumers_emf_document_gives_its_handled_duplicates_and_lag() {
+        let doc = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[]},"Consumer":"payments","RecordsHandled":3,"RecordsDuplicate":2,"Lag":[120.5,80.0]}"#;
         assert_eq!(
             consumer_figures(doc),
-            Some(("payments".to_owned(), 2, Some(120.5)))
+            Some((
+                "payments".to_owned(),
+                ConsumerFigures {
+                    handled: 3,
+                    duplicates: 2,
+                    lag_ms: Some(120.5)
+                }
+            ))
         );
         let none = r#"{"_aws":{},"Consumer":"signups","RecordsHandled":1}"#;
         assert_eq!(
             consumer_figures(none),
-            Some(("signups".to_owned(), 0, None))
+            Some((
+                "signups".to_owned(),
+                ConsumerFigures {
+                    handled: 1,
+                    ..ConsumerFigures::default()
+                }
+            ))
         );
         assert_eq!(consumer_figures(r#"{"_aws":{},"Function":"ingest"}"#), None);
         assert_eq!(consumer_figures("plain"), None);

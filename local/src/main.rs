@@ -162,7 +162,8 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
             );
             let summaries = {
                 let view = Arc::clone(&view);
-                // The consumers' own metrics (duplicates, lag), from their EMF documents in the functions' logs.
+                // The consumers' own metrics (handled, duplicates, lag), from their EMF documents in the functions'
+                // logs.
                 let logs_dir = args.get("state").map(|s| PathBuf::from(s).join("logs"));
                 tokio::spawn(async move {
                     let mut tail = logs::Tail::default();
@@ -170,10 +171,8 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
                     loop {
                         if let Some(dir) = &logs_dir {
                             for line in tail.read(dir) {
-                                if let Some((consumer, duplicates, lag)) =
-                                    logs::consumer_figures(&line)
-                                {
-                                    view.consumer_metrics(&consumer, duplicates, lag);
+                                if let Some((consumer, figures)) = logs::consumer_figures(&line) {
+                                    view.consumer_metrics(&consumer, figures);
                                 }
                             }
                         }

@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use tubes_platform::clock;
 
+use crate::logs::ConsumerFigures;
+
 /// Counters of one (function, shard).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -67,7 +69,7 @@ pub struct View {
     /// Whether anything happened since the last summary.
     changed: AtomicBool,
     /// Per consumer (the harness's name), from its EMF documents: duplicates in all, and the last batch's lag.
-    consumers: Mutex<BTreeMap<String, (u64, Option<f64>)>>,
+    consumers: Mutex<BTreeMap<String, ConsumerFigures>>,
     /// Function logical id → its binary (`tubes-consumer-payments`), to find its consumer's figures.
     binaries: Mutex<BTreeMap<String, String>>,
 }
@@ -140,19 +142,20 @@ impl View {
         }
     }
 
-    /// What one of `consumer`'s EMF documents says: `duplicates` more, and its batch's `lag_ms`.
-    pub fn consumer_metrics(&self, consumer: &str, duplicates: u64, lag_ms: Option<f64>) {
+    /// What one of `consumer`'s EMF documents says: its counts are added, its lag is the latest.
+    pub fn consumer_metrics(&self, consumer: &str, figures: ConsumerFigures) {
         if let Ok(mut c) = self.consumers.lock() {
             let entry = c.entry(consumer.to_owned()).or_default();
-            entry.0 += duplicates;
-            if lag_ms.is_some() {
-                entry.1 = lag_ms;
+            entry.handled += figures.handled;
+            entry.duplicates += figures.duplicates;
+            if figures.lag_ms.is_some() {
+                entry.lag_ms = figures.lag_ms;
             }
         }
     }
 
     /// The figures of the consumer `function` runs, if it reported any.
-    fn consumer_of(&self, function: &str) -> Option<(u64, Option<f64>)> {
+    fn consumer_of(&self, function: &str) -> Option<ConsumerFigures> {
         let binary = self.binaries.lock().ok()?.get(function)?.clone();
         let consumers = self.consumers.lock().ok()?;
         consumers
@@ -251,18 +254,24 @@ impl View {
             "function", "handled", "dup", "filtered", "retries", "parked", "age ms", "lag ms"
         );
         for (f, s) in &per_function {
-            // Duplicates and lag come from the consumer's own metrics (its EMF documents in the logs).
-            let (duplicates, lag) = self.consumer_of(f).unwrap_or((0, None));
+            // Handled, duplicates and lag are the consumer's own metrics (its EMF documents in the logs), what
+            // CloudWatch shows: a parked or duplicate record is not handled. A function that writes none (not a
+            // tubes consumer) shows the records its invocations took.
+            let consumer = self.consumer_of(f);
+            let handled = consumer.map_or(s.processed, |c| c.handled);
+            let ConsumerFigures {
+                duplicates, lag_ms, ..
+            } = consumer.unwrap_or_default();
             out.push_str(&format!(
                 "{:<16} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}\n",
                 clip(short(f), 16),
-                s.processed,
+                handled,
                 duplicates,
                 s.filtered,
                 s.retries,
                 parked.get(*f).copied().unwrap_or(0),
                 s.iterator_age_ms,
-                lag.map_or("-".to_owned(), |l| format!("{l:.0}")),
+                lag_ms.map_or("-".to_owned(), |l| format!("{l:.0}")),
             ));
         }
         Some(out)
@@ -449,6 +458,10 @@ mod tests {
         let row = text.lines().find(|l| l.starts_with("F ")).expect("F's row");
         let columns: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(columns[5], "4", "parked from the queue: {row}");
+        assert_eq!(
+            columns[1], "1",
+            "no consumer metrics yet: the records its invocations took: {row}"
+        );
         assert_eq!(columns[2], "0", "no duplicates reported: {row}");
         assert_eq!(columns[7], "-", "no lag reported: {row}");
         assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
@@ -456,9 +469,14 @@ mod tests {
 
         // The consumer's metrics: its duplicates and lag, on the row of the function that runs it.
         view.functions([("F".to_owned(), "tubes-consumer-payments".to_owned())]);
-        view.consumer_metrics("payments", 2, Some(130.4));
-        view.consumer_metrics("payments", 1, None);
-        view.consumer_metrics("signups", 9, Some(1.0));
+        let figures = |handled, duplicates, lag_ms| ConsumerFigures {
+            handled,
+            duplicates,
+            lag_ms,
+        };
+        view.consumer_metrics("payments", figures(0, 2, Some(130.4)));
+        view.consumer_metrics("payments", figures(1, 1, None));
+        view.consumer_metrics("signups", figures(7, 9, Some(1.0)));
         view.batch(&BatchLine {
             function: "F",
             shard: "shardId-000000000000",
@@ -476,5 +494,7 @@ mod tests {
         let columns: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(columns[2], "3", "{row}");
         assert_eq!(columns[7], "130", "{row}");
+        // Handled is the consumer's count (1), not the 2 records its invocations took (one was a duplicate).
+        assert_eq!(columns[1], "1", "{row}");
     }
 }
