@@ -330,9 +330,9 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         let trace_hex = envelope.traceparent().map(|t| t.trace_id().to_hex());
         let trace_id = trace_hex.as_ref().map(|t| t.as_str());
         // A span naming the record's event and trace, so that every line about it (the harness's and the
-        // consumer's own) says which. Only when per-record lines are logged (DEBUG) or the record is parked: at
-        // INFO a span per record would cost a quarter of the batch (`make bench ARGS=logs`), and the harness's
-        // warnings name the event and trace themselves.
+        // consumer's own) says which. Only when per-record lines are logged (DEBUG), or around a warning or a
+        // parked record (`record_scope`): at INFO a span per record would cost a quarter of the batch
+        // (`make bench ARGS=logs`).
         let record_span = || {
             let span = tracing::info_span!(
                 "record",
@@ -352,7 +352,9 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             tracing::Span::none()
         };
         let spanned = !span.is_disabled();
-        let letter_span = || {
+        // The span for a rare line about this record (a warning, a dead letter): the record span, unless the
+        // record is already in it.
+        let record_scope = || {
             if !spanned {
                 record_span()
             } else {
@@ -376,33 +378,26 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                         return (Outcome::Duplicate, Verdict::Inconclusive);
                     }
                     Ok(Entry::InProgress) => {
-                        tracing::warn!(
-                            consumer = name,
-                            event_id = envelope.id(),
-                            source = envelope.source(),
-                            event_type = ty.as_str(),
-                            trace_id = trace_id,
-                            "in progress elsewhere; retried later"
-                        );
+                        record_scope().in_scope(|| {
+                            tracing::warn!(consumer = name, "in progress elsewhere; retried later");
+                        });
                         return (Outcome::Failed, Verdict::Inconclusive);
                     }
                     Ok(Entry::Conflict) => {
                         let reason = "event id reused with a different payload".to_owned();
                         return self
                             .dead_letter(letter(reason, 1))
-                            .instrument(letter_span())
+                            .instrument(record_scope())
                             .await;
                     }
                     Err(err) => {
-                        tracing::warn!(
-                            consumer = name,
-                            event_id = envelope.id(),
-                            source = envelope.source(),
-                            event_type = ty.as_str(),
-                            trace_id = trace_id,
-                            error = %err,
-                            "idempotency store failed; retried later"
-                        );
+                        record_scope().in_scope(|| {
+                            tracing::warn!(
+                                consumer = name,
+                                error = %err,
+                                "idempotency store failed; retried later"
+                            );
+                        });
                         return (Outcome::Failed, Verdict::Failed(Dependency::IDEMPOTENCY));
                     }
                 }
@@ -419,7 +414,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             );
             let parked = self
                 .dead_letter(letter(reason, attempt - 1))
-                .instrument(letter_span())
+                .instrument(record_scope())
                 .await;
             if let Some(ticket) = ticket {
                 ticket.release(Attempt::Keep).await;
@@ -457,17 +452,15 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 (true, Some(dependency)) => {
                     // A dependency's failure: not this record's. It is retried, never parked for it, and the
                     // attempt does not count.
-                    tracing::warn!(
-                        consumer = name,
-                        event_id = envelope.id(),
-                        source = envelope.source(),
-                        event_type = ty.as_str(),
-                        trace_id = trace_id,
-                        sequence_number = %sequence_number,
-                        dependency = dependency.name(),
-                        error = %err,
-                        "dependency failed: the record and later records of its key will be redelivered"
-                    );
+                    record_scope().in_scope(|| {
+                        tracing::warn!(
+                            consumer = name,
+                            sequence_number = %sequence_number,
+                            dependency = dependency.name(),
+                            error = %err,
+                            "dependency failed: the record and later records of its key will be redelivered"
+                        );
+                    });
                     release = Attempt::Forget;
                     (Outcome::Failed, Verdict::Failed(dependency))
                 }
@@ -476,26 +469,24 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                     // event source mapping gives up on the whole batch.
                     let reason = format!("gave up after {attempt} attempts: {err}");
                     self.dead_letter(letter(reason, attempt))
-                        .instrument(letter_span())
+                        .instrument(record_scope())
                         .await
                 }
                 (true, None) => {
-                    tracing::warn!(
-                        consumer = name,
-                        event_id = envelope.id(),
-                        source = envelope.source(),
-                        event_type = ty.as_str(),
-                        trace_id = trace_id,
-                        sequence_number = %sequence_number,
-                        attempt,
-                        error = %err,
-                        "retryable failure: the record and later records of its key will be redelivered"
-                    );
+                    record_scope().in_scope(|| {
+                        tracing::warn!(
+                            consumer = name,
+                            sequence_number = %sequence_number,
+                            attempt,
+                            error = %err,
+                            "retryable failure: the record and later records of its key will be redelivered"
+                        );
+                    });
                     (Outcome::Failed, Verdict::Inconclusive)
                 }
                 (false, _) => {
                     self.dead_letter(letter(err.to_string(), attempt))
-                        .instrument(letter_span())
+                        .instrument(record_scope())
                         .await
                 }
             },

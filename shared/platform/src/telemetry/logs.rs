@@ -8,7 +8,7 @@
 //! - `timestamp` (UTC, milliseconds), `level`, `function` (`AWS_LAMBDA_FUNCTION_NAME`) and `message` first;
 //! - then the fields of every span the line was logged in, outermost first: the runtime's `requestId`, the
 //!   harness's `event_id`, `source`, `event_type` and `trace_id` for a record's lines (when it spans records: at
-//!   DEBUG, and around a parked one);
+//!   DEBUG, and around a warning about a record or a parked one);
 //! - then the line's own fields (written as they come: a name repeated in a span and the line appears twice, and
 //!   JSON readers take the last). The runtime's `xrayTraceId` is left out: X-Ray is off (docs/observability.md),
 //!   `trace_id` is what correlates.
