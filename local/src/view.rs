@@ -435,6 +435,22 @@ mod tests {
         assert_eq!(view.parked_now("F", 1), 1);
     }
 
+    /// A batch of function F's: one record, handled.
+    fn one_record_ok(sequence_number: &str) -> BatchLine<'_> {
+        BatchLine {
+            function: "F",
+            shard: "shardId-000000000000",
+            lane: 0,
+            records: vec![(sequence_number, "k")],
+            outcome: "ok",
+            failed: false,
+            retry: false,
+            processed: 1,
+            latency_ms: 1.0,
+            parked: 0,
+        }
+    }
+
     #[test]
     fn the_summary_is_quiet_when_nothing_changed_and_shows_parked_letters() {
         let view = View::new(None, true);
@@ -442,18 +458,7 @@ mod tests {
         view.read("F", "shardId-000000000000", 5, 0);
         assert_eq!(view.summary_text(), None, "a read alone changes nothing");
         view.parked_now("F", 4);
-        view.batch(&BatchLine {
-            function: "F",
-            shard: "shardId-000000000000",
-            lane: 0,
-            records: vec![("1", "k")],
-            outcome: "ok",
-            failed: false,
-            retry: false,
-            processed: 1,
-            latency_ms: 1.0,
-            parked: 0,
-        });
+        view.batch(&one_record_ok("1"));
         let text = view.summary_text().expect("a batch ran");
         let row = text.lines().find(|l| l.starts_with("F ")).expect("F's row");
         let columns: Vec<&str> = row.split_whitespace().collect();
@@ -477,18 +482,7 @@ mod tests {
         view.consumer_metrics("payments", figures(0, 2, Some(130.4)));
         view.consumer_metrics("payments", figures(1, 1, None));
         view.consumer_metrics("signups", figures(7, 9, Some(1.0)));
-        view.batch(&BatchLine {
-            function: "F",
-            shard: "shardId-000000000000",
-            lane: 0,
-            records: vec![("2", "k")],
-            outcome: "ok",
-            failed: false,
-            retry: false,
-            processed: 1,
-            latency_ms: 1.0,
-            parked: 0,
-        });
+        view.batch(&one_record_ok("2"));
         let text = view.summary_text().expect("a batch ran");
         let row = text.lines().find(|l| l.starts_with("F ")).expect("F's row");
         let columns: Vec<&str> = row.split_whitespace().collect();
