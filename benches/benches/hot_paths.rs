@@ -62,6 +62,27 @@ impl std::io::Write for LogBytes {
     }
 }
 
+/// The JSON log subscriber as deployed (INFO) and the same subscriber with logging off, both writing to
+/// [`LogBytes`]. Both must exist before any line is logged: tracing caches each call site's interest when it is
+/// first hit, so a baseline run with no subscriber at all would leave the logged runs silent.
+fn log_dispatches() -> (tracing::Dispatch, tracing::Dispatch) {
+    let logged = |level: &str| {
+        tracing::Dispatch::new(logs::subscriber(
+            || LogBytes,
+            Some("bench".into()),
+            logs::filter(Some(level.into()), None),
+        ))
+    };
+    (logged("info"), logged("off"))
+}
+
+/// The bytes `f` logs under `dispatch`.
+fn bytes_logged<R>(dispatch: &tracing::Dispatch, f: impl FnOnce() -> R) -> usize {
+    let before = LOGGED.load(std::sync::atomic::Ordering::Relaxed);
+    tracing::dispatcher::with_default(dispatch, f);
+    LOGGED.load(std::sync::atomic::Ordering::Relaxed) - before
+}
+
 /// Acknowledges every record at once: measures ingest's own work, not a network.
 struct AckPublisher;
 
@@ -418,18 +439,9 @@ fn main() {
     }
 
     if selected("logs") {
-        // The JSON log lines as deployed (INFO: one line per batch or request, a span per record), to a sink,
-        // against no subscriber at all.
-        // Both subscribers exist before any line is logged: tracing caches each call site's interest when it is
-        // first hit, so a baseline run with no subscriber at all would leave the logged runs silent.
-        let logged = |level: &str| {
-            tracing::Dispatch::new(logs::subscriber(
-                || LogBytes,
-                Some("bench".into()),
-                logs::filter(Some(level.into()), None),
-            ))
-        };
-        let (subscriber, silent) = (logged("info"), logged("off"));
+        // The JSON log lines as deployed (INFO: one line per batch or request), to a sink, against the same
+        // subscriber with logging off.
+        let (subscriber, silent) = log_dispatches();
         let bytes = kinesis_event_bytes(10_000);
         let harness = Harness::new(noop(), LogDeadLetters);
         let run = || {
@@ -447,9 +459,7 @@ fn main() {
             "the same batch, logs off",
             &c,
         );
-        let before = LOGGED.load(std::sync::atomic::Ordering::Relaxed);
-        tracing::dispatcher::with_default(&subscriber, run);
-        let batch_bytes = LOGGED.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let batch_bytes = bytes_logged(&subscriber, run);
         assert!(batch_bytes > 0, "the logged batch wrote its line");
         println!("  (a batch's log: {batch_bytes} bytes)");
         let body = payment(1).to_string();
@@ -466,24 +476,14 @@ fn main() {
             "the same request, logs off",
             &c,
         );
-        let before = LOGGED.load(std::sync::atomic::Ordering::Relaxed);
-        tracing::dispatcher::with_default(&subscriber, request_once);
-        let request_bytes = LOGGED.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let request_bytes = bytes_logged(&subscriber, request_once);
         assert!(request_bytes > 0, "the logged request wrote its line");
         println!("  (a request's log: {request_bytes} bytes)");
     }
 
     // Last: it installs the process's metrics recorder, which the benchmarks above run without.
     if selected("metrics") {
-        // Created before any line is logged (see "logs"): JSON logs at INFO, and the same subscriber silent.
-        let logged = |level: &str| {
-            tracing::Dispatch::new(logs::subscriber(
-                || LogBytes,
-                Some("bench".into()),
-                logs::filter(Some(level.into()), None),
-            ))
-        };
-        let (subscriber, silent) = (logged("info"), logged("off"));
+        let (subscriber, silent) = log_dispatches();
         let emf = Emf::install().expect("the EMF recorder installs");
         let unmeasured = metrics::NoopRecorder;
         let bytes = kinesis_event_bytes(10_000);
@@ -549,10 +549,8 @@ fn main() {
             },
             || tracing::dispatcher::with_default(&subscriber, measured_batch),
         );
-        let before = LOGGED.load(std::sync::atomic::Ordering::Relaxed);
-        tracing::dispatcher::with_default(&subscriber, measured_batch);
         assert!(
-            LOGGED.load(std::sync::atomic::Ordering::Relaxed) > before,
+            bytes_logged(&subscriber, measured_batch) > 0,
             "the batch was logged"
         );
         report(
