@@ -237,6 +237,11 @@ fn push_timestamp(line: &mut String, cached: &mut (i64, String)) {
 
 /// Appends `n` in decimal, without the formatting machinery.
 fn push_u64(line: &mut String, mut n: u64) {
+    if n < 10 {
+        // Most counts in a line: one digit.
+        line.push(char::from(b'0' + n as u8));
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
