@@ -16,7 +16,9 @@
 # TUBES_FUNCTIONS_KINESIS_ENDPOINT (the functions' Kinesis endpoint, e.g. a fault-injecting proxy in front of the
 # emulator; the mapping emulator and provisioning still talk to the emulator itself), TUBES_PARENT_PID (stop when
 # that process is gone: tests set it), TUBES_LOG (the functions' log directives, as RUST_LOG, default info,tubes=debug,
-# lambda_runtime::runtime=error).
+# lambda_runtime::runtime=error), TUBES_MOTO_DYNAMODB_PORT (a second moto on that port holds the DynamoDB tables of
+# the functions named in TUBES_MOTO_DYNAMODB_FUNCTIONS, default tubes-consumer-payments: moto answers DynamoDB one
+# request at a time on one core, and the soak needs the second; with TUBES_NO_RELOAD=1 only).
 # Ctrl-C stops everything this script started. State (stream data, checkpoints, logs) lives in .local/dev.
 # Supervised: a child that exits is restarted and the others keep running (moto's tables, the stream's data and
 # the mapping's checkpoints survive it); a function instance that ends is replaced (alone without live reload; by
@@ -35,9 +37,16 @@ moto_port=${TUBES_MOTO_PORT:-4566}
 http_port=${TUBES_HTTP_PORT:-9000}
 template=${TUBES_TEMPLATE:-template.yaml}
 # kinesis-local also takes the port below its own (TLS): say so rather than fail later with "address in use".
-ports=("$http_port" "$moto_port" "$kinesis_port" "$((kinesis_port - 1))")
-if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) -ne 4 ]]; then
-  echo "dev: ports clash: HTTP $http_port, moto $moto_port, kinesis-local $kinesis_port (and its TLS port $((kinesis_port - 1)))" >&2
+moto2_port=${TUBES_MOTO_DYNAMODB_PORT:-}
+moto2_functions=" ${TUBES_MOTO_DYNAMODB_FUNCTIONS:-tubes-consumer-payments} "
+ports=("$http_port" "$moto_port" "$kinesis_port" "$((kinesis_port - 1))" ${moto2_port:+"$moto2_port"})
+if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) -ne ${#ports[@]} ]]; then
+  echo "dev: ports clash: HTTP $http_port, moto $moto_port${moto2_port:+ and $moto2_port}, kinesis-local $kinesis_port (and its TLS port $((kinesis_port - 1)))" >&2
+  exit 2
+fi
+if [[ -n $moto2_port && "${TUBES_NO_RELOAD:-}" != 1 ]]; then
+  # With live reload cargo lambda watch starts the functions, all with one environment.
+  echo "dev: TUBES_MOTO_DYNAMODB_PORT needs TUBES_NO_RELOAD=1 (this script starting each function itself)" >&2
   exit 2
 fi
 state=${TUBES_STATE_DIR:-.local/dev}
@@ -130,6 +139,10 @@ start_moto() {
   spawn moto .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto_port" >>"$state/moto.log" 2>&1
   wait_http moto "$AWS_ENDPOINT_URL_SQS" "${pid_of[moto]}"
 }
+start_moto2() { # the second moto (TUBES_MOTO_DYNAMODB_PORT): DynamoDB only
+  spawn moto2 .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto2_port" >>"$state/moto2.log" 2>&1
+  wait_http moto2 "http://127.0.0.1:${moto2_port}" "${pid_of[moto2]}"
+}
 provision() { # the template's streams, queues, secrets and tables, created if missing
   "$bin"/tubes-local provision --template "$state/template.json" \
     --env-out "$state/functions.env" "${sources[@]}" &&
@@ -138,6 +151,10 @@ provision() { # the template's streams, queues, secrets and tables, created if m
   # In the env file, not an --env-var: cargo lambda watch splits those at commas.
   # Quoted: its parser refuses the bare value.
   echo "TUBES_LOG=\"${TUBES_LOG:-info,tubes=debug,lambda_runtime::runtime=error}\"" >>"$state/functions.env"
+}
+provision2() { # the template's tables on the second moto too (the other resources exist already: left alone)
+  AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:${moto2_port}" "$bin"/tubes-local provision \
+    --template "$state/template.json" --env-out "$state/functions.moto2.env" "${sources[@]}"
 }
 # Live reload (make dev): cargo lambda watch starts each function's instances (`cargo run`) on demand, and
 # restarts them when a source changes. Without it (TUBES_NO_RELOAD=1: tests, the soak), cargo lambda watch serves
@@ -171,8 +188,9 @@ functions_env() { # the functions' environment, as NAME=VALUE arguments
 }
 declare -A instance_pid=() instance_starts=()
 start_instance() { # binary index: one instance of a function, on cargo lambda watch's runtime API
-  local b=$1 i=$2
-  setsid env "${fenv[@]}" AWS_LAMBDA_FUNCTION_NAME="$b" 'AWS_LAMBDA_FUNCTION_VERSION=$LATEST' \
+  local b=$1 i=$2 own=()
+  [[ -z $moto2_port || $moto2_functions != *" $b "* ]] || own=("AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:${moto2_port}")
+  setsid env "${fenv[@]}" "${own[@]}" AWS_LAMBDA_FUNCTION_NAME="$b" 'AWS_LAMBDA_FUNCTION_VERSION=$LATEST' \
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/$b" AWS_LAMBDA_LOG_STREAM_NAME="local-$i" \
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:${http_port}/.rt/$b" "$bin/$b" >>"$logs/$b.log" 2>&1 &
   instance_pid["$b#$i"]=$!
@@ -250,6 +268,10 @@ instance_ended() {
 say "$kinesis_engine on 127.0.0.1:${kinesis_port}, moto (SQS) on 127.0.0.1:${moto_port}"
 start_kinesis || exit 1
 start_moto || exit 1
+if [[ -n $moto2_port ]]; then
+  say "moto (DynamoDB of${moto2_functions% }) on 127.0.0.1:${moto2_port}"
+  start_moto2 || exit 1
+fi
 
 say "emulators ready; resources"
 .venv/bin/python scripts/expand_template.py "$template" "$state/template.json" >/dev/null
@@ -271,6 +293,7 @@ case $rc in
   *) echo "dev: minting the demo source failed (scripts/demo_sources.py exited $rc)" >&2; exit 1 ;;
 esac
 provision
+[[ -z $moto2_port ]] || provision2
 
 say "cargo lambda watch on 127.0.0.1:${http_port}"
 start_watch || exit 1
@@ -305,12 +328,13 @@ restart() { # name reason
     # moto keeps its state in memory: a new one gets the template's resources again (idempotency records and
     # dead letters of the old one are gone, as they would be if the table or queue were recreated).
     moto) start_moto && provision ;;
+    moto2) start_moto2 && provision2 ;;
     watch) start_watch ;;
     esm) start_esm ;;
   esac || true
 }
 while true; do
-  for name in kinesis moto watch esm; do
+  for name in "${!pid_of[@]}"; do
     kill -0 "${pid_of[$name]}" 2>/dev/null || restart "$name" "it exited"
   done
   if (( direct )); then

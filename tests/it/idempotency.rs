@@ -40,7 +40,7 @@ async fn claims_follow_the_rules_on_dynamodb() {
     );
     // The holder crashed: once its lock expired, a redelivery takes the record over (a second attempt).
     assert_eq!(store.claim(&k, &h, T + 30_001, LOCK).await, acquired(2));
-    store.complete(&k, &h, T + 30_002, DAY).await.unwrap();
+    store.complete(&k, &h, 2, T + 30_002, DAY).await.unwrap();
     assert_eq!(
         store.claim(&k, &h, T + 40_000, LOCK).await,
         Ok(Claim::Completed)
@@ -114,6 +114,12 @@ async fn claims_follow_the_rules_on_dynamodb() {
     assert_eq!(
         store.claim(&k, &h, T + 40_001, LOCK).await,
         Ok(Claim::Completed)
+    );
+    // Past its TTL (DynamoDB deletes expired items late), a completed record is taken as if it were gone, and
+    // its attempts count on.
+    assert_eq!(
+        store.claim(&k, &h, T + 30_002 + 86_401_000, LOCK).await,
+        acquired(3)
     );
 }
 

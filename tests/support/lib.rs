@@ -372,6 +372,8 @@ pub struct Ports {
     pub moto: u16,
     /// The Kinesis emulator (kinesis-local also takes the port below it).
     pub kinesis: u16,
+    /// A second moto for the payments consumer's DynamoDB tables (`TUBES_MOTO_DYNAMODB_PORT`), if any.
+    pub moto_dynamodb: Option<u16>,
 }
 
 impl Ports {
@@ -381,6 +383,7 @@ impl Ports {
             http: free_port(),
             moto: free_port(),
             kinesis: free_kinesis_port(),
+            moto_dynamodb: None,
         }
     }
 }
@@ -400,6 +403,8 @@ pub struct LocalStack {
     pub sqs_endpoint: String,
     /// The Kinesis emulator's endpoint (kinesis-local, or kinesalite under `TUBES_KINESIS=kinesalite`).
     pub kinesis_endpoint: String,
+    /// The second moto's endpoint ([`Ports::moto_dynamodb`]), if any.
+    pub moto_dynamodb_endpoint: Option<String>,
 }
 
 impl LocalStack {
@@ -429,10 +434,15 @@ impl LocalStack {
             http,
             moto,
             kinesis,
+            moto_dynamodb,
         } = ports;
         let log = std::fs::File::create(state.join("dev.log")).expect("dev log");
         // `setsid`: the stack is its own process group, so dropping it can stop every process it started.
-        let child = Command::new("setsid")
+        let mut dev = Command::new("setsid");
+        if let Some(port) = moto_dynamodb {
+            dev.env("TUBES_MOTO_DYNAMODB_PORT", port.to_string());
+        }
+        let child = dev
             .arg(repo_root().join("scripts/dev.sh"))
             .current_dir(repo_root())
             .env("TUBES_TEMPLATE", template)
@@ -455,6 +465,7 @@ impl LocalStack {
             http: format!("http://127.0.0.1:{http}"),
             sqs_endpoint: format!("http://127.0.0.1:{moto}"),
             kinesis_endpoint: format!("http://127.0.0.1:{kinesis}"),
+            moto_dynamodb_endpoint: moto_dynamodb.map(|p| format!("http://127.0.0.1:{p}")),
         };
         // A cold stack builds the workspace first: allow for it.
         let deadline = Instant::now() + Duration::from_secs(900);
@@ -501,15 +512,17 @@ impl LocalStack {
     }
 
     /// `(pid, name, CPU ticks)` of every process of this stack: the executable's file name, found by the stack's
-    /// state directory in its command line or environment, and `moto` by its port.
+    /// state directory in its command line or environment, and `moto` (either) by its port.
     fn processes(&self) -> Vec<(i32, String, u64)> {
         let marker = self.state.to_string_lossy().into_owned();
-        let moto_port = self
-            .sqs_endpoint
-            .rsplit(':')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let motos: Vec<String> = [
+            Some(&self.sqs_endpoint),
+            self.moto_dynamodb_endpoint.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|e| format!("-p {}", e.rsplit(':').next().unwrap_or_default()))
+        .collect();
         let mut out = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -519,7 +532,9 @@ impl LocalStack {
             let cmdline = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ");
             let environ = String::from_utf8_lossy(&read("environ")).into_owned();
             let name = if cmdline.contains("moto_server.py")
-                && cmdline.contains(&format!("-p {moto_port}"))
+                && motos
+                    .iter()
+                    .any(|p| cmdline.trim_end().ends_with(p.as_str()))
             {
                 "moto".to_owned()
             } else if cmdline.contains(&marker) || environ.contains(&marker) {
@@ -646,13 +661,27 @@ impl LocalStack {
 
     /// A DynamoDB client for the stack's moto.
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.dynamodb_at(&self.sqs_endpoint)
+    }
+
+    /// A DynamoDB client for the moto that holds the payments consumer's tables: the second moto if the stack has
+    /// one ([`Ports::moto_dynamodb`]), else the only one.
+    pub fn payments_dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.dynamodb_at(
+            self.moto_dynamodb_endpoint
+                .as_ref()
+                .unwrap_or(&self.sqs_endpoint),
+        )
+    }
+
+    fn dynamodb_at(&self, endpoint: &str) -> aws_sdk_dynamodb::Client {
         let config = aws_sdk_dynamodb::Config::builder()
             .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
             .region(aws_sdk_dynamodb::config::Region::new(REGION))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
                 "local", "local", None, None, "tests",
             ))
-            .endpoint_url(&self.sqs_endpoint)
+            .endpoint_url(endpoint)
             .build();
         aws_sdk_dynamodb::Client::from_conf(config)
     }

@@ -10,7 +10,8 @@
 //! the answer: ids reused, and derived again from the same key). Every answer but `202` is resent as it was.
 //!
 //! Faults, one every `fault_every` seconds in turn: `kill -9` of each consumer, of ingest and of the mapping
-//! emulator (the stack's supervisor replaces each); moto (DynamoDB, SQS) stopped for 20 s; the stream paused
+//! emulator (the stack's supervisor replaces each); moto (DynamoDB, SQS; both of them: the payments consumer's
+//! tables have a moto of their own, for the second core) stopped for 20 s; the stream paused
 //! (the Kinesis emulator stopped) for 10 s; and, through a proxy between the functions and the stream, 5–10 s of
 //! throttled `PutRecords` calls, of calls with a third of their entries failed, and of calls written but answered
 //! with an error (the answer lost).
@@ -219,9 +220,11 @@ fn env_var(stack: &LocalStack, var: &str) -> String {
 }
 
 /// Every item of a table (moto), by `pk`, with its string, number and boolean attributes as strings.
-async fn scan(stack: &LocalStack, table: &str) -> HashMap<String, HashMap<String, String>> {
+async fn scan(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> HashMap<String, HashMap<String, String>> {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let client = stack.dynamodb();
     let mut out = HashMap::new();
     let mut start = None;
     loop {
@@ -328,6 +331,9 @@ async fn fault(stack: &LocalStack, proxy: &FaultProxy, name: &str) -> u64 {
 pub async fn run(settings: Settings, parent: &std::path::Path) -> Report {
     let ports = Ports {
         kinesis: free_port(),
+        // The payments consumer's tables on a moto of their own: moto answers DynamoDB on one core, one request
+        // at a time, and is the soak's bottleneck (README, "Soak").
+        moto_dynamodb: Some(free_port()),
         ..Ports::free()
     };
     let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", ports.kinesis)).await;
@@ -464,7 +470,7 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let (items, members) = loop {
-        let items = scan(stack, &ledger).await;
+        let items = scan(&stack.payments_dynamodb(), &ledger).await;
         let complete = expected
             .payments
             .iter()
@@ -474,7 +480,7 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
                 .iter()
                 .all(|(c, a, _)| items.contains_key(&format!("credit#{a}#{c}")));
         if complete || Instant::now() > deadline {
-            break (items, scan(stack, &users_table).await);
+            break (items, scan(&stack.dynamodb(), &users_table).await);
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
     };

@@ -1,10 +1,17 @@
 //! Idempotency records in DynamoDB: one item per key (`key`, the table's partition key), with its `status`,
-//! payload `hash`, `attempts`, the claim's `lock_expires_ms` and `expires_at`, the table's TTL attribute. Each of
-//! the three writes is one conditional `UpdateItem`, so concurrent claimants never both win.
+//! payload `hash`, `attempts`, the claim's `lock_expires_ms` and `expires_at`, the table's TTL attribute. Each
+//! write is one conditional request, so concurrent claimants never both win.
+//!
+//! The common path is two `PutItem`s: the claim of a fresh key (`attribute_not_exists`) and the completion (the
+//! whole record, known to its holder). A claim that finds a record decides from the old item the failure returns,
+//! and only when that record could be taken (an expired lock, a release of the same payload, an expired record)
+//! takes it with a conditional `UpdateItem`, whose condition is the rule itself. DynamoDB bills both kinds alike;
+//! a `PutItem` skips the update expression, which halves the time of an emulator's request (README, "Soak").
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
@@ -69,6 +76,28 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+type Item = HashMap<String, AttributeValue>;
+
+fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn number(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Whether a claim could take the existing record `old`: the claim's condition, read from the item.
+fn takeable(old: &Item, hash: &str, now_ms: i64) -> bool {
+    let status = text(old, "status");
+    (status == Some(IN_PROGRESS) && number(old, "lock_expires_ms").is_some_and(|l| l < now_ms))
+        || (status == Some(RELEASED) && text(old, "hash") == Some(hash))
+        || number(old, "expires_at").is_some_and(|e| e < now_ms / 1000)
+}
+
 fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> HashMap<String, AttributeValue> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
@@ -84,6 +113,35 @@ impl IdempotencyStore for DynamoIdempotency {
         let lock_expires = now_ms + millis(lock);
         // The lock also bounds the record's life, should the holder never complete nor release it.
         let expires_at = lock_expires / 1000 + 1;
+        let fresh = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("key", s(key))
+            .item("status", s(IN_PROGRESS))
+            .item("hash", s(hash))
+            .item("lock_expires_ms", n(lock_expires))
+            .item("expires_at", n(expires_at))
+            .item("attempts", n(1))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", "key")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match fresh {
+            Ok(_) => return Ok(Claim::Acquired { attempt: 1 }),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                    if let Some(old) = c.item() {
+                        if !takeable(old, hash, now_ms) {
+                            return Ok(verdict(text(old, "status"), text(old, "hash"), hash));
+                        }
+                    }
+                    // Takeable, or no old item in the answer: the conditional update decides.
+                }
+                _ => return Err(StoreError(aws::describe("PutItem", err))),
+            },
+        }
         let result = self
             .update(
                 key,
@@ -117,12 +175,8 @@ impl IdempotencyStore for DynamoIdempotency {
             }
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    let text = |name: &str| {
-                        c.item()
-                            .and_then(|o| o.get(name))
-                            .and_then(|v| v.as_s().ok())
-                            .map(String::as_str)
-                    };
+                    let old = c.item();
+                    let text = |name| old.and_then(|o| text(o, name));
                     Ok(verdict(text("status"), text("hash"), hash))
                 }
                 _ => Err(StoreError(aws::describe("UpdateItem", err))),
@@ -159,24 +213,27 @@ impl IdempotencyStore for DynamoIdempotency {
         &self,
         key: &str,
         hash: &str,
+        attempt: u32,
         now_ms: i64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let expires_at = (now_ms + millis(ttl)) / 1000;
-        self.update(
-            key,
-            "SET #s = :done, #e = :e REMOVE #l",
-            "#h = :h",
-            values([
-                (":done", s(COMPLETED)),
-                (":h", s(hash)),
-                (":e", n(expires_at)),
-            ]),
-        )
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| StoreError(aws::describe("UpdateItem", e)))
+        // The whole record, as its holder knows it: no lock any more.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("key", s(key))
+            .item("status", s(COMPLETED))
+            .item("hash", s(hash))
+            .item("expires_at", n(expires_at))
+            .item("attempts", n(i64::from(attempt)))
+            .condition_expression("#h = :h")
+            .expression_attribute_names("#h", "hash")
+            .expression_attribute_values(":h", s(hash))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError(aws::describe("PutItem", e)))
     }
 
     async fn release(

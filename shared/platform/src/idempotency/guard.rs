@@ -215,7 +215,11 @@ impl<S: IdempotencyStore> Ticket<'_, S> {
         let (store, ttl, now) = (&self.guard.store, self.guard.times.ttl, clock::now_ms());
         let done = released.is_none();
         let written = match released {
-            None => store.complete(&self.key, &self.hash, now, ttl).await,
+            None => {
+                store
+                    .complete(&self.key, &self.hash, self.attempt, now, ttl)
+                    .await
+            }
             Some(attempt) => {
                 store
                     .release(&self.key, &self.hash, now, ttl, attempt)

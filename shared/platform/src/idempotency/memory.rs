@@ -98,12 +98,14 @@ impl IdempotencyStore for MemoryIdempotency {
         &self,
         key: &str,
         hash: &str,
+        attempt: u32,
         now_ms: i64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         match self.lock().get_mut(key) {
             Some(e) if e.hash == hash => {
                 e.status = Status::Completed;
+                e.attempts = attempt;
                 e.expires_at_ms = (now_ms + millis(ttl)) / 1000 * 1000;
                 Ok(())
             }

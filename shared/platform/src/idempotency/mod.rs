@@ -109,11 +109,13 @@ pub trait IdempotencyStore: Send + Sync {
         lock: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Marks a claimed record completed; it is remembered for `ttl`.
+    /// Marks a claimed record completed; it is remembered for `ttl`. `attempt` is the holder's claim's (kept on
+    /// the record).
     fn complete(
         &self,
         key: &str,
         hash: &str,
+        attempt: u32,
         now_ms: i64,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -156,10 +158,11 @@ impl<S: IdempotencyStore> IdempotencyStore for &S {
         &self,
         key: &str,
         hash: &str,
+        attempt: u32,
         now_ms: i64,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).complete(key, hash, now_ms, ttl)
+        (**self).complete(key, hash, attempt, now_ms, ttl)
     }
 
     fn release(
@@ -185,7 +188,14 @@ impl IdempotencyStore for Infallible {
         match *self {}
     }
 
-    async fn complete(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        _: &str,
+        _: &str,
+        _: u32,
+        _: i64,
+        _: Duration,
+    ) -> Result<(), StoreError> {
         match *self {}
     }
 

@@ -33,7 +33,7 @@ async fn the_rules_in_memory() {
         s.claim(&k, &h, t + 30_005, LOCK).await,
         Ok(Claim::InProgress)
     );
-    s.complete(&k, &h, t + 30_006, DAY).await.unwrap();
+    s.complete(&k, &h, 3, t + 30_006, DAY).await.unwrap();
     assert_eq!(
         s.claim(&k, &h, t + 40_000, LOCK).await,
         Ok(Claim::Completed)
