@@ -22,9 +22,10 @@ they touch.
    stock against patched in one process.
 5. Per request, moto lists its response class's methods (`inspect.getmembers`) to find the action's: about 5 %
    of a request's time. The list depends only on the class, and is kept per class.
-6. `TUBES_MOTO_TALLY=FILE` (in the environment of `make dev` or the soak): each DynamoDB operation's count and CPU
-   seconds (the process's CPU while the request ran), written to FILE as JSON every 500 requests: where moto's time
-   goes.
+6. `TUBES_MOTO_TALLY=FILE` (in the environment of `make dev` or the soak): each DynamoDB operation's count, CPU
+   seconds (the process's CPU while the request ran), seconds spent waiting for the lock of 1. and seconds holding
+   it, written as JSON (`{"PutItem": [count, cpu, waited, held]}`) every 500 requests to FILE.PORT (PORT: the
+   moto's `-p`): where moto's time goes.
 
 Same arguments as `moto_server`.
 """
@@ -34,6 +35,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -48,7 +50,10 @@ from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 _dynamodb = threading.Lock()
 # TUBES_MOTO_TALLY=FILE: each DynamoDB operation's count and CPU seconds, rewritten every 500 requests (the soak
 # stops and kills moto, so there is no clean exit to wait for).
+# One file per moto (the soak runs two): FILE.PORT.
 _tally_path = os.environ.get("TUBES_MOTO_TALLY")
+if _tally_path is not None and "-p" in sys.argv[:-1]:
+    _tally_path += "." + sys.argv[sys.argv.index("-p") + 1]
 _tally = {}
 
 
@@ -58,24 +63,32 @@ class _SerialDynamoDB(server.DomainDispatcherApplication):
     def __call__(self, environ, start_response):
         # The JSON protocol names the operation in X-Amz-Target: "DynamoDB_20120810.UpdateItem".
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            arrived = time.perf_counter()
             with _dynamodb:
                 if self._dynamodb_app is None:
                     self._dynamodb_app = self.get_application(environ)
                 # The whole response is built here (moto's Flask apps do not stream), under the lock.
                 if _tally_path is None:
                     return self._dynamodb_app(environ, start_response)
-                started = time.process_time()
+                started, cpu = time.perf_counter(), time.process_time()
                 answer = self._dynamodb_app(environ, start_response)
-                _count(environ["HTTP_X_AMZ_TARGET"].split(".")[-1], time.process_time() - started)
+                _count(
+                    environ["HTTP_X_AMZ_TARGET"].split(".")[-1],
+                    time.process_time() - cpu,
+                    started - arrived,
+                    time.perf_counter() - started,
+                )
                 return answer
         return super().__call__(environ, start_response)
 
 
-def _count(operation, seconds):
-    entry = _tally.setdefault(operation, [0, 0.0])
+def _count(operation, cpu, waited, held):
+    entry = _tally.setdefault(operation, [0, 0.0, 0.0, 0.0])
     entry[0] += 1
-    entry[1] += seconds
-    if sum(n for n, _ in _tally.values()) % 500 == 0:
+    entry[1] += cpu
+    entry[2] += waited
+    entry[3] += held
+    if sum(e[0] for e in _tally.values()) % 500 == 0:
         with open(_tally_path + ".tmp", "w") as out:
             json.dump(_tally, out)
         os.replace(_tally_path + ".tmp", _tally_path)
