@@ -1,8 +1,9 @@
-"""moto's DynamoDB as the pipeline uses it, stock against `moto_server.py`'s expression caching, in one process.
+"""moto's DynamoDB as the pipeline uses it, stock against `moto_server.py`'s caching (4. and 5.), in one process.
 
-Each round does the same work twice, stock then patched, on fresh keys: an idempotency claim of a new key, its
-completion, and a claim of a completed key (its condition fails), with the expressions tubes sends. It prints the
-milliseconds per request of each, and the ratio. Requests go through moto's WSGI app in-process (no sockets), so
+Each round does the same work twice, stock then patched, on fresh keys, with the requests tubes sends: an
+idempotency claim of a new key (a conditional `PutItem`), a payment's debit (a `TransactWriteItems` of the
+account's update and the decision's put), the claim's completion (a `PutItem`), and a claim of the completed key
+(its condition fails). It prints the milliseconds per request of each, and the ratio. Requests go through moto's WSGI app in-process (no sockets), so
 what is measured is moto's own work.
 
     .venv/bin/python scripts/bench_moto.py [ROUNDS] [KEYS_PER_ROUND]
@@ -25,7 +26,6 @@ HEADERS = {
     "SignedHeaders=host, Signature=0",
     "Content-Type": "application/x-amz-json-1.0",
 }
-NAMES = {"#k": "key", "#s": "status", "#h": "hash", "#l": "lock_expires_ms", "#e": "expires_at", "#a": "attempts"}
 HASH = "5f" * 32
 
 
@@ -43,47 +43,73 @@ def main():
         )
         return answer.status_code
 
-    assert call("CreateTable", {
-        "TableName": "idempotency",
-        "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
-        "AttributeDefinitions": [{"AttributeName": "key", "AttributeType": "S"}],
-        "BillingMode": "PAY_PER_REQUEST",
-    }) == 200
+    for table, key in (("idempotency", "key"), ("ledger", "pk")):
+        assert call("CreateTable", {
+            "TableName": table,
+            "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        }) == 200
 
     def claim(key, now):
-        return call("UpdateItem", {
-            "TableName": "idempotency", "Key": {"key": {"S": key}},
-            "UpdateExpression": "SET #s = :progress, #h = :h, #l = :lock, #e = :e ADD #a :one",
-            "ConditionExpression": "attribute_not_exists(#k) OR (#s = :progress AND #l < :now) "
-            "OR (#s = :released AND #h = :h) OR #e < :now_s",
-            "ExpressionAttributeNames": NAMES,
-            "ExpressionAttributeValues": {
-                ":progress": {"S": "IN_PROGRESS"}, ":released": {"S": "RELEASED"}, ":h": {"S": HASH},
-                ":lock": {"N": str(now + 10_000)}, ":e": {"N": str(now // 1000 + 11)}, ":one": {"N": "1"},
-                ":now": {"N": str(now)}, ":now_s": {"N": str(now // 1000)},
+        return call("PutItem", {
+            "TableName": "idempotency",
+            "Item": {
+                "key": {"S": key}, "status": {"S": "IN_PROGRESS"}, "hash": {"S": HASH},
+                "lock_expires_ms": {"N": str(now + 10_000)}, "expires_at": {"N": str(now // 1000 + 11)},
+                "attempts": {"N": "1"},
             },
-            "ReturnValues": "UPDATED_NEW", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            "ConditionExpression": "attribute_not_exists(#k)", "ExpressionAttributeNames": {"#k": "key"},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         })
 
+    def debit(account, payment):
+        return call("TransactWriteItems", {"TransactItems": [
+            {"Update": {
+                "TableName": "ledger", "Key": {"pk": {"S": f"account#{account}"}},
+                "UpdateExpression": "SET balance = balance - :amount",
+                "ConditionExpression": "attribute_exists(pk) AND frozen = :no AND currency = :currency AND "
+                "balance >= :amount AND (attribute_not_exists(per_payment_limit) OR per_payment_limit >= :amount)",
+                "ExpressionAttributeValues": {
+                    ":amount": {"N": "1"}, ":currency": {"S": "EUR"}, ":no": {"BOOL": False},
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }},
+            {"Put": {
+                "TableName": "ledger",
+                "Item": {
+                    "pk": {"S": f"payment#{payment}"}, "account_id": {"S": account}, "amount": {"N": "1"},
+                    "outcome": {"S": "processed"}, "at": {"S": "2026-11-28T10:00:00Z"},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }},
+        ]})
+
     def complete(key, now):
-        return call("UpdateItem", {
-            "TableName": "idempotency", "Key": {"key": {"S": key}},
-            "UpdateExpression": "SET #s = :done, #e = :e REMOVE #l", "ConditionExpression": "#h = :h",
-            "ExpressionAttributeNames": {n: NAMES[n] for n in ("#s", "#h", "#l", "#e")},
-            "ExpressionAttributeValues": {
-                ":done": {"S": "COMPLETED"}, ":h": {"S": HASH}, ":e": {"N": str(now // 1000 + 86_400)},
+        return call("PutItem", {
+            "TableName": "idempotency",
+            "Item": {
+                "key": {"S": key}, "status": {"S": "COMPLETED"}, "hash": {"S": HASH},
+                "expires_at": {"N": str(now // 1000 + 86_400)}, "attempts": {"N": "1"},
             },
+            "ConditionExpression": "#h = :h", "ExpressionAttributeNames": {"#h": "hash"},
+            "ExpressionAttributeValues": {":h": {"S": HASH}},
         })
 
     def work(prefix):
         now = int(time.time() * 1000)
+        assert call("PutItem", {"TableName": "ledger", "Item": {
+            "pk": {"S": f"account#{prefix}"}, "currency": {"S": "EUR"}, "balance": {"N": str(keys)},
+            "frozen": {"BOOL": False},
+        }}) == 200
         started = time.perf_counter()
         for i in range(keys):
             key = f"{prefix}#{i}"
             assert claim(key, now) == 200
+            assert debit(prefix, key) == 200
             assert complete(key, now) == 200
             assert claim(key, now) == 400  # completed: the condition fails
-        return (time.perf_counter() - started) * 1000 / (3 * keys)
+        return (time.perf_counter() - started) * 1000 / (4 * keys)
 
     work("warm-up")
     ratios = []

@@ -21,7 +21,7 @@ they touch.
    (moto copies it before changing it), and each walker builds its map once. `scripts/bench_moto.py` measures it,
    stock against patched in one process.
 5. Per request, moto lists its response class's methods (`inspect.getmembers`) to find the action's: about 5 %
-   of a request's time. The list depends only on the class, and is kept per class.
+   of a request's time in a profile. The list depends only on the class, and is kept per class.
 6. `TUBES_MOTO_TALLY=FILE` (in the environment of `make dev` or the soak): each DynamoDB operation's count, CPU
    seconds (the process's CPU while the request ran), seconds spent waiting for the lock of 1. and seconds holding
    it, written as JSON (`{"PutItem": [count, cpu, waited, held]}`) every 500 requests to FILE.PORT (PORT: the
@@ -173,22 +173,23 @@ def _process(walker, node):
     return None
 
 
+# The action's method is looked up by name in this list (see 5.): kept per class, as a set.
+_method_names = core_responses.method_names_from_class
+_cached_method_names = functools.lru_cache(maxsize=None)(lambda clazz: frozenset(_method_names(clazz)))
+
+
 def cache_expressions(on=True):
-    """Turns 4. on (the default here) or off (for `bench_moto.py`'s stock rounds)."""
+    """Turns 4. and 5. on (the default here) or off (for `bench_moto.py`'s stock rounds)."""
     if on:
         DepthFirstTraverser.nodes_to_be_processed = _nodes_to_be_processed
         DepthFirstTraverser.process = _process
         UpdateExpressionParser.make = staticmethod(_cached_make)
+        core_responses.method_names_from_class = _cached_method_names
     else:
         DepthFirstTraverser.nodes_to_be_processed, DepthFirstTraverser.process = _stock_walker
         UpdateExpressionParser.make = _stock_make
+        core_responses.method_names_from_class = _method_names
 
-
-# The action's method is looked up by name in this list (see 5.): kept per class, as a set.
-_method_names = core_responses.method_names_from_class
-core_responses.method_names_from_class = functools.lru_cache(maxsize=None)(
-    lambda clazz: frozenset(_method_names(clazz))
-)
 _modules = tuple(backends.list_of_moto_modules())
 backends.list_of_moto_modules = functools.lru_cache(maxsize=None)(lambda: _modules)
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
