@@ -17,7 +17,6 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
-use std::collections::HashMap;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tubes_contract::catalogue::{
@@ -27,7 +26,7 @@ use tubes_contract::catalogue::{
 use crate::ledger::{refusal, Account, Decision, Ledger};
 use crate::PaymentsError;
 
-type Item = HashMap<String, AttributeValue>;
+use tubes_platform::aws::{item_number as get_n, item_text as get_s, Item};
 
 /// The ledger in the DynamoDB table `table`.
 #[derive(Debug, Clone)]
@@ -54,18 +53,6 @@ fn store<E: std::error::Error + 'static>(operation: &str, err: SdkError<E>) -> P
 
 fn built(e: aws_sdk_dynamodb::error::BuildError) -> PaymentsError {
     PaymentsError::Store(e.to_string())
-}
-
-fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
-fn get_n(item: &Item, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 fn account_of(item: &Item) -> Option<Account> {

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use super::{
     millis, verdict, Attempt, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
 };
-use crate::aws;
+use crate::aws::{self, item_number as number, item_text as text, Item};
 
 /// Idempotency records in a DynamoDB table with a string partition key `key` and TTL on `expires_at`.
 #[derive(Debug, Clone)]
@@ -34,6 +34,25 @@ impl DynamoIdempotency {
             client,
             table: table.into(),
         }
+    }
+
+    /// A `PutItem` of the whole record of `key` (with no lock: a claim adds its own).
+    fn put(
+        &self,
+        key: &str,
+        status: &str,
+        hash: &str,
+        expires_at: i64,
+        attempts: u32,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("key", s(key))
+            .item("status", s(status))
+            .item("hash", s(hash))
+            .item("expires_at", n(expires_at))
+            .item("attempts", n(i64::from(attempts)))
     }
 
     /// An `UpdateItem` of `key` with `update` under `condition`; `values` name the expressions' values.
@@ -76,20 +95,6 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-type Item = HashMap<String, AttributeValue>;
-
-fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
-fn number(item: &Item, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Whether a claim could take the existing record `old`: the claim's condition, read from the item.
 fn takeable(old: &Item, hash: &str, now_ms: i64) -> bool {
     let status = text(old, "status");
@@ -114,15 +119,8 @@ impl IdempotencyStore for DynamoIdempotency {
         // The lock also bounds the record's life, should the holder never complete nor release it.
         let expires_at = lock_expires / 1000 + 1;
         let fresh = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("key", s(key))
-            .item("status", s(IN_PROGRESS))
-            .item("hash", s(hash))
+            .put(key, IN_PROGRESS, hash, expires_at, 1)
             .item("lock_expires_ms", n(lock_expires))
-            .item("expires_at", n(expires_at))
-            .item("attempts", n(1))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", "key")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -167,9 +165,8 @@ impl IdempotencyStore for DynamoIdempotency {
             Ok(out) => {
                 let attempt = out
                     .attributes()
-                    .and_then(|a| a.get("attempts"))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
+                    .and_then(|a| number(a, "attempts"))
+                    .and_then(|n| u32::try_from(n).ok())
                     .ok_or_else(|| StoreError("UpdateItem: no attempts in the answer".into()))?;
                 Ok(Claim::Acquired { attempt })
             }
@@ -219,14 +216,7 @@ impl IdempotencyStore for DynamoIdempotency {
     ) -> Result<(), StoreError> {
         let expires_at = (now_ms + millis(ttl)) / 1000;
         // The whole record, as its holder knows it: no lock any more.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("key", s(key))
-            .item("status", s(COMPLETED))
-            .item("hash", s(hash))
-            .item("expires_at", n(expires_at))
-            .item("attempts", n(i64::from(attempt)))
+        self.put(key, COMPLETED, hash, expires_at, attempt)
             .condition_expression("#h = :h")
             .expression_attribute_names("#h", "hash")
             .expression_attribute_values(":h", s(hash))

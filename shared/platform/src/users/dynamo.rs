@@ -28,11 +28,7 @@ fn stored(item: &HashMap<String, AttributeValue>) -> Option<Stored> {
         .and_then(|v| v.as_bool().ok())
         .copied()
         .unwrap_or(true);
-    let at_ms = item
-        .get("at_ms")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let at_ms = aws::item_number(item, "at_ms").unwrap_or(0);
     let changed = item
         .get("changed")
         .and_then(|v| v.as_bool().ok())
