@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{
-    millis, verdict, Attempt, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
+    millis, Attempt, Claim, Found, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
 };
 use crate::aws::{self, item_number as number, item_text as text, Item};
 
@@ -95,12 +95,14 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// Whether a claim could take the existing record `old`: the claim's condition, read from the item.
-fn takeable(old: &Item, hash: &str, now_ms: i64) -> bool {
-    let status = text(old, "status");
-    (status == Some(IN_PROGRESS) && number(old, "lock_expires_ms").is_some_and(|l| l < now_ms))
-        || (status == Some(RELEASED) && text(old, "hash") == Some(hash))
-        || number(old, "expires_at").is_some_and(|e| e < now_ms / 1000)
+/// The record a failed claim's answer returned.
+fn found(old: &Item) -> Found<'_> {
+    Found {
+        status: text(old, "status"),
+        hash: text(old, "hash"),
+        lock_expires_ms: number(old, "lock_expires_ms"),
+        expires_at_s: number(old, "expires_at"),
+    }
 }
 
 fn values<const N: usize>(pairs: [(&str, AttributeValue); N]) -> HashMap<String, AttributeValue> {
@@ -130,9 +132,9 @@ impl IdempotencyStore for DynamoIdempotency {
             Ok(_) => return Ok(Claim::Acquired { attempt: 1 }),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => {
-                    if let Some(old) = c.item() {
-                        if !takeable(old, hash, now_ms) {
-                            return Ok(verdict(text(old, "status"), text(old, "hash"), hash));
+                    if let Some(old) = c.item().map(found) {
+                        if !old.takeable(hash, now_ms) {
+                            return Ok(old.verdict(hash));
                         }
                     }
                     // Takeable, or no old item in the answer: the conditional update decides.
@@ -172,9 +174,7 @@ impl IdempotencyStore for DynamoIdempotency {
             }
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    let old = c.item();
-                    let text = |name| old.and_then(|o| text(o, name));
-                    Ok(verdict(text("status"), text("hash"), hash))
+                    Ok(c.item().map(found).unwrap_or_default().verdict(hash))
                 }
                 _ => Err(StoreError(aws::describe("UpdateItem", err))),
             },

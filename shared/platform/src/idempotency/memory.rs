@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    millis, verdict, Attempt, Claim, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS,
+    millis, Attempt, Claim, Found, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,16 +54,19 @@ impl IdempotencyStore for MemoryIdempotency {
             expires_at_ms: i64::MAX,
             attempts: 0,
         });
-        // DynamoDB compares `expires_at` in whole seconds.
-        let free = (entry.status == Status::Released && entry.hash == hash)
-            || (entry.status == Status::InProgress && entry.lock_expires_ms < now_ms)
-            || entry.expires_at_ms < now_ms - 999;
-        if !free {
-            let status = match entry.status {
+        let found = Found {
+            status: Some(match entry.status {
+                Status::InProgress => IN_PROGRESS,
                 Status::Completed => COMPLETED,
-                _ => IN_PROGRESS,
-            };
-            return Ok(verdict(Some(status), Some(&entry.hash), hash));
+                Status::Released => RELEASED,
+            }),
+            hash: Some(&entry.hash),
+            lock_expires_ms: Some(entry.lock_expires_ms),
+            // DynamoDB compares `expires_at` in whole seconds.
+            expires_at_s: Some(entry.expires_at_ms / 1000),
+        };
+        if !found.takeable(hash, now_ms) {
+            return Ok(found.verdict(hash));
         }
         entry.status = Status::InProgress;
         hash.clone_into(&mut entry.hash);

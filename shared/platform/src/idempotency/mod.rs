@@ -230,14 +230,35 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// What an existing record means for a claim that could not take it (both backends answer with it).
-fn verdict(status: Option<&str>, stored_hash: Option<&str>, hash: &str) -> Claim {
-    if stored_hash.is_some_and(|h| h != hash) {
-        Claim::Conflict
-    } else if status == Some(COMPLETED) {
-        Claim::Completed
-    } else {
-        Claim::InProgress
+/// An existing record as a claim finds it: what both backends read theirs into, so that the rules below are
+/// written once (DynamoDB's claim condition states [`Found::takeable`] again, as an expression).
+#[derive(Debug, Default, Clone, Copy)]
+struct Found<'a> {
+    status: Option<&'a str>,
+    hash: Option<&'a str>,
+    lock_expires_ms: Option<i64>,
+    /// The TTL, in epoch seconds (as DynamoDB compares it).
+    expires_at_s: Option<i64>,
+}
+
+impl Found<'_> {
+    /// Whether a claim of `hash` at `now_ms` may take the record: its holder's lock has expired, it was released
+    /// and is claimed by the same payload, or it has outlived its TTL.
+    fn takeable(&self, hash: &str, now_ms: i64) -> bool {
+        (self.status == Some(IN_PROGRESS) && self.lock_expires_ms.is_some_and(|l| l < now_ms))
+            || (self.status == Some(RELEASED) && self.hash == Some(hash))
+            || self.expires_at_s.is_some_and(|e| e < now_ms / 1000)
+    }
+
+    /// What the record means for a claim of `hash` that could not take it.
+    fn verdict(&self, hash: &str) -> Claim {
+        if self.hash.is_some_and(|h| h != hash) {
+            Claim::Conflict
+        } else if self.status == Some(COMPLETED) {
+            Claim::Completed
+        } else {
+            Claim::InProgress
+        }
     }
 }
 
