@@ -38,6 +38,7 @@ http_port=${TUBES_HTTP_PORT:-9000}
 template=${TUBES_TEMPLATE:-template.yaml}
 # kinesis-local also takes the port below its own (TLS): say so rather than fail later with "address in use".
 moto2_port=${TUBES_MOTO_DYNAMODB_PORT:-}
+moto2_endpoint=${moto2_port:+http://127.0.0.1:$moto2_port}
 moto2_functions=" ${TUBES_MOTO_DYNAMODB_FUNCTIONS:-tubes-consumer-payments} "
 ports=("$http_port" "$moto_port" "$kinesis_port" "$((kinesis_port - 1))" ${moto2_port:+"$moto2_port"})
 if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) -ne ${#ports[@]} ]]; then
@@ -141,7 +142,7 @@ start_moto() {
 }
 start_moto2() { # the second moto (TUBES_MOTO_DYNAMODB_PORT): DynamoDB only
   spawn moto2 .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto2_port" >>"$state/moto2.log" 2>&1
-  wait_http moto2 "http://127.0.0.1:${moto2_port}" "${pid_of[moto2]}"
+  wait_http moto2 "$moto2_endpoint" "${pid_of[moto2]}"
 }
 provision() { # the template's streams, queues, secrets and tables, created if missing
   "$bin"/tubes-local provision --template "$state/template.json" \
@@ -153,7 +154,7 @@ provision() { # the template's streams, queues, secrets and tables, created if m
   echo "TUBES_LOG=\"${TUBES_LOG:-info,tubes=debug,lambda_runtime::runtime=error}\"" >>"$state/functions.env"
 }
 provision2() { # the template's tables on the second moto too (the other resources exist already: left alone)
-  AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:${moto2_port}" "$bin"/tubes-local provision \
+  AWS_ENDPOINT_URL_DYNAMODB="$moto2_endpoint" "$bin"/tubes-local provision \
     --template "$state/template.json" --env-out "$state/functions.moto2.env" "${sources[@]}"
 }
 # Live reload (make dev): cargo lambda watch starts each function's instances (`cargo run`) on demand, and
@@ -189,7 +190,7 @@ functions_env() { # the functions' environment, as NAME=VALUE arguments
 declare -A instance_pid=() instance_starts=()
 start_instance() { # binary index: one instance of a function, on cargo lambda watch's runtime API
   local b=$1 i=$2 own=()
-  [[ -z $moto2_port || $moto2_functions != *" $b "* ]] || own=("AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:${moto2_port}")
+  [[ -z $moto2_port || $moto2_functions != *" $b "* ]] || own=("AWS_ENDPOINT_URL_DYNAMODB=$moto2_endpoint")
   setsid env "${fenv[@]}" "${own[@]}" AWS_LAMBDA_FUNCTION_NAME="$b" 'AWS_LAMBDA_FUNCTION_VERSION=$LATEST' \
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/$b" AWS_LAMBDA_LOG_STREAM_NAME="local-$i" \
     AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:${http_port}/.rt/$b" "$bin/$b" >>"$logs/$b.log" 2>&1 &

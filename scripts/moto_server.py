@@ -48,9 +48,8 @@ from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
 _dynamodb = threading.Lock()
-# TUBES_MOTO_TALLY=FILE: each DynamoDB operation's count and CPU seconds, rewritten every 500 requests (the soak
-# stops and kills moto, so there is no clean exit to wait for).
-# One file per moto (the soak runs two): FILE.PORT.
+# TUBES_MOTO_TALLY=FILE (see 6.): rewritten every 500 requests (the soak stops and kills moto, so there is no clean
+# exit to wait for), one file per moto (the soak runs two): FILE.PORT.
 _tally_path = os.environ.get("TUBES_MOTO_TALLY")
 if _tally_path is not None and "-p" in sys.argv[:-1]:
     _tally_path += "." + sys.argv[sys.argv.index("-p") + 1]
@@ -189,6 +188,7 @@ def cache_expressions(on=True):
         DepthFirstTraverser.nodes_to_be_processed, DepthFirstTraverser.process = _stock_walker
         UpdateExpressionParser.make = _stock_make
         core_responses.method_names_from_class = _method_names
+
 
 _modules = tuple(backends.list_of_moto_modules())
 backends.list_of_moto_modules = functools.lru_cache(maxsize=None)(lambda: _modules)
