@@ -1,18 +1,29 @@
-"""moto's DynamoDB as the pipeline uses it, stock against `moto_server.py`'s caching (4. and 5.), in one process.
+"""moto's DynamoDB as the pipeline uses it, stock against `moto_server.py`, paired rounds in one run.
 
 Each round does the same work twice, stock then patched, on fresh keys, with the requests tubes sends: an
 idempotency claim of a new key (a conditional `PutItem`), a payment's debit (a `TransactWriteItems` of the
 account's update and the decision's put), the claim's completion (a `PutItem`), and a claim of the completed key
-(its condition fails). It prints the milliseconds per request of each, and the ratio. Requests go through moto's WSGI app in-process (no sockets), so
-what is measured is moto's own work.
+(its condition fails).
 
-    .venv/bin/python scripts/bench_moto.py [ROUNDS] [KEYS_PER_ROUND]
+- By default requests go through moto's WSGI app in-process (no sockets), stock caching against patched (4., 5.
+  and 9.), so what is measured is moto's own work; it prints milliseconds per request and the ratio.
+- With `--http`, two servers run side by side on loopback, stock `moto.server` and `moto_server.py` (every
+  patch, 7. and 8. included), and one client sends the same work to each over HTTP/1.1, keeping its
+  connection open when the server lets it (one, because stock moto's transactions fail under concurrent
+  requests: the race 1. and 2. are about); it prints each server's CPU milliseconds per request (Linux:
+  /proc/PID/stat), the wall time per request, and the CPU ratio.
+
+    .venv/bin/python scripts/bench_moto.py [--http] [ROUNDS] [KEYS_PER_ROUND]
 """
 
+import http.client
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,9 +40,8 @@ HEADERS = {
 HASH = "5f" * 32
 
 
-def main():
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    keys = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+def in_process():
+    """A `call(op, body) -> status` through the patched WSGI app, in this process."""
     client = Client(moto_server._SerialDynamoDB(create_backend_app))
 
     def call(op, body):
@@ -43,6 +53,35 @@ def main():
         )
         return answer.status_code
 
+    return call
+
+
+def over_http(port):
+    """A `call(op, body) -> status` over HTTP to 127.0.0.1:PORT, one kept connection per thread."""
+    local = threading.local()
+
+    def call(op, body):
+        connection = getattr(local, "connection", None) or http.client.HTTPConnection("127.0.0.1", port)
+        local.connection = connection
+        try:
+            connection.request(
+                "POST", "/", json.dumps(body), {**HEADERS, "X-Amz-Target": "DynamoDB_20120810." + op}
+            )
+            answer = connection.getresponse()
+            answer.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            local.connection = None
+            raise
+        if answer.will_close:
+            connection.close()
+            local.connection = None
+        return answer.status
+
+    return call
+
+
+def create_tables(call):
     for table, key in (("idempotency", "key"), ("ledger", "pk")):
         assert call("CreateTable", {
             "TableName": table,
@@ -50,6 +89,10 @@ def main():
             "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"}],
             "BillingMode": "PAY_PER_REQUEST",
         }) == 200
+
+
+def workload(call, keys):
+    """`work(prefix)`: the round's requests on fresh keys; returns wall milliseconds per request."""
 
     def claim(key, now):
         return call("PutItem", {
@@ -111,6 +154,19 @@ def main():
             assert claim(key, now) == 400  # completed: the condition fails
         return (time.perf_counter() - started) * 1000 / (4 * keys)
 
+    return work
+
+
+def main():
+    args = [a for a in sys.argv[1:] if a != "--http"]
+    rounds = int(args[0]) if args else 5
+    keys = int(args[1]) if len(args) > 1 else 300
+    if "--http" in sys.argv:
+        http_rounds(rounds, keys)
+        return
+    call = in_process()
+    create_tables(call)
+    work = workload(call, keys)
     work("warm-up")
     ratios = []
     for r in range(rounds):
@@ -121,6 +177,72 @@ def main():
         ratios.append(stock / patched)
         print(f"round {r}: stock {stock:.2f} ms/request, patched {patched:.2f} ms/request, {stock / patched:.2f}x")
     print(f"median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}) over {rounds} rounds")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_rounds(rounds, keys, clients=1):
+    here = os.path.dirname(os.path.abspath(__file__))
+    servers = {}
+    for name, script in (("stock", ["-m", "moto.server"]), ("patched", [os.path.join(here, "moto_server.py")])):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, *script, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        servers[name] = (process, port)
+    try:
+        works = {}
+        for name, (process, port) in servers.items():
+            call = over_http(port)
+            for _ in range(200):  # until it listens
+                try:
+                    create_tables(call)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                raise SystemExit(f"the {name} moto did not start")
+            works[name] = workload(call, keys)
+            works[name](f"warm-up{name}")
+        ratios = []
+        for r in range(rounds):
+            figures = {}
+            for name, (process, _) in servers.items():
+                cpu = cpu_seconds(process.pid)
+                started = time.perf_counter()
+                threads = [
+                    threading.Thread(target=works[name], args=(f"{name}{r}-{t}",)) for t in range(clients)
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                requests = 4 * keys * clients
+                figures[name] = (
+                    (cpu_seconds(process.pid) - cpu) * 1000 / requests,
+                    (time.perf_counter() - started) * 1000 / requests,
+                )
+            ratios.append(figures["stock"][0] / figures["patched"][0])
+            print(
+                f"round {r}: stock {figures['stock'][0]:.2f} CPU ms/request ({figures['stock'][1]:.2f} ms wall), "
+                f"patched {figures['patched'][0]:.2f} ({figures['patched'][1]:.2f} ms wall), {ratios[-1]:.2f}x"
+            )
+        print(f"median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}) over {rounds} rounds")
+    finally:
+        for process, _ in servers.values():
+            process.kill()
+            process.wait()
 
 
 if __name__ == "__main__":
