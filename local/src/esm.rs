@@ -10,6 +10,7 @@
 //! | `batchItemFailures` naming sequence numbers of the batch | records before the lowest one checkpointed; the rest retried (one retry attempt), or with `BisectBatchOnFunctionError` bisected from that record (no attempt spent) |
 //! | a failure with an empty, missing or unknown `itemIdentifier`, or a response that is not JSON | whole-batch failure |
 //! | function error or timeout | whole-batch failure |
+//! | an instance of the function ended during the invocation (locally: `dev.sh` reports it) | function error, as Lambda's "Runtime exited"; locally every invocation of that function then in flight fails, not only the ended instance's (the consumers' idempotency makes the retry harmless) |
 //! | whole-batch failure, `BisectBatchOnFunctionError`, more than one record | split in two halves, retried in order, **no retry attempt spent** |
 //! | whole-batch failure otherwise | retried (one retry attempt) |
 //! | more retries than `MaximumRetryAttempts` | batch to the on-failure destination (`RetryAttemptsExhausted`), then skipped |

@@ -12,7 +12,25 @@ use tubes_platform::lambda_event::{
 
 use super::Emulator;
 
+/// How often an invocation in flight looks for ended instances of its function.
+const ENDED_POLL: Duration = Duration::from_millis(250);
+
+/// The file in the state directory where `dev.sh` writes one line per function instance that ended (the
+/// function's binary): `dev.sh` supervises the instances it runs itself (no live reload).
+const ENDED_INSTANCES: &str = "ended-instances";
+
 impl Emulator {
+    /// How many instances of `binary` have ended so far, as `dev.sh` reports them in [`ENDED_INSTANCES`].
+    async fn instances_ended(&self, binary: &str) -> usize {
+        let Some(dir) = &self.settings.state_dir else {
+            return 0;
+        };
+        tokio::fs::read_to_string(dir.join(ENDED_INSTANCES))
+            .await
+            .map(|text| text.lines().filter(|l| *l == binary).count())
+            .unwrap_or(0)
+    }
+
     pub(super) async fn invoke(
         &self,
         i: usize,
@@ -51,13 +69,29 @@ impl Emulator {
             } else {
                 Duration::from_secs(600)
             };
+            let ended_before = self.instances_ended(&function.binary).await;
             let sent = self
                 .http
                 .post(&url)
                 .body(body.clone())
                 .timeout(timeout)
-                .send()
-                .await;
+                .send();
+            tokio::pin!(sent);
+            // An instance that dies mid-invocation never answers, and `cargo lambda watch` keeps the invocation
+            // open until the timeout: fail it as Lambda does ("Runtime exited") once `dev.sh` reports the end.
+            let sent = loop {
+                tokio::select! {
+                    sent = &mut sent => break sent,
+                    () = tokio::time::sleep(ENDED_POLL) => {
+                        if self.instances_ended(&function.binary).await > ended_before {
+                            return Invocation::FunctionError(format!(
+                                "an instance of {} ended during the invocation (Runtime exited)",
+                                function.binary
+                            ));
+                        }
+                    }
+                }
+            };
             match sent {
                 Ok(resp) => {
                     if let Ok(mut w) = self.warmed.lock() {
