@@ -62,7 +62,7 @@ export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${moto_port}"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:${moto_port}"
 export PATH="$root/.venv/bin:$PATH"
 
-declare -A pid_of=()
+declare -A pid_of=() instance_pid=() instance_starts=() # children; function instances (no live reload)
 stop_group() { # pid: TERM its process group, then KILL what is left after 5 s
   kill -TERM -- "-$1" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 -- "-$1" 2>/dev/null || break; sleep 0.1; done
@@ -187,7 +187,6 @@ functions_env() { # the functions' environment, as NAME=VALUE arguments
   done <"$state/functions.env"
   fenv+=("${function_vars[@]}")
 }
-declare -A instance_pid=() instance_starts=()
 start_instance() { # binary index: one instance of a function, on cargo lambda watch's runtime API
   local b=$1 i=$2 own=()
   [[ -z $moto2_port || $moto2_functions != *" $b "* ]] || own=("AWS_ENDPOINT_URL_DYNAMODB=$moto2_endpoint")

@@ -444,4 +444,24 @@ async fn the_local_stack_behaves_like_the_event_source_mapping() {
         "{dev_log}"
     );
     assert!(dev_log.contains("esm: it exited"), "{dev_log}");
+
+    // 7. An instance that dies mid-invocation fails that invocation at once, as Lambda's "Runtime exited", and the
+    // record is delivered again: not after the function's timeout (10 s), which cargo lambda watch alone waits.
+    let dies = post(&http, &stack, &signup("usr_dies", "die-once")).await;
+    let died = stack.state.join("faults").join(format!("died-{dies}"));
+    let died_at = until("the instance handling it died", || {
+        std::fs::metadata(&died).ok()?.modified().ok()
+    })
+    .await;
+    until("the record is handled after its instance died", || {
+        handled(&stack).iter().any(|h| h.0 == dies).then_some(())
+    })
+    .await;
+    let waited = died_at.elapsed().unwrap_or_default();
+    assert!(
+        waited < Duration::from_secs(10),
+        "delivered again {waited:?} after the instance died: the invocation waited for the timeout"
+    );
+    let ended = std::fs::read_to_string(stack.state.join("ended-instances")).unwrap_or_default();
+    assert!(ended.lines().any(|l| l == "tubes-test-consumer"), "{ended}");
 }

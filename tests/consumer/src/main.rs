@@ -4,6 +4,8 @@
 //! - `crash…`: the invocation fails (a function error: the whole batch fails);
 //! - `fail-always…`: the record is reported in `batchItemFailures` every time;
 //! - `fail-once…`: reported the first time it is seen (marker files in `$TUBES_STATE_DIR/faults`), handled after;
+//! - `die-once…`: the first time it is seen, the instance exits mid-invocation without answering (marker
+//!   `faults/died-SEQ`, written just before), handled after;
 //! - anything else: handled.
 //!
 //! Records are handled in order up to the first failure, which is the one reported (Lambda redelivers from it).
@@ -48,6 +50,19 @@ async fn handle(
             continue;
         };
         let name = name_of(envelope.event());
+        if name.starts_with("die-once") && std::fs::create_dir_all(state.join("faults")).is_ok() {
+            let died = state
+                .join("faults")
+                .join(format!("died-{}", record.sequence_number.as_str()));
+            if OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&died)
+                .is_ok()
+            {
+                std::process::exit(101);
+            }
+        }
         let marker = state.join("faults").join(record.sequence_number.as_str());
         let fail = name.starts_with("fail-always")
             || (name.starts_with("fail-once")
