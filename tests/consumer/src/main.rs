@@ -27,6 +27,18 @@ fn name_of(event: &Event) -> &str {
     }
 }
 
+/// Whether this is the first time `marker` is asked for (`$TUBES_STATE_DIR/faults/MARKER` did not exist and now
+/// does): `create_new` succeeds only once, whichever instance asks.
+fn first_time(state: &Path, marker: &str) -> bool {
+    let faults = state.join("faults");
+    std::fs::create_dir_all(&faults).is_ok()
+        && OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(faults.join(marker))
+            .is_ok()
+}
+
 async fn handle(
     state: &Path,
     event: LambdaEvent<KinesisBatch>,
@@ -50,31 +62,12 @@ async fn handle(
             continue;
         };
         let name = name_of(envelope.event());
-        if name.starts_with("die-once") && std::fs::create_dir_all(state.join("faults")).is_ok() {
-            let died = state
-                .join("faults")
-                .join(format!("died-{}", record.sequence_number.as_str()));
-            if OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&died)
-                .is_ok()
-            {
-                std::process::exit(101);
-            }
+        let seq = record.sequence_number.as_str();
+        if name.starts_with("die-once") && first_time(state, &format!("died-{seq}")) {
+            std::process::exit(101);
         }
-        let marker = state.join("faults").join(record.sequence_number.as_str());
         let fail = name.starts_with("fail-always")
-            || (name.starts_with("fail-once")
-                && std::fs::create_dir_all(state.join("faults")).is_ok()
-                && {
-                    // `create_new` succeeds only the first time: that delivery fails, later ones are handled.
-                    OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&marker)
-                        .is_ok()
-                });
+            || (name.starts_with("fail-once") && first_time(state, seq));
         if fail {
             let mut failure = KinesisBatchItemFailure::default();
             failure.item_identifier = Some(record.sequence_number.to_string());
