@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq logs trace lint bench bench-local bench-consumer soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq query logs trace lint bench bench-local bench-consumer soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -36,6 +36,11 @@ dlq: ## Dead letters of the local stack: make dlq ARGS="list tubes-SignupsDeadLe
 	  cargo run -q -p tubes-ops --bin tubes-dlq -- $(ARGS)
 
 STATE ?= $(or $(TUBES_STATE_DIR),.local/dev)
+# SQL from the environment ($$SQL), not pasted into the recipe: quotes in it stay as written.
+query: bootstrap ## SQL over the local event store, as in Athena (docs/event-store.md): make query SQL="select type, count(*) from events group by 1" (ARGS="--format csv", "--no-sync").
+	@test -n "$$SQL" || { echo 'usage: make query SQL="select type, count(*) from events group by 1" [ARGS="--format csv|json --no-sync"]' >&2; exit 2; }
+	@$(VENV)/python scripts/query.py --cache "$(STATE)/archive" $(ARGS) --sql "$$SQL"
+
 logs: ## Follow the local functions' logs, pretty-printed (FUNCTION=payments: one function).
 	@ls $(STATE)/logs/*$(FUNCTION)*.log >/dev/null 2>&1 || { echo "no logs under $(STATE)/logs yet: make dev first" >&2; exit 1; }
 	@cargo build -q -p tubes-local --bin tubes-local

@@ -2,7 +2,7 @@
 # Checks template.yaml with every validator we have offline: cfn-lint, `sam validate --lint`, `sam validate`,
 # cfn-lint again on the SAM-expanded template (see scripts/expand_template.py for why), and our own
 # least-privilege rules on it (scripts/check_policies.py), our closed-by-default rules (scripts/check_routes.py) and
-# our observability rules (scripts/check_alarms.py).
+# our observability rules (scripts/check_alarms.py), and the event store's (scripts/check_archive.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" AWS_REGION="${AWS_REGION:-us-east-1}"
@@ -27,4 +27,6 @@ echo "== closed by default: every route authenticated, no open source (scripts/c
 "$bin/python" scripts/check_routes.py .local/template.expanded.json
 echo "== an operator sees it run: alarms on every consumer, queue and function, retention on every log group (scripts/check_alarms.py)"
 "$bin/python" scripts/check_alarms.py .local/template.expanded.json
+echo "== the event store: every event type projected, the archive reads every record unbisected (scripts/check_archive.py)"
+"$bin/python" scripts/check_archive.py .local/template.expanded.json
 echo "template.yaml: all checks passed"

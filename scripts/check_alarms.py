@@ -4,7 +4,7 @@
   Lambda's own group, which is kept forever);
 - every consumer (a function with a Kinesis event source mapping) has its alarms: iterator age, errors,
   throttles, and lag from its EMF metric (`Lag`, dimension `Consumer` = its binary's name without
-  `tubes-consumer-`);
+  `tubes-consumer-`, or as READERS names it);
 - every SQS queue (dead letters) has an alarm on its visible messages;
 - every other function (ingest) has alarms on errors and throttles; the HTTP API on 5xx; the stream on write
   throttling;
@@ -15,6 +15,9 @@
 
 import json
 import sys
+
+# Stream readers that are not `tubes-consumer-NAME` binaries, and the `Consumer` their EMF Lag carries.
+READERS = {"tubes-archive": "archive"}
 
 
 def ref(value):
@@ -73,7 +76,7 @@ def main(path):
             if not alarmed(metric, "FunctionName", function):
                 problems.append(f"{function}: a consumer without an alarm on {metric}")
         binary = resources[function].get("Metadata", {}).get("BuildProperties", {}).get("Binary", "")
-        consumer = binary.removeprefix("tubes-consumer-")
+        consumer = READERS.get(binary, binary.removeprefix("tubes-consumer-"))
         if not consumer or consumer == binary:
             problems.append(f"{function}: a consumer whose binary is not tubes-consumer-NAME ({binary!r})")
         elif not alarmed("Lag", "Consumer", consumer, namespace=metrics_namespace):

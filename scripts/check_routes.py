@@ -2,7 +2,8 @@
 
 Fails when
 - a route of an HTTP API has no authorizer and does not reach a function that authenticates every request
-  itself (ingest: an API key, a signature or the IAM authorizer's caller, against its sources);
+  itself (ingest: an API key, a signature or the IAM authorizer's caller, against its sources; the query
+  function: a reader's key, against its readers);
 - a function may accept requests without a credential (`ALLOW_OPEN_SOURCES`), or takes its sources from the
   template instead of the sources secret (`TUBES_SOURCES`);
 - a sources secret's value in the template declares an `open` source.
@@ -15,7 +16,7 @@ import re
 import sys
 
 # Functions that authenticate every request themselves, by their binary.
-AUTHENTICATING = {"tubes-ingest"}
+AUTHENTICATING = {"tubes-ingest", "tubes-query"}
 
 
 def integration_function(operation):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make dev`: the whole pipeline on this machine, on loopback only, driven by template.yaml.
 #   1. the local AWS endpoints: kinesis-local (Kinesis) and moto (SQS dead-letter queues, Secrets Manager,
-#      DynamoDB idempotency records);
-#   2. the template's streams, queues, secrets and tables, created if missing (tubes-local provision);
+#      DynamoDB idempotency records and tables, S3 for the event store);
+#   2. the template's streams, queues, secrets, tables and buckets, created if missing (tubes-local provision);
 #   3. every function under `cargo lambda watch` (live reload), with the template's environment resolved
 #      to the local endpoints; POST http://127.0.0.1:${TUBES_HTTP_PORT:-9000}/events;
 #   4. the Kinesis event source mapping emulator with its live view (tubes-local run).
@@ -60,6 +60,7 @@ export AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:${kinesis_port}"
 export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:${moto_port}"
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:${moto_port}"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:${moto_port}"
+export AWS_ENDPOINT_URL_S3="http://127.0.0.1:${moto_port}"
 export PATH="$root/.venv/bin:$PATH"
 
 declare -A pid_of=() instance_pid=() instance_starts=() # children; function instances (no live reload)
@@ -175,7 +176,7 @@ rotate() { [[ ! -f $1 ]] || (( $(stat -c %s "$1") <= 10485760 )) || mv -f "$1" "
 # What every function gets besides the template's variables (functions.env), however it is started.
 function_vars=("AWS_ENDPOINT_URL_KINESIS=${TUBES_FUNCTIONS_KINESIS_ENDPOINT:-$AWS_ENDPOINT_URL_KINESIS}"
   "AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS" "AWS_ENDPOINT_URL_SECRETS_MANAGER=$AWS_ENDPOINT_URL_SECRETS_MANAGER"
-  "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local
+  "AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB" "AWS_ENDPOINT_URL_S3=$AWS_ENDPOINT_URL_S3" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local
   AWS_SECRET_ACCESS_KEY=local AWS_EC2_METADATA_DISABLED=true "TUBES_STATE_DIR=$state"
   "TUBES_OUTBOX=$state/outbox.jsonl")
 functions_env() { # the functions' environment, as NAME=VALUE arguments
@@ -265,7 +266,7 @@ instance_ended() {
   instances_seen=$now
 }
 
-say "$kinesis_engine on 127.0.0.1:${kinesis_port}, moto (SQS) on 127.0.0.1:${moto_port}"
+say "$kinesis_engine on 127.0.0.1:${kinesis_port}, moto (SQS, DynamoDB, S3) on 127.0.0.1:${moto_port}"
 start_kinesis || exit 1
 start_moto || exit 1
 if [[ -n $moto2_port ]]; then
@@ -292,6 +293,10 @@ case $rc in
   3) ;; # the template has no sources secret
   *) echo "dev: minting the demo source failed (scripts/demo_sources.py exited $rc)" >&2; exit 1 ;;
 esac
+# The query API's demo reader (a read-only key, minted with the demo source), if the template has readers.
+if [[ $rc == 0 && -f "$state/demo-readers.json" ]] && grep -q '"ReadersSecret"' "$state/template.json"; then
+  sources+=(--secret-file "ReadersSecret=$state/demo-readers.json")
+fi
 provision
 [[ -z $moto2_port ]] || provision2
 

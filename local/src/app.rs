@@ -122,6 +122,13 @@ pub struct Mapping {
     pub enabled: bool,
 }
 
+/// An S3 bucket (`AWS::S3::Bucket`): the event store's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Logical id.
+    pub logical_id: String,
+}
+
 /// Everything the local stack runs.
 #[derive(Debug, Clone, Default)]
 pub struct App {
@@ -135,6 +142,8 @@ pub struct App {
     pub secrets: Vec<Secret>,
     /// DynamoDB tables.
     pub tables: Vec<Table>,
+    /// S3 buckets.
+    pub buckets: Vec<Bucket>,
     /// Functions.
     pub functions: Vec<Function>,
     /// Kinesis event source mappings.
@@ -187,6 +196,9 @@ impl App {
                         .map(str::to_owned),
                 }),
                 Some("AWS::DynamoDB::Table") => app.tables.push(table(id, props)?),
+                Some("AWS::S3::Bucket") => app.buckets.push(Bucket {
+                    logical_id: id.clone(),
+                }),
                 Some("AWS::Lambda::Function") => app.functions.push(function(id, resource, props)?),
                 Some("AWS::Lambda::EventSourceMapping") => {
                     kinesis_mappings.push((id.clone(), props.clone()))

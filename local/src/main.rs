@@ -19,10 +19,11 @@ tubes-local: the local stack's resources and Kinesis event source mapping emulat
 
 USAGE:
   tubes-local provision --template EXPANDED.json --env-out FILE [--prefix tubes] [--secret-file ID=PATH]
-      Creates the template's streams, queues and secrets (idempotently) on the emulators named by
-      AWS_ENDPOINT_URL_KINESIS / _SQS / _SECRETS_MANAGER and writes the functions' environment to FILE.
-      --secret-file: the secret ID (a logical id) is created with the contents of PATH instead of the
-      template's SecretString (the local stack's demo source).
+      Creates the template's streams, queues, secrets, tables and buckets (idempotently) on the emulators named
+      by AWS_ENDPOINT_URL_KINESIS / _SQS / _SECRETS_MANAGER / _DYNAMODB / _S3 and writes the functions'
+      environment to FILE.
+      --secret-file (once per secret): the secret ID (a logical id) is created with the contents of PATH
+      instead of the template's SecretString (the local stack's demo source and reader).
   tubes-local run --template EXPANDED.json [--lambda http://127.0.0.1:9000] [--prefix tubes]
                   [--state DIR] [--log FILE] [--summary-secs 10] [--quiet]
       Runs every Kinesis event source mapping of the template until interrupted.
@@ -52,7 +53,16 @@ impl Args {
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
-            map.insert(key.to_owned(), value.clone());
+            match map.get_mut(key) {
+                // `--secret-file` may be given once per secret: its values are kept one per line.
+                Some(previous) if key == "secret-file" => {
+                    previous.push('\n');
+                    previous.push_str(value);
+                }
+                _ => {
+                    map.insert(key.to_owned(), value.clone());
+                }
+            }
         }
         Ok(Args(map))
     }
@@ -74,7 +84,7 @@ fn read_app(path: &str) -> Result<App, String> {
 
 async fn run(command: &str, args: &Args) -> Result<(), String> {
     let mut app = read_app(args.required("template")?)?;
-    if let Some(spec) = args.get("secret-file") {
+    for spec in args.get("secret-file").into_iter().flat_map(str::lines) {
         let (id, path) = spec
             .split_once('=')
             .ok_or("--secret-file takes LOGICAL_ID=PATH")?;

@@ -1,4 +1,4 @@
-//! Provisioning: the template's streams, queues and secrets on the local emulators, created idempotently, and each
+//! Provisioning: the template's streams, queues, secrets, tables and buckets on the local emulators, created idempotently, and each
 //! function's environment with its intrinsics resolved to them.
 
 use std::collections::BTreeMap;
@@ -35,6 +35,8 @@ pub struct Resolved {
     pub secrets: BTreeMap<String, String>,
     /// Logical id → (table name, table ARN).
     pub tables: BTreeMap<String, (String, String)>,
+    /// Logical id → bucket name.
+    pub buckets: BTreeMap<String, String>,
 }
 
 /// The emulators' clients; the optional ones exist when their endpoint is configured.
@@ -48,10 +50,12 @@ pub struct Clients {
     pub secrets: Option<aws_sdk_secretsmanager::Client>,
     /// DynamoDB, for tables.
     pub dynamodb: Option<aws_sdk_dynamodb::Client>,
+    /// S3, for buckets (addressed by path: the emulator has no host name per bucket).
+    pub s3: Option<aws_sdk_s3::Client>,
 }
 
 impl Clients {
-    /// Clients from the environment: `AWS_ENDPOINT_URL_KINESIS`, `_SQS`, `_SECRETS_MANAGER`, `_DYNAMODB`.
+    /// Clients from the environment: `AWS_ENDPOINT_URL_KINESIS`, `_SQS`, `_SECRETS_MANAGER`, `_DYNAMODB`, `_S3`.
     pub async fn from_env() -> Self {
         let config = aws_config::load_from_env().await;
         let configured = |var: &str| std::env::var_os(var).is_some();
@@ -62,6 +66,13 @@ impl Clients {
                 .then(|| aws_sdk_secretsmanager::Client::new(&config)),
             dynamodb: configured("AWS_ENDPOINT_URL_DYNAMODB")
                 .then(|| aws_sdk_dynamodb::Client::new(&config)),
+            s3: configured("AWS_ENDPOINT_URL_S3").then(|| {
+                aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&config)
+                        .force_path_style(true)
+                        .build(),
+                )
+            }),
         }
     }
 }
@@ -69,6 +80,11 @@ impl Clients {
 /// The local name of a resource: `{prefix}-{LogicalId}`.
 pub fn local_name(prefix: &str, logical_id: &str) -> String {
     format!("{prefix}-{logical_id}")
+}
+
+/// The local name of a bucket: [`local_name`] in lower case, as S3 bucket names must be.
+pub fn bucket_name(prefix: &str, logical_id: &str) -> String {
+    local_name(prefix, logical_id).to_ascii_lowercase()
 }
 
 /// Creates what is missing; leaves what exists (and its data) alone.
@@ -175,6 +191,25 @@ pub async fn provision(app: &App, prefix: &str, clients: &Clients) -> Result<Res
                 table.logical_id.clone(),
                 provision_table(ddb, prefix, table).await?,
             );
+        }
+    }
+    if !app.buckets.is_empty() {
+        let s3 = clients.s3.as_ref().ok_or_else(|| {
+            StackError::Unsupported(
+                "the template declares buckets: start the S3 emulator (AWS_ENDPOINT_URL_S3)".into(),
+            )
+        })?;
+        for bucket in &app.buckets {
+            let name = bucket_name(prefix, &bucket.logical_id);
+            // An existing bucket keeps its objects (the event store survives a restart of the stack).
+            if s3.head_bucket().bucket(&name).send().await.is_err() {
+                s3.create_bucket()
+                    .bucket(&name)
+                    .send()
+                    .await
+                    .map_err(|e| aws(format!("CreateBucket {name}"), e))?;
+            }
+            resolved.buckets.insert(bucket.logical_id.clone(), name);
         }
     }
     Ok(resolved)
@@ -296,6 +331,13 @@ fn resolve(value: &Value, app: &App, resolved: &Resolved) -> Option<String> {
             if let Some((name, arn)) = resolved.tables.get(id) {
                 return Some(if is_ref { name.clone() } else { arn.clone() });
             }
+            if let Some(name) = resolved.buckets.get(id) {
+                return Some(if is_ref {
+                    name.clone()
+                } else {
+                    format!("arn:aws:s3:::{name}")
+                });
+            }
             if let Some(arn) = resolved.secrets.get(id) {
                 // Both `Ref` and `Fn::GetAtt .Id` of a secret are its ARN.
                 return Some(arn.clone());
@@ -347,15 +389,19 @@ mod tests {
         let t = json!({"Parameters": {"Level": {"Type": "String", "Default": "INFO"}}, "Resources": {
             "S": {"Type": "AWS::Kinesis::Stream"}, "Q": {"Type": "AWS::SQS::Queue"},
             "K": {"Type": "AWS::SecretsManager::Secret", "Properties": {"SecretString": "{}"}},
+            "B": {"Type": "AWS::S3::Bucket"},
             "F": {"Type": "AWS::Lambda::Function", "Metadata": {"BuildProperties": {"Binary": "f"}},
                   "Properties": {"Environment": {"Variables": {
                       "STREAM": {"Ref": "S"}, "STREAM_ARN": {"Fn::GetAtt": ["S", "Arn"]}, "QUEUE": {"Ref": "Q"},
-                      "LEVEL": {"Ref": "Level"}, "N": 3, "SECRET": {"Ref": "K"}}}}},
+                      "LEVEL": {"Ref": "Level"}, "N": 3, "SECRET": {"Ref": "K"}, "BUCKET": {"Ref": "B"},
+                      "BUCKET_ARN": {"Fn::GetAtt": ["B", "Arn"]}}}}},
             "G": {"Type": "AWS::Lambda::Function", "Metadata": {"BuildProperties": {"Binary": "g"}},
                   "Properties": {"Environment": {"Variables": {"STREAM": {"Ref": "S"}}}}}}});
         let app = App::from_template(&t).unwrap();
         assert_eq!(app.secrets[0].initial.as_deref(), Some("{}"));
+        assert_eq!(app.buckets[0].logical_id, "B");
         let mut r = Resolved::default();
+        r.buckets.insert("B".into(), bucket_name("tubes", "B"));
         r.secrets.insert("K".into(), "arn:k".into());
         r.streams
             .insert("S".into(), ("tubes-S".into(), "arn:s".into()));
@@ -368,6 +414,8 @@ mod tests {
         assert_eq!(env["LEVEL"], "INFO");
         assert_eq!(env["N"], "3");
         assert_eq!(env["SECRET"], "arn:k");
+        assert_eq!(env["BUCKET"], "tubes-b");
+        assert_eq!(env["BUCKET_ARN"], "arn:aws:s3:::tubes-b");
     }
 
     #[test]

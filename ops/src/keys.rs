@@ -39,11 +39,22 @@ pub fn signing_secret() -> Result<String, String> {
     Ok(format!("whsec_{}", STANDARD.encode(random::<32>()?)))
 }
 
-/// A demo source for the local stack: an API key and a signing secret, allowed every producer type under any
-/// CloudEvents source. Returns the sources JSON and the shell lines (`TUBES_API_KEY=…`) that hand the
-/// credentials to a developer.
-pub fn demo() -> Result<(String, String), String> {
+/// The local stack's demo credentials, as their configurations and the shell lines that hand them to a developer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demo {
+    /// The sources JSON: the demo source.
+    pub sources: String,
+    /// The readers JSON (the query API): the demo reader.
+    pub readers: String,
+    /// `TUBES_API_KEY=…`, `TUBES_READ_KEY=…` lines.
+    pub env: String,
+}
+
+/// A demo source for the local stack (an API key and a signing secret, allowed every producer type under any
+/// CloudEvents source) and a demo reader of the query API (a read-only key).
+pub fn demo() -> Result<Demo, String> {
     let key = api_key("demo", "k1")?;
+    let read = api_key("demo-reader", "k1")?;
     let secret = signing_secret()?;
     let sources = json!({"demo": {
         "api_keys": {"k1": key.hash},
@@ -51,11 +62,16 @@ pub fn demo() -> Result<(String, String), String> {
         "event_types": ["*"],
         "ce_sources": ["*"],
     }});
+    let readers = json!({"demo-reader": {"api_keys": {"k1": read.hash}}});
     let env = format!(
-        "TUBES_SOURCE=demo\nTUBES_API_KEY={}\nTUBES_SIGNING_SECRET={secret}\n",
-        key.key
+        "TUBES_SOURCE=demo\nTUBES_API_KEY={}\nTUBES_SIGNING_SECRET={secret}\nTUBES_READ_KEY={}\n",
+        key.key, read.key
     );
-    Ok((sources.to_string(), env))
+    Ok(Demo {
+        sources: sources.to_string(),
+        readers: readers.to_string(),
+        env,
+    })
 }
 
 #[cfg(test)]
@@ -78,14 +94,19 @@ mod tests {
 
     #[test]
     fn the_demo_source_parses_as_ingest_reads_it() {
-        let (sources, env) = demo().unwrap();
+        let Demo {
+            sources,
+            readers,
+            env,
+        } = demo().unwrap();
         let registry = tubes_ingest::sources::Registry::parse(&sources, false).unwrap();
         let demo = registry.get("demo").unwrap();
         assert_eq!((demo.api_keys.len(), demo.signing_secrets.len()), (1, 1));
         assert!(env.contains("TUBES_API_KEY=tubes_demo.k1."));
+        assert!(env.contains("TUBES_READ_KEY=tubes_demo-reader.k1."));
         assert!(
-            !sources.contains("tubes_demo.k1."),
-            "only the key's hash is stored"
+            !sources.contains("tubes_demo.k1.") && !readers.contains("tubes_demo-reader.k1."),
+            "only the keys' hashes are stored"
         );
     }
 }

@@ -17,6 +17,7 @@ async fn main() {
         events,
         fault_every,
         release,
+        send_rate: None,
     };
     let report = soak::run(settings, &std::env::temp_dir().join("tubes-soak")).await;
     print!("{report}");

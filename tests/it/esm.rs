@@ -133,6 +133,7 @@ async fn latest_skips_old_records_and_child_shards_follow_their_parent() {
         sqs: None,
         secrets: None,
         dynamodb: None,
+        s3: None,
     };
     let resolved = provision(&app, "t", &clients).await.unwrap();
     put(&kinesis, "k", "before-start").await;

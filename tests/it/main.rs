@@ -2,6 +2,7 @@
 // Test helpers outside `#[test]` functions may unwrap too: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod consumers;
 mod contract;
 mod dead_letters;

@@ -195,6 +195,79 @@ impl Drop for Moto {
     }
 }
 
+/// An S3 client for a moto at `endpoint`, addressing buckets by path (no host name per bucket on loopback).
+pub fn s3_at(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(REGION))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "local", "local", None, None, "tests",
+        ))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Every line of every archive object in `bucket` (`tubes_platform::archive`), as `(object key, record)`.
+pub async fn archived(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Vec<(String, tubes_platform::archive::ArchivedRecord)> {
+    use tubes_platform::archive;
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(archive::PREFIX)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .expect("list the archive");
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        token = page.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for key in keys {
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("get an archive object")
+            .body
+            .collect()
+            .await
+            .expect("read an archive object")
+            .into_bytes();
+        let lines = archive::decompress(&body).expect("gzip");
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            out.push((
+                key.clone(),
+                archive::parse_line(line).expect("an archive line"),
+            ));
+        }
+    }
+    out
+}
+
+impl Moto {
+    /// An S3 client for this server.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        s3_at(&self.endpoint)
+    }
+}
+
 /// A kinesis-local (kinesis-mock) process of our own, on free ports; killed when dropped.
 pub struct KinesisLocal {
     child: Child,
@@ -595,6 +668,16 @@ impl LocalStack {
             .to_owned()
     }
 
+    /// The demo reader's key (the query API), from the local stack's `demo.env`.
+    pub fn demo_read_key(&self) -> String {
+        std::fs::read_to_string(self.state.join("demo.env"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("TUBES_READ_KEY="))
+            .expect("the local stack's demo.env names a read key")
+            .to_owned()
+    }
+
     /// POSTs one event to ingest (`/events`, with the demo source's API key) until it answers 202, and returns
     /// its `accepted` entry (shard, sequence number). The first request may meet ingest's cold start: anything
     /// but 202 is tried again, for up to [`POST_DEADLINE`].
@@ -657,6 +740,11 @@ impl LocalStack {
             .endpoint_url(&self.sqs_endpoint)
             .build();
         aws_sdk_sqs::Client::from_conf(config)
+    }
+
+    /// An S3 client for the stack's moto (the event store's bucket).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        s3_at(&self.sqs_endpoint)
     }
 
     /// A DynamoDB client for the stack's moto.

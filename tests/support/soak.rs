@@ -9,8 +9,8 @@
 //! request's `Idempotency-Key`; a tenth of the requests are sent twice after their `202` (a sender that never saw
 //! the answer: ids reused, and derived again from the same key). Every answer but `202` is resent as it was.
 //!
-//! Faults, one every `fault_every` seconds in turn: `kill -9` of each consumer, of ingest and of the mapping
-//! emulator (the stack's supervisor replaces each); moto (DynamoDB, SQS; both of them: the payments consumer's
+//! Faults, one every `fault_every` seconds in turn: `kill -9` of each consumer (the projections too), of the archive, of ingest and of
+//! the mapping emulator (the stack's supervisor replaces each); moto (DynamoDB, SQS; both of them: the payments consumer's
 //! tables have a moto of their own, for the second core) stopped for 20 s; the stream paused
 //! (the Kinesis emulator stopped) for 10 s; and, through a proxy between the functions and the stream, 5–10 s of
 //! throttled `PutRecords` calls, of calls with a third of their entries failed, and of calls written but answered
@@ -19,7 +19,10 @@
 //! Reconciliation: every credit applied once; every payment decided once, with the outcome its account's order
 //! gives (a different outcome is a reordering) and e-mailed once; every balance equal to the accepted credits
 //! minus the processed payments; every user welcomed once, on the list unless they unsubscribed, and an
-//! unsubscribed user confirmed at most once; nothing in a dead-letter queue.
+//! unsubscribed user confirmed at most once; nothing in a dead-letter queue; and the event store (the archive
+//! function's objects in S3) holding every record the stream holds, each exactly once; the read models showing
+//! every account's balance and decided payments as the ledger has them and every user's lists as the directory
+//! has them, and the query API serving them.
 
 // A measuring tool: a poisoned lock or a malformed event of its own making is a failed run.
 #![allow(clippy::unwrap_used)]
@@ -48,6 +51,9 @@ pub struct Settings {
     pub fault_every: u64,
     /// Release builds of the functions and the mapping emulator (`TUBES_RELEASE=1`).
     pub release: bool,
+    /// Events per second the senders keep to, if any: a small soak paces itself so that the stack is still busy
+    /// when the later kinds of fault come round; `None`: as fast as the stack answers.
+    pub send_rate: Option<f64>,
 }
 
 /// One event, in its account's (or user's) order.
@@ -284,11 +290,12 @@ async fn parked(stack: &LocalStack) -> u64 {
 }
 
 /// The faults, in turn.
-const SCHEDULE: [&str; 11] = [
+const SCHEDULE: [&str; 13] = [
     "tubes-consumer-payments",
     "tubes-local",
     "moto",
     "tubes-ingest",
+    "tubes-archive",
     "throttled puts",
     "tubes-consumer-notifications",
     "stream paused",
@@ -296,6 +303,7 @@ const SCHEDULE: [&str; 11] = [
     "tubes-consumer-signups",
     "lost put answers",
     "tubes-consumer-unsubscribes",
+    "tubes-consumer-projections",
 ];
 
 /// Runs one fault; how many processes or seconds it hit.
@@ -401,14 +409,18 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
 
     let answers: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::default();
     let queue = Arc::new(Mutex::new(lanes.into_iter()));
+    // Events handed to senders so far, for the pace (`send_rate`).
+    let paced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rate = settings.send_rate;
     let mut senders = Vec::new();
     for s in 0..SENDERS {
-        let (queue, http, url, api_key, answers) = (
+        let (queue, http, url, api_key, answers, paced) = (
             queue.clone(),
             http.clone(),
             url.clone(),
             api_key.clone(),
             answers.clone(),
+            paced.clone(),
         );
         senders.push(tokio::spawn(async move {
             let mut rng = Rng(s as u64 + 11);
@@ -436,6 +448,11 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
                 }
                 if batch.is_empty() {
                     return;
+                }
+                if let Some(rate) = rate {
+                    let before = paced.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    let due = started + Duration::from_secs_f64(before as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let key = batch
                     .iter()
@@ -508,7 +525,167 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
     };
     reconcile(&mut r, &expected, &items, &members, &mails);
     r.parked = parked(stack).await;
+    reconcile_archive(&mut r, stack, deadline).await;
+    reconcile_read_models(&mut r, stack, &items, &members, deadline).await;
     r
+}
+
+/// The read models against the ledger and the directory (the stores of record): every account's balance and
+/// decided payments, every user's lists; and the query API serving them over HTTP with the demo reader's key.
+/// Waits for the projections to catch up until `deadline`.
+async fn reconcile_read_models(
+    r: &mut Report,
+    stack: &LocalStack,
+    ledger: &HashMap<String, HashMap<String, String>>,
+    directory: &HashMap<String, HashMap<String, String>>,
+    deadline: Instant,
+) {
+    let table = env_var(stack, "READ_MODELS_TABLE");
+    let mismatches = loop {
+        let models = scan(&stack.dynamodb(), &table).await;
+        let doc = |key: String| -> Option<Value> {
+            serde_json::from_str(models.get(&key)?.get("doc")?).ok()
+        };
+        let mut mismatches = Vec::new();
+        for (pk, item) in ledger {
+            if let Some(account) = pk.strip_prefix("account#") {
+                let want: Option<i64> = item.get("balance").and_then(|b| b.parse().ok());
+                let got = doc(format!("accounts#v1#{account}"));
+                let balance = got.as_ref().and_then(|d| d["balance"].as_i64());
+                if balance != want {
+                    mismatches.push(format!(
+                        "read model: {account} balance {balance:?}, ledger {want:?}"
+                    ));
+                }
+                for p in got
+                    .iter()
+                    .flat_map(|d| d["payments"].as_array().into_iter().flatten())
+                {
+                    let id = p["payment_id"].as_str().unwrap_or_default();
+                    let decided = ledger
+                        .get(&format!("payment#{id}"))
+                        .and_then(|i| i.get("outcome"))
+                        .map(|o| {
+                            if o == "processed" {
+                                "processed"
+                            } else {
+                                "failed"
+                            }
+                        });
+                    if decided.is_some_and(|d| p["status"] != d) {
+                        mismatches.push(format!(
+                            "read model: payment {id} {}, ledger {decided:?}",
+                            p["status"]
+                        ));
+                    }
+                }
+            }
+        }
+        for (pk, item) in directory {
+            if let Some(user) = pk.strip_prefix("member#news#") {
+                let member = item.get("member").is_none_or(|m| m == "true");
+                let lists = doc(format!("users#v1#{user}"));
+                let listed = lists
+                    .as_ref()
+                    .and_then(|d| d["lists"].as_array())
+                    .is_some_and(|l| l.iter().any(|x| x == "news"));
+                if lists.is_none() || listed != member {
+                    mismatches.push(format!(
+                        "read model: {user} on news {listed}, directory {member}"
+                    ));
+                }
+            }
+        }
+        if mismatches.is_empty() || Instant::now() > deadline {
+            break mismatches;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    r.read_models_checked = ledger.keys().filter(|k| k.starts_with("account#")).count()
+        + directory
+            .keys()
+            .filter(|k| k.starts_with("member#news#"))
+            .count();
+    r.lost.extend(mismatches);
+
+    // The query API over HTTP: an account as the ledger has it, and the contract's 404.
+    let http = reqwest::Client::new();
+    let key = stack.demo_read_key();
+    let Some((pk, item)) = ledger.iter().find(|(k, _)| k.starts_with("account#")) else {
+        return;
+    };
+    let account = &pk["account#".len()..];
+    let get = |path: String| {
+        http.get(format!("{}{path}", stack.http))
+            .bearer_auth(&key)
+            .send()
+    };
+    match get(format!("/accounts/{account}")).await {
+        Ok(resp) if resp.status() == 200 && resp.headers().contains_key("etag") => {
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let want: Option<i64> = item.get("balance").and_then(|b| b.parse().ok());
+            if body["balance"].as_i64() != want {
+                r.lost.push(format!(
+                    "query: {account} balance {}, ledger {want:?}",
+                    body["balance"]
+                ));
+            }
+        }
+        other => r
+            .lost
+            .push(format!("query: GET /accounts/{account}: {other:?}")),
+    }
+    match get("/accounts/acc_none".into()).await {
+        Ok(resp) if resp.status() == 404 => {}
+        other => r.lost.push(format!(
+            "query: GET /accounts/acc_none: {other:?}, want 404"
+        )),
+    }
+}
+
+/// The event store against the stream: every record the stream holds (ingest's and the consumers') is in the
+/// archive, once. Waits for the archive to catch up until `deadline` (its batching window is seconds).
+async fn reconcile_archive(r: &mut Report, stack: &LocalStack, deadline: Instant) {
+    let stream = env_var(stack, "STREAM_NAME");
+    let bucket = env_var(stack, "ARCHIVE_BUCKET");
+    let records: HashSet<(String, String)> =
+        crate::read_stream(&stack.kinesis(), &stream, "arn:aws:kinesis:local")
+            .await
+            .into_iter()
+            .flat_map(|(source, records)| {
+                records
+                    .into_iter()
+                    .map(move |rec| (source.shard_id.clone(), rec.sequence_number.into_string()))
+            })
+            .collect();
+    let s3 = stack.s3();
+    loop {
+        let lines = crate::archived(&s3, &bucket).await;
+        let mut seen: HashMap<(String, String), usize> = HashMap::new();
+        for (_, line) in &lines {
+            *seen
+                .entry((line.at.shard_id.clone(), line.at.sequence_number.clone()))
+                .or_default() += 1;
+        }
+        let missing: Vec<&(String, String)> =
+            records.iter().filter(|k| !seen.contains_key(*k)).collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            r.archived = lines.len();
+            r.lost.extend(
+                missing
+                    .iter()
+                    .map(|(shard, seq)| format!("archive: record {shard}/{seq}")),
+            );
+            r.doubled.extend(
+                seen.iter()
+                    .filter(|(_, n)| **n > 1)
+                    .map(|((shard, seq), n)| format!("archive: record {shard}/{seq} {n} times")),
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 /// The payment an e-mail is about: its subject names it second ("Payment pay_1_2 processed"). Other e-mails
@@ -695,6 +872,10 @@ pub struct Report {
     pub reordered: Vec<String>,
     /// Records in dead-letter queues.
     pub parked: u64,
+    /// Lines in the event store (one per record of the stream when nothing is lost or doubled).
+    pub archived: usize,
+    /// Accounts and memberships compared between the read models and the stores of record.
+    pub read_models_checked: usize,
     /// CPU seconds per kind of process of the stack (those running at the end: a killed process's are gone).
     pub cpu: BTreeMap<String, f64>,
 }
@@ -761,6 +942,12 @@ impl std::fmt::Display for Report {
         writeln!(f, "  doubled         {}", self.doubled.len())?;
         writeln!(f, "  reordered       {}", self.reordered.len())?;
         writeln!(f, "  parked          {}", self.parked)?;
+        writeln!(f, "  archived        {} records", self.archived)?;
+        writeln!(
+            f,
+            "  read models     {} accounts and memberships checked against the ledger and directory",
+            self.read_models_checked
+        )?;
         let mut cpu: Vec<_> = self.cpu.iter().filter(|(_, s)| **s >= 1.0).collect();
         cpu.sort_by(|a, b| b.1.total_cmp(a.1));
         let cpu: Vec<String> = cpu.iter().map(|(n, s)| format!("{n} {s:.0}")).collect();

@@ -44,6 +44,10 @@ impl Dependency {
     pub const STREAM: Dependency = Dependency("event stream");
     /// The dead-letter port ([`dead_letters`](crate::dead_letters)).
     pub const DEAD_LETTERS: Dependency = Dependency("dead letters");
+    /// The event store's objects ([`archive`](crate::archive)).
+    pub const ARCHIVE: Dependency = Dependency("event store");
+    /// The read models ([`read_model`](crate::read_model)).
+    pub const READ_MODELS: Dependency = Dependency("read models");
 
     /// A dependency of a consumer's own (a ledger, a partner's API).
     pub const fn named(name: &'static str) -> Self {

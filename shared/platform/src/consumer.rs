@@ -6,6 +6,32 @@ use std::future::Future;
 use tubes_contract::{Envelope, EventType};
 
 use crate::classify::Classify;
+use crate::lambda_event::SequenceNumber;
+
+/// Where the record being handled is on the stream, for consumers that order by it (read models).
+#[derive(Debug, Clone, Copy)]
+pub struct Position<'a> {
+    /// The record's partition key.
+    pub partition_key: &'a str,
+    /// Its sequence number in its shard.
+    pub sequence_number: &'a SequenceNumber,
+}
+
+impl Position<'_> {
+    /// The sequence number that places `envelope` among its partition key's events: for a replayed record, the
+    /// original record's (its `replayseq`), so that a replay is recognised as what was already applied; else the
+    /// record's own.
+    pub fn order(&self, envelope: &Envelope) -> SequenceNumber {
+        match envelope.replay() {
+            Some((_, original))
+                if !original.is_empty() && original.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                SequenceNumber::from(original)
+            }
+            _ => self.sequence_number.clone(),
+        }
+    }
+}
 
 /// A typed event handler: one per consumer function.
 pub trait Consumer: Send + Sync {
@@ -21,6 +47,18 @@ pub trait Consumer: Send + Sync {
 
     /// Handles one valid event of a subscribed type.
     fn handle(&self, envelope: &Envelope) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Handles one valid event of a subscribed type at its place on the stream: what the harness calls. A consumer
+    /// whose state orders events by their stream position (a read model) implements this; the others
+    /// implement [`Consumer::handle`], which this calls by default.
+    fn handle_at(
+        &self,
+        envelope: &Envelope,
+        position: Position<'_>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = position;
+        self.handle(envelope)
+    }
 }
 
 impl<C: Consumer> Consumer for &C {
@@ -36,6 +74,14 @@ impl<C: Consumer> Consumer for &C {
 
     fn handle(&self, envelope: &Envelope) -> impl Future<Output = Result<(), Self::Error>> + Send {
         (**self).handle(envelope)
+    }
+
+    fn handle_at(
+        &self,
+        envelope: &Envelope,
+        position: Position<'_>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (**self).handle_at(envelope, position)
     }
 }
 

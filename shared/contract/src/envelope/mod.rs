@@ -36,6 +36,14 @@ const MAX_EXTENSION_VALUE: usize = 1024;
 
 /// The extension that names the event an event was published because of ([`Envelope::caused_by`]).
 pub const CAUSATION_ID: &str = "causationid";
+/// The extension a replayed record carries: the sequence number of the record it replays, so that a read model
+/// orders and deduplicates it as the original ([`Envelope::replayed`]).
+pub const REPLAY_SEQUENCE: &str = "replayseq";
+/// The extension a replayed record carries: the replay that sent it, so that metrics and logs count it apart.
+pub const REPLAY_ID: &str = "replayid";
+/// Extensions only tubes sets: refused from senders ([`Envelope::parse`]).
+pub const RESERVED_EXTENSIONS: [&str; 2] = [REPLAY_SEQUENCE, REPLAY_ID];
+
 /// The W3C `tracestate` that may come with a `traceparent`: passed on as it is.
 const TRACESTATE: &str = "tracestate";
 
@@ -193,15 +201,16 @@ impl Envelope {
         Ok(envelope)
     }
 
-    /// What an event published because of `cause` carries from it: the cause's id as `causationid`, and its
-    /// trace context (`traceparent`, `tracestate`) as it is, so that one trace id finds the whole chain. None of it
-    /// is part of [`Envelope::content_bytes`]: a re-decision under another cause is still the same event.
+    /// What an event published because of `cause` carries from it: the cause's id as `causationid`, its trace
+    /// context (`traceparent`, `tracestate`) as it is, so that one trace id finds the whole chain, and the replay
+    /// that sent the cause (`replayid`), so that it is counted with it. None of it is part of
+    /// [`Envelope::content_bytes`]: a re-decision under another cause is still the same event.
     fn carry_from(&mut self, cause: &Envelope) {
         self.extensions.insert(
             CAUSATION_ID.to_owned(),
             serde_json::Value::String(cause.id().to_owned()),
         );
-        for name in [TRACEPARENT, TRACESTATE] {
+        for name in [TRACEPARENT, TRACESTATE, REPLAY_ID] {
             if let Some(value) = cause.extensions.get(name) {
                 self.extensions.insert(name.to_owned(), value.clone());
             }
@@ -223,6 +232,31 @@ impl Envelope {
             .entry(TRACEPARENT.to_owned())
             .or_insert_with(|| serde_json::Value::String(trace.to_string()));
         self
+    }
+
+    /// The same event, marked as sent again by the replay `replay_id` from the record at `original_sequence` (its
+    /// stream sequence number): the extensions [`REPLAY_ID`] and [`REPLAY_SEQUENCE`].
+    pub fn replayed(mut self, replay_id: &str, original_sequence: &str) -> Self {
+        self.extensions.insert(
+            REPLAY_ID.to_owned(),
+            serde_json::Value::String(replay_id.to_owned()),
+        );
+        self.extensions.insert(
+            REPLAY_SEQUENCE.to_owned(),
+            serde_json::Value::String(original_sequence.to_owned()),
+        );
+        self
+    }
+
+    /// If this record is a replay ([`Envelope::replayed`]): the replay's id and the original record's sequence
+    /// number.
+    pub fn replay(&self) -> Option<(&str, &str)> {
+        let text = |name| {
+            self.extensions
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+        };
+        Some((text(REPLAY_ID)?, text(REPLAY_SEQUENCE)?))
     }
 
     /// Replaces the event id (ingest uses a verified `webhook-id`, so a sender's retries keep one id).

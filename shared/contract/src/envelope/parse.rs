@@ -271,6 +271,19 @@ impl<'a> Raw<'a> {
             (Got::Absent, None) | (Got::Invalid, _) => String::new(),
         };
 
+        if !strict {
+            // What tubes itself puts on replayed records: a sender who could set them could make a read model
+            // skip its event as already applied.
+            for (name, _) in &self.extensions {
+                if super::RESERVED_EXTENSIONS.contains(&name.as_ref()) {
+                    c.push(Violation::at(
+                        Code::InvalidExtension,
+                        format!("/{}", crate::violation::escape_pointer(name)),
+                        "reserved: tubes sets this attribute on replayed events",
+                    ));
+                }
+            }
+        }
         let extensions = self
             .extensions
             .into_iter()

@@ -686,3 +686,32 @@ fn a_broken_traceparent_extension_is_refused_on_its_pointer() {
         assert_eq!(only.field.as_deref(), Some("/traceparent"), "{bad}");
     }
 }
+
+#[test]
+fn a_replayed_record_says_so_and_senders_cannot_claim_it() {
+    let original = parse(&signed_up()).unwrap();
+    assert_eq!(original.replay(), None);
+    let replayed = original.clone().replayed("rpl_1", "4959");
+    assert_eq!(replayed.replay(), Some(("rpl_1", "4959")));
+    assert_eq!(
+        replayed.content_bytes(),
+        original.content_bytes(),
+        "the same event"
+    );
+    // Behind the edge (a record on the stream) the marks are read back.
+    let decoded = Envelope::decode(&serde_json::to_vec(&replayed).unwrap()).unwrap();
+    assert_eq!(decoded.replay(), Some(("rpl_1", "4959")));
+    // What a consumer publishes because of it is counted with the replay, but has no sequence of its own yet.
+    let published = Envelope::caused_by(&decoded, "payments", 0, processed(&decoded)).unwrap();
+    assert_eq!(published.extensions()[REPLAY_ID], "rpl_1");
+    assert!(!published.extensions().contains_key(REPLAY_SEQUENCE));
+    // At the edge, a sender may set neither.
+    rejects(
+        with(signed_up(), "/replayseq", json!("1")),
+        &[(Code::InvalidExtension, "/replayseq")],
+    );
+    rejects(
+        with(signed_up(), "/replayid", json!("rpl_1")),
+        &[(Code::InvalidExtension, "/replayid")],
+    );
+}

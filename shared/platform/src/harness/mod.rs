@@ -45,7 +45,7 @@ use tracing::Instrument as _;
 
 use crate::classify::{Classify, Dependency};
 use crate::clock;
-use crate::consumer::Consumer;
+use crate::consumer::{Consumer, Position};
 use crate::dead_letters::{DeadLetter, DeadLetters};
 use crate::idempotency::{self, Attempt, Entry, Guard, IdempotencyStore, IdempotencyTimes, Ticket};
 use crate::lambda_event::{BatchRecord, KinesisBatch, SequenceNumber};
@@ -426,9 +426,17 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         // redelivery by Lambda parks it again; `tubes-dlq redrive` puts such twins back once).
         // A held claim is kept alive while the consumer works; without records, the consumer just works.
         let started = std::time::Instant::now();
+        let position = Position {
+            partition_key: &partition_key,
+            sequence_number: &sequence_number,
+        };
         let handled = match &ticket {
-            Some(ticket) => ticket.hold(self.consumer.handle(&envelope)).await,
-            None => self.consumer.handle(&envelope).await,
+            Some(ticket) => {
+                ticket
+                    .hold(self.consumer.handle_at(&envelope, position))
+                    .await
+            }
+            None => self.consumer.handle_at(&envelope, position).await,
         };
         let mut release = Attempt::Keep;
         let outcome = match handled {

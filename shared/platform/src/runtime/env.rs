@@ -12,6 +12,8 @@
 //! | `TUBES_OUTBOX`, `MAIL_FROM`, `SES_CONFIGURATION_SET` | [`Env::mail_config`] | the mailer: the outbox file (wins: the local stack sets it), else SES from `MAIL_FROM`, else logs |
 //! | `USERS_TABLE` | [`Env::users`] | the users directory's table |
 //! | `STREAM_NAME` | [`Env::publisher`] | the stream a consumer publishes to |
+//! | `READ_MODELS_TABLE` | [`Env::read_models`] | the read models' table |
+//! | `ARCHIVE_BUCKET` | [`Env::archive`] | the event store's bucket; with `AWS_ENDPOINT_URL_S3` set (an emulator) addressed by path |
 //! | any other, e.g. `LEDGER_TABLE` | [`Env::required`] | a consumer's own setting |
 //!
 //! An empty value counts as unset (the template's empty defaults); a value that does not parse stops the cold
@@ -21,11 +23,13 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::archive::S3Objects;
 use crate::dead_letters::{AnyDeadLetters, LogDeadLetters, SqsDeadLetters};
 use crate::harness::{DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS};
 use crate::idempotency::{DynamoIdempotency, IdempotencyTimes};
 use crate::mail::{AnyMailer, MailConfig};
 use crate::publish::KinesisPublisher;
+use crate::read_model::DynamoReadModels;
 use crate::users::DynamoDirectory;
 
 /// A setting is missing or malformed; the function refuses to start.
@@ -231,6 +235,27 @@ impl Env {
         Ok(DynamoDirectory::new(
             self.dynamodb().clone(),
             self.required("USERS_TABLE")?,
+        ))
+    }
+
+    /// The read models (`READ_MODELS_TABLE`).
+    pub fn read_models(&self) -> Result<DynamoReadModels, EnvError> {
+        Ok(DynamoReadModels::new(
+            self.dynamodb().clone(),
+            self.required("READ_MODELS_TABLE")?,
+        ))
+    }
+
+    /// The event store's objects (`ARCHIVE_BUCKET`). Against an S3 endpoint of its own (`AWS_ENDPOINT_URL_S3`,
+    /// the local stack's emulator) buckets are addressed by path: a host name per bucket needs DNS.
+    pub fn archive(&self) -> Result<S3Objects, EnvError> {
+        let bucket = self.required("ARCHIVE_BUCKET")?;
+        let config = aws_sdk_s3::config::Builder::from(&self.aws)
+            .force_path_style(self.optional("AWS_ENDPOINT_URL_S3").is_some())
+            .build();
+        Ok(S3Objects::new(
+            aws_sdk_s3::Client::from_conf(config),
+            bucket,
         ))
     }
 

@@ -42,6 +42,16 @@ pub async fn serve<C: Consumer>(env: &Env, consumer: C) -> Result<(), Error> {
     }
 }
 
+/// Serves `consumer` as [`serve`] does, without idempotency records even where `IDEMPOTENCY_TABLE` is set: for a
+/// consumer whose own state recognises what it already did (a read model keeps the last sequence it applied).
+pub async fn serve_without_idempotency<C: Consumer>(env: &Env, consumer: C) -> Result<(), Error> {
+    let name = consumer.name();
+    let harness = Harness::new(consumer, env.dead_letters(name))
+        .with_concurrency(env.key_concurrency()?)
+        .with_max_attempts(env.max_attempts()?);
+    run(harness).await
+}
+
 async fn run<C: Consumer, D: DeadLetters, S: IdempotencyStore>(
     harness: Harness<C, D, S>,
 ) -> Result<(), Error> {

@@ -1,4 +1,5 @@
-//! API keys, for producers that cannot sign: `Authorization: Bearer tubes_{source}.{key id}.{secret}`.
+//! API keys: `Authorization: Bearer tubes_{owner}.{key id}.{secret}`, where the owner is a source (ingest: a
+//! producer that cannot sign) or a reader (the query API's read-only credentials).
 //!
 //! A key names its source and its key id, so ingest finds the one stored hash to compare with; the secret is 32
 //! random bytes (base64url), so a plain SHA-256 is enough to store it (no password-style stretching is needed
@@ -10,7 +11,14 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::is_name;
+/// Whether `name` is a source name, a reader name or a key id: 1 to `max` of `a-z 0-9 - _`.
+pub fn is_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
 
 /// What every key starts with (secret scanners look for it).
 pub const PREFIX: &str = "tubes_";
