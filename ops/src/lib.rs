@@ -27,13 +27,15 @@
 //! | `queue` | the queue: reading every message without consuming it, hiding, showing again, deleting |
 //! | `entry` | what a message holds: a dead letter, an on-failure entry (Lambda's message), or neither |
 //! | `redrive` | reading an on-failure range off its shard; redrive onto the stream (`stream`) or to a function (`function`) |
-//! | [`keys`] | minting API keys and signing secrets for the sources (`tubes-keys`) |
+//! | [`keys`] | minting API keys and signing secrets for the sources and readers (`tubes-keys`) |
+//! | [`replay`] | replaying the event store onto the stream or into a read model version (`tubes-replay`) |
 
 mod entry;
 mod error;
 pub mod keys;
 mod queue;
 mod redrive;
+pub mod replay;
 
 /// The Lambda SDK, re-exported: [`DeadLetterQueue::redrive_to_function`] takes its client.
 pub use aws_sdk_lambda;

@@ -19,6 +19,7 @@ mod outage;
 mod payments;
 mod pipeline;
 mod redrive;
+mod replay;
 mod schemas;
 mod soak;
 mod users;

@@ -195,6 +195,44 @@ impl Drop for Moto {
     }
 }
 
+/// Every item of a table (moto), by `pk`, with its string, number and boolean attributes as strings.
+pub async fn scan_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> std::collections::HashMap<String, std::collections::HashMap<String, String>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut out = std::collections::HashMap::new();
+    let mut start = None;
+    loop {
+        let Ok(page) = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+        else {
+            return out;
+        };
+        for item in page.items() {
+            let fields: std::collections::HashMap<String, String> = item
+                .iter()
+                .filter_map(|(k, v)| match v {
+                    AttributeValue::S(s) | AttributeValue::N(s) => Some((k.clone(), s.clone())),
+                    AttributeValue::Bool(b) => Some((k.clone(), b.to_string())),
+                    _ => None,
+                })
+                .collect();
+            if let Some(pk) = fields.get("pk").cloned() {
+                out.insert(pk, fields);
+            }
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return out;
+        }
+    }
+}
+
 /// An S3 client for a moto at `endpoint`, addressing buckets by path (no host name per bucket on loopback).
 pub fn s3_at(endpoint: &str) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()

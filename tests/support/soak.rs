@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fault_proxy::{Fault, FaultProxy};
-use crate::{free_port, LocalStack, Ports};
+use crate::{free_port, scan_table as scan, LocalStack, Ports};
 use serde_json::{json, Value};
 
 /// Concurrent senders.
@@ -223,44 +223,6 @@ fn env_var(stack: &LocalStack, var: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{var}=")).map(str::to_owned))
         .unwrap_or_else(|| panic!("{var} in functions.env"))
-}
-
-/// Every item of a table (moto), by `pk`, with its string, number and boolean attributes as strings.
-async fn scan(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> HashMap<String, HashMap<String, String>> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let mut out = HashMap::new();
-    let mut start = None;
-    loop {
-        let Ok(page) = client
-            .scan()
-            .table_name(table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-        else {
-            return out;
-        };
-        for item in page.items() {
-            let fields: HashMap<String, String> = item
-                .iter()
-                .filter_map(|(k, v)| match v {
-                    AttributeValue::S(s) | AttributeValue::N(s) => Some((k.clone(), s.clone())),
-                    AttributeValue::Bool(b) => Some((k.clone(), b.to_string())),
-                    _ => None,
-                })
-                .collect();
-            if let Some(pk) = fields.get("pk").cloned() {
-                out.insert(pk, fields);
-            }
-        }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return out;
-        }
-    }
 }
 
 async fn parked(stack: &LocalStack) -> u64 {

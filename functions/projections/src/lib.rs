@@ -10,6 +10,7 @@
 
 use tubes_contract::{Envelope, EventType};
 use tubes_platform::consumer::Position;
+use tubes_platform::lambda_event::SequenceNumber;
 use tubes_platform::read_model::{Projected, Projector, ReadModelError, ReadModelStore};
 use tubes_platform::Consumer;
 
@@ -65,6 +66,27 @@ impl<S: ReadModelStore> Projections<S> {
             .project::<Account>(envelope, position)
             .await?;
         let users = self.projector.project::<User>(envelope, position).await?;
+        Ok([accounts, users])
+    }
+}
+
+impl<S: ReadModelStore> Projections<S> {
+    /// Applies one event whose place among its key's events is `order` to `version` of every model that looks
+    /// at it: a rebuild folds the event store into a new version this way.
+    pub async fn apply_into(
+        &self,
+        version: &str,
+        envelope: &Envelope,
+        order: &SequenceNumber,
+    ) -> Result<[Projected; 2], ReadModelError> {
+        let accounts = self
+            .projector
+            .project_into::<Account>(version, envelope, order)
+            .await?;
+        let users = self
+            .projector
+            .project_into::<User>(version, envelope, order)
+            .await?;
         Ok([accounts, users])
     }
 }

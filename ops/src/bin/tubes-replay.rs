@@ -1,0 +1,275 @@
+//! `tubes-replay`: events from the event store, sent again in each key's original order (see
+//! `tubes_ops::replay`). AWS settings come from the environment (`AWS_REGION`, credentials,
+//! `AWS_ENDPOINT_URL_S3` / `_KINESIS` / `_DYNAMODB` for the local stack).
+//!
+//! ```text
+//! tubes-replay (--to-stream STREAM | --to-read-model VERSION) [--bucket BUCKET] [--table TABLE]
+//!              [--from RFC3339] [--to RFC3339] [--type TYPE]... [--source SOURCE] [--subject SUBJECT]
+//!              [--state FILE] [--limit N] [--dry-run]
+//! ```
+//! `--to-stream`: onto the stream, marked replayed; `--to-read-model`: folded into that version of the read
+//! models (`--table`, default `READ_MODELS_TABLE`), a rebuild. `--bucket` defaults to `ARCHIVE_BUCKET`. `--state`
+//! (default `tubes-replay.state.json`) keeps the progress: the same command again resumes. `--dry-run` prints what
+//! would be sent (counts by type, the largest keys) and sends nothing. Exit codes: 0 done, 1 failed (resumable),
+//! 2 bad arguments, 3 stopped by `--limit` or Ctrl-C (resumable).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tubes_ops::replay::{self, Ended, Plan, ReadModelSink, ReplayState, Selection, StreamSink};
+use tubes_platform::read_model::DynamoReadModels;
+use tubes_platform::KinesisPublisher;
+
+const USAGE: &str = "usage: tubes-replay (--to-stream STREAM | --to-read-model VERSION) [--bucket BUCKET] \
+    [--table TABLE] [--from RFC3339] [--to RFC3339] [--type TYPE]... [--source SOURCE] [--subject SUBJECT] \
+    [--state FILE] [--limit N] [--dry-run]";
+
+/// Where the events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Stream(String),
+    ReadModel(String),
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::Stream(s) => format!("stream {s}"),
+            Target::ReadModel(v) => format!("read models {v}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Args {
+    target: Target,
+    bucket: String,
+    table: Option<String>,
+    selection: Selection,
+    state: PathBuf,
+    limit: Option<usize>,
+    dry_run: bool,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut stream = None;
+    let mut version = None;
+    let mut bucket = std::env::var("ARCHIVE_BUCKET").ok();
+    let mut table = std::env::var("READ_MODELS_TABLE").ok();
+    let mut selection = Selection::default();
+    let mut state = PathBuf::from("tubes-replay.state.json");
+    let mut limit = None;
+    let mut dry_run = false;
+    let mut it = args.iter();
+    let time = |v: &str, flag: &str| {
+        OffsetDateTime::parse(v, &Rfc3339)
+            .map_err(|e| format!("{flag} {v:?}: not an RFC 3339 time ({e})"))
+    };
+    while let Some(arg) = it.next() {
+        if arg == "--dry-run" {
+            dry_run = true;
+            continue;
+        }
+        if arg == "--help" || arg == "-h" {
+            return Err(String::new());
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{arg} needs a value"))?
+            .clone();
+        match arg.as_str() {
+            "--to-stream" => stream = Some(value),
+            "--to-read-model" => version = Some(value),
+            "--bucket" => bucket = Some(value),
+            "--table" => table = Some(value),
+            "--from" => selection.from = Some(time(&value, "--from")?),
+            "--to" => selection.to = Some(time(&value, "--to")?),
+            "--type" => selection.types.push(value),
+            "--source" => selection.source = Some(value),
+            "--subject" => selection.subject = Some(value),
+            "--state" => state = PathBuf::from(value),
+            "--limit" => {
+                limit = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("--limit {value:?}: not a count"))?,
+                );
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let target = match (stream, version) {
+        (Some(s), None) => Target::Stream(s),
+        (None, Some(v)) => Target::ReadModel(v),
+        _ => return Err("name one target: --to-stream STREAM or --to-read-model VERSION".into()),
+    };
+    let bucket = bucket
+        .filter(|b| !b.is_empty())
+        .ok_or("--bucket (or ARCHIVE_BUCKET) is required")?;
+    if let Target::ReadModel(v) = &target {
+        if table.as_deref().is_none_or(str::is_empty) {
+            return Err("--table (or READ_MODELS_TABLE) is required with --to-read-model".into());
+        }
+        if v.is_empty() || v.contains('#') {
+            return Err(format!("--to-read-model {v:?}: a version name without #"));
+        }
+    }
+    Ok(Args {
+        target,
+        bucket,
+        table,
+        selection,
+        state,
+        limit,
+        dry_run,
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse(&args) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("tubes-replay: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(Ended::Done) => ExitCode::SUCCESS,
+        Ok(Ended::Stopped) => ExitCode::from(3),
+        Err(e) => {
+            eprintln!("tubes-replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<Ended, String> {
+    let aws = aws_config::load_from_env().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
+            .build(),
+    );
+    let target = args.target.describe();
+    let mut state = match ReplayState::load(&args.state)? {
+        Some(state) if state.target != target || state.selection != args.selection => {
+            return Err(format!(
+                "{} is the state of another replay (to {}): name another --state, or delete it to start over",
+                args.state.display(),
+                state.target
+            ));
+        }
+        Some(state) => state,
+        None => ReplayState {
+            id: replay::new_id(),
+            target,
+            selection: args.selection.clone(),
+            ..ReplayState::default()
+        },
+    };
+    let records = replay::read_archive(&s3, &args.bucket, &args.selection).await?;
+    let plan = Plan::new(records, &args.selection);
+    if args.dry_run {
+        println!("{} events would be sent to {}:", plan.len(), state.target);
+        for (ty, n) in plan.by_type() {
+            println!("  {ty:<24} {n}");
+        }
+        println!("{} partition keys; the largest:", plan.by_key().len());
+        for (key, n) in replay::largest_keys(&plan, 10) {
+            println!("  {key:<24} {n}");
+        }
+        if state.events > 0 {
+            println!(
+                "{} of them were sent already ({}).",
+                state.events,
+                args.state.display()
+            );
+        }
+        return Ok(Ended::Done);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let started = Instant::now();
+    let at_start = state.events;
+    let mut last_print = Instant::now();
+    let mut progress = |done: usize, total: usize| {
+        if last_print.elapsed().as_millis() >= 500 || done >= total {
+            eprint!(
+                "\r{}",
+                replay::progress_line(done, total, started, at_start)
+            );
+            last_print = Instant::now();
+        }
+    };
+    let should_stop = || stop.load(Ordering::Relaxed);
+    let ended = match &args.target {
+        Target::Stream(name) => {
+            let sink = StreamSink::new(KinesisPublisher::new(
+                aws_sdk_kinesis::Client::new(&aws),
+                name,
+            ));
+            replay::run(
+                &plan,
+                &sink,
+                &mut state,
+                &args.state,
+                args.limit,
+                &should_stop,
+                &mut progress,
+            )
+            .await?
+        }
+        Target::ReadModel(version) => {
+            let table = args.table.clone().unwrap_or_default();
+            let sink = ReadModelSink::new(
+                DynamoReadModels::new(aws_sdk_dynamodb::Client::new(&aws), table),
+                version.clone(),
+            );
+            replay::run(
+                &plan,
+                &sink,
+                &mut state,
+                &args.state,
+                args.limit,
+                &should_stop,
+                &mut progress,
+            )
+            .await?
+        }
+    };
+    eprintln!();
+    match ended {
+        Ended::Done => eprintln!(
+            "tubes-replay: {} of {} events sent to {} (replay {}).",
+            state.events,
+            plan.len(),
+            state.target,
+            state.id
+        ),
+        Ended::Stopped => eprintln!(
+            "tubes-replay: stopped after {} of {} events; the same command resumes ({}).",
+            state.events,
+            plan.len(),
+            args.state.display()
+        ),
+    }
+    Ok(ended)
+}
