@@ -234,6 +234,30 @@ async fn a_replay_of_10000_events_into_a_fresh_read_model_version_gives_the_live
     }
     assert_eq!(got.len(), want.len());
 
+    // Made live: the pointers name v2 and readers read it (moto's scan and pointer items, for real).
+    let report = replay::switch(
+        &store,
+        &["accounts", "users"],
+        "v2",
+        || async { Ok(()) },
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rounds, 1);
+    assert_eq!(store.documents("accounts", "v2").await.unwrap().len(), 150);
+    assert_eq!(store.documents("users", "v2").await.unwrap().len(), 50);
+    let pointer = store.pointer("accounts").await.unwrap().unwrap();
+    assert_eq!((pointer.live.as_str(), pointer.paused), ("v2", false));
+    let readers = tubes_platform::read_model::ReadModels::new(&store);
+    let served = readers
+        .document("accounts", "acc_0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(served.version, "v2");
+    assert_eq!(served.doc, want["accounts#acc_0"].doc);
+
     // Replayed again into the same version: every event already applied, nothing changes.
     let mut again = ReplayState::default();
     replay::run(

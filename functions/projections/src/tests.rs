@@ -149,10 +149,10 @@ async fn a_batch_delivered_again_changes_nothing() {
     let store = MemoryReadModels::default();
     let harness = Harness::new(Projections::new(&store), LogDeadLetters);
     harness.run(batch_of(&story())).await;
-    let once = store.documents();
+    let once = store.all();
     let again = harness.run(batch_of(&story())).await;
     assert_eq!(again.handled, story().len(), "handled, as no-ops");
-    assert_eq!(store.documents(), once);
+    assert_eq!(store.all(), once);
 }
 
 #[tokio::test]
@@ -175,5 +175,5 @@ async fn without_a_position_an_event_is_refused_not_guessed() {
     let bytes = serde_json::to_vec(&opened("acc_1")).unwrap();
     let envelope = tubes_contract::Envelope::decode(&bytes).unwrap();
     assert!(projections.handle(&envelope).await.is_err());
-    assert!(store.documents().is_empty());
+    assert!(store.all().is_empty());
 }

@@ -5,12 +5,14 @@
 //! ```text
 //! tubes-replay (--to-stream STREAM | --to-read-model VERSION) [--bucket BUCKET] [--table TABLE]
 //!              [--from RFC3339] [--to RFC3339] [--type TYPE]... [--source SOURCE] [--subject SUBJECT]
-//!              [--state FILE] [--limit N] [--dry-run]
+//!              [--state FILE] [--limit N] [--dry-run] [--switch]
 //! ```
 //! `--to-stream`: onto the stream, marked replayed; `--to-read-model`: folded into that version of the read
 //! models (`--table`, default `READ_MODELS_TABLE`), a rebuild. `--bucket` defaults to `ARCHIVE_BUCKET`. `--state`
 //! (default `tubes-replay.state.json`) keeps the progress: the same command again resumes. `--dry-run` prints what
-//! would be sent (counts by type, the largest keys) and sends nothing. Exit codes: 0 done, 1 failed (resumable),
+//! would be sent (counts by type, the largest keys) and sends nothing. `--switch` (with `--to-read-model`): once the
+//! version is built, make it the live one: writers paused, the version caught up from the event store until it
+//! covers the live one, then the pointers moved (readers never wait). Exit codes: 0 done, 1 failed (resumable),
 //! 2 bad arguments, 3 stopped by `--limit` or Ctrl-C (resumable).
 
 use std::path::PathBuf;
@@ -27,7 +29,13 @@ use tubes_platform::KinesisPublisher;
 
 const USAGE: &str = "usage: tubes-replay (--to-stream STREAM | --to-read-model VERSION) [--bucket BUCKET] \
     [--table TABLE] [--from RFC3339] [--to RFC3339] [--type TYPE]... [--source SOURCE] [--subject SUBJECT] \
-    [--state FILE] [--limit N] [--dry-run]";
+    [--state FILE] [--limit N] [--dry-run] [--switch]";
+
+/// The read models the projections function keeps: a switch moves them all.
+const MODELS: [&str; 2] = ["accounts", "users"];
+
+/// How long a switch waits for the new version to cover the live one.
+const SWITCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Where the events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +62,7 @@ struct Args {
     state: PathBuf,
     limit: Option<usize>,
     dry_run: bool,
+    switch: bool,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
@@ -65,6 +74,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
     let mut state = PathBuf::from("tubes-replay.state.json");
     let mut limit = None;
     let mut dry_run = false;
+    let mut switch = false;
     let mut it = args.iter();
     let time = |v: &str, flag: &str| {
         OffsetDateTime::parse(v, &Rfc3339)
@@ -73,6 +83,10 @@ fn parse(args: &[String]) -> Result<Args, String> {
     while let Some(arg) = it.next() {
         if arg == "--dry-run" {
             dry_run = true;
+            continue;
+        }
+        if arg == "--switch" {
+            switch = true;
             continue;
         }
         if arg == "--help" || arg == "-h" {
@@ -119,7 +133,11 @@ fn parse(args: &[String]) -> Result<Args, String> {
             return Err(format!("--to-read-model {v:?}: a version name without #"));
         }
     }
+    if switch && !matches!(target, Target::ReadModel(_)) {
+        return Err("--switch makes a read model version live: use it with --to-read-model".into());
+    }
     Ok(Args {
+        switch,
         target,
         bucket,
         table,
@@ -152,6 +170,29 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One catch-up round of a switch: what the event store holds now, sent into the new version from where the
+/// replay's state says it stopped.
+async fn catch_up<S: tubes_platform::read_model::ReadModelStore>(
+    s3: &aws_sdk_s3::Client,
+    args: &Args,
+    sink: &ReadModelSink<S>,
+    state: &mut ReplayState,
+) -> Result<(), String> {
+    let records = replay::read_archive(s3, &args.bucket, &args.selection).await?;
+    let plan = Plan::new(records, &args.selection);
+    replay::run(
+        &plan,
+        sink,
+        state,
+        &args.state,
+        None,
+        &|| false,
+        &mut |_, _| {},
+    )
+    .await
+    .map(|_| ())
 }
 
 async fn run(args: Args) -> Result<Ended, String> {
@@ -239,11 +280,9 @@ async fn run(args: Args) -> Result<Ended, String> {
         }
         Target::ReadModel(version) => {
             let table = args.table.clone().unwrap_or_default();
-            let sink = ReadModelSink::new(
-                DynamoReadModels::new(aws_sdk_dynamodb::Client::new(&aws), table),
-                version.clone(),
-            );
-            replay::run(
+            let store = DynamoReadModels::new(aws_sdk_dynamodb::Client::new(&aws), table);
+            let sink = ReadModelSink::new(&store, version.clone());
+            let ended = replay::run(
                 &plan,
                 &sink,
                 &mut state,
@@ -252,7 +291,33 @@ async fn run(args: Args) -> Result<Ended, String> {
                 &should_stop,
                 &mut progress,
             )
-            .await?
+            .await?;
+            if ended == Ended::Done && args.switch {
+                eprintln!(
+                    "\ntubes-replay: {version} built; switching (writers paused, catching up)"
+                );
+                // Each round borrows the state in turn (the rounds never overlap).
+                let shared = tokio::sync::Mutex::new(std::mem::take(&mut state));
+                let switched = replay::switch(
+                    &store,
+                    &MODELS,
+                    version,
+                    || async {
+                        let mut state = shared.lock().await;
+                        catch_up(&s3, &args, &sink, &mut state).await
+                    },
+                    SWITCH_DEADLINE,
+                )
+                .await;
+                state = shared.into_inner();
+                let report = switched?;
+                for (model, old, documents, differ) in &report.models {
+                    eprintln!(
+                        "tubes-replay: {model}: {old} -> {version} ({documents} documents of {old}, {differ} differ in {version})"
+                    );
+                }
+            }
+            ended
         }
     };
     eprintln!();

@@ -5,7 +5,8 @@
 //!   replayed (`replayid`, `replayseq`: [`tubes_contract::Envelope::replayed`]); a consumer that handled the event
 //!   skips it by its idempotency record, a read model by its original sequence number;
 //! - **into a read model version** ([`ReadModelSink`]): folded straight into one version of the read models,
-//!   without the stream (a rebuild: a fresh version gets exactly what the live one folded).
+//!   without the stream (a rebuild: a fresh version gets exactly what the live one folded), then, if asked,
+//!   made the live version ([`switch`]: writers paused, the new version caught up, the pointer moved).
 //!
 //! **Order.** Events are sent in waves: a wave holds the next event of every partition key still to go, and the
 //! next wave starts once every event of this one is acknowledged (failed ones are sent again first). So the
@@ -27,8 +28,10 @@ use tubes_platform::archive::{self, ArchivedRecord};
 use tubes_platform::lambda_event::SequenceNumber;
 
 mod sink;
+mod switch;
 
 pub use sink::{ReadModelSink, Sink, StreamSink};
+pub use switch::{switch, SwitchReport};
 
 /// What to replay: every filter given must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

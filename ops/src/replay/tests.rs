@@ -179,3 +179,108 @@ fn the_progress_line_says_rate_and_time_left() {
     );
     assert!(line.contains("50/100 events, 10/s, 5 s left"), "{line}");
 }
+
+mod switching {
+    use std::time::Duration;
+
+    use tubes_platform::read_model::{MemoryReadModels, Pointer, ReadModelStore};
+
+    use super::*;
+
+    async fn fold(store: &MemoryReadModels, version: &str, records: Vec<ArchivedRecord>) {
+        let plan = Plan::new(records, &Selection::default());
+        let sink = ReadModelSink::new(store, version);
+        let mut state = ReplayState::default();
+        static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("tubes-switch-{}-{n}", std::process::id()));
+        run(
+            &plan,
+            &sink,
+            &mut state,
+            &file,
+            None,
+            &|| false,
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+        let _ = std::fs::remove_file(file);
+    }
+
+    async fn pointer(store: &MemoryReadModels, model: &str) -> Option<Pointer> {
+        store.pointer(model).await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_switch_catches_the_new_version_up_then_points_every_model_at_it() {
+        let store = MemoryReadModels::default();
+        fold(&store, "v1", records()).await;
+        // The rebuild saw the archive before acc_b's credit (archived later).
+        fold(&store, "v2", records()[1..].to_vec()).await;
+        let mut rounds = 0;
+        let report = switch(
+            &store,
+            &["accounts", "users"],
+            "v2",
+            || {
+                rounds += 1;
+                let store = &store;
+                let catch_up = if rounds > 1 { records() } else { Vec::new() };
+                async move {
+                    fold(store, "v2", catch_up).await;
+                    Ok(())
+                }
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.rounds, 2, "covered after the second catch-up");
+        assert_eq!(report.models[0], ("accounts".into(), "v1".into(), 2, 0));
+        for model in ["accounts", "users"] {
+            assert_eq!(
+                pointer(&store, model).await,
+                Some(Pointer {
+                    live: "v2".into(),
+                    paused: false
+                })
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_version_that_never_covers_the_live_one_is_not_switched_to() {
+        let store = MemoryReadModels::default();
+        fold(&store, "v1", records()).await;
+        fold(&store, "v2", records()[2..].to_vec()).await;
+        let err = switch(
+            &store,
+            &["accounts"],
+            "v2",
+            || async { Ok(()) },
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("did not cover"), "{err}");
+        assert_eq!(
+            pointer(&store, "accounts").await,
+            Some(Pointer {
+                live: "v1".into(),
+                paused: false
+            }),
+            "as it was: v1, unpaused"
+        );
+        let live = switch(
+            &store,
+            &["accounts"],
+            "v1",
+            || async { Ok(()) },
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(live.contains("live already"), "{live}");
+    }
+}

@@ -3,21 +3,24 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{ReadModelError, ReadModelStore, Stored};
+use super::{document_key, Pointer, ReadModelError, ReadModelStore, Stored};
+
+/// Documents by key, pointers by model.
+type State = (BTreeMap<String, Stored>, BTreeMap<String, Pointer>);
 
 /// Documents and pointers by key.
 #[derive(Debug, Default)]
 pub struct MemoryReadModels {
-    state: Mutex<(BTreeMap<String, Stored>, BTreeMap<String, String>)>,
+    state: Mutex<State>,
 }
 
 impl MemoryReadModels {
-    fn lock(&self) -> MutexGuard<'_, (BTreeMap<String, Stored>, BTreeMap<String, String>)> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Every document, by key.
-    pub fn documents(&self) -> BTreeMap<String, Stored> {
+    /// Every document of every model and version, by key.
+    pub fn all(&self) -> BTreeMap<String, Stored> {
         self.lock().0.clone()
     }
 }
@@ -41,12 +44,26 @@ impl ReadModelStore for MemoryReadModels {
         Ok(true)
     }
 
-    async fn live_version(&self, model: &str) -> Result<Option<String>, ReadModelError> {
+    async fn pointer(&self, model: &str) -> Result<Option<Pointer>, ReadModelError> {
         Ok(self.lock().1.get(model).cloned())
     }
 
-    async fn set_live_version(&self, model: &str, version: &str) -> Result<(), ReadModelError> {
-        self.lock().1.insert(model.to_owned(), version.to_owned());
+    async fn set_pointer(&self, model: &str, pointer: &Pointer) -> Result<(), ReadModelError> {
+        self.lock().1.insert(model.to_owned(), pointer.clone());
         Ok(())
+    }
+
+    async fn documents(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<BTreeMap<String, Stored>, ReadModelError> {
+        let prefix = document_key(model, version, "");
+        Ok(self
+            .lock()
+            .0
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), v.clone())))
+            .collect())
     }
 }

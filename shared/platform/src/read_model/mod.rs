@@ -14,7 +14,7 @@
 //!   after a lost answer). Each document remembers the effect keys ([`Fold::effect_key`]) of its last
 //!   [`RECENT_EFFECTS`] events and applies an effect once among them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -90,6 +90,15 @@ pub fn pointer_key(model: &str) -> String {
     format!("model#{model}")
 }
 
+/// A model's pointer: its live version, and whether writers are paused while the live version is switched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pointer {
+    /// The version readers read and writers write.
+    pub live: String,
+    /// Writers wait (their records are retried) until the switch is done; readers go on reading `live`.
+    pub paused: bool,
+}
+
 /// Where read models are kept: documents by key, written only over what was read.
 pub trait ReadModelStore: Send + Sync {
     /// The item under `key`.
@@ -105,18 +114,25 @@ pub trait ReadModelStore: Send + Sync {
         expected: Option<&str>,
     ) -> impl Future<Output = Result<bool, ReadModelError>> + Send;
 
-    /// The live version of `model`, if a pointer names one.
-    fn live_version(
+    /// The pointer of `model`, if it has one.
+    fn pointer(
         &self,
         model: &str,
-    ) -> impl Future<Output = Result<Option<String>, ReadModelError>> + Send;
+    ) -> impl Future<Output = Result<Option<Pointer>, ReadModelError>> + Send;
 
-    /// Points `model` at `version`.
-    fn set_live_version(
+    /// Sets the pointer of `model`.
+    fn set_pointer(
+        &self,
+        model: &str,
+        pointer: &Pointer,
+    ) -> impl Future<Output = Result<(), ReadModelError>> + Send;
+
+    /// Every document of `version` of `model`, by aggregate (a scan: for operations, not for requests).
+    fn documents(
         &self,
         model: &str,
         version: &str,
-    ) -> impl Future<Output = Result<(), ReadModelError>> + Send;
+    ) -> impl Future<Output = Result<BTreeMap<String, Stored>, ReadModelError>> + Send;
 }
 
 impl<S: ReadModelStore> ReadModelStore for &S {
@@ -134,18 +150,25 @@ impl<S: ReadModelStore> ReadModelStore for &S {
     ) -> impl Future<Output = Result<bool, ReadModelError>> + Send {
         (**self).put_if(key, stored, expected)
     }
-    fn live_version(
+    fn pointer(
         &self,
         model: &str,
-    ) -> impl Future<Output = Result<Option<String>, ReadModelError>> + Send {
-        (**self).live_version(model)
+    ) -> impl Future<Output = Result<Option<Pointer>, ReadModelError>> + Send {
+        (**self).pointer(model)
     }
-    fn set_live_version(
+    fn set_pointer(
+        &self,
+        model: &str,
+        pointer: &Pointer,
+    ) -> impl Future<Output = Result<(), ReadModelError>> + Send {
+        (**self).set_pointer(model, pointer)
+    }
+    fn documents(
         &self,
         model: &str,
         version: &str,
-    ) -> impl Future<Output = Result<(), ReadModelError>> + Send {
-        (**self).set_live_version(model, version)
+    ) -> impl Future<Output = Result<BTreeMap<String, Stored>, ReadModelError>> + Send {
+        (**self).documents(model, version)
     }
 }
 
@@ -187,7 +210,7 @@ const WRITE_ATTEMPTS: usize = 8;
 #[derive(Debug)]
 pub struct Projector<S> {
     store: S,
-    versions: Mutex<HashMap<&'static str, (String, Instant)>>,
+    pointers: Mutex<HashMap<&'static str, (Pointer, Instant)>>,
 }
 
 impl<S: ReadModelStore> Projector<S> {
@@ -195,7 +218,7 @@ impl<S: ReadModelStore> Projector<S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            versions: Mutex::new(HashMap::new()),
+            pointers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -204,28 +227,32 @@ impl<S: ReadModelStore> Projector<S> {
         &self.store
     }
 
-    /// The live version of `model` (read at most every [`POINTER_TTL`]).
-    pub async fn live_version(&self, model: &'static str) -> Result<String, ReadModelError> {
-        if let Some((version, at)) = self
-            .versions
+    /// The pointer of `model` (read at most every [`POINTER_TTL`]; `v1`, not paused, when there is none).
+    pub async fn pointer(&self, model: &'static str) -> Result<Pointer, ReadModelError> {
+        if let Some((pointer, at)) = self
+            .pointers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(model)
         {
             if at.elapsed() < POINTER_TTL {
-                return Ok(version.clone());
+                return Ok(pointer.clone());
             }
         }
-        let version = self
-            .store
-            .live_version(model)
-            .await?
-            .unwrap_or_else(|| DEFAULT_VERSION.to_owned());
-        self.versions
+        let pointer = self.store.pointer(model).await?.unwrap_or_else(|| Pointer {
+            live: DEFAULT_VERSION.to_owned(),
+            paused: false,
+        });
+        self.pointers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(model, (version.clone(), Instant::now()));
-        Ok(version)
+            .insert(model, (pointer.clone(), Instant::now()));
+        Ok(pointer)
+    }
+
+    /// The live version of `model`, for readers (a pause does not stop them).
+    pub async fn live_version(&self, model: &'static str) -> Result<String, ReadModelError> {
+        Ok(self.pointer(model).await?.live)
     }
 
     /// Applies `envelope`, at `position`, to `F`'s live version.
@@ -237,7 +264,15 @@ impl<S: ReadModelStore> Projector<S> {
         if F::aggregate(envelope).is_none() {
             return Ok(Projected::Ignored);
         }
-        let version = self.live_version(F::MODEL).await?;
+        let pointer = self.pointer(F::MODEL).await?;
+        if pointer.paused {
+            // A dependency's state, not the record's fault: the harness retries it, never parks it.
+            return Err(ReadModelError(format!(
+                "{}: writes paused while its live version is switched; retried",
+                F::MODEL
+            )));
+        }
+        let version = pointer.live;
         self.project_into::<F>(&version, envelope, &position.order(envelope))
             .await
     }

@@ -145,7 +145,16 @@ async fn sequence_numbers_of_different_lengths_order_by_value() {
 #[tokio::test]
 async fn the_live_version_is_what_the_pointer_names() {
     let store = MemoryReadModels::default();
-    store.set_live_version("names", "v7").await.unwrap();
+    store
+        .set_pointer(
+            "names",
+            &Pointer {
+                live: "v7".into(),
+                paused: false,
+            },
+        )
+        .await
+        .unwrap();
     let projector = Projector::new(&store);
     assert_eq!(projector.live_version("names").await.unwrap(), "v7");
     let s = seq(1);
@@ -155,7 +164,7 @@ async fn the_live_version_is_what_the_pointer_names() {
         sequence_number: &s,
     };
     projector.project::<Names>(&e, position).await.unwrap();
-    assert!(store.documents().contains_key("names#v7#u1"));
+    assert!(store.all().contains_key("names#v7#u1"));
     let models = ReadModels::new(&store);
     let doc = models.document("names", "u1").await.unwrap().unwrap();
     assert_eq!(doc.version, "v7");
@@ -172,5 +181,43 @@ async fn events_the_model_does_not_look_at_change_nothing() {
     .unwrap();
     let e = Envelope::decode(&bytes).unwrap();
     assert_eq!(project(&projector, &e, 1).await, Projected::Ignored);
-    assert!(projector.store().documents().is_empty());
+    assert!(projector.store().all().is_empty());
+}
+
+#[tokio::test]
+async fn while_a_switch_pauses_a_model_writers_are_retried_and_readers_read_on() {
+    let store = MemoryReadModels::default();
+    let projector = Projector::new(&store);
+    let s = seq(1);
+    let position = Position {
+        partition_key: "u1",
+        sequence_number: &s,
+    };
+    projector
+        .project::<Names>(&signup("e1", "u1", "a"), position)
+        .await
+        .unwrap();
+    let paused = Pointer {
+        live: DEFAULT_VERSION.into(),
+        paused: true,
+    };
+    store.set_pointer("names", &paused).await.unwrap();
+    // A fresh process (no cached pointer) sees the pause at once.
+    let writer = Projector::new(&store);
+    let s2 = seq(2);
+    let err = writer
+        .project::<Names>(
+            &signup("e2", "u1", "b"),
+            Position {
+                partition_key: "u1",
+                sequence_number: &s2,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable() && err.dependency().is_some(), "{err}");
+    let readers = ReadModels::new(&store);
+    assert!(readers.document("names", "u1").await.unwrap().is_some());
+    let docs = store.documents("names", DEFAULT_VERSION).await.unwrap();
+    assert_eq!(docs.keys().collect::<Vec<_>>(), ["u1"]);
 }
