@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq query logs trace lint bench bench-local bench-consumer soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq query replay logs trace lint bench bench-local bench-consumer soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -40,6 +40,14 @@ STATE ?= $(or $(TUBES_STATE_DIR),.local/dev)
 query: bootstrap ## SQL over the local event store, as in Athena (docs/event-store.md): make query SQL="select type, count(*) from events group by 1" (ARGS="--format csv", "--no-sync").
 	@test -n "$$SQL" || { echo 'usage: make query SQL="select type, count(*) from events group by 1" [ARGS="--format csv|json --no-sync"]' >&2; exit 2; }
 	@$(VENV)/python scripts/query.py --cache "$(STATE)/archive" $(ARGS) --sql "$$SQL"
+
+replay: ## Replay the local event store: make replay ARGS="--to-stream tubes-EventStream --type payment.received --dry-run" (--to-read-model V [--switch]; tubes-replay --help).
+	ARCHIVE_BUCKET=tubes-archivebucket READ_MODELS_TABLE=tubes-ReadModelsTable \
+	AWS_ENDPOINT_URL_S3=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
+	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
+	AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$${TUBES_KINESIS_PORT:-4568} \
+	AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
+	  cargo run -q -p tubes-ops --bin tubes-replay -- --state $(STATE)/replay.state.json $(ARGS)
 
 logs: ## Follow the local functions' logs, pretty-printed (FUNCTION=payments: one function).
 	@ls $(STATE)/logs/*$(FUNCTION)*.log >/dev/null 2>&1 || { echo "no logs under $(STATE)/logs yet: make dev first" >&2; exit 1; }

@@ -391,6 +391,7 @@ async fn a_replay_onto_the_stream_stopped_and_resumed_sends_each_event_once_in_k
     let replay_batch = KinesisBatch::from_event(&kinesis_event(&source(), &records)).unwrap();
     let report = harness.run(replay_batch).await;
     assert_eq!(report.duplicates, planned, "{report:?}");
+    assert_eq!(report.replayed, planned, "counted apart (RecordsReplayed)");
     assert_eq!(report.handled, 0);
     assert_eq!(
         tubes_tests::scan_table(&moto.dynamodb(), "ledger").await,

@@ -120,7 +120,7 @@ pub struct Plan {
 
 impl Plan {
     /// The plan for `records` (archive lines) under `selection`; undecodable lines are not events and are left
-    /// out, and a record archived twice is planned once.
+    /// out, and a record archived twice, or archived again as a replay, is planned once.
     pub fn new(records: impl IntoIterator<Item = ArchivedRecord>, selection: &Selection) -> Self {
         let mut lanes: BTreeMap<String, Vec<Item>> = BTreeMap::new();
         for record in records {
@@ -130,13 +130,18 @@ impl Plan {
             if !selection.wants(&record, envelope) {
                 continue;
             }
+            // A record that was itself a replay stands for its original: it is placed there, and planned once.
+            let sequence = match envelope.replay() {
+                Some((_, original)) => SequenceNumber::from(original),
+                None => SequenceNumber::from(record.at.sequence_number.clone()),
+            };
             lanes
                 .entry(record.at.partition_key.clone())
                 .or_default()
                 .push(Item {
                     envelope: envelope.clone(),
                     partition_key: record.at.partition_key.clone(),
-                    sequence: SequenceNumber::from(record.at.sequence_number.clone()),
+                    sequence,
                 });
         }
         for lane in lanes.values_mut() {

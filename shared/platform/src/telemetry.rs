@@ -6,7 +6,8 @@
 //! One namespace ([`NAMESPACE`], or `TUBES_METRICS_NAMESPACE`) and few dimensions (`Consumer`; ingest's
 //! `Function`, and `Code` on refusals), so that the number of metrics, and their cost, stays bounded whatever the
 //! event types. The harness records every batch (`BatchReport::record_metrics`): each record ends in exactly one
-//! of the `Records*` counts, so they add up to the batch. Ingest measures every request in an [`IngestMeter`], drained
+//! of the `Records*` counts, so they add up to the batch (`RecordsReplayed` apart: it counts the replayed ones
+//! among them). Ingest measures every request in an [`IngestMeter`], drained
 //! into the recorder when it flushes.
 //!
 //! The log lines are in [`logs`]: JSON, one line per request or invocation at INFO, each naming its function,
@@ -42,6 +43,8 @@ pub const RECORDS_RETRIED: &str = "RecordsRetried";
 pub const RECORDS_HELD_BACK: &str = "RecordsHeldBack";
 /// Records parked in the dead-letter queue.
 pub const RECORDS_PARKED: &str = "RecordsParked";
+/// Records that were replays (`replayid`), whatever became of them: a replay's share of a consumer's work.
+pub const RECORDS_REPLAYED: &str = "RecordsReplayed";
 /// Per batch, the longest time from a handled record's arrival on the stream to the end of its effect.
 pub const LAG: &str = "Lag";
 /// Per batch, the longest time from a handled event's own `time` to the end of its effect.
@@ -50,13 +53,14 @@ pub const EVENT_AGE: &str = "EventAge";
 pub const EFFECT_TIME: &str = "EffectTime";
 
 /// The consumers' metrics (the harness records them per batch), with their units (EMF states a unit per metric).
-pub const CONSUMER_METRICS: [(&str, Unit); 9] = [
+pub const CONSUMER_METRICS: [(&str, Unit); 10] = [
     (RECORDS_HANDLED, Unit::Count),
     (RECORDS_DUPLICATE, Unit::Count),
     (RECORDS_FILTERED, Unit::Count),
     (RECORDS_RETRIED, Unit::Count),
     (RECORDS_HELD_BACK, Unit::Count),
     (RECORDS_PARKED, Unit::Count),
+    (RECORDS_REPLAYED, Unit::Count),
     (LAG, Unit::Milliseconds),
     (EVENT_AGE, Unit::Milliseconds),
     (EFFECT_TIME, Unit::Milliseconds),

@@ -317,6 +317,10 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 return self.dead_letter(place(letter)).await;
             }
         };
+        // Replayed records are counted apart, whatever becomes of them (most are duplicates by design).
+        if envelope.replay().is_some() {
+            report.replayed += 1;
+        }
         let ty = envelope.event_type();
         if !self.consumer.subscriptions().contains(&ty) {
             tracing::debug!(

@@ -4,7 +4,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 
 use crate::telemetry::{
     CONSUMER, EFFECT_TIME, EVENT_AGE, LAG, RECORDS_DUPLICATE, RECORDS_FILTERED, RECORDS_HANDLED,
-    RECORDS_HELD_BACK, RECORDS_PARKED, RECORDS_RETRIED,
+    RECORDS_HELD_BACK, RECORDS_PARKED, RECORDS_REPLAYED, RECORDS_RETRIED,
 };
 
 /// What a batch came to.
@@ -22,6 +22,8 @@ pub struct BatchReport {
     pub held_back: usize,
     /// Records skipped because their idempotency record says they were already handled.
     pub duplicates: usize,
+    /// Records that were replays (`replayid`), whatever became of them: also counted in one of the above.
+    pub replayed: usize,
     /// Of the handled records, the longest time from the stream's arrival (`approximateArrivalTimestamp`) to the
     /// end of its effect, in milliseconds: the consumer's lag.
     pub lag_ms: Option<f64>,
@@ -69,6 +71,7 @@ impl BatchReport {
         self.failed += other.failed;
         self.held_back += other.held_back;
         self.duplicates += other.duplicates;
+        self.replayed += other.replayed;
         self.lag_ms = max(self.lag_ms, other.lag_ms);
         self.event_age_ms = max(self.event_age_ms, other.event_age_ms);
         self.effect_ms += other.effect_ms;
@@ -102,6 +105,7 @@ impl BatchReport {
             (RECORDS_RETRIED, self.failed),
             (RECORDS_HELD_BACK, self.held_back),
             (RECORDS_PARKED, self.dead_lettered),
+            (RECORDS_REPLAYED, self.replayed),
         ];
         for (name, count) in counts {
             if count > 0 {
