@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq query replay logs trace lint bench bench-local bench-consumer soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq query replay logs trace lint bench bench-local bench-event-store bench-consumer soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ soak: bootstrap ## 100,000 events through the local stack (release builds) under
 
 schemas: ## Regenerate schemas/ (the events' JSON Schemas) from the catalogue's types.
 	UPDATE_SCHEMAS=1 cargo test -q -p tubes-contract --test schemas
+
+bench-event-store: bootstrap ## Event store and read side figures on moto and kinesis-local: archive per invocation, rebuild, replay, query latency (EVENTS_FIGURES events, default 100000).
+	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q --release -p tubes-tests --example event_store_figures -- $(or $(EVENTS_FIGURES),100000)
 
 bench-consumer: bootstrap ## Consumer records/s per invocation with idempotency records in DynamoDB (moto) vs without.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q --release -p tubes-tests --example consumer_figures

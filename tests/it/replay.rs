@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tubes_archive::Archive;
 use tubes_consumer_payments::dynamo::DynamoLedger;
 use tubes_consumer_payments::Payments;
@@ -15,117 +15,13 @@ use tubes_ops::replay::{self, Ended, Plan, ReadModelSink, ReplayState, Selection
 use tubes_platform::archive::S3Objects;
 use tubes_platform::dead_letters::LogDeadLetters;
 use tubes_platform::idempotency::{DynamoIdempotency, IdempotencyTimes};
-use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
+use tubes_platform::lambda_event::{kinesis_event, SequenceNumber, StreamRecord};
 use tubes_platform::publish::MemoryPublisher;
 use tubes_platform::read_model::{DynamoReadModels, MemoryReadModels, ReadModelStore, Stored};
 use tubes_platform::{Harness, KinesisBatch, KinesisPublisher};
-use tubes_tests::{KinesisLocal, Moto};
+use tubes_tests::{history, KinesisLocal, Moto};
 
 const BUCKET: &str = "archive";
-
-fn source() -> BatchSource {
-    BatchSource {
-        event_source_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/tubes".into(),
-        shard_id: "shardId-000000000000".into(),
-        aws_region: "us-east-1".into(),
-        invoke_identity_arn: "arn:aws:iam::000000000000:role/tubes".into(),
-    }
-}
-
-/// `events` as one shard holds them, in batches of `per_batch`: sequence numbers 1, 2, … across batches, the
-/// subject as partition key.
-fn batches(events: &[Value], per_batch: usize) -> Vec<KinesisBatch> {
-    events
-        .chunks(per_batch)
-        .enumerate()
-        .map(|(b, chunk)| {
-            let records: Vec<StreamRecord> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, e)| StreamRecord {
-                    sequence_number: SequenceNumber::from(format!(
-                        "4959{:052}",
-                        b * per_batch + i + 1
-                    )),
-                    partition_key: e["subject"].as_str().unwrap().to_owned(),
-                    data: serde_json::to_vec(e).unwrap(),
-                    arrival: 1_795_000_000.0 + (b * per_batch + i) as f64 / 10.0,
-                })
-                .collect();
-            KinesisBatch::from_event(&kinesis_event(&source(), &records)).unwrap()
-        })
-        .collect()
-}
-
-/// `n` events over `keys` accounts and users: each account opened, then credits, payments and their outcomes
-/// (as the payments consumer would publish them); each user signed up, every third unsubscribing.
-fn workload(n: usize, keys: usize) -> Vec<Value> {
-    let mut out = Vec::with_capacity(n);
-    let mut i = 0;
-    while out.len() < n {
-        let k = i % keys;
-        let round = i / keys;
-        i += 1;
-        let event = if k % 4 == 3 {
-            let user = format!("usr_{k}");
-            match round {
-                0 => {
-                    json!({"type": "user.signed_up", "data": {"user_id": user, "email": format!("{user}@example.com"),
-                    "name": "Ada", "marketing_opt_in": true, "signed_up_at": "2026-11-22T10:00:00Z"}})
-                }
-                r if r % 3 == 1 => json!({"type": "user.unsubscribed", "data": {"user_id": user,
-                    "email": format!("{user}@example.com"), "list_id": "news",
-                    "unsubscribed_at": format!("2026-11-22T11:{:02}:00Z", r % 60)}}),
-                r => {
-                    json!({"type": "user.signed_up", "data": {"user_id": user, "email": format!("{user}@example.com"),
-                    "name": "Ada", "marketing_opt_in": true,
-                    "signed_up_at": format!("2026-11-22T11:{:02}:30Z", r % 60)}})
-                }
-            }
-        } else {
-            let account = format!("acc_{k}");
-            let payment = format!("pay_{k}_{round}");
-            let money = json!({"account_id": account, "amount": 100 + round, "currency": "EUR"});
-            let mut data = money.clone();
-            let ty = match round % 4 {
-                _ if round == 0 => {
-                    data = json!({"account_id": account, "currency": "EUR", "opened_at": "2026-11-22T09:00:00Z"});
-                    "account.opened"
-                }
-                1 => {
-                    data["credit_id"] = json!(format!("cr_{k}_{round}"));
-                    data["credited_at"] = json!("2026-11-22T09:30:00Z");
-                    "account.credited"
-                }
-                2 => {
-                    data["payment_id"] = json!(payment);
-                    data["payer_email"] = json!("ada@example.com");
-                    "payment.received"
-                }
-                _ => {
-                    data["payment_id"] = json!(format!("pay_{k}_{}", round - 1));
-                    data["payer_email"] = json!("ada@example.com");
-                    data["processed_at"] = json!("2026-11-22T10:00:01Z");
-                    "payment.processed"
-                }
-            };
-            json!({"type": ty, "data": data})
-        };
-        let subject = event["data"]
-            .get("account_id")
-            .or_else(|| event["data"].get("user_id"))
-            .unwrap()
-            .clone();
-        let mut event = event;
-        event["specversion"] = json!("1.0");
-        event["id"] = json!(format!("evt_{i}"));
-        event["source"] = json!("/replay-test");
-        event["subject"] = subject;
-        event["time"] = json!("2026-11-22T10:00:00Z");
-        out.push(event);
-    }
-    out
-}
 
 async fn archive(moto: &Moto, batches: &[KinesisBatch]) {
     let s3 = moto.s3();
@@ -164,8 +60,8 @@ async fn documents<S: ReadModelStore>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_of_10000_events_into_a_fresh_read_model_version_gives_the_live_models_state() {
     let moto = Moto::start().await;
-    let events = workload(10_000, 200);
-    let batches = batches(&events, 500);
+    let events = history::workload(10_000, 200);
+    let batches = history::batches(&events, 500);
     archive(&moto, &batches).await;
 
     // The live models, as the projections function folded the stream.
@@ -291,13 +187,13 @@ async fn a_replay_onto_the_stream_stopped_and_resumed_sends_each_event_once_in_k
     let moto = Moto::start().await;
     let kinesis = KinesisLocal::start().await;
     let arn = kinesis.create_stream("tubes", 2).await;
-    let events: Vec<Value> = workload(600, 40)
+    let events: Vec<Value> = history::workload(600, 40)
         .into_iter()
         .filter(|e| {
             e["type"].as_str().unwrap().starts_with("account.") || e["type"] == "payment.received"
         })
         .collect();
-    let batches = batches(&events, 100);
+    let batches = history::batches(&events, 100);
     archive(&moto, &batches).await;
 
     // The payments consumer handled the originals: ledger and idempotency records on moto.
@@ -388,7 +284,8 @@ async fn a_replay_onto_the_stream_stopped_and_resumed_sends_each_event_once_in_k
         .into_iter()
         .flat_map(|(_, r)| r)
         .collect();
-    let replay_batch = KinesisBatch::from_event(&kinesis_event(&source(), &records)).unwrap();
+    let replay_batch =
+        KinesisBatch::from_event(&kinesis_event(&history::source(), &records)).unwrap();
     let report = harness.run(replay_batch).await;
     assert_eq!(report.duplicates, planned, "{report:?}");
     assert_eq!(report.replayed, planned, "counted apart (RecordsReplayed)");

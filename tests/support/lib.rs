@@ -1,6 +1,7 @@
 //! Test support: real emulators started on free loopback ports, polled until ready, stopped on drop.
 
 pub mod fault_proxy;
+pub mod history;
 pub mod soak;
 
 use std::net::TcpListener;
