@@ -253,51 +253,9 @@ pub async fn archived(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
 ) -> Vec<(String, tubes_platform::archive::ArchivedRecord)> {
-    use tubes_platform::archive;
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(archive::PREFIX)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .expect("list the archive");
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
-        token = page.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
-    let mut out = Vec::new();
-    for key in keys {
-        let body = s3
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-            .expect("get an archive object")
-            .body
-            .collect()
-            .await
-            .expect("read an archive object")
-            .into_bytes();
-        let lines = archive::decompress(&body).expect("gzip");
-        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            out.push((
-                key.clone(),
-                archive::parse_line(line).expect("an archive line"),
-            ));
-        }
-    }
-    out
+    tubes_platform::archive::read_all(s3, bucket, |_| true)
+        .await
+        .expect("the archive reads back")
 }
 
 impl Moto {

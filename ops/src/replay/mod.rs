@@ -248,49 +248,12 @@ pub async fn read_archive(
     bucket: &str,
     selection: &Selection,
 ) -> Result<Vec<ArchivedRecord>, String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(archive::PREFIX)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .map_err(|e| tubes_platform::aws::describe("ListObjectsV2", e))?;
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key())
-                .filter(|k| selection.may_hold(k))
-                .map(str::to_owned),
-        );
-        token = page.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
-    let mut records = Vec::new();
-    for key in keys {
-        let body = s3
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| tubes_platform::aws::describe("GetObject", e))?
-            .body
-            .collect()
-            .await
-            .map_err(|e| format!("{key}: {e}"))?
-            .into_bytes();
-        let lines = archive::decompress(&body).map_err(|e| format!("{key}: {e}"))?;
-        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            records.push(archive::parse_line(line).map_err(|e| format!("{key}: {e}"))?);
-        }
-    }
-    Ok(records)
+    Ok(archive::read_all(s3, bucket, |key| selection.may_hold(key))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(_, record)| record)
+        .collect())
 }
 
 /// Sends what is left of `plan` after `state` to `sink`, wave by wave, saving `state` to `state_file` after each;

@@ -30,7 +30,7 @@ pub mod s3;
 
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryObjects;
-pub use s3::S3Objects;
+pub use s3::{read_all, S3Objects};
 
 /// Where the objects live in the bucket.
 pub const PREFIX: &str = "events/";
