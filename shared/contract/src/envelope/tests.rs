@@ -715,3 +715,18 @@ fn a_replayed_record_says_so_and_senders_cannot_claim_it() {
         &[(Code::InvalidExtension, "/replayid")],
     );
 }
+
+#[test]
+fn a_replay_of_an_event_with_every_extension_it_may_have_still_decodes() {
+    let mut v = signed_up();
+    for i in 0..32 {
+        v[format!("ext{i}")] = json!("x");
+    }
+    let full = parse(&v).unwrap();
+    let replayed = full.replayed("rpl_1", "4959");
+    let decoded = Envelope::decode(&serde_json::to_vec(&replayed).unwrap()).unwrap();
+    assert_eq!(decoded.replay(), Some(("rpl_1", "4959")));
+    // A sender still gets 32 at most.
+    v["ext32"] = json!("x");
+    assert!(parse(&v).is_err());
+}
