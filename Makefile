@@ -65,7 +65,7 @@ lint: ## rustfmt and clippy, as CI runs them.
 bench: ## The hot paths, each as a ratio to its baseline (ARGS=NAME runs those whose name contains it).
 	cargo bench -p tubes-bench --bench hot_paths -- $(ARGS)
 
-bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer latency, sustained events/s (60 s).
+bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer latency, sustained events/s (60 s), query latency.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example local_stack_figures -- $(or $(DURATION),60)
 
 EVENTS ?= 100000

@@ -5,7 +5,10 @@
 //!    stream (p50, p99), against the idle poll interval (1 s, as AWS);
 //! 3. sustained events/s POSTed through the local stack for a period (default 60 s) with every accepted event
 //!    counted as processed by its consumer (none lost), against direct `PutRecord` calls to the same emulator at
-//!    the same concurrency.
+//!    the same concurrency;
+//! 4. latency of the query API through the stack (`GET /accounts/{id}` with the demo reader's key: router, query
+//!    function, read model in moto), p50 and p99, against the same requests without a key (answered `401` by the
+//!    function before any read: the stack's own round trip).
 //!
 //! Usage: cargo run --release -p tubes-tests --example local_stack_figures [-- SECONDS]
 
@@ -20,6 +23,9 @@ use time::OffsetDateTime;
 use tubes_tests::LocalStack;
 
 const CONCURRENCY: usize = 8;
+
+/// The demo source's API key, read from the stack once it is up.
+static API_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn payment(i: u64) -> String {
     json!({"specversion": "1.0", "source": "/bench", "type": "payment.received", "data": {
@@ -64,9 +70,13 @@ fn processed(stack: &LocalStack, function: &str) -> u64 {
         .sum()
 }
 
+/// POSTs one event with the demo source's key (the stack is closed by default) and returns its sequence number
+/// and when the `202` came.
 async fn post(http: &reqwest::Client, url: &str, body: String) -> Option<(String, f64)> {
+    let key = API_KEY.get().expect("the demo key is read first");
     let resp = http
         .post(url)
+        .bearer_auth(key)
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -100,6 +110,7 @@ async fn main() {
 
     let http = reqwest::Client::new();
     let url = format!("{}/events", stack.http);
+    API_KEY.get_or_init(|| stack.demo_api_key());
     // Warm every function once, so the figures are of a running stack, not of first compiles.
     let (warm, _) = post(&http, &url, payment(0)).await.expect("202");
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -210,4 +221,42 @@ async fn main() {
         rate / direct_rate.max(1.0)
     );
     assert_eq!(done, accepted, "every accepted event was processed");
+
+    // 4. Query latency through the stack, against the same requests answered before any read.
+    let read_key = stack.demo_read_key();
+    let (mut with_read, mut without) = (Vec::new(), Vec::new());
+    for i in 0..500u64 {
+        let url = format!("{}/accounts/acc_{}", stack.http, i % 64);
+        let started = Instant::now();
+        let resp = http
+            .get(&url)
+            .bearer_auth(&read_key)
+            .send()
+            .await
+            .expect("the query API answers");
+        let status = resp.status();
+        let _ = resp.bytes().await;
+        with_read.push(started.elapsed());
+        assert_eq!(status, 200, "{url}");
+        let started = Instant::now();
+        let resp = http.get(&url).send().await.expect("the query API answers");
+        let status = resp.status();
+        let _ = resp.bytes().await;
+        without.push(started.elapsed());
+        assert_eq!(status, 401);
+    }
+    with_read.sort();
+    without.sort();
+    let at = |v: &[Duration], p: f64| {
+        v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+    };
+    println!(
+        "4. query GET /accounts/{{id}} through the stack, 500 requests: p50 {:.1} ms, p99 {:.1} ms; without a key \
+         (401 before any read): p50 {:.1} ms, p99 {:.1} ms → {:.2}x at p50",
+        at(&with_read, 0.5),
+        at(&with_read, 0.99),
+        at(&without, 0.5),
+        at(&without, 0.99),
+        at(&with_read, 0.5) / at(&without, 0.5)
+    );
 }
