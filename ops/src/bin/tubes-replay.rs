@@ -180,8 +180,7 @@ async fn catch_up<S: tubes_platform::read_model::ReadModelStore>(
     sink: &ReadModelSink<S>,
     state: &mut ReplayState,
 ) -> Result<(), String> {
-    let records = replay::read_archive(s3, &args.bucket, &args.selection).await?;
-    let plan = Plan::new(records, &args.selection);
+    let plan = Plan::from_archive(s3, &args.bucket, &args.selection).await?;
     replay::run(
         &plan,
         sink,
@@ -197,11 +196,8 @@ async fn catch_up<S: tubes_platform::read_model::ReadModelStore>(
 
 async fn run(args: Args) -> Result<Ended, String> {
     let aws = aws_config::load_from_env().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws)
-            .force_path_style(std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
-            .build(),
-    );
+    let env = tubes_platform::runtime::Env::new(aws, |name| std::env::var(name).ok());
+    let s3 = env.s3();
     let target = args.target.describe();
     let mut state = match ReplayState::load(&args.state)? {
         Some(state) if state.target != target || state.selection != args.selection => {
@@ -219,8 +215,7 @@ async fn run(args: Args) -> Result<Ended, String> {
             ..ReplayState::default()
         },
     };
-    let records = replay::read_archive(&s3, &args.bucket, &args.selection).await?;
-    let plan = Plan::new(records, &args.selection);
+    let plan = Plan::from_archive(&s3, &args.bucket, &args.selection).await?;
     if args.dry_run {
         println!("{} events would be sent to {}:", plan.len(), state.target);
         for (ty, n) in plan.by_type() {
@@ -263,10 +258,7 @@ async fn run(args: Args) -> Result<Ended, String> {
     let should_stop = || stop.load(Ordering::Relaxed);
     let ended = match &args.target {
         Target::Stream(name) => {
-            let sink = StreamSink::new(KinesisPublisher::new(
-                aws_sdk_kinesis::Client::new(&aws),
-                name,
-            ));
+            let sink = StreamSink::new(KinesisPublisher::new(env.kinesis().clone(), name));
             replay::run(
                 &plan,
                 &sink,
@@ -280,7 +272,7 @@ async fn run(args: Args) -> Result<Ended, String> {
         }
         Target::ReadModel(version) => {
             let table = args.table.clone().unwrap_or_default();
-            let store = DynamoReadModels::new(aws_sdk_dynamodb::Client::new(&aws), table);
+            let store = DynamoReadModels::new(env.dynamodb().clone(), table);
             let sink = ReadModelSink::new(&store, version.clone());
             let ended = replay::run(
                 &plan,

@@ -151,6 +151,18 @@ impl Plan {
         Self { lanes }
     }
 
+    /// The plan of what the archive in `bucket` holds under `selection` ([`read_archive`], then [`Plan::new`]).
+    pub async fn from_archive(
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        selection: &Selection,
+    ) -> Result<Self, String> {
+        Ok(Self::new(
+            read_archive(s3, bucket, selection).await?,
+            selection,
+        ))
+    }
+
     /// Events in the plan.
     pub fn len(&self) -> usize {
         self.lanes.values().map(Vec::len).sum()

@@ -13,7 +13,8 @@
 //! | `USERS_TABLE` | [`Env::users`] | the users directory's table |
 //! | `STREAM_NAME` | [`Env::publisher`] | the stream a consumer publishes to |
 //! | `READ_MODELS_TABLE` | [`Env::read_models`] | the read models' table |
-//! | `ARCHIVE_BUCKET` | [`Env::archive`] | the event store's bucket; with `AWS_ENDPOINT_URL_S3` set (an emulator) addressed by path |
+//! | `ARCHIVE_BUCKET` | [`Env::archive`] | the event store's bucket |
+//! | `AWS_ENDPOINT_URL_S3` | [`Env::s3`] | set (an emulator): buckets addressed by path |
 //! | any other, e.g. `LEDGER_TABLE` | [`Env::required`] | a consumer's own setting |
 //!
 //! An empty value counts as unset (the template's empty defaults); a value that does not parse stops the cold
@@ -246,17 +247,18 @@ impl Env {
         ))
     }
 
-    /// The event store's objects (`ARCHIVE_BUCKET`). Against an S3 endpoint of its own (`AWS_ENDPOINT_URL_S3`,
-    /// the local stack's emulator) buckets are addressed by path: a host name per bucket needs DNS.
-    pub fn archive(&self) -> Result<S3Objects, EnvError> {
-        let bucket = self.required("ARCHIVE_BUCKET")?;
+    /// An S3 client. Against an S3 endpoint of its own (`AWS_ENDPOINT_URL_S3`, the local stack's emulator)
+    /// buckets are addressed by path: a host name per bucket needs DNS.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
         let config = aws_sdk_s3::config::Builder::from(&self.aws)
             .force_path_style(self.optional("AWS_ENDPOINT_URL_S3").is_some())
             .build();
-        Ok(S3Objects::new(
-            aws_sdk_s3::Client::from_conf(config),
-            bucket,
-        ))
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// The event store's objects (`ARCHIVE_BUCKET`), through [`Env::s3`].
+    pub fn archive(&self) -> Result<S3Objects, EnvError> {
+        Ok(S3Objects::new(self.s3(), self.required("ARCHIVE_BUCKET")?))
     }
 
     /// A publisher to the event stream (`STREAM_NAME`).

@@ -18,7 +18,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 use crate::consumer::Consumer;
-use crate::dead_letters::DeadLetters;
+use crate::dead_letters::{AnyDeadLetters, DeadLetters};
 use crate::harness::Harness;
 use crate::idempotency::IdempotencyStore;
 use crate::lambda_event::KinesisBatch;
@@ -32,10 +32,7 @@ pub use env::{dead_letter_queue_variable, Env, EnvError};
 /// `env` configures (dead letters, idempotency records, concurrency, attempts): each invocation's Kinesis event
 /// is decoded in one pass ([`KinesisBatch`]) and answered with its batch item failures.
 pub async fn serve<C: Consumer>(env: &Env, consumer: C) -> Result<(), Error> {
-    let name = consumer.name();
-    let harness = Harness::new(consumer, env.dead_letters(name))
-        .with_concurrency(env.key_concurrency()?)
-        .with_max_attempts(env.max_attempts()?);
+    let harness = harness(env, consumer)?;
     match env.idempotency()? {
         Some((store, times)) => run(harness.with_idempotency(store, times)).await,
         None => run(harness).await,
@@ -45,11 +42,15 @@ pub async fn serve<C: Consumer>(env: &Env, consumer: C) -> Result<(), Error> {
 /// Serves `consumer` as [`serve`] does, without idempotency records even where `IDEMPOTENCY_TABLE` is set: for a
 /// consumer whose own state recognises what it already did (a read model keeps the last sequence it applied).
 pub async fn serve_without_idempotency<C: Consumer>(env: &Env, consumer: C) -> Result<(), Error> {
+    run(harness(env, consumer)?).await
+}
+
+/// The harness `env` configures for `consumer`, before idempotency: its dead letters, concurrency and attempts.
+fn harness<C: Consumer>(env: &Env, consumer: C) -> Result<Harness<C, AnyDeadLetters>, EnvError> {
     let name = consumer.name();
-    let harness = Harness::new(consumer, env.dead_letters(name))
+    Ok(Harness::new(consumer, env.dead_letters(name))
         .with_concurrency(env.key_concurrency()?)
-        .with_max_attempts(env.max_attempts()?);
-    run(harness).await
+        .with_max_attempts(env.max_attempts()?))
 }
 
 async fn run<C: Consumer, D: DeadLetters, S: IdempotencyStore>(
