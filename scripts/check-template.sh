@@ -29,4 +29,6 @@ echo "== an operator sees it run: alarms on every consumer, queue and function, 
 "$bin/python" scripts/check_alarms.py .local/template.expanded.json
 echo "== the event store: every event type projected, the archive reads every record unbisected (scripts/check_archive.py)"
 "$bin/python" scripts/check_archive.py .local/template.expanded.json
+echo "== the event-status view: every consumer with idempotency records and its types (scripts/check_event_status.py)"
+"$bin/python" scripts/check_event_status.py .local/template.expanded.json
 echo "template.yaml: all checks passed"

@@ -4,13 +4,17 @@ Fails when a function's role
 - has no permissions boundary, or the boundary lets Kinesis reach beyond the stack's stream
   (SAM attaches AWSLambdaKinesisExecutionRole, Kinesis reads on `*`, to every stream consumer's role);
 - has an inline statement on `Resource: "*"`;
-- may touch the idempotency table without a `dynamodb:LeadingKeys` condition on its own `{consumer}#` keys.
+- may touch the idempotency table without a `dynamodb:LeadingKeys` condition on its own `{consumer}#` keys, or
+  on consumers' event records (`{consumer}#event *`, the event-status view) for more than reading them.
 
 usage: check_policies.py EXPANDED_TEMPLATE_JSON
 """
 
 import json
 import sys
+
+# What a reader of records may do with them.
+READ_ONLY = {"dynamodb:GetItem", "dynamodb:BatchGetItem"}
 
 
 def as_list(value):
@@ -69,8 +73,14 @@ def main(path):
                         .get("ForAllValues:StringLike", {})
                         .get("dynamodb:LeadingKeys", [])
                     )
-                    if not keys or any(not k.endswith("#*") or k == "#*" for k in keys):
+                    if not keys or any(
+                        not (k.endswith("#*") or k.endswith("#event *")) or k.startswith("#") for k in keys
+                    ):
                         problems.append(f"{where}: idempotency records without a '{{consumer}}#*' LeadingKeys condition")
+                    # A reader of several consumers' event records (the event-status view) only reads.
+                    readers = [k for k in keys if k.endswith("#event *")]
+                    if readers and set(as_list(st.get("Action", []))) - READ_ONLY:
+                        problems.append(f"{where}: '{{consumer}}#event *' keys are for reading only")
 
     for problem in problems:
         print(f"check_policies: {problem}", file=sys.stderr)

@@ -104,7 +104,10 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
     match command {
         "provision" => {
             let env = environment(&app, &resolved).map_err(|e| e.to_string())?;
-            let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            let text = env
+                .iter()
+                .map(|(k, v)| env_line(k, v))
+                .collect::<Result<String, String>>()?;
             let out = args.required("env-out")?;
             std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
             for (id, (name, _)) in &resolved.streams {
@@ -274,6 +277,44 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("tubes-local: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// One `NAME=value` line of the functions' environment file, as `cargo lambda watch` (dotenvy) and `dev.sh` read
+/// it: a value with `=`, `#`, a quote or whitespace in it is double-quoted (unquoted, dotenvy refuses the whole
+/// file); one that no quoting carries through both readers unchanged (`"`, `\`, `$`, a line break) is refused.
+fn env_line(name: &str, value: &str) -> Result<String, String> {
+    if value.contains(['"', '\\', '$', '\n', '\r']) {
+        return Err(format!(
+            "{name}: a function's environment value may not hold a double quote, a backslash, a dollar sign or \
+             a line break (the local stack's environment file cannot carry it)"
+        ));
+    }
+    if value.contains(|c: char| c == '=' || c == '#' || c == '\'' || c.is_whitespace()) {
+        Ok(format!("{name}=\"{value}\"\n"))
+    } else {
+        Ok(format!("{name}={value}\n"))
+    }
+}
+
+#[cfg(test)]
+mod env_file_tests {
+    use super::env_line;
+
+    #[test]
+    fn values_are_quoted_when_dotenvy_needs_it_and_refused_when_nothing_carries_them() {
+        assert_eq!(
+            env_line("A", "plain-1.2:x,y;z").unwrap(),
+            "A=plain-1.2:x,y;z\n"
+        );
+        assert_eq!(env_line("A", "p=a,b;s=c").unwrap(), "A=\"p=a,b;s=c\"\n");
+        assert_eq!(env_line("A", "two words").unwrap(), "A=\"two words\"\n");
+        for bad in ["a\"b", "a\\b", "$HOME", "a\nb"] {
+            assert!(
+                env_line("A", bad).unwrap_err().starts_with("A: "),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -228,8 +228,8 @@ fn the_spec_documents_every_error_code_of_the_query_api_and_no_other() {
     let operations = operations(&spec, "queries");
     assert_eq!(
         operations.len(),
-        2,
-        "GET /accounts/{{id}} and GET /users/{{id}}"
+        3,
+        "GET /accounts/{{id}}, GET /users/{{id}} and GET /events/{{source}}/{{id}}"
     );
     let mut from_code: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
     for (status, code) in tubes_query::error::codes() {

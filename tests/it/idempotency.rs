@@ -29,24 +29,30 @@ async fn claims_follow_the_rules_on_dynamodb() {
     let (k, h) = (key("payments", "evt_1"), payload_hash(b"{\"a\":1}"));
 
     let acquired = |attempt| Ok(Claim::Acquired { attempt });
-    assert_eq!(store.claim(&k, &h, T, LOCK).await, acquired(1));
+    assert_eq!(store.claim(&k, &h, T, LOCK, &[]).await, acquired(1));
     assert_eq!(
-        store.claim(&k, &h, T + 1, LOCK).await,
+        store.claim(&k, &h, T + 1, LOCK, &[]).await,
         Ok(Claim::InProgress)
     );
     assert_eq!(
-        store.claim(&k, "other", T + 1, LOCK).await,
+        store.claim(&k, "other", T + 1, LOCK, &[]).await,
         Ok(Claim::Conflict)
     );
     // The holder crashed: once its lock expired, a redelivery takes the record over (a second attempt).
-    assert_eq!(store.claim(&k, &h, T + 30_001, LOCK).await, acquired(2));
-    store.complete(&k, &h, 2, T + 30_002, DAY).await.unwrap();
     assert_eq!(
-        store.claim(&k, &h, T + 40_000, LOCK).await,
+        store.claim(&k, &h, T + 30_001, LOCK, &[]).await,
+        acquired(2)
+    );
+    store
+        .complete(&k, &h, 2, T + 30_002, DAY, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&k, &h, T + 40_000, LOCK, &[]).await,
         Ok(Claim::Completed)
     );
     assert_eq!(
-        store.claim(&k, "other", T + 40_000, LOCK).await,
+        store.claim(&k, "other", T + 40_000, LOCK, &[]).await,
         Ok(Claim::Conflict)
     );
 
@@ -73,9 +79,9 @@ async fn claims_follow_the_rules_on_dynamodb() {
     // A released claim (retryable failure) is free at once and kept for the TTL, so the attempts count on;
     // releasing a completed record does nothing.
     let k2 = key("payments", "evt_2");
-    assert_eq!(store.claim(&k2, &h, T, LOCK).await, acquired(1));
+    assert_eq!(store.claim(&k2, &h, T, LOCK, &[]).await, acquired(1));
     store
-        .release(&k2, &h, T + 1, DAY, Attempt::Keep)
+        .release(&k2, &h, T + 1, DAY, Attempt::Keep, None)
         .await
         .unwrap();
     let released = client
@@ -94,33 +100,126 @@ async fn claims_follow_the_rules_on_dynamodb() {
     );
     // Not by another event under the same id, though: a reused id, whatever became of the first.
     assert_eq!(
-        store.claim(&k2, "other", T + 2, LOCK).await,
+        store.claim(&k2, "other", T + 2, LOCK, &[]).await,
         Ok(Claim::Conflict)
     );
-    assert_eq!(store.claim(&k2, &h, T + 2, LOCK).await, acquired(2));
+    assert_eq!(store.claim(&k2, &h, T + 2, LOCK, &[]).await, acquired(2));
     // Someone else's hash cannot release it.
     store
-        .release(&k2, "other", T + 3, DAY, Attempt::Keep)
+        .release(&k2, "other", T + 3, DAY, Attempt::Keep, None)
         .await
         .unwrap();
     assert_eq!(
-        store.claim(&k2, &h, T + 4, LOCK).await,
+        store.claim(&k2, &h, T + 4, LOCK, &[]).await,
         Ok(Claim::InProgress)
     );
     store
-        .release(&k, &h, T + 40_001, DAY, Attempt::Keep)
+        .release(&k, &h, T + 40_001, DAY, Attempt::Keep, None)
         .await
         .unwrap();
     assert_eq!(
-        store.claim(&k, &h, T + 40_001, LOCK).await,
+        store.claim(&k, &h, T + 40_001, LOCK, &[]).await,
         Ok(Claim::Completed)
     );
     // Past its TTL (DynamoDB deletes expired items late), a completed record is taken as if it were gone, and
     // its attempts count on.
     assert_eq!(
-        store.claim(&k, &h, T + 30_002 + 86_401_000, LOCK).await,
+        store
+            .claim(&k, &h, T + 30_002 + 86_401_000, LOCK, &[])
+            .await,
         acquired(3)
     );
+}
+
+/// What the event-status view reads: a record's notes (its first attempt's), the queue it was parked in until
+/// the next claim, its state and attempts, through `BatchGetItem` on moto.
+#[tokio::test]
+async fn records_carry_their_first_notes_and_their_parked_queue_on_dynamodb() {
+    use tubes_platform::idempotency::{ReadRecords, State};
+    let acquired = |attempt| Ok(Claim::Acquired { attempt });
+    let moto = Moto::start().await;
+    moto.create_table("idem", "key").await;
+    let store = DynamoIdempotency::new(moto.dynamodb(), "idem");
+    let (k, h) = (key("payments", "event /shop e1"), payload_hash(b"e1"));
+    let first = [
+        ("sequence_number", "41".to_owned()),
+        ("shard_id", "s0".to_owned()),
+    ];
+    let redrive = [
+        ("sequence_number", "99".to_owned()),
+        ("shard_id", "s1".to_owned()),
+    ];
+    assert_eq!(store.claim(&k, &h, T, LOCK, &first).await, acquired(1));
+    store
+        .release(
+            &k,
+            &h,
+            T + 1,
+            DAY,
+            Attempt::Keep,
+            Some("tubes-PaymentsDeadLetterQueue"),
+        )
+        .await
+        .unwrap();
+    let other = key("signups", "event /shop e1");
+    let read = store.records(&[k.clone(), other.clone()]).await.unwrap();
+    assert!(!read.contains_key(&other), "no record, no entry");
+    let parked = &read[&k];
+    assert_eq!(
+        (
+            parked.state,
+            parked.attempts,
+            parked.parked.as_deref(),
+            parked.lock_expires_ms
+        ),
+        (
+            State::Released,
+            1,
+            Some("tubes-PaymentsDeadLetterQueue"),
+            None
+        )
+    );
+    assert_eq!(parked.notes["sequence_number"], "41");
+
+    // A redrive claims it from elsewhere: the parked mark goes, the first notes stay, through completion.
+    assert_eq!(
+        store.claim(&k, &h, T + 2, LOCK, &redrive).await,
+        acquired(2)
+    );
+    let working = &store.records(std::slice::from_ref(&k)).await.unwrap()[&k];
+    assert_eq!(
+        (
+            working.state,
+            working.parked.as_deref(),
+            working.lock_expires_ms
+        ),
+        (State::InProgress, None, Some(T + 2 + 30_000))
+    );
+    store
+        .complete(&k, &h, 2, T + 3, DAY, &redrive)
+        .await
+        .unwrap();
+    let done = &store.records(std::slice::from_ref(&k)).await.unwrap()[&k];
+    assert_eq!(
+        (done.state, done.attempts, done.parked.as_deref()),
+        (State::Completed, 2, None)
+    );
+    assert_eq!(
+        (
+            done.notes["sequence_number"].as_str(),
+            done.notes["shard_id"].as_str()
+        ),
+        ("41", "s0")
+    );
+    // A first attempt's completion writes its notes whole.
+    let k2 = key("payments", "event /shop e2");
+    assert_eq!(store.claim(&k2, &h, T, LOCK, &[]).await, acquired(1));
+    store
+        .complete(&k2, &h, 1, T + 1, DAY, &first)
+        .await
+        .unwrap();
+    let read = store.records(std::slice::from_ref(&k2)).await.unwrap();
+    assert_eq!(read[&k2].notes["shard_id"], "s0");
 }
 
 #[tokio::test]
@@ -148,7 +247,7 @@ async fn futures_join(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
         let (store, k, h) = (store.clone(), k.to_owned(), h.to_owned());
-        tasks.spawn(async move { store.claim(&k, &h, T, LOCK).await });
+        tasks.spawn(async move { store.claim(&k, &h, T, LOCK, &[]).await });
     }
     tasks.join_all().await
 }

@@ -7,6 +7,7 @@ mod consumers;
 mod contract;
 mod dead_letters;
 mod esm;
+mod event_status;
 mod idempotency;
 mod ingest_auth;
 mod ingest_faults;

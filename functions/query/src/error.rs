@@ -25,6 +25,15 @@ pub enum QueryError {
     /// An id that no aggregate can have.
     #[error("{0} must be 1 to 128 printable ASCII characters")]
     InvalidId(&'static str),
+    /// A source no event can have.
+    #[error("/path/source must be 1 to 256 printable ASCII characters, percent-encoded as one path segment (%2F for /)")]
+    InvalidSource,
+    /// No consumer has a record of that event.
+    #[error(
+        "no consumer has a record of this event: not accepted, not reached yet, or older than the records (24 h by \
+         default; the event store keeps every event)"
+    )]
+    NoSuchEvent,
     /// No document under that id.
     #[error("no {kind} {id}")]
     NoSuchDocument {
@@ -33,9 +42,9 @@ pub enum QueryError {
         /// The id asked for.
         id: String,
     },
-    /// The read models did not answer.
-    #[error("the read models are unavailable; retry")]
-    Unavailable,
+    /// The store behind the answer did not answer: the read models, or the consumers' records.
+    #[error("the {0} are unavailable; retry")]
+    Unavailable(&'static str),
 }
 
 #[derive(Serialize)]
@@ -59,7 +68,8 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
         QueryError::NotFound,
         QueryError::MethodNotAllowed,
         QueryError::InvalidId("/path/id"),
-        QueryError::Unavailable,
+        QueryError::InvalidSource,
+        QueryError::Unavailable("read models"),
     ]
     .iter()
     .map(|e| (e.status(), e.code()))
@@ -72,10 +82,12 @@ impl QueryError {
         match self {
             QueryError::MissingCredentials => "missing_credentials",
             QueryError::InvalidCredentials => "invalid_credentials",
-            QueryError::NotFound | QueryError::NoSuchDocument { .. } => "not_found",
+            QueryError::NotFound | QueryError::NoSuchDocument { .. } | QueryError::NoSuchEvent => {
+                "not_found"
+            }
             QueryError::MethodNotAllowed => "method_not_allowed",
-            QueryError::InvalidId(_) => "invalid_value",
-            QueryError::Unavailable => "unavailable",
+            QueryError::InvalidId(_) | QueryError::InvalidSource => "invalid_value",
+            QueryError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -85,10 +97,12 @@ impl QueryError {
             QueryError::MissingCredentials | QueryError::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            QueryError::NotFound | QueryError::NoSuchDocument { .. } => StatusCode::NOT_FOUND,
+            QueryError::NotFound | QueryError::NoSuchDocument { .. } | QueryError::NoSuchEvent => {
+                StatusCode::NOT_FOUND
+            }
             QueryError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            QueryError::InvalidId(_) => StatusCode::BAD_REQUEST,
-            QueryError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            QueryError::InvalidId(_) | QueryError::InvalidSource => StatusCode::BAD_REQUEST,
+            QueryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -96,6 +110,7 @@ impl QueryError {
     fn field(&self) -> Option<&'static str> {
         match self {
             QueryError::InvalidId(field) => Some(field),
+            QueryError::InvalidSource => Some("/path/source"),
             _ => None,
         }
     }
@@ -130,7 +145,7 @@ impl QueryError {
             QueryError::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             }
-            QueryError::Unavailable => {
+            QueryError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

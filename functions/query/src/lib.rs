@@ -1,12 +1,15 @@
 //! The query API (seeds: CQRS's read side): answers from the read models the projections function keeps.
 //!
 //! - `GET /accounts/{id}`: an account's status, currency, balance and last payments;
-//! - `GET /users/{id}`: a user's profile and mailing lists.
+//! - `GET /users/{id}`: a user's profile and mailing lists;
+//! - `GET /events/{source}/{id}`: what happened to one event ([`events`]): accepted when and where, and per
+//!   consumer handled, in progress, retrying (attempts), parked (in which dead-letter queue) or pending. The
+//!   source is one path segment, percent-encoded (`/events/%2Fshop/evt_1` for the source `/shop`).
 //!
 //! Every request carries a reader's key (`Authorization: Bearer tubes_{reader}.{key id}.{secret}`), kept hashed
 //! in the readers configuration ([`Readers`]): read-only credentials, apart from the sources that write. Answers
-//! carry a strong `ETag` (the document's version and last applied sequence number), so `If-None-Match` gets
-//! `304`; errors have the contract's body ([`error`]).
+//! carry a strong `ETag` (of the document's version and last applied sequence number, or of the event's status),
+//! so `If-None-Match` gets `304`; errors have the contract's body ([`error`]).
 
 use std::collections::BTreeMap;
 
@@ -15,11 +18,14 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tubes_platform::api_key::{is_name, ApiKey, KeyHash};
+use tubes_platform::idempotency::{ReadRecords, Record, StoreError};
 use tubes_platform::read_model::{Document, ReadModelStore, ReadModels};
 
 pub mod error;
+pub mod events;
 
 pub use error::QueryError;
+pub use events::{Consumers, EventStatus};
 
 /// The readers and their keys: `{"dashboard": {"api_keys": {"2026-11": "sha256:…"}}}` (several keys per reader
 /// during a rotation; `tubes-keys` mints them).
@@ -74,20 +80,36 @@ impl Readers {
     }
 }
 
-/// What a path asks for: a model and an aggregate id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resource<'p> {
-    /// The read model (`accounts`, `users`).
-    pub model: &'static str,
-    /// How errors name one of its documents.
-    pub kind: &'static str,
-    /// The id in the path.
-    pub id: &'p str,
+/// What a path asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource<'p> {
+    /// A read model's document.
+    Document {
+        /// The read model (`accounts`, `users`).
+        model: &'static str,
+        /// How errors name one of its documents.
+        kind: &'static str,
+        /// The id in the path.
+        id: &'p str,
+    },
+    /// An event's status.
+    Event {
+        /// The event's source, as in the path (percent-encoded).
+        source: &'p str,
+        /// The event's id, as in the path (percent-encoded).
+        id: &'p str,
+    },
 }
 
 /// The resource of a request path (`404` for any other path).
 pub fn route(path: &str) -> Result<Resource<'_>, QueryError> {
     let path = path.strip_suffix('/').unwrap_or(path);
+    if let Some(rest) = path.strip_prefix("/events/") {
+        // The id is the last segment, the source all before it: `%2Fshop/e1` as sent, and `/shop/e1` should a
+        // proxy decode the `%2F` on the way, both name the event `e1` of `/shop`.
+        let (source, id) = rest.rsplit_once('/').ok_or(QueryError::NotFound)?;
+        return Ok(Resource::Event { source, id });
+    }
     let (model, kind, id) = if let Some(id) = path.strip_prefix("/accounts/") {
         ("accounts", "account", id)
     } else if let Some(id) = path.strip_prefix("/users/") {
@@ -98,7 +120,12 @@ pub fn route(path: &str) -> Result<Resource<'_>, QueryError> {
     if id.contains('/') {
         return Err(QueryError::NotFound);
     }
-    Ok(Resource { model, kind, id })
+    Ok(Resource::Document { model, kind, id })
+}
+
+/// Sources as the contract allows them: 1 to 256 printable ASCII characters.
+fn valid_source(source: &str) -> bool {
+    !source.is_empty() && source.len() <= 256 && source.bytes().all(|b| (b'!'..=b'~').contains(&b))
 }
 
 /// Ids as the catalogue allows them: 1 to 128 printable ASCII characters.
@@ -109,8 +136,13 @@ fn valid_id(id: &str) -> bool {
 /// The strong entity tag of a document: it changes exactly when the document's version or last applied record
 /// does.
 pub fn etag(document: &Document) -> String {
+    tag_of(&[&document.version, &document.seq, &document.doc])
+}
+
+/// A strong entity tag of `parts`: each length-prefixed, so that no two lists of parts share one.
+fn tag_of(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
-    for part in [&document.version, &document.seq, &document.doc] {
+    for part in parts {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part.as_bytes());
     }
@@ -130,28 +162,55 @@ fn not_modified(if_none_match: Option<&HeaderValue>, tag: &str) -> bool {
     })
 }
 
-/// The query API over read models in `S`.
+/// No idempotency records to read: a query API without `GET /events/...` (it answers `404`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRecords;
+
+impl ReadRecords for NoRecords {
+    async fn records(
+        &self,
+        _: &[String],
+    ) -> Result<std::collections::HashMap<String, Record>, StoreError> {
+        Ok(std::collections::HashMap::new())
+    }
+}
+
+/// The query API over read models in `S` and, for events' status, the consumers' idempotency records in `R`.
 #[derive(Debug)]
-pub struct Query<S> {
+pub struct Query<S, R = NoRecords> {
     models: ReadModels<S>,
     readers: Readers,
+    events: Option<(R, Consumers)>,
 }
 
 impl<S: ReadModelStore> Query<S> {
-    /// Answers from `store` for `readers`.
+    /// Answers from `store` for `readers` (without events' status until [`Query::with_events`]).
     pub fn new(store: S, readers: Readers) -> Self {
         Self {
             models: ReadModels::new(store),
             readers,
+            events: None,
         }
     }
 
+    /// The same API, answering `GET /events/{source}/{id}` from the idempotency records in `records` of
+    /// `consumers`.
+    pub fn with_events<R: ReadRecords>(self, records: R, consumers: Consumers) -> Query<S, R> {
+        Query {
+            models: self.models,
+            readers: self.readers,
+            events: Some((records, consumers)),
+        }
+    }
+}
+
+impl<S: ReadModelStore, R: ReadRecords> Query<S, R> {
     /// Answers one request; never fails (every error is an answer). A `HEAD` gets the headers `GET` would get.
     pub async fn handle(&self, request: &Request) -> Response<Body> {
         let mut response = match self.answer(request).await {
             Ok(response) => response,
             Err(err) => {
-                if matches!(err, QueryError::Unavailable) {
+                if matches!(err, QueryError::Unavailable(_)) {
                     tracing::warn!(code = err.code(), "query not answered");
                 }
                 err.response()
@@ -184,29 +243,54 @@ impl<S: ReadModelStore> Query<S> {
             Some(Some(key)) if self.readers.admits(&key) => {}
             Some(_) => return Err(QueryError::InvalidCredentials),
         }
-        if !valid_id(resource.id) {
-            return Err(QueryError::InvalidId("/path/id"));
-        }
-        let document = self
-            .models
-            .document(resource.model, resource.id)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "read models unavailable");
-                QueryError::Unavailable
-            })?
-            .ok_or_else(|| QueryError::NoSuchDocument {
-                kind: resource.kind,
-                id: resource.id.to_owned(),
-            })?;
-        let tag = etag(&document);
+        let (tag, body) = match resource {
+            Resource::Document { model, kind, id } => {
+                if !valid_id(id) {
+                    return Err(QueryError::InvalidId("/path/id"));
+                }
+                let document = self
+                    .models
+                    .document(model, id)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "read models unavailable");
+                        QueryError::Unavailable("read models")
+                    })?
+                    .ok_or_else(|| QueryError::NoSuchDocument {
+                        kind,
+                        id: id.to_owned(),
+                    })?;
+                (etag(&document), document.doc)
+            }
+            Resource::Event { source, id } => {
+                let source = events::decode_segment(source)
+                    .filter(|s| valid_source(s))
+                    .ok_or(QueryError::InvalidSource)?;
+                let id = events::decode_segment(id)
+                    .filter(|i| valid_id(i))
+                    .ok_or(QueryError::InvalidId("/path/id"))?;
+                let Some((records, consumers)) = &self.events else {
+                    return Err(QueryError::NotFound);
+                };
+                let status = events::status(records, consumers, &source, &id)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "idempotency records unavailable");
+                        QueryError::Unavailable("consumers' records")
+                    })?
+                    .ok_or(QueryError::NoSuchEvent)?;
+                let body = serde_json::to_string(&status)
+                    .map_err(|_| QueryError::Unavailable("consumers' records"))?;
+                (tag_of(&["event", &body]), body)
+            }
+        };
         let fresh = not_modified(request.headers().get(header::IF_NONE_MATCH), &tag);
         let (status, body) = if fresh {
             (StatusCode::NOT_MODIFIED, Body::Empty)
         } else if head {
             (StatusCode::OK, Body::Empty)
         } else {
-            (StatusCode::OK, Body::Text(document.doc))
+            (StatusCode::OK, Body::Text(body))
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -214,7 +298,7 @@ impl<S: ReadModelStore> Query<S> {
         if let Ok(value) = HeaderValue::from_str(&tag) {
             headers.insert(header::ETAG, value);
         }
-        // Always revalidate: the document changes with every event of its aggregate.
+        // Always revalidate: a document changes with every event of its aggregate, a status with every attempt.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if status == StatusCode::OK {
             headers.insert(

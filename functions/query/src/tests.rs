@@ -252,3 +252,215 @@ fn readers_configuration_is_checked_at_start() {
     assert!(Readers::parse(r#"{"dash": {"api_keys": {"k": "plain-key"}}}"#).is_err());
     assert!(Readers::parse(r#"{"dash": {"api_keys": {"k": "x"}, "extra": 1}}"#).is_err());
 }
+
+mod event_status {
+    use std::time::Duration;
+
+    use tubes_platform::idempotency::{event_key, Attempt, IdempotencyStore, MemoryIdempotency};
+
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn consumers() -> Consumers {
+        Consumers::parse(
+            "payments=account.opened,payment.received;notifications=payment.processed;\
+             signups=user.signed_up",
+        )
+        .unwrap()
+    }
+
+    fn place(seq: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("event_type", "payment.received".to_owned()),
+            ("partition_key", "acc_1".to_owned()),
+            ("sequence_number", seq.to_owned()),
+            ("shard_id", "shardId-000000000000".to_owned()),
+            ("arrival_ms", "1764842400123".to_owned()),
+        ]
+    }
+
+    async fn get(
+        query: &Query<&MemoryReadModels, &MemoryIdempotency>,
+        path: &str,
+        auth: &str,
+        tag: Option<&str>,
+    ) -> Response<Body> {
+        let mut headers = vec![("authorization", auth)];
+        if let Some(tag) = tag {
+            headers.push(("if-none-match", tag));
+        }
+        query.handle(&request("GET", path, &headers)).await
+    }
+
+    #[tokio::test]
+    async fn a_parked_event_shows_where_it_went_then_handled_after_the_redrive() {
+        let s = setup();
+        let records = MemoryIdempotency::default();
+        let query = Query::new(&s.store, s.readers.clone()).with_events(&records, consumers());
+        let auth = format!("Bearer {}", s.key);
+        let path = "/events/%2Fshop/pay_1";
+        let missing = get(&query, path, &auth, None).await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body(&missing)["error"]["code"], "not_found");
+
+        // payments tried it and parked it.
+        let key = event_key("payments", "/shop", "pay_1");
+        let now = tubes_platform::clock::now_ms();
+        records
+            .claim(&key, "h", now, Duration::from_secs(10), &place("42"))
+            .await
+            .unwrap();
+        records
+            .release(
+                &key,
+                "h",
+                now + 1,
+                DAY,
+                Attempt::Keep,
+                Some("tubes-payments-dlq"),
+            )
+            .await
+            .unwrap();
+        let parked = get(&query, path, &auth, None).await;
+        assert_eq!(parked.status(), StatusCode::OK);
+        assert_eq!(
+            body(&parked),
+            json!({
+                "source": "/shop", "id": "pay_1", "type": "payment.received",
+                "accepted": {"at": "2025-12-04T10:00:00.123Z", "shard_id": "shardId-000000000000",
+                             "sequence_number": "42", "partition_key": "acc_1"},
+                // notifications and signups do not take payment.received: not listed.
+                "consumers": [{"consumer": "payments", "status": "parked", "attempts": 1,
+                               "dead_letter_queue": "tubes-payments-dlq"}]
+            })
+        );
+        let tag = parked.headers()["etag"].to_str().unwrap().to_owned();
+        assert_eq!(
+            get(&query, path, &auth, Some(&tag)).await.status(),
+            StatusCode::NOT_MODIFIED
+        );
+
+        // Redriven after the fix: claimed again (in progress), then handled; the queue is forgotten.
+        records
+            .claim(&key, "h", now + 2, Duration::from_secs(600), &place("42"))
+            .await
+            .unwrap();
+        let working = body(&get(&query, path, &auth, None).await);
+        assert_eq!(working["consumers"][0]["status"], "in_progress");
+        assert_eq!(working["consumers"][0]["attempts"], 2);
+        assert!(working["consumers"][0].get("dead_letter_queue").is_none());
+        records
+            .complete(&key, "h", 2, now + 3, DAY, &place("42"))
+            .await
+            .unwrap();
+        let handled = get(&query, path, &auth, Some(&tag)).await;
+        assert_eq!(
+            handled.status(),
+            StatusCode::OK,
+            "the status changed: a new tag"
+        );
+        assert_eq!(
+            body(&handled)["consumers"],
+            json!([{"consumer": "payments", "status": "handled", "attempts": 2}])
+        );
+    }
+
+    #[tokio::test]
+    async fn consumers_that_take_the_type_and_have_not_reached_it_are_pending() {
+        let s = setup();
+        let records = MemoryIdempotency::default();
+        let query = Query::new(&s.store, s.readers.clone()).with_events(&records, consumers());
+        let auth = format!("Bearer {}", s.key);
+        let mut notes = place("7");
+        notes[0].1 = "payment.processed".to_owned();
+        let now = tubes_platform::clock::now_ms();
+        // payments publishes payment.processed and... no: say signups had a record (a misconfiguration), and
+        // notifications, which takes the type, has none yet.
+        let key = event_key("signups", "/payments", "p_1");
+        records
+            .claim(&key, "h", now - 60_000, Duration::from_secs(1), &notes)
+            .await
+            .unwrap();
+        let status = body(&get(&query, "/events/%2Fpayments/p_1", &auth, None).await);
+        // A proxy that decoded the source's slash on the way reaches the same event.
+        assert_eq!(
+            body(&get(&query, "/events//payments/p_1", &auth, None).await),
+            status
+        );
+        assert_eq!(
+            status["consumers"],
+            json!([
+                {"consumer": "notifications", "status": "pending", "attempts": 0},
+                // Its holder's lock expired long ago: it is retried.
+                {"consumer": "signups", "status": "retrying", "attempts": 1}
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_event_paths_get_the_contract_error_body_after_the_key() {
+        let s = setup();
+        let records = MemoryIdempotency::default();
+        let query = Query::new(&s.store, s.readers.clone()).with_events(&records, consumers());
+        let auth = format!("Bearer {}", s.key);
+        let unauthenticated = query.handle(&request("GET", "/events/%zz/x", &[])).await;
+        assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+        for (path, status, field) in [
+            (
+                "/events/%zz/x",
+                StatusCode::BAD_REQUEST,
+                Some("/path/source"),
+            ),
+            (
+                "/events/%FF/x",
+                StatusCode::BAD_REQUEST,
+                Some("/path/source"),
+            ),
+            (
+                "/events/%20shop/x",
+                StatusCode::BAD_REQUEST,
+                Some("/path/source"),
+            ),
+            ("/events/shop/%2", StatusCode::BAD_REQUEST, Some("/path/id")),
+            ("/events/shop", StatusCode::NOT_FOUND, None),
+            ("/events/a/b/c", StatusCode::NOT_FOUND, None),
+            ("/events/%2Fshop/", StatusCode::NOT_FOUND, None),
+        ] {
+            let response = get(&query, path, &auth, None).await;
+            assert_eq!(response.status(), status, "{path}");
+            assert_eq!(body(&response)["error"]["field"].as_str(), field, "{path}");
+        }
+        // Without records configured, there is no such resource.
+        let plain = Query::new(&s.store, s.readers.clone());
+        let response = plain
+            .handle(&request(
+                "GET",
+                "/events/%2Fshop/x",
+                &[("authorization", &auth)],
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn the_consumers_configuration_is_checked_at_start() {
+        assert_eq!(
+            consumers().names().collect::<Vec<_>>(),
+            ["notifications", "payments", "signups"]
+        );
+        assert!(Consumers::parse("").unwrap().names().next().is_none());
+        assert!(Consumers::parse("payments").is_err());
+        assert!(Consumers::parse("payments=payment.nope").is_err());
+        assert!(Consumers::parse("Pay=payment.received").is_err());
+        assert!(Consumers::parse("p=payment.received;p=user.signed_up").is_err());
+        // Whitespace separates too, and empty entries are nothing.
+        assert_eq!(
+            Consumers::parse(";a=user.signed_up; b=user.unsubscribed\n")
+                .unwrap()
+                .names()
+                .count(),
+            2
+        );
+    }
+}

@@ -23,4 +23,9 @@ impl DeadLetters for LogDeadLetters {
         );
         Ok(())
     }
+
+    /// No queue: the function's log.
+    fn destination(&self) -> &str {
+        "log"
+    }
 }

@@ -35,4 +35,8 @@ impl DeadLetters for MemoryDeadLetters {
         self.letters().push(letter);
         Ok(())
     }
+
+    fn destination(&self) -> &str {
+        "memory"
+    }
 }

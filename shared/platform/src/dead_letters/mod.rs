@@ -87,11 +87,19 @@ pub struct DeadLetterError(pub String);
 pub trait DeadLetters: Send + Sync {
     /// Stores one dead letter durably.
     fn send(&self, letter: DeadLetter) -> impl Future<Output = Result<(), DeadLetterError>> + Send;
+
+    /// Where letters go, as a reader names it (the queue's name): a parked record's idempotency record says so,
+    /// for the event-status view.
+    fn destination(&self) -> &str;
 }
 
 impl<D: DeadLetters> DeadLetters for &D {
     fn send(&self, letter: DeadLetter) -> impl Future<Output = Result<(), DeadLetterError>> + Send {
         (**self).send(letter)
+    }
+
+    fn destination(&self) -> &str {
+        (**self).destination()
     }
 }
 
@@ -109,6 +117,13 @@ impl DeadLetters for AnyDeadLetters {
         match self {
             AnyDeadLetters::Queue(q) => q.send(letter).await,
             AnyDeadLetters::Log(l) => l.send(letter).await,
+        }
+    }
+
+    fn destination(&self) -> &str {
+        match self {
+            AnyDeadLetters::Queue(q) => q.destination(),
+            AnyDeadLetters::Log(l) => l.destination(),
         }
     }
 }

@@ -132,4 +132,9 @@ impl DeadLetters for SqsDeadLetters {
         );
         Ok(())
     }
+
+    /// The queue's name: the last segment of its URL.
+    fn destination(&self) -> &str {
+        self.queue_url.rsplit('/').next().unwrap_or(&self.queue_url)
+    }
 }

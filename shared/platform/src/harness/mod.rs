@@ -375,7 +375,10 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             Some(guard) => {
                 let key = idempotency::event_key(name, envelope.source(), envelope.id());
                 let hash = idempotency::payload_hash(&envelope.content_bytes());
-                match guard.claim(key, hash, batch.deadline_ms).await {
+                match guard
+                    .claim(key, hash, batch.deadline_ms, place_notes(ty.as_str(), &partition_key, batch, &sequence_number, arrival))
+                    .await
+                {
                     Ok(Entry::Acquired(ticket)) => Some(ticket),
                     Ok(Entry::Completed) => {
                         tracing::debug!(consumer = name, "duplicate: already handled");
@@ -421,7 +424,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                 .instrument(record_scope())
                 .await;
             if let Some(ticket) = ticket {
-                ticket.release(Attempt::Keep).await;
+                self.finish_parked(ticket, parked.0, Attempt::Keep).await;
             }
             return parked;
         }
@@ -504,13 +507,23 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             },
         };
         if let Some(ticket) = ticket {
-            ticket.release(release).await;
+            self.finish_parked(ticket, outcome.0, release).await;
         }
         outcome
         }
         .instrument(span)
         .await
     }
+    /// Gives a claim back after a record was not handled: parked (its record names the dead-letter queue, for
+    /// the event-status view) if it was dead-lettered, else released for the redelivery.
+    async fn finish_parked(&self, ticket: Ticket<'_, S>, outcome: Outcome, release: Attempt) {
+        if outcome == Outcome::DeadLettered {
+            ticket.park(self.dead_letters.destination()).await;
+        } else {
+            ticket.release(release).await;
+        }
+    }
+
     /// Sends a dead letter: [`Outcome::DeadLettered`] when it is stored, else [`Outcome::Failed`] (never drop a
     /// record: if it cannot be parked, it is retried), a failure of the dead-letter port.
     async fn dead_letter(&self, letter: DeadLetter) -> (Outcome, Verdict) {
@@ -522,6 +535,30 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             }
         }
     }
+}
+
+/// What a consumer's idempotency record says about its event (the event-status view reads it): the type, and
+/// where and when the stream took the record.
+fn place_notes(
+    event_type: &str,
+    partition_key: &str,
+    batch: Batch<'_>,
+    sequence_number: &SequenceNumber,
+    arrival: Option<f64>,
+) -> Vec<(&'static str, String)> {
+    let mut notes = vec![
+        ("event_type", event_type.to_owned()),
+        ("partition_key", partition_key.to_owned()),
+        ("sequence_number", sequence_number.as_str().to_owned()),
+    ];
+    if let Some(shard) = batch.shard_id {
+        notes.push(("shard_id", shard.clone()));
+    }
+    if let Some(seconds) = arrival {
+        // Kinesis gives arrival in seconds with millisecond precision.
+        notes.push(("arrival_ms", format!("{:.0}", seconds * 1000.0)));
+    }
+    notes
 }
 
 #[cfg(test)]

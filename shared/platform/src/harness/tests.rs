@@ -373,6 +373,49 @@ mod idempotent {
         assert!(failures(&second).is_empty());
     }
 
+    /// The event-status view reads what the records say: a parked record names its queue and its place in the
+    /// stream; the redrive that handles it leaves it completed, the queue forgotten.
+    #[tokio::test]
+    async fn a_parked_record_says_where_it_went_until_it_is_handled() {
+        use crate::idempotency::{ReadRecords, State};
+        let bytes = event(&[("u1", signup("u1", "a"))]);
+        let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+        let key = event_key("recorder", "/test", "a");
+        let failing = Recorder {
+            permanent: vec!["a"],
+            ..Recorder::default()
+        };
+        let harness =
+            Harness::new(failing, &dlq).with_idempotency(&store, IdempotencyTimes::default());
+        let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+        assert_eq!(report.dead_lettered, 1);
+        let records = store.records(std::slice::from_ref(&key)).await.unwrap();
+        let parked = &records[&key];
+        assert_eq!(parked.state, State::Released);
+        assert_eq!(parked.parked.as_deref(), Some("memory"));
+        assert_eq!(parked.attempts, 1);
+        assert_eq!(parked.notes["event_type"], "user.signed_up");
+        assert_eq!(parked.notes["partition_key"], "u1");
+        assert_eq!(parked.notes["sequence_number"], seq(1));
+        assert_eq!(parked.notes["shard_id"], "shardId-000000000000");
+        assert!(parked.notes["arrival_ms"].parse::<i64>().unwrap() > 1_400_000_000_000);
+
+        // The fix is deployed and the letter redriven (onto the stream: another place): handled, and the record
+        // says so, with the event's first acceptance.
+        let redriven = event(&[("u2", signup("u2", "b")), ("u1", signup("u1", "a"))]);
+        let fixed = Harness::new(Recorder::default(), &dlq)
+            .with_idempotency(&store, IdempotencyTimes::default());
+        let report = fixed.run(serde_json::from_slice(&redriven).unwrap()).await;
+        assert_eq!(report.handled, 2);
+        let records = store.records(std::slice::from_ref(&key)).await.unwrap();
+        let handled = &records[&key];
+        assert_eq!(
+            (handled.state, handled.parked.as_deref(), handled.attempts),
+            (State::Completed, None, 2)
+        );
+        assert_eq!(handled.notes["sequence_number"], seq(1));
+    }
+
     #[tokio::test]
     async fn a_record_in_progress_elsewhere_is_retried_and_holds_back_its_key_only() {
         let payload = signup("u1", "a");
@@ -384,6 +427,7 @@ mod idempotent {
                 &hash_of(&payload),
                 now(),
                 Duration::from_secs(60),
+                &[],
             )
             .await;
         assert_eq!(held, Ok(Claim::Acquired { attempt: 1 }));
@@ -423,6 +467,7 @@ mod idempotent {
                     &hash_of(&signup("u1", "a")),
                     self.probe_ms,
                     Duration::from_secs(60),
+                    &[],
                 )
                 .await
                 .unwrap();
@@ -481,6 +526,7 @@ mod idempotent {
                 &hash_of(&payload),
                 now(),
                 Duration::from_secs(60),
+                &[],
             )
             .await;
         assert_eq!(
@@ -744,6 +790,7 @@ mod outage {
                 &payload_hash(&first.content_bytes()),
                 crate::clock::now_ms(),
                 Duration::from_secs(1),
+                &[],
             )
             .await
             .unwrap();
@@ -755,6 +802,7 @@ mod outage {
                 crate::clock::now_ms(),
                 Duration::from_secs(60),
                 Attempt::Forget,
+                None,
             )
             .await
             .unwrap();
@@ -780,7 +828,13 @@ mod outage {
         let long_ago = crate::clock::now_ms() - 3_600_000;
         for i in 0..3 {
             store
-                .claim(&key, &hash, long_ago + i * 60_000, Duration::from_secs(1))
+                .claim(
+                    &key,
+                    &hash,
+                    long_ago + i * 60_000,
+                    Duration::from_secs(1),
+                    &[],
+                )
                 .await
                 .unwrap();
         }

@@ -2,6 +2,10 @@
 //! payload `hash`, `attempts`, the claim's `lock_expires_ms` and `expires_at`, the table's TTL attribute. Each
 //! write is one conditional request, so concurrent claimants never both win.
 //!
+//! A record also carries its work's notes (`notes`, a map: [`Notes`]), those of its first attempt (a redrive
+//! does not move an event's acceptance), and, once its work was parked, the dead-letter queue (`parked`);
+//! [`ReadRecords`] reads records with `BatchGetItem`.
+//!
 //! The common path is two `PutItem`s: the claim of a fresh key (`attribute_not_exists`) and the completion (the
 //! whole record, known to its holder). A claim that finds a record decides from the old item the failure returns,
 //! and only when that record could be taken (an expired lock, a release of the same payload, an expired record)
@@ -16,7 +20,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{
-    millis, Attempt, Claim, Found, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
+    millis, state, Attempt, Claim, Found, IdempotencyStore, Notes, ReadRecords, Record, StoreError,
+    COMPLETED, IN_PROGRESS, RELEASED,
 };
 use crate::aws::{self, item_number as number, item_text as text, Item};
 
@@ -71,6 +76,8 @@ impl DynamoIdempotency {
             ("#l", "lock_expires_ms"),
             ("#e", "expires_at"),
             ("#a", "attempts"),
+            ("#n", "notes"),
+            ("#p", "parked"),
         ]
         .into_iter()
         .filter(|(p, _)| update.contains(p) || condition.contains(p))
@@ -95,6 +102,37 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// The notes as one map attribute.
+fn notes_value(notes: &Notes) -> AttributeValue {
+    AttributeValue::M(
+        notes
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), s(value)))
+            .collect(),
+    )
+}
+
+/// A stored item as a reader sees it (`None` if it is no record: no known state).
+fn record(item: &Item) -> Option<Record> {
+    Some(Record {
+        state: state(text(item, "status")?)?,
+        attempts: number(item, "attempts")
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or(0),
+        lock_expires_ms: number(item, "lock_expires_ms"),
+        parked: text(item, "parked").map(str::to_owned),
+        notes: item
+            .get("notes")
+            .and_then(|v| v.as_m().ok())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
 /// The record a failed claim's answer returned.
 fn found(old: &Item) -> Found<'_> {
     Found {
@@ -116,6 +154,7 @@ impl IdempotencyStore for DynamoIdempotency {
         hash: &str,
         now_ms: i64,
         lock: Duration,
+        notes: &Notes,
     ) -> Result<Claim, StoreError> {
         let lock_expires = now_ms + millis(lock);
         // The lock also bounds the record's life, should the holder never complete nor release it.
@@ -123,6 +162,7 @@ impl IdempotencyStore for DynamoIdempotency {
         let fresh = self
             .put(key, IN_PROGRESS, hash, expires_at, 1)
             .item("lock_expires_ms", n(lock_expires))
+            .item("notes", notes_value(notes))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", "key")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -145,7 +185,8 @@ impl IdempotencyStore for DynamoIdempotency {
         let result = self
             .update(
                 key,
-                "SET #s = :progress, #h = :h, #l = :lock, #e = :e ADD #a :one",
+                "SET #s = :progress, #h = :h, #l = :lock, #e = :e, #n = if_not_exists(#n, :notes) \
+                 ADD #a :one REMOVE #p",
                 "attribute_not_exists(#k) OR (#s = :progress AND #l < :now) \
                  OR (#s = :released AND #h = :h) OR #e < :now_s",
                 values([
@@ -155,6 +196,7 @@ impl IdempotencyStore for DynamoIdempotency {
                     (":lock", n(lock_expires)),
                     (":e", n(expires_at)),
                     (":one", n(1)),
+                    (":notes", notes_value(notes)),
                     (":now", n(now_ms)),
                     (":now_s", n(now_ms / 1000)),
                 ]),
@@ -213,10 +255,32 @@ impl IdempotencyStore for DynamoIdempotency {
         attempt: u32,
         now_ms: i64,
         ttl: Duration,
+        notes: &Notes,
     ) -> Result<(), StoreError> {
         let expires_at = (now_ms + millis(ttl)) / 1000;
+        if attempt > 1 {
+            // A later attempt: the record keeps the notes of its first (the event's first acceptance, not the
+            // redrive's), so only the state changes.
+            return self
+                .update(
+                    key,
+                    "SET #s = :completed, #e = :e, #a = :attempts REMOVE #l, #p",
+                    "#h = :h",
+                    values([
+                        (":completed", s(COMPLETED)),
+                        (":h", s(hash)),
+                        (":e", n(expires_at)),
+                        (":attempts", n(i64::from(attempt))),
+                    ]),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| StoreError(aws::describe("UpdateItem", e)));
+        }
         // The whole record, as its holder knows it: no lock any more.
         self.put(key, COMPLETED, hash, expires_at, attempt)
+            .item("notes", notes_value(notes))
             .condition_expression("#h = :h")
             .expression_attribute_names("#h", "hash")
             .expression_attribute_values(":h", s(hash))
@@ -233,6 +297,7 @@ impl IdempotencyStore for DynamoIdempotency {
         now_ms: i64,
         ttl: Duration,
         attempt: Attempt,
+        parked: Option<&str>,
     ) -> Result<(), StoreError> {
         let expires_at = (now_ms + millis(ttl)) / 1000;
         let mut values = values([
@@ -241,15 +306,18 @@ impl IdempotencyStore for DynamoIdempotency {
             (":h", s(hash)),
             (":e", n(expires_at)),
         ]);
-        let update = match attempt {
-            Attempt::Keep => "SET #s = :released, #e = :e REMOVE #l",
-            Attempt::Forget => {
-                values.insert(":one".to_owned(), n(1));
-                "SET #s = :released, #e = :e, #a = #a - :one REMOVE #l"
-            }
-        };
+        let mut set = "SET #s = :released, #e = :e".to_owned();
+        if attempt == Attempt::Forget {
+            values.insert(":one".to_owned(), n(1));
+            set.push_str(", #a = #a - :one");
+        }
+        if let Some(queue) = parked {
+            values.insert(":parked".to_owned(), s(queue));
+            set.push_str(", #p = :parked");
+        }
+        let update = format!("{set} REMOVE #l");
         let result = self
-            .update(key, update, "#s = :progress AND #h = :h", values)
+            .update(key, &update, "#s = :progress AND #h = :h", values)
             .send()
             .await;
         match result {
@@ -263,6 +331,56 @@ impl IdempotencyStore for DynamoIdempotency {
                 Ok(())
             }
             Err(err) => Err(StoreError(aws::describe("UpdateItem", err))),
+        }
+    }
+}
+
+impl ReadRecords for DynamoIdempotency {
+    async fn records(&self, keys: &[String]) -> Result<HashMap<String, Record>, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = HashMap::new();
+        let mut wanted: Vec<Item> = keys
+            .iter()
+            .map(|k| HashMap::from([("key".to_owned(), s(k))]))
+            .collect();
+        // DynamoDB may leave keys unprocessed under load: ask again for those, a few times.
+        for _ in 0..5 {
+            if wanted.is_empty() {
+                break;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut wanted)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError(format!("BatchGetItem: {e}")))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| StoreError(aws::describe("BatchGetItem", e)))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(key), Some(record)) = (text(item, "key"), record(item)) {
+                    found.insert(key.to_owned(), record);
+                }
+            }
+            if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                wanted = left.keys().to_vec();
+            }
+        }
+        if wanted.is_empty() {
+            Ok(found)
+        } else {
+            Err(StoreError(format!(
+                "BatchGetItem: {} keys left unprocessed",
+                wanted.len()
+            )))
         }
     }
 }

@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{Attempt, Claim, IdempotencyStore, StoreError};
+use super::{Attempt, Claim, IdempotencyStore, Notes, StoreError};
 use crate::clock;
 
 /// The shortest lock a claim gets, however close its deadline.
@@ -76,6 +76,7 @@ pub struct Ticket<'g, S> {
     key: String,
     hash: String,
     attempt: u32,
+    notes: Vec<(&'static str, String)>,
 }
 
 impl<S: IdempotencyStore> Guard<S> {
@@ -111,22 +112,24 @@ impl<S: IdempotencyStore> Guard<S> {
     /// the caller has one (see [`Guard::lock`]). A caller with a deadline that finds the key in progress looks
     /// again, backing off, as long as [`WORK_MARGIN`] of its deadline would be left for the work: a holder that
     /// died frees the key within one lock, and a live one completes (the key is then done) or releases it.
+    /// `notes` are written on the record with the claim and kept by its completion ([`Notes`]).
     pub async fn claim(
         &self,
         key: String,
         hash: String,
         deadline_ms: Option<i64>,
+        notes: Vec<(&'static str, String)>,
     ) -> Result<Entry<'_, S>, StoreError> {
         let mut pause = Duration::from_millis(100);
         loop {
-            let entry = self.claim_once(&key, &hash, deadline_ms).await?;
+            let entry = self.claim_once(&key, &hash, deadline_ms, &notes).await?;
             let Some(deadline) = deadline_ms else {
-                return Ok(self.entry(entry, key, hash));
+                return Ok(self.entry(entry, key, hash, notes));
             };
             let waited_until = clock::now_ms()
                 + i64::try_from((pause + WORK_MARGIN).as_millis()).unwrap_or(i64::MAX);
             if entry != Claim::InProgress || waited_until > deadline {
-                return Ok(self.entry(entry, key, hash));
+                return Ok(self.entry(entry, key, hash, notes));
             }
             tracing::debug!(key = %key, pause_ms = pause.as_millis(), "in progress elsewhere; waiting for it");
             tokio::time::sleep(pause).await;
@@ -139,20 +142,28 @@ impl<S: IdempotencyStore> Guard<S> {
         key: &str,
         hash: &str,
         deadline_ms: Option<i64>,
+        notes: &Notes,
     ) -> Result<Claim, StoreError> {
         let now = clock::now_ms();
         self.store
-            .claim(key, hash, now, self.lock(now, deadline_ms))
+            .claim(key, hash, now, self.lock(now, deadline_ms), notes)
             .await
     }
 
-    fn entry(&self, claim: Claim, key: String, hash: String) -> Entry<'_, S> {
+    fn entry(
+        &self,
+        claim: Claim,
+        key: String,
+        hash: String,
+        notes: Vec<(&'static str, String)>,
+    ) -> Entry<'_, S> {
         match claim {
             Claim::Acquired { attempt } => Entry::Acquired(Ticket {
                 guard: self,
                 key,
                 hash,
                 attempt,
+                notes,
             }),
             Claim::Completed => Entry::Completed,
             Claim::InProgress => Entry::InProgress,
@@ -202,27 +213,33 @@ impl<S: IdempotencyStore> Ticket<'_, S> {
 
     /// The work is done: the key is skipped for the TTL.
     pub async fn complete(self) {
-        self.finish(None).await;
+        self.finish(None, None).await;
     }
 
     /// The work is not done: the key may be claimed again at once, by the same payload only. With
     /// [`Attempt::Forget`], this attempt does not count (a dependency failed, not the work).
     pub async fn release(self, attempt: Attempt) {
-        self.finish(Some(attempt)).await;
+        self.finish(Some(attempt), None).await;
     }
 
-    async fn finish(self, released: Option<Attempt>) {
+    /// The work was parked in the dead-letter queue `queue`: released (its attempt counts), and the record says
+    /// where it went until a redrive claims it again.
+    pub async fn park(self, queue: &str) {
+        self.finish(Some(Attempt::Keep), Some(queue)).await;
+    }
+
+    async fn finish(self, released: Option<Attempt>, parked: Option<&str>) {
         let (store, ttl, now) = (&self.guard.store, self.guard.times.ttl, clock::now_ms());
         let done = released.is_none();
         let written = match released {
             None => {
                 store
-                    .complete(&self.key, &self.hash, self.attempt, now, ttl)
+                    .complete(&self.key, &self.hash, self.attempt, now, ttl, &self.notes)
                     .await
             }
             Some(attempt) => {
                 store
-                    .release(&self.key, &self.hash, now, ttl, attempt)
+                    .release(&self.key, &self.hash, now, ttl, attempt, parked)
                     .await
             }
         };

@@ -1,19 +1,22 @@
 //! In-memory idempotency records with the rules of [`DynamoIdempotency`](super::DynamoIdempotency), for tests
 //! (feature `test-util`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{
-    millis, Attempt, Claim, Found, IdempotencyStore, StoreError, COMPLETED, IN_PROGRESS, RELEASED,
+    millis, Attempt, Claim, Found, IdempotencyStore, Notes, ReadRecords, Record, State, StoreError,
+    COMPLETED, IN_PROGRESS, RELEASED,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    InProgress,
-    Completed,
-    Released,
+use State as Status;
+
+fn owned(notes: &Notes) -> BTreeMap<String, String> {
+    notes
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -23,6 +26,8 @@ struct Entry {
     lock_expires_ms: i64,
     expires_at_ms: i64,
     attempts: u32,
+    parked: Option<String>,
+    notes: BTreeMap<String, String>,
 }
 
 /// In-memory idempotency records with the rules of the DynamoDB backend.
@@ -44,6 +49,7 @@ impl IdempotencyStore for MemoryIdempotency {
         hash: &str,
         now_ms: i64,
         lock: Duration,
+        notes: &Notes,
     ) -> Result<Claim, StoreError> {
         let mut entries = self.lock();
         let lock_expires_ms = now_ms + millis(lock);
@@ -53,6 +59,8 @@ impl IdempotencyStore for MemoryIdempotency {
             lock_expires_ms,
             expires_at_ms: i64::MAX,
             attempts: 0,
+            parked: None,
+            notes: BTreeMap::new(),
         });
         let found = Found {
             status: Some(match entry.status {
@@ -73,6 +81,10 @@ impl IdempotencyStore for MemoryIdempotency {
         entry.lock_expires_ms = lock_expires_ms;
         entry.expires_at_ms = (lock_expires_ms / 1000 + 1) * 1000;
         entry.attempts += 1;
+        entry.parked = None;
+        if entry.notes.is_empty() {
+            entry.notes = owned(notes);
+        }
         Ok(Claim::Acquired {
             attempt: entry.attempts,
         })
@@ -104,11 +116,16 @@ impl IdempotencyStore for MemoryIdempotency {
         attempt: u32,
         now_ms: i64,
         ttl: Duration,
+        notes: &Notes,
     ) -> Result<(), StoreError> {
         match self.lock().get_mut(key) {
             Some(e) if e.hash == hash => {
                 e.status = Status::Completed;
                 e.attempts = attempt;
+                e.parked = None;
+                if attempt <= 1 {
+                    e.notes = owned(notes);
+                }
                 e.expires_at_ms = (now_ms + millis(ttl)) / 1000 * 1000;
                 Ok(())
             }
@@ -125,10 +142,12 @@ impl IdempotencyStore for MemoryIdempotency {
         now_ms: i64,
         ttl: Duration,
         attempt: Attempt,
+        parked: Option<&str>,
     ) -> Result<(), StoreError> {
         if let Some(e) = self.lock().get_mut(key) {
             if e.status == Status::InProgress && e.hash == hash {
                 e.status = Status::Released;
+                e.parked = parked.map(str::to_owned);
                 e.expires_at_ms = (now_ms + millis(ttl)) / 1000 * 1000;
                 if attempt == Attempt::Forget {
                     e.attempts = e.attempts.saturating_sub(1);
@@ -136,5 +155,28 @@ impl IdempotencyStore for MemoryIdempotency {
             }
         }
         Ok(())
+    }
+}
+
+impl ReadRecords for MemoryIdempotency {
+    async fn records(&self, keys: &[String]) -> Result<HashMap<String, Record>, StoreError> {
+        let entries = self.lock();
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                let e = entries.get(k)?;
+                Some((
+                    k.clone(),
+                    Record {
+                        state: e.status,
+                        attempts: e.attempts,
+                        lock_expires_ms: (e.status == Status::InProgress)
+                            .then_some(e.lock_expires_ms),
+                        parked: e.parked.clone(),
+                        notes: e.notes.clone(),
+                    },
+                ))
+            })
+            .collect())
     }
 }

@@ -9,6 +9,10 @@
 //!   rules are testable without waiting). [`DynamoIdempotency`] ([`dynamo`]) keeps the records in DynamoDB;
 //!   `MemoryIdempotency` (`memory`, feature `test-util`) has the same rules in memory.
 //!
+//! - [`ReadRecords`] reads records as they stand ([`Record`]), for the event-status view of the query API: each
+//!   record carries its work's [`Notes`] (for an event: its place in the stream) and, once its work was parked,
+//!   the dead-letter queue it went to.
+//!
 //! A claim succeeds when there is no record yet, when a previous holder's lock has expired (it crashed or timed
 //! out mid-work), when the record was released after a failure (by a claim of the same payload: the key stays
 //! bound to its content, whatever became of it), or when a completed record has outlived its TTL. Each successful
@@ -16,6 +20,7 @@
 //! existing record answers: completed (skip), in progress elsewhere (retry later), or the same key with another
 //! payload (a conflict: the producer reused an id).
 
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
@@ -90,13 +95,15 @@ pub fn payload_hash(payload: &[u8]) -> String {
 /// Where idempotency records live: the three conditional writes a backend provides. `now_ms` is milliseconds
 /// since the Unix epoch. Call them through a [`Guard`], which applies the rules of time.
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` for `lock`.
+    /// Claims `key` for `lock`, writing `notes` on a record that has none (a record keeps its first attempt's:
+    /// a redrive does not move an event's acceptance) and clearing a parked mark (the work is tried again).
     fn claim(
         &self,
         key: &str,
         hash: &str,
         now_ms: i64,
         lock: Duration,
+        notes: &Notes,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
     /// Extends the lock of a claim this holder still has (in progress, same payload) to `lock` from now; an
@@ -110,7 +117,7 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Marks a claimed record completed; it is remembered for `ttl`. `attempt` is the holder's claim's (kept on
-    /// the record).
+    /// the record); `notes` are written with a first attempt's completion (a later one keeps the record's).
     fn complete(
         &self,
         key: &str,
@@ -118,11 +125,13 @@ pub trait IdempotencyStore: Send + Sync {
         attempt: u32,
         now_ms: i64,
         ttl: Duration,
+        notes: &Notes,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Gives a claim back after a failure, so the redelivery (or a redrive) can claim it at once. The record is
     /// kept, released, for `ttl`, so the next claim counts on from its attempts; with [`Attempt::Forget`] this
-    /// claim's attempt is taken back (the failure was a dependency's, not the work's).
+    /// claim's attempt is taken back (the failure was a dependency's, not the work's). `parked` names the
+    /// dead-letter queue the work went to, if it was parked (until the next claim).
     fn release(
         &self,
         key: &str,
@@ -130,6 +139,7 @@ pub trait IdempotencyStore: Send + Sync {
         now_ms: i64,
         ttl: Duration,
         attempt: Attempt,
+        parked: Option<&str>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -140,8 +150,9 @@ impl<S: IdempotencyStore> IdempotencyStore for &S {
         hash: &str,
         now_ms: i64,
         lock: Duration,
+        notes: &Notes,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        (**self).claim(key, hash, now_ms, lock)
+        (**self).claim(key, hash, now_ms, lock, notes)
     }
 
     fn extend(
@@ -161,8 +172,9 @@ impl<S: IdempotencyStore> IdempotencyStore for &S {
         attempt: u32,
         now_ms: i64,
         ttl: Duration,
+        notes: &Notes,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).complete(key, hash, attempt, now_ms, ttl)
+        (**self).complete(key, hash, attempt, now_ms, ttl, notes)
     }
 
     fn release(
@@ -172,15 +184,23 @@ impl<S: IdempotencyStore> IdempotencyStore for &S {
         now_ms: i64,
         ttl: Duration,
         attempt: Attempt,
+        parked: Option<&str>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).release(key, hash, now_ms, ttl, attempt)
+        (**self).release(key, hash, now_ms, ttl, attempt, parked)
     }
 }
 
 /// No store can be made of this type: it names "no idempotency records" in a type parameter (a harness or a
 /// mailer without a [`Guard`]), where no method is ever called.
 impl IdempotencyStore for Infallible {
-    async fn claim(&self, _: &str, _: &str, _: i64, _: Duration) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: Duration,
+        _: &Notes,
+    ) -> Result<Claim, StoreError> {
         match *self {}
     }
 
@@ -195,6 +215,7 @@ impl IdempotencyStore for Infallible {
         _: u32,
         _: i64,
         _: Duration,
+        _: &Notes,
     ) -> Result<(), StoreError> {
         match *self {}
     }
@@ -206,8 +227,58 @@ impl IdempotencyStore for Infallible {
         _: i64,
         _: Duration,
         _: Attempt,
+        _: Option<&str>,
     ) -> Result<(), StoreError> {
         match *self {}
+    }
+}
+
+/// What a record says about its work beside the protocol's state, for a reader: named strings (for an event, its
+/// place in the stream: [`crate::harness`] writes them). They are kept apart from the protocol's attributes (in
+/// DynamoDB, one map attribute `notes`), so no note can change a rule.
+pub type Notes = [(&'static str, String)];
+
+/// A record's state, as a reader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Claimed; the holder works on it until its lock expires.
+    InProgress,
+    /// Done.
+    Completed,
+    /// Given back after a failure: it is tried again (or was parked: [`Record::parked`]).
+    Released,
+}
+
+/// One record as it stands, for a reader ([`ReadRecords`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its state.
+    pub state: State,
+    /// Claims counted so far (a dependency's failures are not counted).
+    pub attempts: u32,
+    /// Until when the holder of a record in progress holds it (milliseconds since the Unix epoch).
+    pub lock_expires_ms: Option<i64>,
+    /// The dead-letter queue its work was parked in, if it was and has not been claimed since.
+    pub parked: Option<String>,
+    /// Its work's notes ([`Notes`]).
+    pub notes: BTreeMap<String, String>,
+}
+
+/// Reads records as they stand: the event-status view's port (a reader needs no claim).
+pub trait ReadRecords: Send + Sync {
+    /// The records of `keys` that exist, by key (at most 100 keys per call).
+    fn records(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Record>, StoreError>> + Send;
+}
+
+impl<R: ReadRecords> ReadRecords for &R {
+    fn records(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Record>, StoreError>> + Send {
+        (**self).records(keys)
     }
 }
 
@@ -225,6 +296,16 @@ pub enum Attempt {
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
 const RELEASED: &str = "RELEASED";
+
+/// A stored state as a reader sees it.
+fn state(stored: &str) -> Option<State> {
+    match stored {
+        IN_PROGRESS => Some(State::InProgress),
+        COMPLETED => Some(State::Completed),
+        RELEASED => Some(State::Released),
+        _ => None,
+    }
+}
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

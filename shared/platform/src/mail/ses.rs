@@ -276,6 +276,7 @@ impl<S: IdempotencyStore> Mailer for SesMailer<S> {
                 record.clone(),
                 idempotency::payload_hash(key.as_bytes()),
                 None,
+                Vec::new(),
             )
             .await
             .map_err(|e| MailError::retryable(e.to_string()))?
