@@ -41,8 +41,9 @@ query: bootstrap ## SQL over the local event store, as in Athena (docs/event-sto
 	@test -n "$$SQL" || { echo 'usage: make query SQL="select type, count(*) from events group by 1" [ARGS="--format csv|json --no-sync"]' >&2; exit 2; }
 	@$(VENV)/python scripts/query.py --cache "$(STATE)/archive" $(ARGS) --sql "$$SQL"
 
-replay: ## Replay the local event store: make replay ARGS="--to-stream tubes-EventStream --type payment.received --dry-run" (--to-read-model V [--switch]; tubes-replay --help).
+replay: ## Replay the local event store: make replay ARGS="--to-stream tubes-EventStream --type payment.received --dry-run" (--to-function F | --to-read-model V [--switch]; --with-stream S; tubes-replay --help).
 	ARCHIVE_BUCKET=tubes-archivebucket READ_MODELS_TABLE=tubes-ReadModelsTable \
+	AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$${TUBES_HTTP_PORT:-9000} \
 	AWS_ENDPOINT_URL_S3=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
 	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
 	AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$${TUBES_KINESIS_PORT:-4568} \

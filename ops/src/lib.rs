@@ -32,6 +32,7 @@
 
 mod entry;
 mod error;
+mod invoke;
 pub mod keys;
 mod queue;
 mod redrive;

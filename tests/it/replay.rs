@@ -276,6 +276,19 @@ async fn a_replay_onto_the_stream_stopped_and_resumed_sends_each_event_once_in_k
         }
     }
 
+    // Planned again from the archive and the stream (which now holds the replayed records, marked): each event
+    // once, at its original place.
+    let both = Plan::from_sources(
+        &moto.s3(),
+        BUCKET,
+        Some((&kinesis.client(), "tubes")),
+        &selection,
+    )
+    .await
+    .unwrap();
+    assert_eq!(both.len(), planned);
+    assert_eq!(both.by_key(), plan.by_key());
+
     // The consumer that handled them gets the replayed records: it skips every one, debits nothing, publishes
     // nothing (so notifications would e-mail nothing).
     let records: Vec<StreamRecord> = kinesis
@@ -295,4 +308,172 @@ async fn a_replay_onto_the_stream_stopped_and_resumed_sends_each_event_once_in_k
         ledger_before
     );
     assert_eq!(published.written().len(), outcomes_before);
+}
+
+/// On the whole local stack: events the stream still retains (`read_stream`), replayed straight to the real
+/// payments and notifications functions that handled them (`FunctionSink`, as `tubes-replay --to-function`
+/// does): every one is skipped, nothing is debited or published again, no second e-mail goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_straight_to_the_functions_that_handled_the_events_debits_and_mails_nothing_again()
+{
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+    use tubes_ops::replay::FunctionSink;
+    use tubes_platform::mail::OutboxMailer;
+    use tubes_tests::{LocalStack, REGION};
+
+    const STREAM: &str = "tubes-EventStream";
+    let stack = LocalStack::start(
+        "template.yaml",
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    );
+    let http = reqwest::Client::new();
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let (account, payer) = (format!("acc_{run}"), format!("payer_{run}@example.com"));
+    let source = "/it/replay-fn";
+    for (ty, data) in [
+        (
+            "account.opened",
+            json!({"account_id": account, "currency": "EUR", "opened_at": "2026-11-22T09:00:00Z"}),
+        ),
+        (
+            "account.credited",
+            json!({"credit_id": format!("cr_{run}"), "account_id": account, "amount": 5000,
+                                    "currency": "EUR", "credited_at": "2026-11-22T09:30:00Z"}),
+        ),
+        (
+            "payment.received",
+            json!({"payment_id": format!("pay_{run}"), "account_id": account, "amount": 1250,
+                                    "currency": "EUR", "payer_email": payer}),
+        ),
+    ] {
+        stack
+            .post_event(
+                &http,
+                &json!({"specversion": "1.0", "source": source, "type": ty, "subject": account, "data": data}),
+            )
+            .await;
+    }
+    // Handled: the payment debited and its receipt e-mailed, once.
+    let outbox = OutboxMailer::new(stack.state.join("outbox.jsonl"));
+    let mails = || outbox.read().iter().filter(|e| e.to == payer).count();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while mails() == 0 {
+        assert!(Instant::now() < deadline, "the receipt never went out");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let ddb = stack.dynamodb();
+    let kinesis = stack.kinesis();
+    let ledger = tubes_tests::scan_table(&ddb, "tubes-LedgerTable").await;
+    assert!(
+        ledger.keys().any(|k| k.contains(&account)),
+        "the ledger holds the account"
+    );
+    let on_stream =
+        |records: Vec<(tubes_platform::lambda_event::BatchSource, Vec<StreamRecord>)>| {
+            records.iter().map(|(_, r)| r.len()).sum::<usize>()
+        };
+    let stream_before = on_stream(tubes_tests::read_stream(&kinesis, STREAM, "").await);
+
+    // Replay the account's events, read from the stream, to payments, then to notifications.
+    let selection = Selection {
+        subject: Some(account.clone()),
+        ..Selection::default()
+    };
+    let records = replay::read_stream(&kinesis, STREAM, &selection)
+        .await
+        .unwrap();
+    let plan = Plan::new(records, &selection);
+    let types = plan.by_type();
+    assert_eq!(
+        types.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "account.credited",
+            "account.opened",
+            "payment.processed",
+            "payment.received"
+        ],
+        "what the senders posted and what payments published, each once"
+    );
+    let lambda = {
+        use tubes_ops::aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+        tubes_ops::aws_sdk_lambda::Client::from_conf(
+            tubes_ops::aws_sdk_lambda::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(REGION))
+                .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+                .endpoint_url(&stack.http)
+                .build(),
+        )
+    };
+    for function in ["tubes-consumer-payments", "tubes-consumer-notifications"] {
+        let sink = FunctionSink::new(lambda.clone(), function, "", REGION);
+        let mut state = ReplayState {
+            id: format!("rpl_{run}"),
+            ..ReplayState::default()
+        };
+        let ended = replay::run(
+            &plan,
+            &sink,
+            &mut state,
+            &state_file(&format!("function-{function}-{run}.json")),
+            None,
+            &|| false,
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (ended, state.events),
+            (Ended::Done, plan.len()),
+            "{function}"
+        );
+    }
+    // The functions got them (their logs say so) and skipped what they had handled.
+    let skipped = stack.function_log(&[
+        "duplicate: already handled",
+        source,
+        "tubes-consumer-payments",
+    ]);
+    assert_eq!(
+        skipped.len(),
+        3,
+        "payments skipped the three it handled: {skipped:?}"
+    );
+    let receipts = stack.function_log(&[
+        "duplicate: already handled",
+        "payment.processed",
+        "tubes-consumer-notifications",
+    ]);
+    assert_eq!(
+        receipts.len(),
+        1,
+        "notifications skipped the outcome it e-mailed: {receipts:?}"
+    );
+    // A replay to a function that does not exist is a clear error.
+    let missing = FunctionSink::new(lambda.clone(), "tubes-consumer-nope", "", REGION);
+    let err = replay::run(
+        &plan,
+        &missing,
+        &mut ReplayState::default(),
+        &state_file(&format!("function-nope-{run}.json")),
+        None,
+        &|| false,
+        &mut |_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("no function tubes-consumer-nope"), "{err}");
+
+    // Nothing happened again: the ledger as it was, no new record on the stream, one e-mail.
+    assert_eq!(
+        tubes_tests::scan_table(&ddb, "tubes-LedgerTable").await,
+        ledger
+    );
+    assert_eq!(
+        on_stream(tubes_tests::read_stream(&kinesis, STREAM, "").await),
+        stream_before
+    );
+    assert_eq!(mails(), 1);
 }

@@ -3,12 +3,15 @@
 //! `AWS_ENDPOINT_URL_S3` / `_KINESIS` / `_DYNAMODB` for the local stack).
 //!
 //! ```text
-//! tubes-replay (--to-stream STREAM | --to-read-model VERSION) [--bucket BUCKET] [--table TABLE]
-//!              [--from RFC3339] [--to RFC3339] [--type TYPE]... [--source SOURCE] [--subject SUBJECT]
-//!              [--state FILE] [--limit N] [--dry-run] [--switch]
+//! tubes-replay (--to-stream STREAM | --to-function FUNCTION | --to-read-model VERSION) [--bucket BUCKET]
+//!              [--with-stream STREAM] [--table TABLE] [--from RFC3339] [--to RFC3339] [--type TYPE]...
+//!              [--source SOURCE] [--subject SUBJECT] [--state FILE] [--limit N] [--dry-run] [--switch]
 //! ```
-//! `--to-stream`: onto the stream, marked replayed; `--to-read-model`: folded into that version of the read
-//! models (`--table`, default `READ_MODELS_TABLE`), a rebuild. `--bucket` defaults to `ARCHIVE_BUCKET`. `--state`
+//! `--to-stream`: onto the stream, marked replayed; `--to-function`: straight to that consumer function, marked
+//! replayed, as the event source mapping would invoke it (`AWS_ENDPOINT_URL_LAMBDA` for the local stack); the
+//! other consumers do not see them; `--to-read-model`: folded into that version of the read models (`--table`,
+//! default `READ_MODELS_TABLE`), a rebuild. `--bucket` defaults to `ARCHIVE_BUCKET`. `--with-stream`: the events
+//! that stream still retains too (those the archive has not written yet), each event once. `--state`
 //! (default `tubes-replay.state.json`) keeps the progress: the same command again resumes. `--dry-run` prints what
 //! would be sent (counts by type, the largest keys) and sends nothing. `--switch` (with `--to-read-model`): once the
 //! version is built, make it the live one: writers paused, the version caught up from the event store until it
@@ -23,13 +26,16 @@ use std::time::Instant;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tubes_ops::replay::{self, Ended, Plan, ReadModelSink, ReplayState, Selection, StreamSink};
+use tubes_ops::aws_sdk_lambda;
+use tubes_ops::replay::{
+    self, Ended, FunctionSink, Plan, ReadModelSink, ReplayState, Selection, StreamSink,
+};
 use tubes_platform::read_model::DynamoReadModels;
 use tubes_platform::KinesisPublisher;
 
-const USAGE: &str = "usage: tubes-replay (--to-stream STREAM | --to-read-model VERSION) [--bucket BUCKET] \
-    [--table TABLE] [--from RFC3339] [--to RFC3339] [--type TYPE]... [--source SOURCE] [--subject SUBJECT] \
-    [--state FILE] [--limit N] [--dry-run] [--switch]";
+const USAGE: &str = "usage: tubes-replay (--to-stream STREAM | --to-function FUNCTION | --to-read-model VERSION) \
+    [--bucket BUCKET] [--with-stream STREAM] [--table TABLE] [--from RFC3339] [--to RFC3339] [--type TYPE]... \
+    [--source SOURCE] [--subject SUBJECT] [--state FILE] [--limit N] [--dry-run] [--switch]";
 
 /// The read models the projections function keeps: a switch moves them all.
 const MODELS: [&str; 2] = ["accounts", "users"];
@@ -41,6 +47,7 @@ const SWITCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300)
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Stream(String),
+    Function(String),
     ReadModel(String),
 }
 
@@ -48,6 +55,7 @@ impl Target {
     fn describe(&self) -> String {
         match self {
             Target::Stream(s) => format!("stream {s}"),
+            Target::Function(f) => format!("function {f}"),
             Target::ReadModel(v) => format!("read models {v}"),
         }
     }
@@ -57,6 +65,7 @@ impl Target {
 struct Args {
     target: Target,
     bucket: String,
+    with_stream: Option<String>,
     table: Option<String>,
     selection: Selection,
     state: PathBuf,
@@ -67,6 +76,8 @@ struct Args {
 
 fn parse(args: &[String]) -> Result<Args, String> {
     let mut stream = None;
+    let mut function = None;
+    let mut with_stream = None;
     let mut version = None;
     let mut bucket = std::env::var("ARCHIVE_BUCKET").ok();
     let mut table = std::env::var("READ_MODELS_TABLE").ok();
@@ -99,6 +110,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
         match arg.as_str() {
             "--to-stream" => stream = Some(value),
             "--to-read-model" => version = Some(value),
+            "--to-function" => function = Some(value),
+            "--with-stream" => with_stream = Some(value),
             "--bucket" => bucket = Some(value),
             "--table" => table = Some(value),
             "--from" => selection.from = Some(time(&value, "--from")?),
@@ -117,10 +130,16 @@ fn parse(args: &[String]) -> Result<Args, String> {
             other => return Err(format!("unknown option {other}")),
         }
     }
-    let target = match (stream, version) {
-        (Some(s), None) => Target::Stream(s),
-        (None, Some(v)) => Target::ReadModel(v),
-        _ => return Err("name one target: --to-stream STREAM or --to-read-model VERSION".into()),
+    let target = match (stream, function, version) {
+        (Some(s), None, None) => Target::Stream(s),
+        (None, Some(f), None) => Target::Function(f),
+        (None, None, Some(v)) => Target::ReadModel(v),
+        _ => {
+            return Err(
+                "name one target: --to-stream STREAM, --to-function FUNCTION or --to-read-model VERSION"
+                    .into(),
+            )
+        }
     };
     let bucket = bucket
         .filter(|b| !b.is_empty())
@@ -140,12 +159,23 @@ fn parse(args: &[String]) -> Result<Args, String> {
         switch,
         target,
         bucket,
+        with_stream,
         table,
         selection,
         state,
         limit,
         dry_run,
     })
+}
+
+/// What the archive (and the stream, with `--with-stream`) holds under the selection.
+async fn plan(
+    s3: &aws_sdk_s3::Client,
+    kinesis: &aws_sdk_kinesis::Client,
+    args: &Args,
+) -> Result<Plan, String> {
+    let stream = args.with_stream.as_deref().map(|name| (kinesis, name));
+    Plan::from_sources(s3, &args.bucket, stream, &args.selection).await
 }
 
 #[tokio::main]
@@ -176,11 +206,12 @@ async fn main() -> ExitCode {
 /// replay's state says it stopped.
 async fn catch_up<S: tubes_platform::read_model::ReadModelStore>(
     s3: &aws_sdk_s3::Client,
+    kinesis: &aws_sdk_kinesis::Client,
     args: &Args,
     sink: &ReadModelSink<S>,
     state: &mut ReplayState,
 ) -> Result<(), String> {
-    let plan = Plan::from_archive(s3, &args.bucket, &args.selection).await?;
+    let plan = plan(s3, kinesis, args).await?;
     replay::run(
         &plan,
         sink,
@@ -215,7 +246,7 @@ async fn run(args: Args) -> Result<Ended, String> {
             ..ReplayState::default()
         },
     };
-    let plan = Plan::from_archive(&s3, &args.bucket, &args.selection).await?;
+    let plan = plan(&s3, env.kinesis(), &args).await?;
     if args.dry_run {
         println!("{} events would be sent to {}:", plan.len(), state.target);
         for (ty, n) in plan.by_type() {
@@ -270,6 +301,41 @@ async fn run(args: Args) -> Result<Ended, String> {
             )
             .await?
         }
+        Target::Function(function) => {
+            let stream_arn = match &args.with_stream {
+                Some(name) => env
+                    .kinesis()
+                    .describe_stream_summary()
+                    .stream_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| tubes_platform::aws::describe("DescribeStreamSummary", e))?
+                    .stream_description_summary()
+                    .map(|d| d.stream_arn().to_owned())
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            let region = env
+                .aws()
+                .region()
+                .map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
+            let sink = FunctionSink::new(
+                aws_sdk_lambda::Client::new(env.aws()),
+                function.clone(),
+                stream_arn,
+                region,
+            );
+            replay::run(
+                &plan,
+                &sink,
+                &mut state,
+                &args.state,
+                args.limit,
+                &should_stop,
+                &mut progress,
+            )
+            .await?
+        }
         Target::ReadModel(version) => {
             let table = args.table.clone().unwrap_or_default();
             let store = DynamoReadModels::new(env.dynamodb().clone(), table);
@@ -296,7 +362,7 @@ async fn run(args: Args) -> Result<Ended, String> {
                     version,
                     || async {
                         let mut state = shared.lock().await;
-                        catch_up(&s3, &args, &sink, &mut state).await
+                        catch_up(&s3, env.kinesis(), &args, &sink, &mut state).await
                     },
                     SWITCH_DEADLINE,
                 )

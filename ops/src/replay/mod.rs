@@ -4,9 +4,14 @@
 //! - **onto the stream** ([`StreamSink`]): every consumer of the stream sees them again. Each record is marked
 //!   replayed (`replayid`, `replayseq`: [`tubes_contract::Envelope::replayed`]); a consumer that handled the event
 //!   skips it by its idempotency record, a read model by its original sequence number;
+//! - **straight to one consumer function** ([`FunctionSink`]): invoked as the event source mapping would, the
+//!   records marked replayed; the other consumers of the stream do not see them again;
 //! - **into a read model version** ([`ReadModelSink`]): folded straight into one version of the read models,
 //!   without the stream (a rebuild: a fresh version gets exactly what the live one folded), then, if asked,
 //!   made the live version ([`switch`]: writers paused, the new version caught up, the pointer moved).
+//!
+//! **Sources.** The archive ([`read_archive`]) and, if asked, the stream while it retains them ([`read_stream`]:
+//! what the archive has not written yet); a record in both is planned once.
 //!
 //! **Order.** Events are sent in waves: a wave holds the next event of every partition key still to go, and the
 //! next wave starts once every event of this one is acknowledged (failed ones are sent again first). So the
@@ -28,9 +33,11 @@ use tubes_platform::archive::{self, ArchivedRecord};
 use tubes_platform::lambda_event::SequenceNumber;
 
 mod sink;
+mod stream;
 mod switch;
 
-pub use sink::{ReadModelSink, Sink, StreamSink};
+pub use sink::{FunctionSink, ReadModelSink, Sink, StreamSink};
+pub use stream::read_stream;
 pub use switch::{switch, SwitchReport};
 
 /// What to replay: every filter given must match.
@@ -161,6 +168,21 @@ impl Plan {
             read_archive(s3, bucket, selection).await?,
             selection,
         ))
+    }
+
+    /// The plan of what the archive in `bucket` and, if given, the stream `(client, name)` hold under
+    /// `selection`: the stream adds what the archive has not written yet.
+    pub async fn from_sources(
+        s3: &aws_sdk_s3::Client,
+        bucket: &str,
+        stream: Option<(&aws_sdk_kinesis::Client, &str)>,
+        selection: &Selection,
+    ) -> Result<Self, String> {
+        let mut records = read_archive(s3, bucket, selection).await?;
+        if let Some((kinesis, name)) = stream {
+            records.extend(read_stream(kinesis, name, selection).await?);
+        }
+        Ok(Self::new(records, selection))
     }
 
     /// Events in the plan.

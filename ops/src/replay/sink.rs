@@ -1,4 +1,4 @@
-//! Where a replay sends a wave: onto the stream, or into a read model version.
+//! Where a replay sends a wave: onto the stream, straight to one consumer function, or into a read model version.
 
 use std::future::Future;
 use std::time::Duration;
@@ -6,13 +6,18 @@ use std::time::Duration;
 use futures_util::stream::{self, TryStreamExt as _};
 use tubes_consumer_projections::Projections;
 use tubes_contract::codec;
+use tubes_platform::clock;
+use tubes_platform::lambda_event::{
+    chunks, event_size, BatchSource, StreamRecord, DEFAULT_BATCH_SIZE, MAX_PAYLOAD_BYTES,
+};
 use tubes_platform::publish::{MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL};
 use tubes_platform::read_model::ReadModelStore;
 use tubes_platform::{Publisher, PutOutcome};
 
 use super::Item;
+use crate::invoke::{invoke, Answer};
 
-/// How often a wave's unacknowledged records are sent again before the replay stops (its state is saved, so
+/// How often a wave's unacknowledged (or, to a function, unhandled) records are sent again before the replay stops (its state is saved, so
 /// running it again resumes at this wave).
 const PUT_ATTEMPTS: u32 = 8;
 
@@ -135,5 +140,102 @@ impl<S: ReadModelStore> Sink for ReadModelSink<S> {
                     .map_err(|e| e.to_string())
             })
             .await
+    }
+}
+
+/// Straight to one consumer function, without the stream (its other consumers do not see the events again): each
+/// wave as Kinesis events of at most [`DEFAULT_BATCH_SIZE`] records and [`MAX_PAYLOAD_BYTES`], invoked
+/// synchronously and read as the event source mapping reads the answer (`tubes-dlq redrive --to-function` does
+/// the same); what the function reports failed is sent again. Each event is marked replayed, under its original
+/// partition key and sequence number, so the function skips what it handled and its read models place it.
+#[derive(Debug)]
+pub struct FunctionSink {
+    lambda: aws_sdk_lambda::Client,
+    function: String,
+    source: BatchSource,
+}
+
+impl FunctionSink {
+    /// Invokes `function`; its batches name the stream `stream_arn` (the events' stream, if known: a record it
+    /// parks is then redriven like any other) and the shard `replay`.
+    pub fn new(
+        lambda: aws_sdk_lambda::Client,
+        function: impl Into<String>,
+        stream_arn: impl Into<String>,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            lambda,
+            function: function.into(),
+            source: BatchSource {
+                event_source_arn: stream_arn.into(),
+                shard_id: "replay".to_owned(),
+                aws_region: region.into(),
+                invoke_identity_arn: String::new(),
+            },
+        }
+    }
+}
+
+impl Sink for FunctionSink {
+    async fn send(&self, replay_id: &str, wave: &[&Item]) -> Result<(), String> {
+        let mut records = wave
+            .iter()
+            .map(|item| {
+                let marked = item
+                    .envelope
+                    .clone()
+                    .replayed(replay_id, item.sequence.as_str());
+                let data = codec::encode(&marked)
+                    .map_err(|e| format!("event {}: {e}", item.envelope.id()))?
+                    .data;
+                Ok(StreamRecord {
+                    sequence_number: item.sequence.clone(),
+                    partition_key: item.partition_key.clone(),
+                    data,
+                    arrival: clock::now_secs(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        // The function reports the lowest sequence number it did not handle: in sequence order, the records from
+        // it on are what to send again (those it handled among them it skips).
+        records.sort_by(|a, b| a.sequence_number.cmp(&b.sequence_number));
+        let mut why = String::new();
+        for attempt in 0..PUT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+            }
+            let mut left = Vec::new();
+            for range in chunks(&records, DEFAULT_BATCH_SIZE, MAX_PAYLOAD_BYTES) {
+                let chunk = &records[range];
+                let bytes = event_size(chunk);
+                if bytes > MAX_PAYLOAD_BYTES {
+                    return Err(format!(
+                        "an event of {bytes} bytes is over the {MAX_PAYLOAD_BYTES} of an Invoke: replay it onto \
+                         the stream"
+                    ));
+                }
+                match invoke(&self.lambda, &self.function, &self.source, chunk).await {
+                    Answer::Handled => {}
+                    Answer::FailedFrom(seq) => {
+                        why = format!("{} reported record {seq} failed", self.function);
+                        left.extend(chunk.iter().filter(|r| r.sequence_number >= seq).cloned());
+                    }
+                    Answer::Failed(reason) => {
+                        why = reason;
+                        left.extend(chunk.iter().cloned());
+                    }
+                    Answer::Missing => return Err(format!("no function {}", self.function)),
+                }
+            }
+            if left.is_empty() {
+                return Ok(());
+            }
+            records = left;
+        }
+        Err(format!(
+            "{} events of this wave were not handled after {PUT_ATTEMPTS} attempts ({why})",
+            records.len()
+        ))
     }
 }

@@ -1,0 +1,98 @@
+//! The events the stream still retains, read as the archive would have written them: a replay also covers what
+//! the archive has not written yet (its batching window, an outage of the archive function, events of the last
+//! minutes).
+
+use aws_sdk_kinesis::primitives::DateTime;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use tubes_contract::codec;
+use tubes_platform::archive::{ArchivedRecord, Coordinates, Undecodable};
+use tubes_platform::aws::describe;
+use tubes_platform::lambda_event::StreamRecord;
+
+use super::Selection;
+
+/// Records per `GetRecords` (Kinesis's most).
+const PAGE: i32 = 10_000;
+
+/// Every record the stream `stream` retains that may belong to `selection`: from its `from` (else the oldest),
+/// up to the tip as it was when read (or past the selection's `to`), every shard, as archive lines.
+pub async fn read_stream(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    selection: &Selection,
+) -> Result<Vec<ArchivedRecord>, String> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let request = match &token {
+            Some(t) => kinesis.list_shards().next_token(t),
+            None => kinesis.list_shards().stream_name(stream),
+        };
+        let page = request
+            .send()
+            .await
+            .map_err(|e| describe("ListShards", e))?;
+        shards.extend(page.shards().iter().map(|s| s.shard_id().to_owned()));
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    let start = match selection.from {
+        Some(from) => Some(
+            DateTime::from_nanos(from.unix_timestamp_nanos())
+                .map_err(|e| format!("--from {from}: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut out = Vec::new();
+    for shard in shards {
+        let request = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(&shard);
+        let request = match start {
+            Some(at) => request
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .timestamp(at),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let mut iterator = request
+            .send()
+            .await
+            .map_err(|e| describe("GetShardIterator", e))?
+            .shard_iterator;
+        while let Some(it) = iterator {
+            let page = kinesis
+                .get_records()
+                .shard_iterator(it)
+                .limit(PAGE)
+                .send()
+                .await
+                .map_err(|e| describe("GetRecords", e))?;
+            let mut past_end = false;
+            for r in page.records() {
+                let record = StreamRecord::from(r);
+                let at = Coordinates {
+                    partition_key: record.partition_key,
+                    shard_id: shard.clone(),
+                    sequence_number: record.sequence_number.as_str().to_owned(),
+                    arrival: Coordinates::arrival_from(Some(record.arrival)),
+                };
+                past_end |= selection.to.is_some_and(|to| at.arrival >= to);
+                let content = codec::decode(&record.data).map_err(|e| Undecodable {
+                    raw: record.data.clone(),
+                    error: e.to_string(),
+                });
+                out.push(ArchivedRecord { at, content });
+            }
+            // An open shard's iterator never ends: stop at the tip (an empty page, nothing behind).
+            let at_tip = page.records().is_empty() && page.millis_behind_latest() == Some(0);
+            if at_tip || past_end {
+                break;
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+    Ok(out)
+}
