@@ -6,6 +6,8 @@
 //! 3. sustained events/s POSTed through the local stack for a period (default 60 s) with every accepted event
 //!    counted as processed by its consumer (none lost), against direct `PutRecord` calls to the same emulator at
 //!    the same concurrency;
+//! 5. latency of the event-status view through the stack (`GET /events/{source}/{id}` of handled payments: one
+//!    `BatchGetItem` of four consumers' records), against the same 401 baseline.
 //! 4. latency of the query API through the stack (`GET /accounts/{id}` with the demo reader's key: router, query
 //!    function, read model in moto), p50 and p99, against the same requests without a key (answered `401` by the
 //!    function before any read: the stack's own round trip).
@@ -32,6 +34,11 @@ fn payment(i: u64) -> String {
         "payment_id": format!("pay_{i}"), "account_id": format!("acc_{}", i % 64), "amount": 100 + i,
         "currency": "EUR", "payer_email": "bench@example.com"}})
     .to_string()
+}
+
+/// The `p` quantile of sorted durations, in milliseconds.
+fn at(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -88,6 +95,39 @@ async fn post(http: &reqwest::Client, url: &str, body: String) -> Option<(String
     let at = unix(OffsetDateTime::now_utc());
     let v: Value = serde_json::from_slice(&resp.bytes().await.ok()?).ok()?;
     Some((v["accepted"][0]["sequence_number"].as_str()?.to_owned(), at))
+}
+
+/// 500 requests of `url(i)` with the reader's key (each must answer 200), each followed by the same request
+/// without a key (401, answered before any read): both latencies, sorted.
+async fn timed_with_and_without_key(
+    http: &reqwest::Client,
+    read_key: &str,
+    url: impl Fn(usize) -> String,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut with_read, mut without) = (Vec::new(), Vec::new());
+    for i in 0..500usize {
+        let url = url(i);
+        let started = Instant::now();
+        let resp = http
+            .get(&url)
+            .bearer_auth(read_key)
+            .send()
+            .await
+            .expect("the query API answers");
+        let status = resp.status();
+        let _ = resp.bytes().await;
+        with_read.push(started.elapsed());
+        assert_eq!(status, 200, "{url}");
+        let started = Instant::now();
+        let resp = http.get(&url).send().await.expect("the query API answers");
+        let status = resp.status();
+        let _ = resp.bytes().await;
+        without.push(started.elapsed());
+        assert_eq!(status, 401);
+    }
+    with_read.sort();
+    without.sort();
+    (with_read, without)
 }
 
 #[tokio::main]
@@ -224,35 +264,68 @@ async fn main() {
 
     // 4. Query latency through the stack, against the same requests answered before any read.
     let read_key = stack.demo_read_key();
-    let (mut with_read, mut without) = (Vec::new(), Vec::new());
-    for i in 0..500u64 {
-        let url = format!("{}/accounts/acc_{}", stack.http, i % 64);
-        let started = Instant::now();
-        let resp = http
-            .get(&url)
-            .bearer_auth(&read_key)
-            .send()
-            .await
-            .expect("the query API answers");
-        let status = resp.status();
-        let _ = resp.bytes().await;
-        with_read.push(started.elapsed());
-        assert_eq!(status, 200, "{url}");
-        let started = Instant::now();
-        let resp = http.get(&url).send().await.expect("the query API answers");
-        let status = resp.status();
-        let _ = resp.bytes().await;
-        without.push(started.elapsed());
-        assert_eq!(status, 401);
-    }
-    with_read.sort();
-    without.sort();
-    let at = |v: &[Duration], p: f64| {
-        v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
-    };
+    let (with_read, without) = timed_with_and_without_key(&http, &read_key, |i| {
+        format!("{}/accounts/acc_{}", stack.http, i % 64)
+    })
+    .await;
     println!(
         "4. query GET /accounts/{{id}} through the stack, 500 requests: p50 {:.1} ms, p99 {:.1} ms; without a key \
          (401 before any read): p50 {:.1} ms, p99 {:.1} ms → {:.2}x at p50",
+        at(&with_read, 0.5),
+        at(&with_read, 0.99),
+        at(&without, 0.5),
+        at(&without, 0.99),
+        at(&with_read, 0.5) / at(&without, 0.5)
+    );
+
+    // 5. The event-status view of 64 handled payments, through the stack, against the same 401 baseline.
+    let mut ids = Vec::new();
+    for i in 0..64u64 {
+        let resp = http
+            .post(&url)
+            .header("content-type", "application/cloudevents+json")
+            .bearer_auth(API_KEY.get().expect("the demo key"))
+            .body(payment(10_000_000 + i))
+            .send()
+            .await
+            .expect("ingest answers");
+        assert_eq!(resp.status(), 202);
+        let body: serde_json::Value =
+            serde_json::from_slice(&resp.bytes().await.expect("a body")).expect("JSON");
+        ids.push(
+            body["accepted"][0]["id"]
+                .as_str()
+                .expect("an id")
+                .to_owned(),
+        );
+    }
+    let status_url = |id: &str| format!("{}/events/%2Fbench/{id}", stack.http);
+    for id in &ids {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let resp = http
+                .get(status_url(id))
+                .bearer_auth(&read_key)
+                .send()
+                .await
+                .expect("the query API answers");
+            let ok = resp.status() == 200;
+            let body = resp.bytes().await.unwrap_or_default();
+            let handled = ok
+                && serde_json::from_slice::<serde_json::Value>(&body)
+                    .is_ok_and(|b| b["consumers"][0]["status"] == "handled");
+            if handled {
+                break;
+            }
+            assert!(Instant::now() < deadline, "payment {id} never handled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (with_read, without) =
+        timed_with_and_without_key(&http, &read_key, |i| status_url(&ids[i % ids.len()])).await;
+    println!(
+        "5. event status GET /events/{{source}}/{{id}} through the stack, 500 requests: p50 {:.1} ms, p99 {:.1} ms; \
+         without a key: p50 {:.1} ms, p99 {:.1} ms → {:.2}x at p50",
         at(&with_read, 0.5),
         at(&with_read, 0.99),
         at(&without, 0.5),

@@ -6,25 +6,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tubes_ops::aws_sdk_lambda;
 use tubes_ops::{DeadLetterQueue, Entry};
-use tubes_tests::{LocalStack, REGION};
+use tubes_tests::LocalStack;
 
 const DEADLINE: Duration = Duration::from_secs(240);
 const QUEUE: &str = "tubes-PaymentsDeadLetterQueue";
 const PAYMENTS: &str = "tubes-consumer-payments";
 const SOURCE: &str = "/it/status";
-
-fn lambda(stack: &LocalStack) -> aws_sdk_lambda::Client {
-    use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .endpoint_url(&stack.http)
-        .build();
-    aws_sdk_lambda::Client::from_conf(config)
-}
 
 /// `GET` the status of the event `id` of [`SOURCE`]: the status code, the ETag and the body.
 async fn status(
@@ -184,7 +172,7 @@ async fn a_parked_event_shows_as_parked_and_after_its_redrive_as_handled() {
     )
     .await;
     let report = dlq
-        .redrive_to_function(None, &lambda(&stack), PAYMENTS)
+        .redrive_to_function(None, &stack.lambda(), PAYMENTS)
         .await
         .unwrap();
     assert!(report.kept.is_empty(), "{report:?}");

@@ -12,7 +12,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use serde_json::{json, Value};
 use tubes_contract::{Envelope, EventType};
-use tubes_ops::aws_sdk_lambda;
 use tubes_ops::{DeadLetterQueue, Entry, OpsError};
 use tubes_platform::dead_letters::SqsDeadLetters;
 use tubes_platform::idempotency::DynamoIdempotency;
@@ -218,17 +217,6 @@ const QUEUE: &str = "tubes-SignupsDeadLetterQueue";
 const SIGNUPS: &str = "tubes-consumer-signups";
 
 /// A Lambda client for the stack's `cargo lambda watch` (its Invoke API).
-fn lambda(stack: &LocalStack) -> aws_sdk_lambda::Client {
-    use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_lambda::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .endpoint_url(&stack.http)
-        .build();
-    aws_sdk_lambda::Client::from_conf(config)
-}
-
 fn signup_event(id: &str, user: &str) -> Value {
     json!({"specversion": "1.0", "id": id, "source": "/it/redrive", "type": "user.signed_up", "data": {
         "user_id": user, "email": format!("{user}@example.com"), "name": "Ada", "marketing_opt_in": false,
@@ -272,7 +260,7 @@ async fn a_dead_letter_redriven_to_its_function_after_the_fix_has_its_effect_onc
         stack.kinesis(),
         stack.dynamodb(),
     );
-    let lambda = lambda(&stack);
+    let lambda = stack.lambda();
     let dlq = DeadLetterQueue::find(sqs.clone(), k.clone(), QUEUE)
         .await
         .unwrap();

@@ -396,17 +396,7 @@ async fn a_replay_straight_to_the_functions_that_handled_the_events_debits_and_m
         ],
         "what the senders posted and what payments published, each once"
     );
-    let lambda = {
-        use tubes_ops::aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-        tubes_ops::aws_sdk_lambda::Client::from_conf(
-            tubes_ops::aws_sdk_lambda::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(REGION))
-                .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-                .endpoint_url(&stack.http)
-                .build(),
-        )
-    };
+    let lambda = stack.lambda();
     for function in ["tubes-consumer-payments", "tubes-consumer-notifications"] {
         let sink = FunctionSink::new(lambda.clone(), function, "", REGION);
         let mut state = ReplayState {

@@ -715,6 +715,18 @@ impl LocalStack {
             .collect()
     }
 
+    /// A Lambda client for the stack's functions (`cargo lambda watch` answers the Invoke API).
+    pub fn lambda(&self) -> tubes_ops::aws_sdk_lambda::Client {
+        use tubes_ops::aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+        let config = tubes_ops::aws_sdk_lambda::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+            .endpoint_url(&self.http)
+            .build();
+        tubes_ops::aws_sdk_lambda::Client::from_conf(config)
+    }
+
     /// A Kinesis client for the stack's Kinesis emulator.
     pub fn kinesis(&self) -> aws_sdk_kinesis::Client {
         let config = aws_sdk_kinesis::Config::builder()

@@ -28,7 +28,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tubes_ops::aws_sdk_lambda;
 use tubes_ops::replay::{
-    self, Ended, FunctionSink, Plan, ReadModelSink, ReplayState, Selection, StreamSink,
+    self, Ended, FunctionSink, Plan, ReadModelSink, ReplayState, Selection, Sink, StreamSink,
 };
 use tubes_platform::read_model::DynamoReadModels;
 use tubes_platform::KinesisPublisher;
@@ -168,6 +168,18 @@ fn parse(args: &[String]) -> Result<Args, String> {
     })
 }
 
+/// Sends the plan to `sink` under the arguments' state file and limit.
+async fn send<S: Sink>(
+    plan: &Plan,
+    sink: &S,
+    state: &mut ReplayState,
+    args: &Args,
+    stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Ended, String> {
+    replay::run(plan, sink, state, &args.state, args.limit, stop, progress).await
+}
+
 /// What the archive (and the stream, with `--with-stream`) holds under the selection.
 async fn plan(
     s3: &aws_sdk_s3::Client,
@@ -290,16 +302,7 @@ async fn run(args: Args) -> Result<Ended, String> {
     let ended = match &args.target {
         Target::Stream(name) => {
             let sink = StreamSink::new(KinesisPublisher::new(env.kinesis().clone(), name));
-            replay::run(
-                &plan,
-                &sink,
-                &mut state,
-                &args.state,
-                args.limit,
-                &should_stop,
-                &mut progress,
-            )
-            .await?
+            send(&plan, &sink, &mut state, &args, &should_stop, &mut progress).await?
         }
         Target::Function(function) => {
             let stream_arn = match &args.with_stream {
@@ -325,31 +328,13 @@ async fn run(args: Args) -> Result<Ended, String> {
                 stream_arn,
                 region,
             );
-            replay::run(
-                &plan,
-                &sink,
-                &mut state,
-                &args.state,
-                args.limit,
-                &should_stop,
-                &mut progress,
-            )
-            .await?
+            send(&plan, &sink, &mut state, &args, &should_stop, &mut progress).await?
         }
         Target::ReadModel(version) => {
             let table = args.table.clone().unwrap_or_default();
             let store = DynamoReadModels::new(env.dynamodb().clone(), table);
             let sink = ReadModelSink::new(&store, version.clone());
-            let ended = replay::run(
-                &plan,
-                &sink,
-                &mut state,
-                &args.state,
-                args.limit,
-                &should_stop,
-                &mut progress,
-            )
-            .await?;
+            let ended = send(&plan, &sink, &mut state, &args, &should_stop, &mut progress).await?;
             if ended == Ended::Done && args.switch {
                 eprintln!(
                     "\ntubes-replay: {version} built; switching (writers paused, catching up)"
