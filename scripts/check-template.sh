@@ -2,7 +2,8 @@
 # Checks template.yaml with every validator we have offline: cfn-lint, `sam validate --lint`, `sam validate`,
 # cfn-lint again on the SAM-expanded template (see scripts/expand_template.py for why), and our own
 # least-privilege rules on it (scripts/check_policies.py), our closed-by-default rules (scripts/check_routes.py) and
-# our observability rules (scripts/check_alarms.py), and the event store's (scripts/check_archive.py).
+# our observability rules (scripts/check_alarms.py), the event store's (scripts/check_archive.py) and the
+# event-status view's (scripts/check_event_status.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" AWS_REGION="${AWS_REGION:-us-east-1}"

@@ -375,10 +375,8 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             Some(guard) => {
                 let key = idempotency::event_key(name, envelope.source(), envelope.id());
                 let hash = idempotency::payload_hash(&envelope.content_bytes());
-                match guard
-                    .claim(key, hash, batch.deadline_ms, place_notes(ty.as_str(), &partition_key, batch, &sequence_number, arrival))
-                    .await
-                {
+                let notes = place_notes(ty.as_str(), &partition_key, batch, &sequence_number, arrival);
+                match guard.claim(key, hash, batch.deadline_ms, notes).await {
                     Ok(Entry::Acquired(ticket)) => Some(ticket),
                     Ok(Entry::Completed) => {
                         tracing::debug!(consumer = name, "duplicate: already handled");
@@ -514,6 +512,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         .instrument(span)
         .await
     }
+
     /// Gives a claim back after a record was not handled: parked (its record names the dead-letter queue, for
     /// the event-status view) if it was dead-lettered, else released for the redelivery.
     async fn finish_parked(&self, ticket: Ticket<'_, S>, outcome: Outcome, release: Attempt) {

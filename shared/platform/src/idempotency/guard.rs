@@ -112,7 +112,7 @@ impl<S: IdempotencyStore> Guard<S> {
     /// the caller has one (see [`Guard::lock`]). A caller with a deadline that finds the key in progress looks
     /// again, backing off, as long as [`WORK_MARGIN`] of its deadline would be left for the work: a holder that
     /// died frees the key within one lock, and a live one completes (the key is then done) or releases it.
-    /// `notes` are written on the record with the claim and kept by its completion ([`Notes`]).
+    /// `notes` go on the record ([`Notes`]): a record keeps its first attempt's.
     pub async fn claim(
         &self,
         key: String,
