@@ -37,6 +37,7 @@ pub mod keys;
 mod queue;
 mod redrive;
 pub mod replay;
+mod shard;
 
 /// The Lambda SDK, re-exported: [`DeadLetterQueue::redrive_to_function`] takes its client.
 pub use aws_sdk_lambda;

@@ -17,6 +17,7 @@ use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tubes_contract::validate::{Checker, MAX_ID_LEN, MAX_SOURCE_LEN};
 use tubes_platform::api_key::{is_name, ApiKey, KeyHash};
 use tubes_platform::idempotency::{ReadRecords, Record, StoreError};
 use tubes_platform::read_model::{Document, ReadModelStore, ReadModels};
@@ -123,14 +124,12 @@ pub fn route(path: &str) -> Result<Resource<'_>, QueryError> {
     Ok(Resource::Document { model, kind, id })
 }
 
-/// Sources as the contract allows them: 1 to 256 printable ASCII characters.
-fn valid_source(source: &str) -> bool {
-    !source.is_empty() && source.len() <= 256 && source.bytes().all(|b| (b'!'..=b'~').contains(&b))
-}
-
-/// Ids as the catalogue allows them: 1 to 128 printable ASCII characters.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| (b'!'..=b'~').contains(&b))
+/// Whether `value` is an identifier events may carry, at most `max` long: the contract's rule
+/// ([`Checker::id_max`]), so that no id or source the API could accept is refused here.
+fn identifier(value: &str, max: usize) -> bool {
+    let mut checker = Checker::new();
+    checker.id_max("", value, max);
+    checker.into_violations().is_empty()
 }
 
 /// The strong entity tag of a document: it changes exactly when the document's version or last applied record
@@ -245,7 +244,7 @@ impl<S: ReadModelStore, R: ReadRecords> Query<S, R> {
         }
         let (tag, body) = match resource {
             Resource::Document { model, kind, id } => {
-                if !valid_id(id) {
+                if !identifier(id, MAX_ID_LEN) {
                     return Err(QueryError::InvalidId("/path/id"));
                 }
                 let document = self
@@ -264,10 +263,10 @@ impl<S: ReadModelStore, R: ReadRecords> Query<S, R> {
             }
             Resource::Event { source, id } => {
                 let source = events::decode_segment(source)
-                    .filter(|s| valid_source(s))
+                    .filter(|s| identifier(s, MAX_SOURCE_LEN))
                     .ok_or(QueryError::InvalidSource)?;
                 let id = events::decode_segment(id)
-                    .filter(|i| valid_id(i))
+                    .filter(|i| identifier(i, MAX_ID_LEN))
                     .ok_or(QueryError::InvalidId("/path/id"))?;
                 let Some((records, consumers)) = &self.events else {
                     return Err(QueryError::NotFound);

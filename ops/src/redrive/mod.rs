@@ -2,11 +2,14 @@
 //! function ([`function`]); a message is deleted only once all of its records got there. An on-failure entry
 //! names a range of its shard, read back here while the stream retains it.
 
+use std::ops::ControlFlow;
+
 use aws_sdk_kinesis::types::ShardIteratorType;
 use tubes_platform::lambda_event::{KinesisBatchInfo, SequenceNumber, StreamRecord};
 
 use crate::error::{aws, OpsError};
 use crate::queue::DeadLetterQueue;
+use crate::shard::read_to_tip;
 
 mod function;
 mod stream;
@@ -35,7 +38,7 @@ impl DeadLetterQueue {
         batch: &KinesisBatchInfo,
         id: &str,
     ) -> Result<Vec<StreamRecord>, OpsError> {
-        let mut iterator = self
+        let iterator = self
             .kinesis
             .get_shard_iterator()
             .stream_name(source_stream)
@@ -48,28 +51,16 @@ impl DeadLetterQueue {
             .shard_iterator;
         let end = SequenceNumber::from(batch.end_sequence_number.as_str());
         let mut out: Vec<StreamRecord> = Vec::new();
-        'pages: while let Some(it) = iterator {
-            let page = self
-                .kinesis
-                .get_records()
-                .shard_iterator(it)
-                .limit(1000)
-                .send()
-                .await
-                .map_err(|e| aws("GetRecords", e))?;
-            for r in page.records() {
-                let record = StreamRecord::from(r);
-                if record.sequence_number > end {
-                    break 'pages;
-                }
-                out.push(record);
+        read_to_tip(&self.kinesis, iterator, 1000, |r| {
+            let record = StreamRecord::from(r);
+            if record.sequence_number > end {
+                return ControlFlow::Break(());
             }
-            let caught_up = page.millis_behind_latest() == Some(0) && page.records().is_empty();
-            if caught_up {
-                break;
-            }
-            iterator = page.next_shard_iterator;
-        }
+            out.push(record);
+            ControlFlow::Continue(())
+        })
+        .await
+        .map_err(|e| aws("GetRecords", e))?;
         // All or nothing: the range must be there from its first record to its last. A range cut short (its
         // head trimmed past the stream's retention, or its end never reached) is kept, not half redriven.
         let first = out.first().map(|f| f.sequence_number.as_str());

@@ -17,9 +17,16 @@ use tubes_platform::{Publisher, PutOutcome};
 use super::Item;
 use crate::invoke::{invoke, Answer};
 
-/// How often a wave's unacknowledged (or, to a function, unhandled) records are sent again before the replay stops (its state is saved, so
-/// running it again resumes at this wave).
+/// How often a wave's unacknowledged (or, to a function, unhandled) records are sent again before the replay
+/// stops (its state is saved, so running it again resumes at this wave).
 const PUT_ATTEMPTS: u32 = 8;
+
+/// Before the `attempt`-th sending of a wave's leftovers: nothing before the first, then 200 ms doubling to 6.4 s.
+async fn backoff(attempt: u32) {
+    if attempt > 0 {
+        tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+    }
+}
 
 /// Read-model writes at once (different keys: one wave holds one event per key).
 const FOLD_CONCURRENCY: usize = 16;
@@ -62,9 +69,7 @@ impl<P: Publisher> Sink for StreamSink<P> {
             pending.push(record);
         }
         for attempt in 0..PUT_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
-            }
+            backoff(attempt).await;
             let mut failed = Vec::new();
             let mut chunk = Vec::new();
             let mut bytes = 0;
@@ -202,9 +207,7 @@ impl Sink for FunctionSink {
         records.sort_by(|a, b| a.sequence_number.cmp(&b.sequence_number));
         let mut why = String::new();
         for attempt in 0..PUT_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
-            }
+            backoff(attempt).await;
             let mut left = Vec::new();
             for range in chunks(&records, DEFAULT_BATCH_SIZE, MAX_PAYLOAD_BYTES) {
                 let chunk = &records[range];

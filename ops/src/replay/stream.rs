@@ -2,6 +2,8 @@
 //! the archive has not written yet (its batching window, an outage of the archive function, events of the last
 //! minutes).
 
+use std::ops::ControlFlow;
+
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use tubes_contract::codec;
@@ -10,6 +12,7 @@ use tubes_platform::aws::describe;
 use tubes_platform::lambda_event::StreamRecord;
 
 use super::Selection;
+use crate::shard::read_to_tip;
 
 /// Records per `GetRecords` (Kinesis's most).
 const PAGE: i32 = 10_000;
@@ -57,42 +60,32 @@ pub async fn read_stream(
                 .timestamp(at),
             None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
-        let mut iterator = request
+        let iterator = request
             .send()
             .await
             .map_err(|e| describe("GetShardIterator", e))?
             .shard_iterator;
-        while let Some(it) = iterator {
-            let page = kinesis
-                .get_records()
-                .shard_iterator(it)
-                .limit(PAGE)
-                .send()
-                .await
-                .map_err(|e| describe("GetRecords", e))?;
-            let mut past_end = false;
-            for r in page.records() {
-                let record = StreamRecord::from(r);
-                let at = Coordinates {
-                    partition_key: record.partition_key,
-                    shard_id: shard.clone(),
-                    sequence_number: record.sequence_number.as_str().to_owned(),
-                    arrival: Coordinates::arrival_from(Some(record.arrival)),
-                };
-                past_end |= selection.to.is_some_and(|to| at.arrival >= to);
-                let content = codec::decode(&record.data).map_err(|e| Undecodable {
-                    raw: record.data.clone(),
-                    error: e.to_string(),
-                });
-                out.push(ArchivedRecord { at, content });
+        read_to_tip(kinesis, iterator, PAGE, |r| {
+            let record = StreamRecord::from(r);
+            let at = Coordinates {
+                partition_key: record.partition_key,
+                shard_id: shard.clone(),
+                sequence_number: record.sequence_number.as_str().to_owned(),
+                arrival: Coordinates::arrival_from(Some(record.arrival)),
+            };
+            // Past the selection's end: nothing later on this shard is selected.
+            if selection.to.is_some_and(|to| at.arrival >= to) {
+                return ControlFlow::Break(());
             }
-            // An open shard's iterator never ends: stop at the tip (an empty page, nothing behind).
-            let at_tip = page.records().is_empty() && page.millis_behind_latest() == Some(0);
-            if at_tip || past_end {
-                break;
-            }
-            iterator = page.next_shard_iterator;
-        }
+            let content = codec::decode(&record.data).map_err(|e| Undecodable {
+                raw: record.data.clone(),
+                error: e.to_string(),
+            });
+            out.push(ArchivedRecord { at, content });
+            ControlFlow::Continue(())
+        })
+        .await
+        .map_err(|e| describe("GetRecords", e))?;
     }
     Ok(out)
 }
