@@ -36,6 +36,8 @@ pub struct DeadLetter {
     pub shard_id: Option<String>,
     /// The record's place in its shard.
     pub sequence_number: SequenceNumber,
+    /// The event's place in its packed or KPL-aggregated record; `None` for a record that is one event.
+    pub sub_sequence_number: Option<u64>,
     /// The record's partition key.
     pub partition_key: String,
     /// The event's source (its ids are unique per source), when the record decoded.
@@ -49,7 +51,7 @@ pub struct DeadLetter {
     /// How many times the consumer tried the record, this time included, as its idempotency record counts them
     /// (1 without idempotency records, or for a record that never reached the consumer).
     pub attempts: u32,
-    /// The record's data (the full payload, for redrive).
+    /// The event's data (the full payload, for redrive): of a packed or aggregated record, this event's alone.
     pub payload: Vec<u8>,
 }
 
@@ -67,6 +69,7 @@ impl DeadLetter {
             event_source_arn: None,
             shard_id: None,
             sequence_number: SequenceNumber::default(),
+            sub_sequence_number: None,
             partition_key: String::new(),
             event_source: Some(envelope.source().to_owned()),
             event_id: Some(envelope.id().to_owned()),

@@ -22,6 +22,9 @@ pub struct DeadLetterMessage {
     pub shard_id: Option<String>,
     /// The record's sequence number.
     pub sequence_number: String,
+    /// The event's place in its packed or KPL-aggregated record (absent for a record that is one event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_sequence_number: Option<u64>,
     /// The record's partition key.
     pub partition_key: String,
     /// The event's source, when the record decoded (absent in letters written before sources were recorded).
@@ -51,6 +54,7 @@ impl From<&DeadLetter> for DeadLetterMessage {
             event_source_arn: letter.event_source_arn.clone(),
             shard_id: letter.shard_id.clone(),
             sequence_number: letter.sequence_number.to_string(),
+            sub_sequence_number: letter.sub_sequence_number,
             partition_key: letter.partition_key.clone(),
             event_source: letter.event_source.clone(),
             event_id: letter.event_id.clone(),

@@ -286,6 +286,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
         let name = self.consumer.name();
         let BatchRecord {
             sequence_number,
+            sub_sequence_number,
             partition_key,
             arrival,
             envelope,
@@ -295,6 +296,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             letter.event_source_arn.clone_from(batch.event_source_arn);
             letter.shard_id.clone_from(batch.shard_id);
             letter.sequence_number = sequence_number.clone();
+            letter.sub_sequence_number = sub_sequence_number;
             letter.partition_key.clone_from(&partition_key);
             letter
         };
@@ -312,6 +314,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
                     event_source_arn: None,
                     shard_id: None,
                     sequence_number: SequenceNumber::default(),
+                    sub_sequence_number: None,
                     partition_key: String::new(),
                 };
                 return self.dead_letter(place(letter)).await;
@@ -375,7 +378,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             Some(guard) => {
                 let key = idempotency::event_key(name, envelope.source(), envelope.id());
                 let hash = idempotency::payload_hash(&envelope.content_bytes());
-                let notes = place_notes(ty.as_str(), &partition_key, batch, &sequence_number, arrival);
+                let notes = place_notes(ty.as_str(), &partition_key, batch, (&sequence_number, sub_sequence_number), arrival);
                 match guard.claim(key, hash, batch.deadline_ms, notes).await {
                     Ok(Entry::Acquired(ticket)) => Some(ticket),
                     Ok(Entry::Completed) => {
@@ -542,7 +545,7 @@ fn place_notes(
     event_type: &str,
     partition_key: &str,
     batch: Batch<'_>,
-    sequence_number: &SequenceNumber,
+    (sequence_number, sub_sequence_number): (&SequenceNumber, Option<u64>),
     arrival: Option<f64>,
 ) -> Vec<(&'static str, String)> {
     let mut notes = vec![
@@ -550,6 +553,9 @@ fn place_notes(
         ("partition_key", partition_key.to_owned()),
         ("sequence_number", sequence_number.as_str().to_owned()),
     ];
+    if let Some(sub) = sub_sequence_number {
+        notes.push(("sub_sequence_number", sub.to_string()));
+    }
     if let Some(shard) = batch.shard_id {
         notes.push(("shard_id", shard.clone()));
     }

@@ -343,6 +343,118 @@ async fn other_types_are_skipped() {
     assert_eq!((report.skipped, report.handled), (1, 1));
 }
 
+/// One packed record of `events` (single-event JSON, with their types), as ingest packs them.
+fn packed(events: &[(EventType, Vec<u8>)]) -> Vec<u8> {
+    let records: Vec<tubes_contract::Record> = events
+        .iter()
+        .map(|(_, data)| tubes_contract::Record {
+            partition_key: String::new(),
+            data: data.clone(),
+        })
+        .collect();
+    let items: Vec<_> = events.iter().map(|(t, _)| *t).zip(&records).collect();
+    tubes_contract::codec::pack(&items).data
+}
+
+#[tokio::test]
+async fn a_packed_record_is_handled_event_by_event_each_under_its_own_key() {
+    // One record packs u1's a and b, a payment (not subscribed), u2's c, and bytes that are no event.
+    let pack = packed(&[
+        (EventType::UserSignedUp, signup("u1", "a")),
+        (EventType::UserSignedUp, signup("u1", "b")),
+        (EventType::PaymentReceived, payment("acc", "p")),
+        (EventType::UserSignedUp, signup("u2", "c")),
+        (EventType::UserSignedUp, b"{\"nope\":1}".to_vec()),
+    ]);
+    let bytes = event(&[("u1", pack), ("u3", signup("u3", "d"))]);
+    let batch: KinesisBatch = serde_json::from_slice(&bytes).unwrap();
+    let places: Vec<_> = batch
+        .records
+        .iter()
+        .map(|r| (r.partition_key.as_str(), r.sub_sequence_number))
+        .collect();
+    // Each event under its own subject; what did not decode under the record's key.
+    assert_eq!(
+        places,
+        [
+            ("u1", Some(0)),
+            ("u1", Some(1)),
+            ("acc", Some(2)),
+            ("u2", Some(3)),
+            ("u1", Some(4)),
+            ("u3", None)
+        ]
+    );
+    let consumer = Recorder {
+        retryable: vec!["b"],
+        ..Recorder::default()
+    };
+    let dlq = MemoryDeadLetters::default();
+    let harness = Harness::new(consumer, &dlq);
+    let report = harness.run(batch).await;
+    // b fails: u1's later events wait, the others go on; Lambda redelivers from the packed record.
+    let mut handled = harness.consumer().handled.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(handled, ["a", "c", "d"]);
+    assert_eq!((report.failed, report.held_back, report.skipped), (1, 1, 1));
+    assert_eq!(failures(&report), [seq(1).as_str()]);
+    assert!(
+        dlq.letters().is_empty(),
+        "the bad event is u1's, held back behind b"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_letter_from_a_pack_or_an_aggregate_carries_its_event_alone_and_its_place() {
+    let pack = packed(&[
+        (EventType::UserSignedUp, signup("u1", "a")),
+        (EventType::UserSignedUp, signup("u2", "b")),
+    ]);
+    let aggregate =
+        crate::lambda_event::kpl::aggregate(&[("k1", &signup("u3", "c")), ("k2", b"not an event")]);
+    let mut damaged = aggregate.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    let bytes = event(&[("u1", pack), ("k1", aggregate), ("k9", damaged.clone())]);
+    let consumer = Recorder {
+        permanent: vec!["b"],
+        ..Recorder::default()
+    };
+    let dlq = MemoryDeadLetters::default();
+    let harness = Harness::new(consumer, &dlq);
+    let report = harness.run(serde_json::from_slice(&bytes).unwrap()).await;
+    let mut handled = harness.consumer().handled.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(handled, ["a", "c"]);
+    assert_eq!(report.dead_lettered, 3);
+    let mut letters = dlq.letters();
+    letters.sort_by_key(|l| (l.sequence_number.clone(), l.sub_sequence_number));
+    let places: Vec<_> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.sequence_number.to_string(),
+                l.sub_sequence_number,
+                l.partition_key.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [
+            (seq(1), Some(1), "u2"),
+            (seq(2), Some(1), "k2"),
+            (seq(3), None, "k9")
+        ]
+    );
+    // Each letter's payload is its event alone, redrivable as a record of its own.
+    assert_eq!(Envelope::decode(&letters[0].payload).unwrap().id(), "b");
+    assert_eq!(letters[1].payload, b"not an event");
+    // A damaged aggregate is parked whole, saying why.
+    assert_eq!(letters[2].payload, damaged);
+    assert!(letters[2].reason.contains("MD5"), "{}", letters[2].reason);
+}
+
 mod idempotent {
     use super::*;
     use std::time::Duration;
@@ -371,6 +483,40 @@ mod idempotent {
         handled.sort(); // keys run concurrently
         assert_eq!(handled, ["a", "b"]);
         assert!(failures(&second).is_empty());
+    }
+
+    /// A packed record redelivered after one of its events failed: the events already handled are skipped,
+    /// the failed one handled, each once.
+    #[tokio::test]
+    async fn a_redelivered_pack_handles_only_what_was_not_handled() {
+        let pack = packed(&[
+            (EventType::UserSignedUp, signup("u1", "a")),
+            (EventType::UserSignedUp, signup("u2", "b")),
+            (EventType::UserSignedUp, signup("u1", "c")),
+        ]);
+        let bytes = event(&[("u1", pack)]);
+        let (dlq, store) = (MemoryDeadLetters::default(), MemoryIdempotency::default());
+        let failing = Recorder {
+            retryable: vec!["a"],
+            ..Recorder::default()
+        };
+        let first = Harness::new(failing, &dlq)
+            .with_idempotency(&store, IdempotencyTimes::default())
+            .run(serde_json::from_slice(&bytes).unwrap())
+            .await;
+        assert_eq!((first.handled, first.failed, first.held_back), (1, 1, 1));
+        assert_eq!(failures(&first), [seq(1).as_str()]);
+        let fixed = Harness::new(Recorder::default(), &dlq)
+            .with_idempotency(&store, IdempotencyTimes::default());
+        let second = fixed.run(serde_json::from_slice(&bytes).unwrap()).await;
+        assert_eq!((second.handled, second.duplicates), (2, 1));
+        assert_eq!(*fixed.consumer().handled.lock().unwrap(), ["a", "c"]);
+        assert!(failures(&second).is_empty());
+        let key = event_key("recorder", "/test", "c");
+        let records = crate::idempotency::ReadRecords::records(&store, std::slice::from_ref(&key))
+            .await
+            .unwrap();
+        assert_eq!(records[&key].notes["sub_sequence_number"], "2");
     }
 
     /// The event-status view reads what the records say: a parked record names its queue and its place in the

@@ -1,7 +1,13 @@
 //! The consumer's side of the event: the invocation payload decoded in one pass. Each record's base64 `data` is
-//! decoded and parsed into a validated [`Envelope`] (through [`codec::decode`], the one place that knows record
+//! decoded and parsed into validated [`Envelope`]s (through [`codec::decode`], the one place that knows event
 //! encodings) while the batch is read, and the members the harness does not need are skipped without
 //! allocating. A bad record never fails the batch; it carries its own [`DecodeError`].
+//!
+//! A record may carry several events: a packed record ([`codec::unpack`]) or a KPL aggregate ([`super::kpl`]).
+//! Each becomes a [`BatchRecord`] of its own, in order, sharing the Kinesis record's sequence number and told
+//! apart by its `sub_sequence_number`; so consumers see events one by one whatever the producer packed, and a
+//! failure reported at the shared sequence number redelivers the whole record (its events already handled are
+//! then skipped by the idempotency records).
 
 use std::fmt;
 
@@ -11,6 +17,7 @@ use serde::{Deserialize, Deserializer};
 use tubes_contract::{codec, Envelope, Violations};
 
 use super::event::KinesisEvent;
+use super::kpl::{self, AggregateError};
 use super::record::SequenceNumber;
 
 /// Why a record's data did not become an envelope. Always permanent.
@@ -22,14 +29,22 @@ pub enum DecodeError {
     /// The bytes are not a valid event.
     #[error("invalid event: {0}")]
     Invalid(Violations),
+    /// A KPL aggregate that cannot be read: parked whole, none of its user records is trusted.
+    #[error("unreadable KPL aggregate: {0}")]
+    Aggregate(#[from] AggregateError),
 }
 
 /// One Kinesis record of a batch, decoded.
 #[derive(Debug)]
 pub struct BatchRecord {
-    /// Position in the shard; what `batchItemFailures` reports.
+    /// Position in the shard; what `batchItemFailures` reports. Shared by the events of one packed or aggregated
+    /// record.
     pub sequence_number: SequenceNumber,
-    /// The record's partition key.
+    /// The event's place in its packed or aggregated record (KCL's sub-sequence number); `None` for a record
+    /// that is one event.
+    pub sub_sequence_number: Option<u64>,
+    /// The event's partition key: the record's, or in a packed record the event's subject, or in a KPL aggregate
+    /// the user record's own. The harness keeps each key's events in order.
     pub partition_key: String,
     /// When Kinesis received it (`approximateArrivalTimestamp`), in seconds since the Unix epoch, if the event
     /// says (Lambda always does): what the consumer's lag is measured from.
@@ -145,28 +160,27 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
         if let Some(n) = seq.size_hint() {
             self.0.records.reserve(n);
         }
-        while let Some(record) = seq.next_element_seed(RecordSeed(self.0))? {
-            self.0.records.push(record);
-        }
+        while seq.next_element_seed(RecordSeed(self.0))?.is_some() {}
         Ok(())
     }
 }
 
 struct RecordSeed<'b>(&'b mut KinesisBatch);
 
+/// Reads one Kinesis record and pushes its events onto the batch.
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
-    type Value = BatchRecord;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<BatchRecord, D::Error> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for RecordSeed<'_> {
-    type Value = BatchRecord;
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a Kinesis event record")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BatchRecord, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut kinesis = None;
         while let Some(key) = map.next_key::<Key>()? {
             match key.0 {
@@ -184,20 +198,52 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             }
         }
         let kinesis = kinesis.ok_or_else(|| de::Error::missing_field("kinesis"))?;
-        Ok(BatchRecord {
-            sequence_number: kinesis.sequence_number,
-            partition_key: kinesis.partition_key,
-            arrival: kinesis.arrival,
-            envelope: kinesis.envelope,
-        })
+        let KinesisPart {
+            sequence_number,
+            partition_key,
+            arrival,
+            contents,
+        } = kinesis;
+        match contents {
+            Contents::One(envelope) => self.0.records.push(BatchRecord {
+                sequence_number,
+                sub_sequence_number: None,
+                partition_key,
+                arrival,
+                envelope,
+            }),
+            Contents::Many(events) => {
+                self.0.records.reserve(events.len());
+                for (sub, key, envelope) in events {
+                    self.0.records.push(BatchRecord {
+                        sequence_number: sequence_number.clone(),
+                        sub_sequence_number: Some(sub),
+                        partition_key: key.unwrap_or_else(|| partition_key.clone()),
+                        arrival,
+                        envelope,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+/// An event decoded, or why not (with its bytes, for the dead letter).
+type Decoded = Result<Envelope, (DecodeError, Vec<u8>)>;
+
+/// What a record's data held: one event, or the events of a packed record or KPL aggregate with their
+/// sub-sequence numbers and own partition keys (`None`: the record's).
+enum Contents {
+    One(Decoded),
+    Many(Vec<(u64, Option<String>, Decoded)>),
 }
 
 struct KinesisPart {
     sequence_number: SequenceNumber,
     partition_key: String,
     arrival: Option<f64>,
-    envelope: Result<Envelope, (DecodeError, Vec<u8>)>,
+    contents: Contents,
 }
 
 impl<'de> Deserialize<'de> for KinesisPart {
@@ -209,12 +255,12 @@ impl<'de> Deserialize<'de> for KinesisPart {
                 f.write_str("the kinesis member of a record")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisPart, A::Error> {
-                let (mut seq, mut key, mut envelope, mut arrival) = (None, None, None, None);
+                let (mut seq, mut key, mut contents, mut arrival) = (None, None, None, None);
                 while let Some(k) = map.next_key::<Key>()? {
                     match k.0 {
                         KeyKind::SequenceNumber => seq = Some(map.next_value::<SequenceNumber>()?),
                         KeyKind::PartitionKey => key = Some(map.next_value::<String>()?),
-                        KeyKind::Data => envelope = Some(map.next_value::<DataField>()?.0),
+                        KeyKind::Data => contents = Some(map.next_value::<DataField>()?.0),
                         KeyKind::Arrival => arrival = map.next_value::<Seconds>()?.0,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
@@ -226,7 +272,7 @@ impl<'de> Deserialize<'de> for KinesisPart {
                         .ok_or_else(|| de::Error::missing_field("sequenceNumber"))?,
                     partition_key: key.ok_or_else(|| de::Error::missing_field("partitionKey"))?,
                     arrival,
-                    envelope: envelope.ok_or_else(|| de::Error::missing_field("data"))?,
+                    contents: contents.ok_or_else(|| de::Error::missing_field("data"))?,
                 })
             }
         }
@@ -280,7 +326,7 @@ impl<'de> Deserialize<'de> for Seconds {
 }
 
 /// The base64 `data` of a record, decoded and parsed as it is read.
-struct DataField(Result<Envelope, (DecodeError, Vec<u8>)>);
+struct DataField(Contents);
 
 impl<'de> Deserialize<'de> for DataField {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -298,20 +344,54 @@ impl<'de> Deserialize<'de> for DataField {
     }
 }
 
-fn decode_data(base64: &str) -> Result<Envelope, (DecodeError, Vec<u8>)> {
+fn decode_data(base64: &str) -> Contents {
     let bytes = match base64::engine::general_purpose::STANDARD.decode(base64) {
         Ok(bytes) => bytes,
         Err(err) => {
-            return Err((
+            return Contents::One(Err((
                 DecodeError::Base64(err.to_string()),
                 base64.as_bytes().to_vec(),
-            ))
+            )))
         }
     };
-    match codec::decode(&bytes) {
-        Ok(envelope) => Ok(envelope),
-        Err(violations) => Err((DecodeError::Invalid(violations), bytes)),
+    if kpl::is_aggregate(&bytes) {
+        return match kpl::deaggregate(&bytes) {
+            Ok(users) => Contents::Many(
+                users
+                    .into_iter()
+                    .map(|u| {
+                        let key = Some(u.partition_key.to_owned());
+                        (u.sub_sequence_number, key, decode_event(u.data))
+                    })
+                    .collect(),
+            ),
+            Err(err) => Contents::One(Err((err.into(), bytes))),
+        };
     }
+    match codec::unpack(&bytes) {
+        None => Contents::One(match codec::decode(&bytes) {
+            Ok(envelope) => Ok(envelope),
+            Err(violations) => Err((DecodeError::Invalid(violations), bytes)),
+        }),
+        Some(Ok(events)) => Contents::Many(
+            events
+                .into_iter()
+                .zip(0u64..)
+                .map(|(event, sub)| {
+                    let decoded = decode_event(event);
+                    // Each event travels under its own subject (a pack may hold several keys of one shard).
+                    let key = decoded.as_ref().ok().map(|e| e.subject().to_owned());
+                    (sub, key, decoded)
+                })
+                .collect(),
+        ),
+        Some(Err(violations)) => Contents::One(Err((DecodeError::Invalid(violations), bytes))),
+    }
+}
+
+/// One event's bytes (of a pack or an aggregate) decoded.
+fn decode_event(bytes: &[u8]) -> Decoded {
+    codec::decode(bytes).map_err(|violations| (DecodeError::Invalid(violations), bytes.to_vec()))
 }
 
 /// A decoded batch of `events` (CloudEvents JSON), as one shard would deliver them: partition key = `subject`,

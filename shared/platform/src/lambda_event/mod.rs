@@ -7,12 +7,14 @@
 //!   shard ([`SequenceNumber`], ordered numerically) and the bytes it adds to an invocation.
 //! - [`event`]: the Kinesis event, member for member as AWS sends it.
 //! - [`batch`]: the consumer's one-pass decoding of that event into validated envelopes.
+//! - [`kpl`]: KPL aggregates, read (records of other producers carrying many user records).
 //! - [`answer`]: the function's answer read as the event source mapping reads it.
 //! - [`on_failure`]: the message a mapping sends to its on-failure destination when it gives up on a batch.
 
 pub mod answer;
 pub mod batch;
 pub mod event;
+pub mod kpl;
 pub mod on_failure;
 pub mod record;
 
