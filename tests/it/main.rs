@@ -11,6 +11,7 @@ mod event_status;
 mod idempotency;
 mod ingest_auth;
 mod ingest_faults;
+mod kpl;
 mod live_reload;
 mod local_stack;
 mod mail;
