@@ -15,6 +15,10 @@ pub const SOURCES_SECRET_VAR: &str = "SOURCES_SECRET_ID";
 /// The variable holding the sources JSON itself (wins over the secret: a developer's local override).
 pub const SOURCES_VAR: &str = "TUBES_SOURCES";
 
+/// The largest packed record ingest writes by default ([`crate::pack`]): eight times Kinesis's 1 KiB billing unit,
+/// about forty 200-byte events, small enough that a retried pack costs its consumers little.
+pub const DEFAULT_PACK_MAX_BYTES: usize = 8 * 1024;
+
 /// How long ingest keeps retrying unacknowledged records by default, in milliseconds.
 pub const DEFAULT_WRITE_DEADLINE_MS: u64 = 5_000;
 
@@ -35,6 +39,9 @@ pub struct Config {
     pub max_batch_events: usize,
     /// `WRITE_DEADLINE_MS`: how long unacknowledged records are retried before the request answers.
     pub write_deadline_ms: u64,
+    /// `PACK_MAX_BYTES`: the largest record the events of one shard are packed into (default 8 KiB); `0` writes
+    /// every event as a record of its own.
+    pub pack_max_bytes: usize,
     /// Where the sources are: `TUBES_SOURCES` (the JSON itself) or `SOURCES_SECRET_ID` (a secret). Neither: no
     /// source, every request is refused.
     pub sources: SourcesLocation,
@@ -91,6 +98,7 @@ impl Config {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
             write_deadline_ms: DEFAULT_WRITE_DEADLINE_MS,
+            pack_max_bytes: DEFAULT_PACK_MAX_BYTES,
             sources: SourcesLocation::None,
             sources_max_age: DEFAULT_SOURCES_MAX_AGE,
             default_source: None,
@@ -133,6 +141,14 @@ impl Config {
         let max_batch_events =
             number("MAX_BATCH_EVENTS", DEFAULT_MAX_BATCH_EVENTS as u64, 10_000)? as usize;
         let write_deadline_ms = number("WRITE_DEADLINE_MS", DEFAULT_WRITE_DEADLINE_MS, 25_000)?;
+        let pack_max_bytes = match lookup("PACK_MAX_BYTES").as_deref().map(str::trim) {
+            Some("0") => 0,
+            _ => number(
+                "PACK_MAX_BYTES",
+                DEFAULT_PACK_MAX_BYTES as u64,
+                tubes_contract::codec::MAX_RECORD_BYTES as u64,
+            )? as usize,
+        };
         let sources_max_age = Duration::from_secs(number(
             "SOURCES_MAX_AGE_SECS",
             DEFAULT_SOURCES_MAX_AGE.as_secs(),
@@ -168,6 +184,7 @@ impl Config {
             max_event_bytes,
             max_batch_events,
             write_deadline_ms,
+            pack_max_bytes,
             sources,
             sources_max_age,
             default_source,
@@ -196,6 +213,10 @@ mod tests {
         let c = Config::from_lookup(lookup(&[("STREAM_NAME", "e"), ("MAX_BODY_BYTES", "1024")]))
             .unwrap();
         assert_eq!(c.max_body_bytes, 1024);
+        let c =
+            Config::from_lookup(lookup(&[("STREAM_NAME", "e"), ("PACK_MAX_BYTES", "0")])).unwrap();
+        assert_eq!(c.pack_max_bytes, 0, "0 turns packing off");
+        assert_eq!(Config::new("e").pack_max_bytes, DEFAULT_PACK_MAX_BYTES);
     }
 
     #[test]
@@ -247,6 +268,8 @@ mod tests {
             ("ALLOW_OPEN_SOURCES", "yes"),
             ("DEFAULT_SOURCE", "Shop"),
             ("SOURCES_MAX_AGE_SECS", "0"),
+            ("PACK_MAX_BYTES", "2000000"),
+            ("PACK_MAX_BYTES", "-1"),
         ] {
             let r = Config::from_lookup(lookup(&[("STREAM_NAME", "e"), (name, bad)]));
             assert!(

@@ -4,8 +4,8 @@
 //! The request goes through one pipeline, each step a gate that answers with the one error body on failure:
 //! route → method → content type → body size ([`http`]) → credential ([`auth`], against the [`sources`]) → UTF-8
 //! and nesting depth → parse and validate every event ([`Envelope::parse`]) → what the source may send
-//! ([`policy`]) → encode ([`codec::encode`]) → [`write::write_all`] → each record's own outcome
-//! ([`respond`]). Nothing is written for a request that fails a gate, and **a batch is taken or refused as a
+//! ([`policy`]) → encode ([`codec::encode`]) → pack the events of each shard ([`pack`]) → [`write::write_all`]
+//! → each event's own outcome ([`respond`]). Nothing is written for a request that fails a gate, and **a batch is taken or refused as a
 //! whole**: one invalid or disallowed event rejects the request (every problem listed by index and field) and
 //! none of its siblings is written, so a client can fix and resend the same batch.
 //!
@@ -18,12 +18,14 @@ pub mod credentials;
 pub mod error;
 pub mod http;
 pub mod idempotency_key;
+pub mod pack;
 pub mod policy;
 pub mod respond;
 pub mod sources;
 pub mod write;
 
 use std::collections::hash_map::{Entry, HashMap};
+use std::sync::{Arc, PoisonError};
 
 use lambda_http::http::{HeaderMap, HeaderValue, Method};
 use lambda_http::{Body, Request, Response};
@@ -31,7 +33,8 @@ use time::OffsetDateTime;
 use tubes_contract::codec;
 use tubes_contract::codec::EncodeError;
 use tubes_contract::trace::TRACEPARENT;
-use tubes_contract::{Code, Envelope, TraceParent, Violation, Violations};
+use tubes_contract::{Code, Envelope, Record, TraceParent, Violation, Violations};
+use tubes_platform::publish::{FailureKind, ShardMap};
 use tubes_platform::telemetry::{IngestMeter, IngestRequest};
 use tubes_platform::{clock, Publisher, PutOutcome};
 
@@ -55,7 +58,17 @@ pub struct Ingest<P, F = FixedSources> {
     max_batch_events: usize,
     retry: write::RetryPolicy,
     meter: Option<IngestMeter>,
+    /// The largest pack ([`Config::pack_max_bytes`]); 0: no packing.
+    pack_max_bytes: usize,
+    /// The stream's open shards as last read (on the first request that packs, and again when a pack lands on
+    /// another shard than the map said).
+    shard_map: std::sync::Mutex<Option<Arc<ShardMap>>>,
 }
+
+/// How many times a request's events are placed at most: a pack that landed on another shard than the map said
+/// (the stream was resharded) is written again with a fresh map, and a stream resharded again meanwhile gets one
+/// more try.
+const MAX_PLACEMENTS: usize = 3;
 
 impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
     /// A handler writing through `publisher`, with the limits of `config`, taking requests from `sources`.
@@ -72,6 +85,8 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 ..write::RetryPolicy::default()
             },
             meter: None,
+            pack_max_bytes: config.pack_max_bytes,
+            shard_map: std::sync::Mutex::new(None),
         }
     }
 
@@ -182,7 +197,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         let mut registry = self.sources.current().await;
         if let Err(AuthError::UnknownKey) = request_auth.authenticate(&registry, default_source) {
             // A key minted since the sources were read: read them again (at most every few seconds).
-            registry = self.sources.refreshed().await;
+            registry = self.sources.refreshed().await.map_err(unavailable)?;
         }
         let Authenticated {
             source,
@@ -243,8 +258,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let (outcomes, resent) =
-            write::write_all_counted(&self.publisher, &records, self.retry).await;
+        let (outcomes, resent) = self.write(&envelopes, &records).await;
         tally.written = outcomes.len();
         tally.retried = resent;
         tally.accepted = outcomes
@@ -262,6 +276,114 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
     }
 
     /// Parses and validates every event of a batch; any invalid event rejects the whole batch.
+    /// Writes a request's records (one per event, in request order): packed per shard when packing is on and
+    /// the publisher can list the stream's shards, else one record per event. One outcome per event, and how many
+    /// entries were resent. A pack that lands on another shard than the map said is not that event's outcome:
+    /// its events are written again with a fresh map (see [`pack`]).
+    async fn write(&self, envelopes: &[Envelope], records: &[Record]) -> (Vec<PutOutcome>, usize) {
+        if self.pack_max_bytes == 0 || records.len() < 2 {
+            return write::write_all_counted(&self.publisher, records, self.retry).await;
+        }
+        let mut outcomes: Vec<Option<PutOutcome>> = vec![None; records.len()];
+        let mut todo: Vec<usize> = (0..records.len()).collect();
+        let mut resent = 0;
+        for placement in 0..MAX_PLACEMENTS {
+            let Some(map) = self.shard_map(placement > 0).await else {
+                // No map: one record per event (Kinesis routes each by its own key).
+                let plain: Vec<Record> = todo.iter().map(|&i| records[i].clone()).collect();
+                let (written, n) =
+                    write::write_all_counted(&self.publisher, &plain, self.retry).await;
+                resent += n;
+                for (&i, outcome) in todo.iter().zip(written) {
+                    outcomes[i] = Some(outcome);
+                }
+                todo.clear();
+                break;
+            };
+            let events: Vec<(tubes_contract::EventType, &Record)> = todo
+                .iter()
+                .map(|&i| (envelopes[i].event_type(), &records[i]))
+                .collect();
+            let packs = pack::pack(&events, &map, self.pack_max_bytes);
+            let pack_records: Vec<Record> = packs.iter().map(|p| p.record.clone()).collect();
+            let (written, n) =
+                write::write_all_counted(&self.publisher, &pack_records, self.retry).await;
+            resent += n;
+            let mut elsewhere = Vec::new();
+            for (packed, outcome) in packs.iter().zip(written) {
+                let landed_elsewhere = matches!(
+                    (&outcome, &packed.shard),
+                    (PutOutcome::Accepted { shard_id, .. }, Some(meant)) if shard_id != meant
+                );
+                for &member in &packed.members {
+                    if landed_elsewhere {
+                        elsewhere.push(todo[member]);
+                    } else {
+                        outcomes[todo[member]] = Some(outcome.clone());
+                    }
+                }
+            }
+            tracing::debug!(
+                events = todo.len(),
+                records = packs.len(),
+                landed_elsewhere = elsewhere.len(),
+                "packed"
+            );
+            elsewhere.sort_unstable();
+            todo = elsewhere;
+            if todo.is_empty() {
+                break;
+            }
+            tracing::info!(
+                events = todo.len(),
+                "packs landed on another shard than the map said (the stream was resharded): written again"
+            );
+        }
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| PutOutcome::Failed {
+                    kind: FailureKind::Unavailable,
+                    message: "the stream's shards kept changing while the events were written"
+                        .into(),
+                })
+            })
+            .collect();
+        (outcomes, resent)
+    }
+
+    /// The stream's open shards: as last read, or read again (`refresh`, or nothing read yet). `None` when they
+    /// cannot be read (then nothing is packed: a cost, never a reason to refuse events).
+    async fn shard_map(&self, refresh: bool) -> Option<Arc<ShardMap>> {
+        let cached = || {
+            self.shard_map
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        };
+        if !refresh {
+            if let Some(map) = cached() {
+                return Some(map);
+            }
+        }
+        match self.publisher.open_shards().await {
+            Ok(Some(shards)) if !shards.is_empty() => {
+                let map = Arc::new(ShardMap::new(shards));
+                *self
+                    .shard_map
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(map.clone());
+                Some(map)
+            }
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(error = %err, "the stream's shards could not be listed: writing unpacked");
+                // A map read before still routes most events right; a pack that lands elsewhere is caught.
+                cached()
+            }
+        }
+    }
+
     fn parse_batch(
         &self,
         text: &str,

@@ -723,8 +723,11 @@ async fn unauthentic_webhooks_get_401_and_write_nothing() {
     assert!(publisher.written().is_empty());
 }
 
+/// Ingest writing one record per event (`PACK_MAX_BYTES=0`): these tests are about records, chunks and each
+/// record's own outcome; packing has its own below.
 fn batch_ingest(publisher: &MemoryPublisher, max_batch_events: usize) -> Ingest<&MemoryPublisher> {
     let config = Config {
+        pack_max_bytes: 0,
         max_batch_events,
         write_deadline_ms: 200,
         max_body_bytes: 4 << 20,
@@ -969,9 +972,9 @@ async fn a_signed_batch_gets_ids_from_its_webhook_id() {
     let response = signing_ingest(&p).handle(req).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let ids: Vec<String> = p
-        .written()
+        .written_events()
         .iter()
-        .map(|r| codec::decode(&r.data).unwrap().id().to_owned())
+        .map(|e| codec::decode(e).unwrap().id().to_owned())
         .collect();
     assert_eq!(ids, ["msg_batch-0", "msg_batch-1"]);
 }
@@ -992,9 +995,9 @@ fn post_with_key(body: &str, content_type: &str, key: Option<&str>) -> Request {
 }
 
 fn written_ids(p: &MemoryPublisher) -> Vec<String> {
-    p.written()
+    p.written_events()
         .iter()
-        .map(|r| codec::decode(&r.data).unwrap().id().to_owned())
+        .map(|e| codec::decode(e).unwrap().id().to_owned())
         .collect()
 }
 
@@ -1178,10 +1181,10 @@ fn trace_of(value: &str) -> &str {
 /// The `traceparent` of each event written.
 fn written_traces(publisher: &MemoryPublisher) -> Vec<String> {
     publisher
-        .written()
+        .written_events()
         .iter()
-        .map(|r| {
-            let e = Envelope::decode(&r.data).unwrap();
+        .map(|e| {
+            let e = Envelope::decode(e).unwrap();
             e.traceparent()
                 .expect("every event carries a trace")
                 .to_string()

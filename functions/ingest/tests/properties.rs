@@ -191,12 +191,12 @@ fn check(case: &Case, runtime: &tokio::runtime::Runtime) {
         Body::Text(t) => serde_json::from_str(t).unwrap(),
         other => panic!("expected a text body, got {other:?}"),
     };
-    let written = publisher.written();
+    let written = publisher.written_events();
     if status == StatusCode::ACCEPTED {
         let accepted = body["accepted"].as_array().unwrap();
         assert_eq!(accepted.len(), written.len());
-        for (a, record) in accepted.iter().zip(&written) {
-            let envelope = Envelope::decode(&record.data).unwrap();
+        for (a, event) in accepted.iter().zip(&written) {
+            let envelope = Envelope::decode(event).unwrap();
             assert_eq!(a["id"], envelope.id());
         }
     } else {
@@ -339,10 +339,11 @@ proptest! {
             Body::Text(t) => serde_json::from_str(t).unwrap(),
             other => panic!("expected a text body, got {other:?}"),
         };
+        // Events, whether written one per record or packed.
         let written: Vec<String> = publisher
-            .written()
+            .written_events()
             .iter()
-            .map(|r| Envelope::decode(&r.data).unwrap().id().to_owned())
+            .map(|e| Envelope::decode(e).unwrap().id().to_owned())
             .collect();
         let accepted: Vec<String> = body["accepted"]
             .as_array()

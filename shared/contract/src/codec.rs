@@ -12,8 +12,11 @@
 //! each the envelope as a single record would carry it, in order:
 //!
 //! ```text
-//! {"pack":1,"type":["payment.received","user.signed_up"],"events":[{"specversion":"1.0",…},{…}]}
+//! {"pack":1,"shard":"shardId-000000000001","type":["payment.received","user.signed_up"],"events":[{…},{…}]}
 //! ```
+//!
+//! `shard` names the shard the writer meant the pack for: a consumer skips a pack that landed on another (see
+//! [`pack`]).
 
 use crate::catalogue::EventType;
 use crate::envelope::Envelope;
@@ -78,25 +81,31 @@ pub fn is_packed(data: &[u8]) -> bool {
     data.starts_with(PACK_PREFIX)
 }
 
-/// What a packed record adds to its events' own bytes, besides the type list: the prefix, the `"events":[]`
-/// member and the closing brace.
-const PACK_OVERHEAD: usize = PACK_PREFIX.len() + r#""type":[],"events":[]}"#.len();
+/// What a packed record adds to its events' own bytes, besides its shard and type list: the prefix, the
+/// members' names and the closing brace.
+const PACK_OVERHEAD: usize = PACK_PREFIX.len() + r#""shard":"","type":[],"events":[]}"#.len();
 
-/// The bytes [`pack`] makes of `records` of the types `types` (distinct, in any order): for a packer deciding
-/// whether one more event fits.
-pub fn packed_size(records: &[&Record], types: &[EventType]) -> usize {
-    let events: usize =
+/// The bytes [`pack`] makes of `records` of the types `types` (distinct, in any order) for `shard`, partition key
+/// included: for a packer deciding whether one more event fits.
+pub fn packed_size(records: &[&Record], types: &[EventType], shard: &str) -> usize {
+    let events =
         records.iter().map(|r| r.data.len()).sum::<usize>() + records.len().saturating_sub(1);
-    let type_list: usize = types.iter().map(|t| t.as_str().len() + 3).sum::<usize>();
-    PACK_OVERHEAD
-        + events
-        + type_list.saturating_sub(1)
-        + records.first().map_or(0, |r| r.partition_key.len())
+    let type_list = types
+        .iter()
+        .map(|t| t.as_str().len() + 3)
+        .sum::<usize>()
+        .saturating_sub(1);
+    let key = records.first().map_or(0, |r| r.partition_key.len());
+    PACK_OVERHEAD + shard.len() + type_list + events + key
 }
 
-/// One record carrying `records` (single-event records made by [`encode`], with their types), in order; its
-/// partition key is the first record's. The caller keeps it within [`MAX_RECORD_BYTES`] ([`packed_size`]).
-pub fn pack(records: &[(EventType, &Record)]) -> Record {
+/// One record carrying `records` (single-event records made by [`encode`], with their types), in order, meant
+/// for `shard`; its partition key is `partition_key` (one whose hash falls in that shard, so Kinesis routes it
+/// there). The caller keeps it within [`MAX_RECORD_BYTES`] ([`packed_size`]).
+///
+/// The shard is named so that a consumer can tell a pack that landed elsewhere (the writer's shard map was stale
+/// across a split or a merge) and skip it: the writer sees where Kinesis put it and writes its events again.
+pub fn pack(records: &[(EventType, &Record)], shard: &str, partition_key: &str) -> Record {
     let mut types: Vec<EventType> = Vec::new();
     for (ty, _) in records {
         if !types.contains(ty) {
@@ -105,16 +114,19 @@ pub fn pack(records: &[(EventType, &Record)]) -> Record {
     }
     let mut data = Vec::with_capacity(
         PACK_OVERHEAD
+            + shard.len()
             + records.iter().map(|(_, r)| r.data.len() + 1).sum::<usize>()
             + types.len() * 24,
     );
     data.extend_from_slice(PACK_PREFIX);
-    data.extend_from_slice(b"\"type\":[");
+    // Shard ids and type names are plain identifiers: no escaping needed, but a shard id is checked anyway.
+    data.extend_from_slice(b"\"shard\":");
+    data.extend_from_slice(&serde_json::to_vec(shard).unwrap_or_else(|_| b"\"\"".to_vec()));
+    data.extend_from_slice(b",\"type\":[");
     for (i, ty) in types.iter().enumerate() {
         if i > 0 {
             data.push(b',');
         }
-        // Type names are plain identifiers with dots: no escaping needed.
         data.push(b'"');
         data.extend_from_slice(ty.as_str().as_bytes());
         data.push(b'"');
@@ -128,19 +140,28 @@ pub fn pack(records: &[(EventType, &Record)]) -> Record {
     }
     data.extend_from_slice(b"]}");
     Record {
-        partition_key: records
-            .first()
-            .map(|(_, r)| r.partition_key.clone())
-            .unwrap_or_default(),
+        partition_key: partition_key.to_owned(),
         data,
     }
 }
 
-/// A packed record's events, each as its own bytes (what [`decode`] takes), in order; `None` when `data` is not
-/// packed ([`is_packed`]), a violation when it claims to be but is not a well-formed pack.
-pub fn unpack(data: &[u8]) -> Option<Result<Vec<&[u8]>, Violations>> {
+/// A packed record, read: the shard it was meant for and its events, each as its own bytes (what [`decode`]
+/// takes), in order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unpacked<'a> {
+    /// The shard the writer meant it for (`None`: any).
+    pub shard: Option<&'a str>,
+    /// The events' bytes.
+    pub events: Vec<&'a [u8]>,
+}
+
+/// A packed record's contents; `None` when `data` is not packed ([`is_packed`]), a violation when it claims to be
+/// but is not a well-formed pack.
+pub fn unpack(data: &[u8]) -> Option<Result<Unpacked<'_>, Violations>> {
     #[derive(serde::Deserialize)]
     struct Pack<'a> {
+        #[serde(borrow, default)]
+        shard: Option<&'a str>,
         #[serde(borrow)]
         events: Vec<&'a serde_json::value::RawValue>,
     }
@@ -148,11 +169,14 @@ pub fn unpack(data: &[u8]) -> Option<Result<Vec<&[u8]>, Violations>> {
         return None;
     }
     Some(match serde_json::from_slice::<Pack<'_>>(data) {
-        Ok(pack) => Ok(pack
-            .events
-            .into_iter()
-            .map(|e| e.get().as_bytes())
-            .collect()),
+        Ok(pack) => Ok(Unpacked {
+            shard: pack.shard,
+            events: pack
+                .events
+                .into_iter()
+                .map(|e| e.get().as_bytes())
+                .collect(),
+        }),
         // serde's message may quote the data: not repeated (a violation never carries the offending value).
         Err(_) => Err(Violations::one(Violation::at(
             Code::MalformedJson,
@@ -209,15 +233,21 @@ mod tests {
         let records: Vec<Record> = [&a, &b, &c].iter().map(|e| encode(e).unwrap()).collect();
         let ty = a.event_type();
         let items: Vec<(EventType, &Record)> = records.iter().map(|r| (ty, r)).collect();
-        let packed = pack(&items);
+        let packed = pack(&items, "shardId-000000000003", "lane");
         assert!(is_packed(&packed.data) && !is_packed(&records[0].data));
-        assert_eq!(packed.partition_key, "usr_9");
+        assert_eq!(packed.partition_key, "lane");
         let refs: Vec<&Record> = records.iter().collect();
-        assert_eq!(packed_size(&refs, &[ty]), packed.billed_size());
+        assert_eq!(
+            packed_size(&refs, &[ty], "shardId-000000000003") - refs[0].partition_key.len()
+                + "lane".len(),
+            packed.billed_size()
+        );
         // The type list is an array at the top level, where a `data.type` filter pattern looks.
         let v: serde_json::Value = serde_json::from_slice(&packed.data).unwrap();
         assert_eq!(v["type"], json!(["user.signed_up"]));
-        let events = unpack(&packed.data).unwrap().unwrap();
+        let unpacked = unpack(&packed.data).unwrap().unwrap();
+        assert_eq!(unpacked.shard, Some("shardId-000000000003"));
+        let events = unpacked.events;
         let names: Vec<String> = events
             .iter()
             .map(|e| match decode(e).unwrap().event() {
@@ -241,9 +271,11 @@ mod tests {
             assert_eq!(err.first().field.as_deref(), Some("/events"));
         }
         // A pack whose events are not events: it unpacks, and each event is refused on its own.
-        let events = unpack(b"{\"pack\":1,\"type\":[],\"events\":[1,{\"a\":2}]}")
+        let unpacked = unpack(b"{\"pack\":1,\"type\":[],\"events\":[1,{\"a\":2}]}")
             .unwrap()
             .unwrap();
+        assert_eq!(unpacked.shard, None);
+        let events = unpacked.events;
         assert_eq!(events, [&b"1"[..], b"{\"a\":2}"]);
         assert!(decode(events[0]).is_err());
     }

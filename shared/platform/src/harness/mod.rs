@@ -163,10 +163,12 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
     }
 
     async fn run_batch(&self, batch: KinesisBatch, deadline_ms: Option<i64>) -> BatchReport {
+        let misplaced = batch.misplaced;
         let KinesisBatch {
             records,
             event_source_arn,
             shard_id,
+            ..
         } = batch;
         let origin = Batch {
             event_source_arn: &event_source_arn,
@@ -191,7 +193,10 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             by_key[slot].push(record);
         }
 
-        let mut report = BatchReport::default();
+        let mut report = BatchReport {
+            misplaced,
+            ..BatchReport::default()
+        };
         let mut lowest_failure: Option<SequenceNumber> = None;
         let mut keys = stream::iter(by_key)
             .map(|records| self.run_key(records, origin))
@@ -212,6 +217,7 @@ impl<C: Consumer, D: DeadLetters, S: IdempotencyStore> Harness<C, D, S> {
             shard_id = shard_id.as_deref(),
             handled = report.handled,
             skipped = report.skipped,
+            misplaced = report.misplaced,
             dead_lettered = report.dead_lettered,
             failed = report.failed,
             held_back = report.held_back,

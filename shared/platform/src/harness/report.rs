@@ -22,6 +22,10 @@ pub struct BatchReport {
     pub held_back: usize,
     /// Records skipped because their idempotency record says they were already handled.
     pub duplicates: usize,
+    /// Events of packed records meant for another shard, left out (their writer wrote them again where they
+    /// belong; see [`KinesisBatch::misplaced`](crate::lambda_event::KinesisBatch::misplaced)). Counted as filtered
+    /// in the metrics.
+    pub misplaced: usize,
     /// Records that were replays (`replayid`), whatever became of them: also counted in one of the above.
     pub replayed: usize,
     /// Of the handled records, the longest time from the stream's arrival (`approximateArrivalTimestamp`) to the
@@ -101,7 +105,7 @@ impl BatchReport {
         let counts = [
             (RECORDS_HANDLED, self.handled),
             (RECORDS_DUPLICATE, self.duplicates),
-            (RECORDS_FILTERED, self.skipped),
+            (RECORDS_FILTERED, self.skipped + self.misplaced),
             (RECORDS_RETRIED, self.failed),
             (RECORDS_HELD_BACK, self.held_back),
             (RECORDS_PARKED, self.dead_lettered),
@@ -129,6 +133,7 @@ impl BatchReport {
     pub fn records(&self) -> usize {
         self.handled
             + self.skipped
+            + self.misplaced
             + self.duplicates
             + self.dead_lettered
             + self.failed

@@ -343,8 +343,13 @@ async fn other_types_are_skipped() {
     assert_eq!((report.skipped, report.handled), (1, 1));
 }
 
-/// One packed record of `events` (single-event JSON, with their types), as ingest packs them.
+/// One packed record of `events` (single-event JSON, with their types), as ingest packs them for the fixture's
+/// shard.
 fn packed(events: &[(EventType, Vec<u8>)]) -> Vec<u8> {
+    packed_for("shardId-000000000000", events)
+}
+
+fn packed_for(shard: &str, events: &[(EventType, Vec<u8>)]) -> Vec<u8> {
     let records: Vec<tubes_contract::Record> = events
         .iter()
         .map(|(_, data)| tubes_contract::Record {
@@ -353,7 +358,32 @@ fn packed(events: &[(EventType, Vec<u8>)]) -> Vec<u8> {
         })
         .collect();
     let items: Vec<_> = events.iter().map(|(t, _)| *t).zip(&records).collect();
-    tubes_contract::codec::pack(&items).data
+    tubes_contract::codec::pack(&items, shard, "lane").data
+}
+
+#[tokio::test]
+async fn a_pack_meant_for_another_shard_is_left_out_and_counted() {
+    // A writer with a stale shard map meant the second pack for shard 1; Kinesis put it on shard 0 (this
+    // batch's), and the writer wrote its events again on shard 1.
+    let here = packed(&[(EventType::UserSignedUp, signup("u1", "a"))]);
+    let elsewhere = packed_for(
+        "shardId-000000000001",
+        &[
+            (EventType::UserSignedUp, signup("u2", "b")),
+            (EventType::UserSignedUp, signup("u1", "c")),
+        ],
+    );
+    let bytes = event(&[("u1", here), ("u2", elsewhere), ("u3", signup("u3", "d"))]);
+    let batch: KinesisBatch = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((batch.records.len(), batch.misplaced), (2, 2));
+    let dlq = MemoryDeadLetters::default();
+    let harness = Harness::new(Recorder::default(), &dlq);
+    let report = harness.run(batch).await;
+    let mut handled = harness.consumer().handled.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(handled, ["a", "d"]);
+    assert_eq!((report.misplaced, report.records()), (2, 4));
+    assert!(failures(&report).is_empty());
 }
 
 #[tokio::test]

@@ -43,8 +43,9 @@ pub struct BatchRecord {
     /// The event's place in its packed or aggregated record (KCL's sub-sequence number); `None` for a record
     /// that is one event.
     pub sub_sequence_number: Option<u64>,
-    /// The event's partition key: the record's, or in a packed record the event's subject, or in a KPL aggregate
-    /// the user record's own. The harness keeps each key's events in order.
+    /// The key the event's order is kept by: its subject when it decodes (the record's partition key for tubes'
+    /// own writers, which key records by subject), else the record's partition key; in a KPL aggregate the user
+    /// record's own. The harness keeps each key's events in order.
     pub partition_key: String,
     /// When Kinesis received it (`approximateArrivalTimestamp`), in seconds since the Unix epoch, if the event
     /// says (Lambda always does): what the consumer's lag is measured from.
@@ -62,9 +63,33 @@ pub struct KinesisBatch {
     pub event_source_arn: Option<String>,
     /// The shard, from the first record's `eventID` (`shardId-…:sequence`).
     pub shard_id: Option<String>,
+    /// Events of packed records meant for another shard, left out of `records`: a writer with a stale shard map
+    /// (across a split or a merge) saw its pack land here and wrote those events again where they belong.
+    pub misplaced: usize,
+    /// The packs to check against `shard_id` once the event is read (the ids come after the data in AWS's
+    /// order): the range of `records` each pack's events took, and the shard it was meant for.
+    pack_checks: Vec<(std::ops::Range<usize>, String)>,
 }
 
 impl KinesisBatch {
+    /// Leaves out the events of packs meant for another shard than the batch's (see [`KinesisBatch::misplaced`]).
+    fn drop_misplaced(&mut self) {
+        let checks = std::mem::take(&mut self.pack_checks);
+        let Some(shard) = self.shard_id.as_deref() else {
+            return;
+        };
+        let mut misplaced = vec![false; self.records.len()];
+        for (range, meant) in checks {
+            if meant != shard {
+                misplaced[range].iter_mut().for_each(|m| *m = true);
+            }
+        }
+        let mut flags = misplaced.into_iter();
+        let before = self.records.len();
+        self.records.retain(|_| !flags.next().unwrap_or(false));
+        self.misplaced = before - self.records.len();
+    }
+
     /// `event` decoded as a consumer receives it: through its JSON, as Lambda delivers it.
     pub fn from_event(event: &KinesisEvent) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(&serde_json::to_vec(event)?)
@@ -93,6 +118,7 @@ impl<'de> Deserialize<'de> for KinesisBatch {
                 if !seen {
                     return Err(de::Error::missing_field("Records"));
                 }
+                batch.drop_misplaced();
                 Ok(batch)
             }
         }
@@ -208,11 +234,22 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             Contents::One(envelope) => self.0.records.push(BatchRecord {
                 sequence_number,
                 sub_sequence_number: None,
-                partition_key,
+                // An event's order is its subject's: a writer may send one under another key of the same shard
+                // (ingest's packer does, for an event too large to pack).
+                partition_key: match &envelope {
+                    Ok(e) if e.subject() != partition_key => e.subject().to_owned(),
+                    _ => partition_key,
+                },
                 arrival,
                 envelope,
             }),
-            Contents::Many(events) => {
+            Contents::Many(events, meant_for) => {
+                let start = self.0.records.len();
+                if let Some(shard) = meant_for {
+                    self.0
+                        .pack_checks
+                        .push((start..start + events.len(), shard));
+                }
                 self.0.records.reserve(events.len());
                 for (sub, key, envelope) in events {
                     self.0.records.push(BatchRecord {
@@ -233,10 +270,10 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
 type Decoded = Result<Envelope, (DecodeError, Vec<u8>)>;
 
 /// What a record's data held: one event, or the events of a packed record or KPL aggregate with their
-/// sub-sequence numbers and own partition keys (`None`: the record's).
+/// sub-sequence numbers and own partition keys (`None`: the record's), and the shard a pack was meant for.
 enum Contents {
     One(Decoded),
-    Many(Vec<(u64, Option<String>, Decoded)>),
+    Many(Vec<(u64, Option<String>, Decoded)>, Option<String>),
 }
 
 struct KinesisPart {
@@ -364,6 +401,7 @@ fn decode_data(base64: &str) -> Contents {
                         (u.sub_sequence_number, key, decode_event(u.data))
                     })
                     .collect(),
+                None,
             ),
             Err(err) => Contents::One(Err((err.into(), bytes))),
         };
@@ -373,8 +411,8 @@ fn decode_data(base64: &str) -> Contents {
             Ok(envelope) => Ok(envelope),
             Err(violations) => Err((DecodeError::Invalid(violations), bytes)),
         }),
-        Some(Ok(events)) => Contents::Many(
-            events
+        Some(Ok(pack)) => Contents::Many(
+            pack.events
                 .into_iter()
                 .zip(0u64..)
                 .map(|(event, sub)| {
@@ -384,6 +422,7 @@ fn decode_data(base64: &str) -> Contents {
                     (sub, key, decoded)
                 })
                 .collect(),
+            pack.shard.map(str::to_owned),
         ),
         Some(Err(violations)) => Contents::One(Err((DecodeError::Invalid(violations), bytes))),
     }

@@ -5,7 +5,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use tubes_contract::Record;
 
-use super::{FailureKind, PublishError, Publisher, PutOutcome};
+use super::{FailureKind, PublishError, Publisher, PutOutcome, Shard};
 use crate::aws;
 
 /// The Kinesis adapter of [`Publisher`].
@@ -82,5 +82,52 @@ impl Publisher for KinesisPublisher {
                 },
             )
             .collect())
+    }
+
+    async fn open_shards(&self) -> Result<Option<Vec<Shard>>, PublishError> {
+        let mut shards = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            // The stream name goes with the first page only; later pages are named by their token alone.
+            let request = match &next {
+                None => self.client.list_shards().stream_name(&self.stream_name),
+                Some(token) => self.client.list_shards().next_token(token),
+            };
+            let page = request
+                .send()
+                .await
+                .map_err(|err| PublishError::Unavailable(aws::describe("ListShards", &err)))?;
+            for shard in page.shards() {
+                // A closed shard (split or merged away) has an ending sequence number: nothing goes there.
+                let closed = shard
+                    .sequence_number_range()
+                    .and_then(|r| r.ending_sequence_number())
+                    .is_some();
+                let range = shard.hash_key_range();
+                let parse = |v: Option<&str>| v.and_then(|v| v.parse::<u128>().ok());
+                match (
+                    closed,
+                    parse(range.map(|r| r.starting_hash_key())),
+                    parse(range.map(|r| r.ending_hash_key())),
+                ) {
+                    (false, Some(start), Some(end)) => shards.push(Shard {
+                        id: shard.shard_id().to_owned(),
+                        start,
+                        end,
+                    }),
+                    (false, _, _) => {
+                        return Err(PublishError::Protocol(format!(
+                            "shard {} has no readable hash key range",
+                            shard.shard_id()
+                        )))
+                    }
+                    (true, _, _) => {}
+                }
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => return Ok(Some(shards)),
+            }
+        }
     }
 }

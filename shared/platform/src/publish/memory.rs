@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tubes_contract::Record;
 
 use super::{
-    FailureKind, PublishError, Publisher, PutOutcome, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL,
+    hash_key, FailureKind, PublishError, Publisher, PutOutcome, Shard, ShardMap,
+    MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL,
 };
 
 /// An in-memory [`Publisher`]: keeps what it accepted and fails on command.
@@ -21,6 +22,12 @@ struct MemoryState {
     written: Vec<Record>,
     next: VecDeque<MemoryFault>,
     calls: Vec<usize>,
+    /// Where records go (by their partition key's hash), and what `open_shards` lists; `None`: one shard.
+    shards: Option<ShardMap>,
+    /// What each accepted record's outcome said: its shard.
+    placed: Vec<String>,
+    /// How many times the shards were listed.
+    listed: usize,
 }
 
 /// A fault [`MemoryPublisher`] produces on one of its next calls.
@@ -50,6 +57,34 @@ impl MemoryPublisher {
     /// The number of records of each call so far.
     pub fn calls(&self) -> Vec<usize> {
         self.lock().calls.clone()
+    }
+
+    /// The stream's shards from now on: records go where Kinesis would put them, and [`ListShards`] lists them
+    /// (a split or a merge, as a writer with an older map meets it); [`Publisher::open_shards`] lists them.
+    pub fn reshard(&self, shards: ShardMap) {
+        self.lock().shards = Some(shards);
+    }
+
+    /// The events written, each as its own bytes, in the order written: a packed record's one by one.
+    pub fn written_events(&self) -> Vec<Vec<u8>> {
+        self.lock()
+            .written
+            .iter()
+            .flat_map(|r| match tubes_contract::codec::unpack(&r.data) {
+                Some(Ok(pack)) => pack.events.into_iter().map(<[u8]>::to_vec).collect(),
+                _ => vec![r.data.clone()],
+            })
+            .collect()
+    }
+
+    /// The shard each record in [`MemoryPublisher::written`] went to.
+    pub fn placed(&self) -> Vec<String> {
+        self.lock().placed.clone()
+    }
+
+    /// How many times the shards were listed.
+    pub fn listed(&self) -> usize {
+        self.lock().listed
     }
 
     fn lock(&self) -> MutexGuard<'_, MemoryState> {
@@ -95,13 +130,28 @@ impl Publisher for MemoryPublisher {
                     message: format!("{code}: injected"),
                 });
             } else {
+                let shard = state
+                    .shards
+                    .as_ref()
+                    .and_then(|m| m.shard_of(hash_key(&record.partition_key)))
+                    .map_or_else(|| "shardId-000000000000".to_owned(), |s| s.id.clone());
                 state.written.push(record.clone());
+                state.placed.push(shard.clone());
                 out.push(PutOutcome::Accepted {
-                    shard_id: "shardId-000000000000".into(),
+                    shard_id: shard,
                     sequence_number: format!("{:056}", state.written.len()),
                 });
             }
         }
         Ok(out)
+    }
+
+    async fn open_shards(&self) -> Result<Option<Vec<Shard>>, PublishError> {
+        let mut state = self.lock();
+        state.listed += 1;
+        Ok(Some(state.shards.as_ref().map_or_else(
+            || ShardMap::single("shardId-000000000000").shards().to_vec(),
+            |m| m.shards().to_vec(),
+        )))
     }
 }

@@ -5,7 +5,9 @@
 //! A refused record says why as a [`FailureKind`] (throttled, unavailable, internal), read from Kinesis's error
 //! codes in one place ([`FailureKind::of_code`]).
 //!
-//! - [`KinesisPublisher`] ([`kinesis`]): `PutRecords` on the stream;
+//! - [`KinesisPublisher`] ([`kinesis`]): `PutRecords` on the stream, and its open shards
+//!   ([`Publisher::open_shards`], [`shards`]: where Kinesis puts a record, for a writer that packs events per
+//!   shard);
 //! - `MemoryPublisher` (`memory`, feature `test-util`): keeps what it accepted and fails on command, for tests.
 
 use std::future::Future;
@@ -15,10 +17,12 @@ use tubes_contract::Record;
 pub mod kinesis;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
+pub mod shards;
 
 pub use kinesis::KinesisPublisher;
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::{MemoryFault, MemoryPublisher};
+pub use shards::{hash_key, Shard, ShardMap};
 
 /// Kinesis's limit on records per `PutRecords` call.
 pub const MAX_RECORDS_PER_CALL: usize = 500;
@@ -102,6 +106,12 @@ pub trait Publisher: Send + Sync {
         &self,
         records: &[Record],
     ) -> impl Future<Output = Result<Vec<PutOutcome>, PublishError>> + Send;
+
+    /// The stream's open shards (every page), for a writer that packs the events of one shard into one record;
+    /// `None` when this publisher cannot tell (then nothing is packed).
+    fn open_shards(&self) -> impl Future<Output = Result<Option<Vec<Shard>>, PublishError>> + Send {
+        std::future::ready(Ok(None))
+    }
 }
 
 impl PublishError {
@@ -129,5 +139,9 @@ impl<P: Publisher> Publisher for &P {
         records: &[Record],
     ) -> impl Future<Output = Result<Vec<PutOutcome>, PublishError>> + Send {
         (**self).put_records(records)
+    }
+
+    fn open_shards(&self) -> impl Future<Output = Result<Option<Vec<Shard>>, PublishError>> + Send {
+        (**self).open_shards()
     }
 }
