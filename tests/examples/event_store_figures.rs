@@ -142,6 +142,7 @@ async fn main() {
                             partition_key: r.partition_key,
                             shard_id: "shardId-000000000000".into(),
                             sequence_number: r.sequence_number.into_string(),
+                            sub_sequence_number: None,
                             arrival: tubes_platform::archive::Coordinates::arrival_from(r.arrival),
                         },
                         content: r

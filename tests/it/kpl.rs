@@ -8,10 +8,10 @@ use std::process::{Command, Stdio};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
+use tubes_contract::Envelope;
 use tubes_platform::lambda_event::{
     kinesis_event, kpl, BatchSource, KinesisBatch, SequenceNumber, StreamRecord,
 };
-use tubes_contract::Envelope;
 use tubes_tests::repo_root;
 
 /// One user record: partition key, explicit hash key, data.

@@ -100,6 +100,7 @@ impl<S: ObjectStore> Archive<S> {
                 partition_key: record.partition_key.clone(),
                 shard_id: shard.to_owned(),
                 sequence_number: record.sequence_number.as_str().to_owned(),
+                sub_sequence_number: record.sub_sequence_number,
                 arrival: Coordinates::arrival_from(record.arrival),
             };
             if let Some(arrival) = record.arrival {

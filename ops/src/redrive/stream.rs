@@ -4,8 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_kinesis::primitives::Blob;
+use tubes_contract::codec;
 use tubes_platform::dead_letters::DeadLetterMessage;
-use tubes_platform::lambda_event::{stream_name, KinesisBatchInfo};
+use tubes_platform::lambda_event::{record_events, stream_name, KinesisBatchInfo};
 
 use super::RedriveReport;
 use crate::entry::{letter_identity, Entry};
@@ -95,7 +96,10 @@ impl DeadLetterQueue {
         Ok(())
     }
 
-    /// Fetches the records `batch` names from its shard and puts them back, in order; how many.
+    /// Fetches the records `batch` names from its shard and puts them back, in order; how many events. A packed
+    /// record goes back as its events, each under its subject (the stream may have been resharded since: the pack
+    /// would name a shard it no longer lands on); a pack that had landed on that shard by mistake goes back as
+    /// nothing (its writer wrote its events again on their own shard).
     async fn put_range(
         &self,
         stream: &str,
@@ -106,21 +110,37 @@ impl DeadLetterQueue {
             .fetch_range(stream_name(&batch.stream_arn), batch, id)
             .await?;
         let mut last_per_key: HashMap<String, String> = Default::default();
-        for record in &records {
-            let key = &record.partition_key;
-            let mut put = self
-                .kinesis
-                .put_record()
-                .stream_name(stream)
-                .partition_key(key)
-                .data(Blob::new(record.data.clone()));
-            // Same key, same order as before.
-            if let Some(previous) = last_per_key.get(key) {
-                put = put.sequence_number_for_ordering(previous);
+        let mut events = 0;
+        for record in records {
+            let parts: Vec<(String, Vec<u8>)> = if codec::is_packed(&record.data) {
+                record_events(record.data)
+                    .for_shard(record.partition_key, &batch.shard_id)
+                    .into_iter()
+                    .map(|(_, key, decoded)| match decoded {
+                        Ok(envelope) => (key, serde_json::to_vec(&envelope).unwrap_or_default()),
+                        Err((_, raw)) => (key, raw),
+                    })
+                    .collect()
+            } else {
+                // Anything else goes back byte for byte (a KPL aggregate too: its consumers read it as it was).
+                vec![(record.partition_key, record.data)]
+            };
+            for (key, data) in parts {
+                let mut put = self
+                    .kinesis
+                    .put_record()
+                    .stream_name(stream)
+                    .partition_key(&key)
+                    .data(Blob::new(data));
+                // Same key, same order as before.
+                if let Some(previous) = last_per_key.get(&key) {
+                    put = put.sequence_number_for_ordering(previous);
+                }
+                let out = put.send().await.map_err(|e| aws("PutRecord", e))?;
+                last_per_key.insert(key, out.sequence_number().to_owned());
+                events += 1;
             }
-            let out = put.send().await.map_err(|e| aws("PutRecord", e))?;
-            last_per_key.insert(key.clone(), out.sequence_number().to_owned());
         }
-        Ok(records.len())
+        Ok(events)
     }
 }

@@ -21,7 +21,7 @@
 //! waves (`--limit`, Ctrl-C) loses nothing and repeats nothing; a crash within a wave may send that wave's
 //! events twice, which the marks make harmless.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -117,6 +117,8 @@ pub struct Item {
     pub partition_key: String,
     /// Its original sequence number.
     pub sequence: SequenceNumber,
+    /// Its place in its original packed record, if it was packed.
+    pub sub_sequence: Option<u64>,
 }
 
 /// The selected events, by partition key, each key's in original order.
@@ -138,9 +140,12 @@ impl Plan {
                 continue;
             }
             // A record that was itself a replay stands for its original: it is placed there, and planned once.
-            let sequence = match envelope.replay() {
-                Some((_, original)) => SequenceNumber::from(original),
-                None => SequenceNumber::from(record.at.sequence_number.clone()),
+            let (sequence, sub_sequence) = match envelope.replay() {
+                Some((_, original)) => (SequenceNumber::from(original), None),
+                None => (
+                    SequenceNumber::from(record.at.sequence_number.clone()),
+                    record.at.sub_sequence_number,
+                ),
             };
             lanes
                 .entry(record.at.partition_key.clone())
@@ -149,11 +154,25 @@ impl Plan {
                     envelope: envelope.clone(),
                     partition_key: record.at.partition_key.clone(),
                     sequence,
+                    sub_sequence,
                 });
         }
         for lane in lanes.values_mut() {
-            lane.sort_by(|a, b| a.sequence.cmp(&b.sequence));
-            lane.dedup_by(|a, b| a.sequence == b.sequence);
+            // Stable: a replay's copies of one packed record (placed at its sequence number, without their
+            // sub-sequence) keep the order they were read in, which is the pack's.
+            lane.sort_by(|a, b| (&a.sequence, a.sub_sequence).cmp(&(&b.sequence, b.sub_sequence)));
+            // Once per event: a record archived twice, or again as a replay, stands at the same place (a replay
+            // of a packed event at its record's, without its sub-sequence) and carries the same event id (ids are
+            // unique per source).
+            let (mut places, mut ids) = (HashSet::new(), HashSet::new());
+            lane.retain(|item| {
+                let place = places.insert((item.sequence.clone(), item.sub_sequence));
+                let id = ids.insert((
+                    item.envelope.source().to_owned(),
+                    item.envelope.id().to_owned(),
+                ));
+                place && id
+            });
         }
         Self { lanes }
     }

@@ -6,10 +6,9 @@ use std::ops::ControlFlow;
 
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use tubes_contract::codec;
 use tubes_platform::archive::{ArchivedRecord, Coordinates, Undecodable};
 use tubes_platform::aws::describe;
-use tubes_platform::lambda_event::StreamRecord;
+use tubes_platform::lambda_event::{record_events, StreamRecord};
 
 use super::Selection;
 use crate::shard::read_to_tip;
@@ -67,21 +66,28 @@ pub async fn read_stream(
             .shard_iterator;
         read_to_tip(kinesis, iterator, PAGE, |r| {
             let record = StreamRecord::from(r);
-            let at = Coordinates {
-                partition_key: record.partition_key,
-                shard_id: shard.clone(),
-                sequence_number: record.sequence_number.as_str().to_owned(),
-                arrival: Coordinates::arrival_from(Some(record.arrival)),
-            };
+            let arrival = Coordinates::arrival_from(Some(record.arrival));
             // Past the selection's end: nothing later on this shard is selected.
-            if selection.to.is_some_and(|to| at.arrival >= to) {
+            if selection.to.is_some_and(|to| arrival >= to) {
                 return ControlFlow::Break(());
             }
-            let content = codec::decode(&record.data).map_err(|e| Undecodable {
-                raw: record.data.clone(),
-                error: e.to_string(),
-            });
-            out.push(ArchivedRecord { at, content });
+            // A packed record is its events (each at its sub-sequence number, under its subject); a pack that
+            // landed here by mistake is none (its writer wrote its events again on their shard).
+            let events = record_events(record.data).for_shard(record.partition_key, &shard);
+            for (sub_sequence_number, partition_key, decoded) in events {
+                let at = Coordinates {
+                    partition_key,
+                    shard_id: shard.clone(),
+                    sequence_number: record.sequence_number.as_str().to_owned(),
+                    sub_sequence_number,
+                    arrival,
+                };
+                let content = decoded.map_err(|(error, raw)| Undecodable {
+                    raw,
+                    error: error.to_string(),
+                });
+                out.push(ArchivedRecord { at, content });
+            }
             ControlFlow::Continue(())
         })
         .await

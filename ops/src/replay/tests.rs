@@ -22,6 +22,7 @@ fn record(key: &str, seq: u64, ty: &str, hour: u8) -> ArchivedRecord {
             partition_key: key.into(),
             shard_id: "shardId-000000000000".into(),
             sequence_number: format!("{seq}"),
+            sub_sequence_number: None,
             arrival: time::macros::datetime!(2026-11-22 00:00 UTC)
                 + time::Duration::hours(hour.into()),
         },
@@ -292,4 +293,21 @@ mod switching {
         .unwrap_err();
         assert!(live.contains("live already"), "{live}");
     }
+}
+
+#[test]
+fn the_events_of_one_packed_record_are_each_planned_in_their_order() {
+    // One record (sequence 20) packed three credits of acc_c; the archive wrote them out of order, and one twice.
+    let packed = |id: u64, sub: u64| {
+        let mut r = record("acc_c", id, "account.credited", 10);
+        r.at.sequence_number = "20".into();
+        r.at.sub_sequence_number = Some(sub);
+        r
+    };
+    let plan = Plan::new(
+        vec![packed(32, 2), packed(30, 0), packed(31, 1), packed(30, 0)],
+        &Selection::default(),
+    );
+    let ids: Vec<&str> = plan.lanes["acc_c"].iter().map(|i| i.envelope.id()).collect();
+    assert_eq!(ids, ["e30", "e31", "e32"]);
 }

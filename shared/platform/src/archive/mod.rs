@@ -82,6 +82,9 @@ pub struct Coordinates {
     pub shard_id: String,
     /// Its sequence number in the shard (decimal digits).
     pub sequence_number: String,
+    /// The event's place in its packed or KPL-aggregated record (absent for a record that is one event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_sequence_number: Option<u64>,
     /// When the stream received it.
     #[serde(rename = "arrival_time", with = "arrival_format")]
     pub arrival: OffsetDateTime,
@@ -205,6 +208,13 @@ pub fn parse_line(line: &[u8]) -> Result<ArchivedRecord, LineError> {
     let partition_key = take_text(&mut object, "partition_key")?;
     let shard_id = take_text(&mut object, "shard_id")?;
     let sequence_number = take_text(&mut object, "sequence_number")?;
+    let sub_sequence_number = match object.remove("sub_sequence_number") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| LineError("sub_sequence_number: not a whole number".into()))?,
+        ),
+    };
     let arrival_text = take_text(&mut object, "arrival_time")?;
     let arrival = OffsetDateTime::parse(&arrival_text, &Rfc3339)
         .map_err(|e| LineError(format!("arrival_time: {e}")))?;
@@ -212,6 +222,7 @@ pub fn parse_line(line: &[u8]) -> Result<ArchivedRecord, LineError> {
         partition_key,
         shard_id,
         sequence_number,
+        sub_sequence_number,
         arrival,
     };
     let content = if object.contains_key("raw") && !object.contains_key("specversion") {

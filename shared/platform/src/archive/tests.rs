@@ -18,6 +18,7 @@ fn at() -> Coordinates {
         partition_key: "usr_1".into(),
         shard_id: "shardId-000000000001".into(),
         sequence_number: "49590338271490256608559692538361571095921575989136588818".into(),
+        sub_sequence_number: None,
         arrival: Coordinates::arrival_from(Some(1_764_345_625.123_456)),
     }
 }

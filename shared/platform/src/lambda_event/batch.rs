@@ -234,12 +234,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             Contents::One(envelope) => self.0.records.push(BatchRecord {
                 sequence_number,
                 sub_sequence_number: None,
-                // An event's order is its subject's: a writer may send one under another key of the same shard
-                // (ingest's packer does, for an event too large to pack).
-                partition_key: match &envelope {
-                    Ok(e) if e.subject() != partition_key => e.subject().to_owned(),
-                    _ => partition_key,
-                },
+                partition_key: order_key(&envelope, partition_key),
                 arrival,
                 envelope,
             }),
@@ -267,12 +262,16 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
 }
 
 /// An event decoded, or why not (with its bytes, for the dead letter).
-type Decoded = Result<Envelope, (DecodeError, Vec<u8>)>;
+pub type Decoded = Result<Envelope, (DecodeError, Vec<u8>)>;
 
-/// What a record's data held: one event, or the events of a packed record or KPL aggregate with their
-/// sub-sequence numbers and own partition keys (`None`: the record's), and the shard a pack was meant for.
-enum Contents {
+/// What a record's data holds ([`record_events`]): one event, or the events of a packed record or KPL aggregate
+/// with their sub-sequence numbers and own partition keys (`None`: the record's), and the shard a pack was meant
+/// for (a reader on another shard leaves its events out: they were written again where they belong).
+#[derive(Debug)]
+pub enum Contents {
+    /// A record that is one event.
     One(Decoded),
+    /// A packed record's or KPL aggregate's events, and the shard a pack was meant for.
     Many(Vec<(u64, Option<String>, Decoded)>, Option<String>),
 }
 
@@ -391,6 +390,12 @@ fn decode_data(base64: &str) -> Contents {
             )))
         }
     };
+    record_events(bytes)
+}
+
+/// The events a record's data carries, decoded: a single event, a packed record's or a KPL aggregate's (the
+/// one decoding every reader of the stream shares: consumers, replay, redrive).
+pub fn record_events(bytes: Vec<u8>) -> Contents {
     if kpl::is_aggregate(&bytes) {
         return match kpl::deaggregate(&bytes) {
             Ok(users) => Contents::Many(
@@ -425,6 +430,44 @@ fn decode_data(base64: &str) -> Contents {
             pack.shard.map(str::to_owned),
         ),
         Some(Err(violations)) => Contents::One(Err((DecodeError::Invalid(violations), bytes))),
+    }
+}
+
+impl Contents {
+    /// The events as a reader of `shard` takes them: each with its sub-sequence number (`None` for a record that is
+    /// one event) and the key its order is kept by ([`BatchRecord::partition_key`]); none of a pack meant for
+    /// another shard. `partition_key` is the record's.
+    pub fn for_shard(
+        self,
+        partition_key: String,
+        shard: &str,
+    ) -> Vec<(Option<u64>, String, Decoded)> {
+        match self {
+            Contents::One(envelope) => {
+                let key = order_key(&envelope, partition_key);
+                vec![(None, key, envelope)]
+            }
+            Contents::Many(_, Some(meant)) if meant != shard => Vec::new(),
+            Contents::Many(events, _) => events
+                .into_iter()
+                .map(|(sub, key, envelope)| {
+                    (
+                        Some(sub),
+                        key.unwrap_or_else(|| partition_key.clone()),
+                        envelope,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The key a single-event record's order is kept by: its event's subject (a writer may send an event under
+/// another key of the same shard: ingest's packer does, for an event too large to pack), else the record's key.
+fn order_key(envelope: &Decoded, partition_key: String) -> String {
+    match envelope {
+        Ok(e) if e.subject() != partition_key => e.subject().to_owned(),
+        _ => partition_key,
     }
 }
 
