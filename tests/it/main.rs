@@ -18,6 +18,7 @@ mod mail;
 mod moto;
 mod ordering;
 mod outage;
+mod packing;
 mod payments;
 mod pipeline;
 mod redrive;

@@ -16,7 +16,8 @@ use tubes_tests::KinesisLocal;
 const HTTP_V2: &str = include_str!("../fixtures/apigw-http-v2-request.json");
 
 /// A real HTTP API (v2) event for `POST /events`.
-fn post(content_type: &str, body: &str) -> Request {
+/// A `POST /events` of `body` through the HTTP API (v2) fixture.
+pub(crate) fn post(content_type: &str, body: &str) -> Request {
     let mut v: Value = serde_json::from_str(HTTP_V2).unwrap();
     v["requestContext"]["http"]["method"] = json!("POST");
     v["requestContext"]["http"]["path"] = json!("/events");
