@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq query replay logs trace lint bench bench-local bench-event-store bench-consumer soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq query replay logs trace lint bench bench-cold-start bench-local bench-event-store bench-consumer soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -65,6 +65,12 @@ lint: ## rustfmt and clippy, as CI runs them.
 
 bench: ## The hot paths, each as a ratio to its baseline (ARGS=NAME runs those whose name contains it).
 	cargo bench -p tubes-bench --bench hot_paths -- $(ARGS)
+
+COLD_START_FUNCTIONS = -p tubes-ingest -p tubes-consumer-payments -p tubes-consumer-signups -p tubes-consumer-unsubscribes \
+	-p tubes-consumer-notifications -p tubes-archive -p tubes-consumer-projections -p tubes-query
+bench-cold-start: ## Each function's cold start (spawn → first GET /next) against a hello-world lambda_runtime binary; fails over +5 ms (ARGS: --runs N, names).
+	cargo build -q --profile bench --bins $(COLD_START_FUNCTIONS) -p tubes-bench
+	$(or $(CARGO_TARGET_DIR),target)/release/cold_start $(ARGS)
 
 bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer latency, sustained events/s (60 s), query latency.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example local_stack_figures -- $(or $(DURATION),60)

@@ -104,6 +104,10 @@ pub enum IngestError {
         /// Every event of the request, with the id it got: any may have been written.
         events: Vec<Unacknowledged>,
     },
+    /// No sources configuration could be read yet (at cold start the secret is read in the background): the
+    /// request can be neither authenticated nor refused on its merits; nothing was written.
+    #[error("the sources configuration is not available")]
+    SourcesUnavailable,
     /// A bug or an impossible state; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -195,7 +199,9 @@ impl IngestError {
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
             IngestError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Unavailable { .. } | IngestError::SourcesUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -219,6 +225,7 @@ impl IngestError {
             IngestError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             IngestError::Throttled { .. } => "throttled",
             IngestError::Unavailable { .. } => "stream_unavailable",
+            IngestError::SourcesUnavailable => "sources_unavailable",
             IngestError::Internal(_) => "internal_error",
         }
     }
@@ -273,6 +280,12 @@ impl IngestError {
                 Some("/headers/idempotency-key".to_owned()),
                 Vec::new(),
             ),
+            IngestError::SourcesUnavailable => (
+                "the sources configuration could not be read; nothing was written: resend after Retry-After"
+                    .into(),
+                None,
+                Vec::new(),
+            ),
             IngestError::Internal(_) => ("internal error".into(), None, Vec::new()),
             IngestError::Auth(e) => (e.to_string(), e.field().map(str::to_owned), Vec::new()),
             IngestError::EventTooLarge { index: Some(i), .. } => {
@@ -310,7 +323,9 @@ impl IngestError {
         );
         if matches!(
             self,
-            IngestError::Throttled { .. } | IngestError::Unavailable { .. }
+            IngestError::Throttled { .. }
+                | IngestError::Unavailable { .. }
+                | IngestError::SourcesUnavailable
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
@@ -352,6 +367,7 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             | IngestError::InvalidIdempotencyKey(_)
             | IngestError::Throttled { .. }
             | IngestError::Unavailable { .. }
+            | IngestError::SourcesUnavailable
             | IngestError::Internal(_) => {}
         }
         match a {
@@ -469,6 +485,7 @@ pub fn codes() -> Vec<(StatusCode, &'static str)> {
             detail: String::new(),
             events: Vec::new(),
         },
+        IngestError::SourcesUnavailable,
         IngestError::Internal(String::new()),
     ]
     .into_iter()

@@ -194,7 +194,8 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
             now: now.unix_timestamp(),
         };
         let default_source = self.default_source.as_deref();
-        let mut registry = self.sources.current().await;
+        let unavailable = |_| IngestError::SourcesUnavailable;
+        let mut registry = self.sources.current().await.map_err(unavailable)?;
         if let Err(AuthError::UnknownKey) = request_auth.authenticate(&registry, default_source) {
             // A key minted since the sources were read: read them again (at most every few seconds).
             registry = self.sources.refreshed().await.map_err(unavailable)?;

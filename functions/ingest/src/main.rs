@@ -1,4 +1,5 @@
-//! The ingest Lambda's entry point: configuration, sources and clients once, then the handler per request.
+//! The ingest Lambda's entry point: configuration and clients once, the sources read in the background, then the
+//! handler per request.
 
 use lambda_http::{run, service_fn, Error, Request};
 use tubes_ingest::sources::AnySourcesFetch;
@@ -12,15 +13,17 @@ const METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tubes_platform::telemetry::logs::init();
-    // The default chain honours AWS_ENDPOINT_URL_KINESIS / _SECRETS_MANAGER, which point at local emulators.
-    let aws = aws_config::load_from_env().await;
     let config = Config::from_env()?;
-    let sources = Sources::load(
+    // Once per process, with the one HTTPS client. The default chain honours AWS_ENDPOINT_URL_KINESIS /
+    // _SECRETS_MANAGER, which point at local emulators.
+    let aws = tubes_platform::aws::config::loader().load().await;
+    // Read while the runtime asks for the first request, which waits for it: the secret store's round trip is
+    // not part of the cold start. Until it is read, requests are answered 503 (sources_unavailable).
+    let sources = Sources::in_background(
         AnySourcesFetch::new(&config.sources, &aws),
         config.allow_open_sources,
         config.sources_max_age,
-    )
-    .await?;
+    );
     // One retry policy, ingest's own (write.rs): failed entries only, with jitter, under the request's deadline.
     let kinesis = aws_sdk_kinesis::config::Builder::from(&aws)
         .retry_config(aws_config::retry::RetryConfig::disabled())

@@ -11,7 +11,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use tubes_ingest::config::ConfigError;
 use tubes_ingest::credentials::api_key::{mint, SECRET_BYTES};
-use tubes_ingest::sources::MIN_REFRESH_GAP;
+use tubes_ingest::sources::{MIN_REFRESH_GAP, RETRY_GAP_UNREAD};
 use tubes_ingest::{Config, Ingest, Sources, SourcesFetch};
 use tubes_platform::publish::MemoryPublisher;
 
@@ -446,4 +446,56 @@ async fn keys_rotate_without_a_cold_start() {
         status(ingest.handle(send(&keys.shop_k2)).await),
         StatusCode::ACCEPTED
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sources_read_in_the_background_serve_the_first_request_and_until_then_nothing_is_open() {
+    // Given a secret that cannot be read yet (empty: not a sources object), read in the background at cold start.
+    let (keys, json) = keys();
+    let secret = Rotating::default();
+    let sources = Sources::in_background(secret.clone(), false, Duration::from_secs(60));
+    let p = MemoryPublisher::default();
+    let ingest = Ingest::new(&p, &Config::new("events"), sources);
+    let send = || {
+        post(
+            "/events",
+            Some(&keys.shop_k1),
+            &event("user.signed_up", "/shop/web"),
+        )
+    };
+
+    // When a request comes before any configuration could be read, then it is a 503 with the error body, its
+    // Retry-After, and nothing written: never accepted, never taken as an open source.
+    let early = ingest.handle(send()).await;
+    assert_eq!(early.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_json(&early)["error"]["code"], "sources_unavailable");
+    assert!(early.headers().contains_key("retry-after"));
+    let anonymous = post("/events", None, &event("user.signed_up", "/shop/web"));
+    assert_eq!(
+        ingest.handle(anonymous).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(p.written().is_empty());
+
+    // When the secret becomes readable, then the next request after the short gap reads it and is accepted.
+    *secret.0.lock().unwrap() = json;
+    tokio::time::advance(RETRY_GAP_UNREAD).await;
+    assert_eq!(ingest.handle(send()).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(p.written().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_request_waits_for_the_read_started_at_cold_start() {
+    let (keys, json) = keys();
+    let secret = Rotating::default();
+    *secret.0.lock().unwrap() = json;
+    let sources = Sources::in_background(secret, false, Duration::from_secs(60));
+    let p = MemoryPublisher::default();
+    let ingest = Ingest::new(&p, &Config::new("events"), sources);
+    let request = post(
+        "/events",
+        Some(&keys.shop_k1),
+        &event("user.signed_up", "/shop/web"),
+    );
+    assert_eq!(ingest.handle(request).await.status(), StatusCode::ACCEPTED);
 }

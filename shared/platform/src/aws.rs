@@ -1,9 +1,11 @@
 //! One way to describe a failed AWS call, for every adapter and tool: the operation and the error's whole chain
 //! ([`describe`]), or, for services whose messages may quote personal data, the error code, HTTP status and
 //! request id only ([`describe_code`]); and one way to read a DynamoDB item's attributes ([`item_text`],
-//! [`item_number`]).
+//! [`item_number`]); and the configuration every process loads once ([`config`]).
 
 use std::collections::HashMap;
+
+pub mod config;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};

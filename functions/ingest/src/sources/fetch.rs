@@ -4,12 +4,18 @@
 //! minted a moment ago), at most once per [`MIN_REFRESH_GAP`] so that a flood of bad keys cannot flood the
 //! secret store. A refresh that fails, or reads a configuration that does not parse, keeps the current one (and
 //! says so in the logs): a bad edit of the secret never takes ingest down.
+//!
+//! The first read need not hold up the cold start ([`Sources::in_background`]): it runs while the runtime asks
+//! for the first request, and that request waits for it. Until a configuration has been read, a request gets
+//! [`SourcesUnavailable`] (ingest answers `503`, never `202` and never as an open source), and the read is tried
+//! again, at most once per [`RETRY_GAP_UNREAD`].
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Registry;
@@ -17,6 +23,16 @@ use crate::config::{ConfigError, SourcesLocation};
 
 /// The shortest time between two refreshes triggered by unknown API keys.
 pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(10);
+
+/// The shortest time between two attempts to read the configuration while none has been read yet: short, since
+/// every request answers `503` meanwhile, but not per request, so that a broken secret is not read per request.
+pub const RETRY_GAP_UNREAD: Duration = Duration::from_secs(1);
+
+/// No sources configuration has been read yet (the secret could not be read, or does not parse): a request can
+/// be neither authenticated nor refused on its merits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the sources configuration could not be read")]
+pub struct SourcesUnavailable;
 
 /// Reads the sources JSON.
 pub trait SourcesFetch: Send + Sync {
@@ -80,8 +96,8 @@ impl Sources<FixedSources> {
             allow_open,
             // Nothing to re-read: a fixed configuration only re-parses what it already has.
             max_age: Duration::MAX,
-            current: RwLock::new(Arc::new(registry)),
-            read_at: Mutex::new(Instant::now()),
+            current: RwLock::new(Some(Arc::new(registry))),
+            read: Mutex::new(Reads::done()),
         })
     }
 }
@@ -123,9 +139,28 @@ pub struct Sources<F> {
     fetch: F,
     allow_open: bool,
     max_age: Duration,
-    current: RwLock<Arc<Registry>>,
-    /// When the current registry was read; held while a refresh runs, so that concurrent requests wait for one.
-    read_at: Mutex<Instant>,
+    /// The configuration in force; `None` until one has been read.
+    current: RwLock<Option<Arc<Registry>>>,
+    /// Held while a read runs, so that concurrent requests wait for that one.
+    read: Mutex<Reads>,
+}
+
+/// When the configuration was last read, and the first read if it runs in the background.
+#[derive(Debug)]
+struct Reads {
+    /// The last attempt, whatever its outcome; `None`: never tried.
+    at: Option<Instant>,
+    /// The first read, started at cold start; the first request that needs the sources takes it.
+    first: Option<JoinHandle<Result<String, ConfigError>>>,
+}
+
+impl Reads {
+    fn done() -> Self {
+        Self {
+            at: Some(Instant::now()),
+            first: None,
+        }
+    }
 }
 
 impl<F: SourcesFetch> Sources<F> {
@@ -136,60 +171,106 @@ impl<F: SourcesFetch> Sources<F> {
             fetch,
             allow_open,
             max_age,
-            current: RwLock::new(Arc::new(registry)),
-            read_at: Mutex::new(Instant::now()),
+            current: RwLock::new(Some(Arc::new(registry))),
+            read: Mutex::new(Reads::done()),
         })
     }
 
+    /// Starts reading the configuration on the Tokio runtime and returns at once: the cold start does not wait
+    /// for the secret store (a TLS handshake and a round trip). The first request waits for that read; a read
+    /// that fails leaves requests answering [`SourcesUnavailable`] until one succeeds (see the module docs).
+    pub fn in_background(fetch: F, allow_open: bool, max_age: Duration) -> Self
+    where
+        F: Clone + 'static,
+    {
+        let first = fetch.clone();
+        Self {
+            fetch,
+            allow_open,
+            max_age,
+            current: RwLock::new(None),
+            read: Mutex::new(Reads {
+                at: None,
+                first: Some(tokio::spawn(async move { first.fetch().await })),
+            }),
+        }
+    }
+
     /// The sources, re-read first if they are older than their maximum age.
-    pub async fn current(&self) -> Arc<Registry> {
+    pub async fn current(&self) -> Result<Arc<Registry>, SourcesUnavailable> {
         self.refresh_if_older_than(self.max_age).await
     }
 
     /// The sources, re-read first unless they were read within [`MIN_REFRESH_GAP`]: for a credential the current
     /// ones do not know.
-    pub async fn refreshed(&self) -> Arc<Registry> {
+    pub async fn refreshed(&self) -> Result<Arc<Registry>, SourcesUnavailable> {
         self.refresh_if_older_than(MIN_REFRESH_GAP).await
     }
 
-    fn snapshot(&self) -> Arc<Registry> {
-        Arc::clone(
-            &self
-                .current
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+    fn snapshot(&self) -> Option<Arc<Registry>> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
-    async fn refresh_if_older_than(&self, age: Duration) -> Arc<Registry> {
-        if self.read_at.lock().await.elapsed() < age {
-            return self.snapshot();
+    async fn refresh_if_older_than(
+        &self,
+        age: Duration,
+    ) -> Result<Arc<Registry>, SourcesUnavailable> {
+        let mut read = self.read.lock().await;
+        if let Some(first) = read.first.take() {
+            // The read started at cold start: this request waits for it instead of starting another.
+            let fetched = first.await.unwrap_or_else(|e| {
+                Err(ConfigError::Invalid {
+                    name: "sources",
+                    reason: format!("the first read did not finish: {e}"),
+                })
+            });
+            read.at = Some(Instant::now());
+            return self.install(fetched);
         }
-        let mut read_at = self.read_at.lock().await;
-        // Another request may have refreshed while this one waited for the lock.
-        if read_at.elapsed() < age {
-            return self.snapshot();
+        let current = self.snapshot();
+        let gap = if current.is_some() {
+            age
+        } else {
+            RETRY_GAP_UNREAD
+        };
+        if read.at.is_some_and(|at| at.elapsed() < gap) {
+            return current.ok_or(SourcesUnavailable);
         }
         // Whatever happens, the next attempt waits a full period: a broken secret is not fetched per request.
-        *read_at = Instant::now();
-        let parsed = match self.fetch.fetch().await {
-            Ok(json) => Registry::parse(&json, self.allow_open),
-            Err(e) => Err(e),
-        };
-        match parsed {
+        read.at = Some(Instant::now());
+        let fetched = self.fetch.fetch().await;
+        self.install(fetched)
+    }
+
+    /// Puts what a read returned in force if it parses; else keeps the configuration in force, if any.
+    fn install(
+        &self,
+        fetched: Result<String, ConfigError>,
+    ) -> Result<Arc<Registry>, SourcesUnavailable> {
+        match fetched.and_then(|json| Registry::parse(&json, self.allow_open)) {
             Ok(registry) => {
                 let registry = Arc::new(registry);
                 *self
                     .current
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&registry);
-                tracing::debug!(sources = registry.len(), "sources re-read");
-                registry
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Arc::clone(&registry));
+                tracing::debug!(sources = registry.len(), "sources read");
+                Ok(registry)
             }
-            Err(err) => {
-                tracing::error!(error = %err, "sources not re-read; the previous configuration stays in force");
-                self.snapshot()
-            }
+            Err(err) => match self.snapshot() {
+                Some(previous) => {
+                    tracing::error!(error = %err, "sources not re-read; the previous configuration stays in force");
+                    Ok(previous)
+                }
+                None => {
+                    tracing::error!(error = %err, "sources not read; requests are answered 503 until they are");
+                    Err(SourcesUnavailable)
+                }
+            },
         }
     }
 }

@@ -37,7 +37,8 @@ use crate::credentials::{iam, is_name};
 pub mod fetch;
 
 pub use fetch::{
-    AnySourcesFetch, FixedSources, SecretsManagerSources, Sources, SourcesFetch, MIN_REFRESH_GAP,
+    AnySourcesFetch, FixedSources, SecretsManagerSources, Sources, SourcesFetch,
+    SourcesUnavailable, MIN_REFRESH_GAP, RETRY_GAP_UNREAD,
 };
 
 /// Every configured source, by name.

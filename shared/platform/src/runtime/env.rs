@@ -88,10 +88,11 @@ pub fn dead_letter_queue_variable(consumer: &str) -> String {
 
 impl Env {
     /// The cold start: logging on, the process environment, the AWS configuration loaded once (its default chain
-    /// honours `AWS_ENDPOINT_URL_*`, which the local stack points at its emulators), with [`sdk_timeouts`].
+    /// honours `AWS_ENDPOINT_URL_*`, which the local stack points at its emulators), with [`sdk_timeouts`] and the
+    /// one HTTPS client every client made from it shares ([`crate::aws::config`]).
     pub async fn load() -> Self {
         crate::telemetry::logs::init();
-        let aws = aws_config::from_env()
+        let aws = crate::aws::config::loader()
             .timeout_config(sdk_timeouts())
             .load()
             .await;
