@@ -7,6 +7,11 @@
 //! - **ingest request**: one `POST /events` through the whole handler (routing, content type, parse, validate,
 //!   encode, publish to a publisher that acknowledges at once, 202 body) against the baseline of parsing the same
 //!   body into a `serde_json::Value`.
+//! - **ingest invocation**: the whole invocation as the runtime runs it (the HTTP API v2 event's bytes →
+//!   `lambda_http`'s request → the handler → the response serialised for the runtime) against the bare
+//!   `serde_json` parse of the same bytes into `ApiGatewayV2httpRequest`. The event is written in the order AWS
+//!   sends its keys ([`HTTP_API_EVENT`]), not through `json!` (which sorts them and makes parsing faster than on
+//!   real payloads).
 //! - **consumer batch with idempotency**: the same batch with every record claimed and completed in an in-memory
 //!   store (payload hash, key, claim, completion), against the harness without idempotency: the harness's own
 //!   cost of exactly-once bookkeeping, without the DynamoDB round trips (measured on the emulator in tests).
@@ -157,6 +162,21 @@ fn kinesis_event_bytes(n: usize) -> Vec<u8> {
     // Through a `Value`, as the bench has always built it (keys sorted, not in AWS's order; issue #15).
     let event = serde_json::to_value(kinesis_event(&source, &records)).expect("serialisable");
     serde_json::to_vec(&event).expect("serialisable")
+}
+
+/// An HTTP API (payload format 2.0) event for `POST /events`, keys in the order API Gateway sends them; `{body}`
+/// is the body as a JSON string.
+const HTTP_API_EVENT: &str = r#"{"version":"2.0","routeKey":"POST /events","rawPath":"/events","rawQueryString":"","headers":{"accept":"*/*","content-length":"{length}","content-type":"application/cloudevents+json","host":"abc123.execute-api.us-east-1.amazonaws.com","user-agent":"curl/8.5.0","x-amzn-trace-id":"Root=1-6756f2a1-0a1b2c3d4e5f60718293a4b5","x-forwarded-for":"203.0.113.7","x-forwarded-port":"443","x-forwarded-proto":"https"},"requestContext":{"accountId":"123456789012","apiId":"abc123","domainName":"abc123.execute-api.us-east-1.amazonaws.com","domainPrefix":"abc123","http":{"method":"POST","path":"/events","protocol":"HTTP/1.1","sourceIp":"203.0.113.7","userAgent":"curl/8.5.0"},"requestId":"CqPnhjbvoAMEVdQ=","routeKey":"POST /events","stage":"$default","time":"04/Dec/2026:10:00:00 +0000","timeEpoch":1796378400000},"body":{body},"isBase64Encoded":false}"#;
+
+/// A `payment.received` event, members in the order a producer writes them.
+const PAYMENT: &str = r#"{"specversion":"1.0","id":"evt_00000001","source":"/shop/checkout","type":"payment.received","subject":"acc_1","time":"2026-11-22T10:00:00Z","datacontenttype":"application/json","data":{"payment_id":"pay_1","account_id":"acc_1","amount":1251,"currency":"EUR","payer_email":"ada@example.com"}}"#;
+
+/// [`HTTP_API_EVENT`] carrying `body`.
+fn http_api_event(body: &str) -> Vec<u8> {
+    HTTP_API_EVENT
+        .replace("{length}", &body.len().to_string())
+        .replace("{body}", &serde_json::to_string(body).expect("a string"))
+        .into_bytes()
 }
 
 fn request(body: &str) -> Request {
@@ -310,6 +330,48 @@ fn main() {
         report(
             "ingest request (1 event, POST → 202)",
             "build request + parse to Value",
+            &c,
+        );
+    }
+
+    if selected("ingest") || selected("invocation") {
+        use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+        use lambda_http::request::LambdaRequest;
+        use lambda_http::{Context, LambdaEvent, Service};
+
+        let event = http_api_event(PAYMENT);
+        let ingest = Ingest::new(AckPublisher, &bench_config(), sources().0);
+        // What `lambda_http::run` does with each event the runtime hands over.
+        let mut adapter = lambda_http::Adapter::from(lambda_http::service_fn(|req: Request| {
+            let ingest = &ingest;
+            async move { Ok::<_, Infallible>(ingest.handle(req).await) }
+        }));
+        let mut invoke = || {
+            let payload: LambdaRequest = serde_json::from_slice(&event).expect("an HTTP API event");
+            let response = rt
+                .block_on(adapter.call(LambdaEvent::new(payload, Context::default())))
+                .expect("infallible");
+            serde_json::to_vec(&response).expect("serialisable")
+        };
+        let answer: serde_json::Value = serde_json::from_slice(&invoke()).expect("JSON");
+        assert_eq!(
+            answer["statusCode"], 202,
+            "the candidate accepts the event: {answer}"
+        );
+        let c = compare(
+            15,
+            2_000,
+            || {
+                serde_json::from_slice::<ApiGatewayV2httpRequest>(&event)
+                    .expect("an HTTP API event")
+                    .body
+                    .map(|b| b.len())
+            },
+            invoke,
+        );
+        report(
+            "ingest invocation (HTTP API v2 event → 202)",
+            "ApiGatewayV2httpRequest parse",
             &c,
         );
     }
