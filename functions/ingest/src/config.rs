@@ -15,9 +15,10 @@ pub const SOURCES_SECRET_VAR: &str = "SOURCES_SECRET_ID";
 /// The variable holding the sources JSON itself (wins over the secret: a developer's local override).
 pub const SOURCES_VAR: &str = "TUBES_SOURCES";
 
-/// The largest packed record ingest writes by default ([`crate::pack`]): eight times Kinesis's 1 KiB billing unit,
-/// about forty 200-byte events, small enough that a retried pack costs its consumers little.
-pub const DEFAULT_PACK_MAX_BYTES: usize = 8 * 1024;
+/// The most bytes of events ingest packs into one record by default ([`crate::pack`]), before deflating: with
+/// [`crate::pack::MAX_PACK_EVENTS`] it makes records of up to 100 events, a few KiB once deflated, so a retried
+/// pack costs its consumers little.
+pub const DEFAULT_PACK_MAX_BYTES: usize = 64 * 1024;
 
 /// How long ingest keeps retrying unacknowledged records by default, in milliseconds.
 pub const DEFAULT_WRITE_DEADLINE_MS: u64 = 5_000;
@@ -39,8 +40,8 @@ pub struct Config {
     pub max_batch_events: usize,
     /// `WRITE_DEADLINE_MS`: how long unacknowledged records are retried before the request answers.
     pub write_deadline_ms: u64,
-    /// `PACK_MAX_BYTES`: the largest record the events of one shard are packed into (default 8 KiB); `0` writes
-    /// every event as a record of its own.
+    /// `PACK_MAX_BYTES`: the most bytes of events packed into one record, before deflating (default 64 KiB); `0`
+    /// writes every event as a record of its own.
     pub pack_max_bytes: usize,
     /// Where the sources are: `TUBES_SOURCES` (the JSON itself) or `SOURCES_SECRET_ID` (a secret). Neither: no
     /// source, every request is refused.

@@ -276,7 +276,6 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         respond::respond(kind, &envelopes, &outcomes)
     }
 
-    /// Parses and validates every event of a batch; any invalid event rejects the whole batch.
     /// Writes a request's records (one per event, in request order): packed per shard when packing is on and
     /// the publisher can list the stream's shards, else one record per event. One outcome per event, and how many
     /// entries were resent. A pack that lands on another shard than the map said is not that event's outcome:
@@ -385,6 +384,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         }
     }
 
+    /// Parses and validates every event of a batch; any invalid event rejects the whole batch.
     fn parse_batch(
         &self,
         text: &str,

@@ -3,12 +3,13 @@
 //! record pay for bytes they do not use and hit the record cap long before the 1 MiB/s one.
 //!
 //! **Why per shard, and how order survives.** Events of one partition key must reach consumers in order. Ingest
-//! groups a request's events by the shard the stream's map says their key goes to, keeps each group in request
-//! order, and cuts it into packs of at most `max_bytes` ([`tubes_contract::codec::pack`]). Every pack of a group
-//! carries the same partition key (the group's first event's), so Kinesis puts them all on that shard, and
-//! [`crate::write`] writes them in rounds by partition key: a group's second pack goes only once its first is
-//! acknowledged. Packing per key instead would be simpler but would pack almost nothing: a batch usually spans
-//! many subjects.
+//! groups a request's events by the shard the stream's map says their key goes to and fills packs of at most
+//! `max_bytes` ([`tubes_contract::codec::pack`]) with whole keys: all of a key's events, in request order, go in
+//! one pack, so packs of one shard share no key and go out together in one `PutRecords` call. Each pack's partition
+//! key is its first event's, which Kinesis routes to that shard. Only a key whose events alone overflow a pack
+//! takes several, each led by that key: they share its partition key, and [`crate::write`] writes records of one
+//! partition key in rounds (the second only once the first is acknowledged). Packing per key alone would be
+//! simpler but would pack almost nothing: a batch usually spans many subjects.
 //!
 //! **Resharding.** A split or a merge makes the map stale: a pack may then land on a shard other than the one it
 //! names. `PutRecords` answers each record's shard, so ingest sees it, reads the map again and writes those
@@ -68,7 +69,7 @@ pub fn pack(events: &[(EventType, &Record)], map: &ShardMap, max_bytes: usize) -
     out
 }
 
-/// Cuts one shard's events into packs under the group's partition key.
+/// Fills packs with one shard's events, whole keys at a time (see the module docs).
 fn pack_group(
     events: &[(EventType, &Record)],
     shard: &str,
@@ -76,64 +77,96 @@ fn pack_group(
     max_bytes: usize,
     out: &mut Vec<Packed>,
 ) {
-    let lane = events[members[0]].1.partition_key.as_str();
-    // The pack's size as it grows (`codec::packed_size`, kept up to date instead of recomputed per event).
-    let alone = |ty: EventType, record: &Record| {
-        codec::packed_size(&[record], &[ty], shard) - record.partition_key.len() + lane.len()
-    };
-    let (mut current, mut types, mut size): (Vec<usize>, Vec<EventType>, usize) =
-        (Vec::new(), Vec::new(), 0);
-    let flush = |current: &mut Vec<usize>, types: &mut Vec<EventType>, out: &mut Vec<Packed>| {
-        if current.is_empty() {
-            return;
+    // The shard's keys in order of their first event, each with its events in request order.
+    let mut keys: Vec<(&str, Vec<usize>)> = Vec::new();
+    for &i in members {
+        let key = events[i].1.partition_key.as_str();
+        match keys.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, of_key)) => of_key.push(i),
+            None => keys.push((key, vec![i])),
         }
-        let items: Vec<(EventType, &Record)> = current.iter().map(|&i| events[i]).collect();
+    }
+    let mut pack = Pack::default();
+    for (_, of_key) in keys {
+        // A key that does not fit in what is left starts a pack of its own: a key split over packs leads each.
+        let whole: usize = of_key.iter().map(|&i| events[i].1.data.len() + 1).sum();
+        if !pack.is_empty()
+            && (pack.size + whole + 24 > max_bytes
+                || pack.members.len() + of_key.len() > MAX_PACK_EVENTS)
+        {
+            pack.flush(events, shard, out);
+        }
+        for i in of_key {
+            let (ty, record) = events[i];
+            if !pack.is_empty() && !pack.fits(ty, record, max_bytes) {
+                pack.flush(events, shard, out);
+            }
+            if pack.is_empty() {
+                pack.size = codec::packed_size(&[record], &[ty], shard);
+                if pack.size > MAX_RECORD_BYTES {
+                    // Too large to wrap (an event near Kinesis's own limit): it goes plain, under its key, after
+                    // its key's earlier records (rounds by partition key).
+                    out.push(Packed {
+                        record: record.clone(),
+                        members: vec![i],
+                        shard: None,
+                    });
+                    continue;
+                }
+            } else {
+                pack.size = pack.grown(ty, record);
+            }
+            pack.members.push(i);
+            if !pack.types.contains(&ty) {
+                pack.types.push(ty);
+            }
+        }
+    }
+    pack.flush(events, shard, out);
+}
+
+/// A pack being filled.
+#[derive(Default)]
+struct Pack {
+    members: Vec<usize>,
+    types: Vec<EventType>,
+    /// `codec::packed_size` of the members, kept up to date instead of recomputed per event.
+    size: usize,
+}
+
+impl Pack {
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The size with `record` (of type `ty`) added.
+    fn grown(&self, ty: EventType, record: &Record) -> usize {
+        let new_type = if self.types.contains(&ty) {
+            0
+        } else {
+            ty.as_str().len() + 3
+        };
+        self.size + record.data.len() + 1 + new_type
+    }
+
+    fn fits(&self, ty: EventType, record: &Record, max_bytes: usize) -> bool {
+        self.grown(ty, record) <= max_bytes && self.members.len() < MAX_PACK_EVENTS
+    }
+
+    /// Writes out the pack, under its first event's key, and starts an empty one.
+    fn flush(&mut self, events: &[(EventType, &Record)], shard: &str, out: &mut Vec<Packed>) {
+        let Some(&first) = self.members.first() else {
+            return;
+        };
+        let items: Vec<(EventType, &Record)> = self.members.iter().map(|&i| events[i]).collect();
         out.push(Packed {
-            record: codec::pack(&items, shard, lane),
-            members: std::mem::take(current),
+            record: codec::pack(&items, shard, &events[first].1.partition_key),
+            members: std::mem::take(&mut self.members),
             shard: Some(shard.to_owned()),
         });
-        types.clear();
-    };
-    for &i in members {
-        let (ty, record) = events[i];
-        if !current.is_empty() {
-            let grown = size
-                + record.data.len()
-                + 1
-                + if types.contains(&ty) {
-                    0
-                } else {
-                    ty.as_str().len() + 3
-                };
-            if grown <= max_bytes && current.len() < MAX_PACK_EVENTS {
-                current.push(i);
-                if !types.contains(&ty) {
-                    types.push(ty);
-                }
-                size = grown;
-                continue;
-            }
-            flush(&mut current, &mut types, out);
-        }
-        size = alone(ty, record);
-        if size > MAX_RECORD_BYTES {
-            // Too large to wrap (an event near Kinesis's own limit): it goes plain, but under the lane's key, so
-            // that it cannot overtake an earlier pack of its subject (the lane's records go in rounds).
-            out.push(Packed {
-                record: Record {
-                    partition_key: lane.to_owned(),
-                    data: record.data.clone(),
-                },
-                members: vec![i],
-                shard: None,
-            });
-            continue;
-        }
-        current.push(i);
-        types.push(ty);
+        self.types.clear();
+        self.size = 0;
     }
-    flush(&mut current, &mut types, out);
 }
 
 #[cfg(test)]
@@ -196,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn events_of_one_shard_share_packs_in_request_order_under_one_key() {
+    fn a_shard_s_events_fill_packs_whole_keys_at_a_time() {
         let map = two_shards();
         let keys: Vec<String> = (0..40).map(|i| format!("acc_{i}")).collect();
         let records: Vec<Record> = keys.iter().map(|k| record(k, 150)).collect();
@@ -229,14 +262,20 @@ mod tests {
                 .filter(|p| p.shard.as_deref() == Some(shard))
                 .collect();
             assert!(of.len() > 1);
-            assert!(of
-                .windows(2)
-                .all(|w| w[0].record.partition_key == w[1].record.partition_key));
-            let order: Vec<usize> = of.iter().flat_map(|p| p.members.clone()).collect();
-            assert!(
-                order.windows(2).all(|w| w[0] < w[1]),
-                "request order across a shard's packs"
-            );
+            // Packs of a shard share no key: they go out together.
+            let mut keys_seen = std::collections::HashSet::new();
+            for p in &of {
+                let in_pack: std::collections::HashSet<&str> =
+                    p.members.iter().map(|&i| keys[i].as_str()).collect();
+                assert!(
+                    in_pack.iter().all(|k| keys_seen.insert(*k)),
+                    "a key in two packs"
+                );
+                assert_eq!(
+                    p.record.partition_key, keys[p.members[0]],
+                    "a pack goes under its first key"
+                );
+            }
         }
         // Fewer records than events: about 5 events of ~170 bytes per KiB.
         assert!(packed.len() <= 40 / 4, "{} records", packed.len());
@@ -281,22 +320,42 @@ mod tests {
     }
 
     #[test]
-    fn an_event_too_large_to_wrap_goes_plain_under_the_lane_s_key() {
+    fn a_key_s_events_stay_together_in_order_and_one_too_large_to_wrap_goes_plain() {
         let map = ShardMap::single("only");
-        let records = vec![
+        let records = [
             record("a", 10),
             record("b", MAX_RECORD_BYTES - 40),
             record("a", 10),
+            record("c", 3_000),
+            record("c", 3_000),
+            record("c", 3_000),
         ];
         let events: Vec<(EventType, &Record)> = records
             .iter()
             .map(|r| (EventType::UserSignedUp, r))
             .collect();
-        let packed = pack(&events, &map, 64 * 1024);
-        let members: Vec<Vec<usize>> = packed.iter().map(|p| p.members.clone()).collect();
-        assert_eq!(members, [vec![0], vec![1], vec![2]]);
-        assert!(packed.iter().all(|p| p.record.partition_key == "a"));
-        assert_eq!(packed[1].record.data, records[1].data);
+        let packed = pack(&events, &map, 8 * 1024);
+        let members: Vec<(Vec<usize>, &str, bool)> = packed
+            .iter()
+            .map(|p| {
+                (
+                    p.members.clone(),
+                    p.record.partition_key.as_str(),
+                    p.shard.is_some(),
+                )
+            })
+            .collect();
+        // a's two events in one pack; b plain under its own key; c, too big for one pack, leads both of its.
+        assert_eq!(
+            members,
+            [
+                (vec![0, 2], "a", true),
+                (vec![1], "b", false),
+                (vec![3, 4], "c", true),
+                (vec![5], "c", true)
+            ]
+        );
+        assert_eq!(packed[1].record, records[1]);
         assert!(packed
             .iter()
             .all(|p| p.record.billed_size() <= MAX_RECORD_BYTES));

@@ -308,6 +308,9 @@ fn the_events_of_one_packed_record_are_each_planned_in_their_order() {
         vec![packed(32, 2), packed(30, 0), packed(31, 1), packed(30, 0)],
         &Selection::default(),
     );
-    let ids: Vec<&str> = plan.lanes["acc_c"].iter().map(|i| i.envelope.id()).collect();
+    let ids: Vec<&str> = plan.lanes["acc_c"]
+        .iter()
+        .map(|i| i.envelope.id())
+        .collect();
     assert_eq!(ids, ["e30", "e31", "e32"]);
 }

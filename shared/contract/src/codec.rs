@@ -9,10 +9,13 @@
 //! fifth and pass five times as fast. A packed record is a JSON object that starts with [`PACK_PREFIX`], lists the
 //! distinct types it holds in `type` (an array: Lambda's filter patterns match an array when any element
 //! matches, so a mapping's `data.type` filter still selects the records holding its types), and the events,
-//! each the envelope as a single record would carry it, in order:
+//! each the envelope as a single record would carry it, in order: as a JSON array (`events`), or, when that is
+//! smaller (it nearly always is: events of a batch repeat their member names, source and type), that array
+//! deflated and in base64 (`gz`), which keeps the record JSON for the filters:
 //!
 //! ```text
 //! {"pack":1,"shard":"shardId-000000000001","type":["payment.received","user.signed_up"],"events":[{…},{…}]}
+//! {"pack":1,"shard":"shardId-000000000001","type":["payment.received"],"gz":"7ZTNbtswEITvfQpC5…"}
 //! ```
 //!
 //! `shard` names the shard the writer meant the pack for: a consumer skips a pack that landed on another (see
@@ -85,8 +88,9 @@ pub fn is_packed(data: &[u8]) -> bool {
 /// members' names and the closing brace.
 const PACK_OVERHEAD: usize = PACK_PREFIX.len() + r#""shard":"","type":[],"events":[]}"#.len();
 
-/// The bytes [`pack`] makes of `records` of the types `types` (distinct, in any order) for `shard`, partition key
-/// included: for a packer deciding whether one more event fits.
+/// The most bytes [`pack`] makes of `records` of the types `types` (distinct, in any order) for `shard`, partition
+/// key included (the events as a plain array; deflated they take less): for a packer deciding whether one more
+/// event fits.
 pub fn packed_size(records: &[&Record], types: &[EventType], shard: &str) -> usize {
     let events =
         records.iter().map(|r| r.data.len()).sum::<usize>() + records.len().saturating_sub(1);
@@ -131,18 +135,69 @@ pub fn pack(records: &[(EventType, &Record)], shard: &str, partition_key: &str) 
         data.extend_from_slice(ty.as_str().as_bytes());
         data.push(b'"');
     }
-    data.extend_from_slice(b"],\"events\":[");
+    data.push(b']');
+    let mut events =
+        Vec::with_capacity(records.iter().map(|(_, r)| r.data.len() + 1).sum::<usize>() + 1);
+    events.push(b'[');
     for (i, (_, record)) in records.iter().enumerate() {
         if i > 0 {
-            data.push(b',');
+            events.push(b',');
         }
-        data.extend_from_slice(&record.data);
+        events.extend_from_slice(&record.data);
     }
-    data.extend_from_slice(b"]}");
+    events.push(b']');
+    match deflated(&events) {
+        Some(gz) if gz.len() + GZ_MEMBER.len() < events.len() + EVENTS_MEMBER.len() => {
+            data.extend_from_slice(GZ_MEMBER);
+            data.extend_from_slice(gz.as_bytes());
+            data.extend_from_slice(b"\"}");
+        }
+        _ => {
+            data.extend_from_slice(EVENTS_MEMBER);
+            data.extend_from_slice(&events);
+            data.push(b'}');
+        }
+    }
     Record {
         partition_key: partition_key.to_owned(),
         data,
     }
+}
+
+/// The member that holds a pack's events as a JSON array.
+const EVENTS_MEMBER: &[u8] = b",\"events\":";
+/// The member that holds them deflated, in base64 (the string's quotes included).
+const GZ_MEMBER: &[u8] = b",\"gz\":\"";
+
+/// The most bytes a pack's events inflate to: more than any pack a writer makes (a record is at most 1 MiB), so a
+/// hostile record cannot make a reader allocate without bound.
+const MAX_INFLATED_BYTES: u64 = 16 * 1024 * 1024;
+
+/// `bytes` deflated (raw deflate, fast), in base64.
+fn deflated(bytes: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut encoder = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(bytes.len() / 3),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(bytes).ok()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(encoder.finish().ok()?))
+}
+
+/// `base64` inflated, at most [`MAX_INFLATED_BYTES`].
+fn inflated(base64: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let deflated = base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .ok()?;
+    let mut out = Vec::with_capacity(deflated.len() * 4);
+    flate2::read::DeflateDecoder::new(deflated.as_slice())
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() as u64 <= MAX_INFLATED_BYTES).then_some(out)
 }
 
 /// A packed record, read: the shard it was meant for and its events, each as its own bytes (what [`decode`]
@@ -152,7 +207,7 @@ pub struct Unpacked<'a> {
     /// The shard the writer meant it for (`None`: any).
     pub shard: Option<&'a str>,
     /// The events' bytes.
-    pub events: Vec<&'a [u8]>,
+    pub events: Vec<Vec<u8>>,
 }
 
 /// A packed record's contents; `None` when `data` is not packed ([`is_packed`]), a violation when it claims to be
@@ -162,27 +217,37 @@ pub fn unpack(data: &[u8]) -> Option<Result<Unpacked<'_>, Violations>> {
     struct Pack<'a> {
         #[serde(borrow, default)]
         shard: Option<&'a str>,
-        #[serde(borrow)]
-        events: Vec<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        events: Option<Vec<&'a serde_json::value::RawValue>>,
+        #[serde(borrow, default)]
+        gz: Option<&'a str>,
     }
     if !is_packed(data) {
         return None;
     }
+    // serde's message may quote the data: not repeated (a violation never carries the offending value).
+    let malformed = |field: &str, message: &str| {
+        Violations::one(Violation::at(Code::MalformedJson, field, message))
+    };
+    let raw = |events: Vec<&serde_json::value::RawValue>| -> Vec<Vec<u8>> {
+        events
+            .into_iter()
+            .map(|e| e.get().as_bytes().to_vec())
+            .collect()
+    };
     Some(match serde_json::from_slice::<Pack<'_>>(data) {
-        Ok(pack) => Ok(Unpacked {
-            shard: pack.shard,
-            events: pack
-                .events
-                .into_iter()
-                .map(|e| e.get().as_bytes())
-                .collect(),
-        }),
-        // serde's message may quote the data: not repeated (a violation never carries the offending value).
-        Err(_) => Err(Violations::one(Violation::at(
-            Code::MalformedJson,
+        Ok(Pack { shard, events: Some(events), gz: None }) => Ok(Unpacked { shard, events: raw(events) }),
+        Ok(Pack { shard, events: None, gz: Some(gz) }) => match inflated(gz) {
+            None => Err(malformed("/gz", "a packed record's gz must be deflated JSON in base64")),
+            Some(bytes) => match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&bytes) {
+                Ok(events) => Ok(Unpacked { shard, events: raw(events) }),
+                Err(_) => Err(malformed("/gz", "a packed record's gz must inflate to a JSON array of events")),
+            },
+        },
+        _ => Err(malformed(
             "/events",
-            "a packed record must be a JSON object with an array of events",
-        ))),
+            "a packed record must be a JSON object with an array of events (events) or its deflated base64 (gz)",
+        )),
     })
 }
 
@@ -237,13 +302,17 @@ mod tests {
         assert!(is_packed(&packed.data) && !is_packed(&records[0].data));
         assert_eq!(packed.partition_key, "lane");
         let refs: Vec<&Record> = records.iter().collect();
-        assert_eq!(
-            packed_size(&refs, &[ty], "shardId-000000000003") - refs[0].partition_key.len()
-                + "lane".len(),
+        let plain = packed_size(&refs, &[ty], "shardId-000000000003") - refs[0].partition_key.len()
+            + "lane".len();
+        // Events that repeat their names and values deflate: the pack is much smaller than the plain array.
+        assert!(
+            packed.billed_size() * 2 < plain,
+            "{} of {plain}",
             packed.billed_size()
         );
-        // The type list is an array at the top level, where a `data.type` filter pattern looks.
         let v: serde_json::Value = serde_json::from_slice(&packed.data).unwrap();
+        assert!(v["gz"].is_string() && v.get("events").is_none());
+        // The type list is an array at the top level, where a `data.type` filter pattern looks.
         assert_eq!(v["type"], json!(["user.signed_up"]));
         let unpacked = unpack(&packed.data).unwrap().unwrap();
         assert_eq!(unpacked.shard, Some("shardId-000000000003"));
@@ -257,6 +326,56 @@ mod tests {
             .collect();
         assert_eq!(names, ["Ada", "Bob", "Cy"]);
         assert!(unpack(&records[0].data).is_none());
+    }
+
+    #[test]
+    fn what_does_not_deflate_stays_a_plain_array_and_its_size_is_exact() {
+        // One short event: the deflate header and base64 cost more than they save.
+        let record = Record {
+            partition_key: "k".into(),
+            data: br#"{"x":"q7Z"}"#.to_vec(),
+        };
+        let packed = pack(&[(EventType::UserSignedUp, &record)], "s", "k");
+        let v: serde_json::Value = serde_json::from_slice(&packed.data).unwrap();
+        assert_eq!(v["events"], serde_json::json!([{"x": "q7Z"}]));
+        assert_eq!(
+            packed_size(&[&record], &[EventType::UserSignedUp], "s"),
+            packed.billed_size()
+        );
+        assert_eq!(unpack(&packed.data).unwrap().unwrap().events, [record.data]);
+    }
+
+    #[test]
+    fn a_bad_or_oversized_gz_is_one_violation_at_gz() {
+        use std::io::Write as _;
+        // Not base64; base64 of no deflate stream; deflate of no JSON array; a deflate bomb past the reader's cap.
+        let bomb = {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(b"[").unwrap();
+            for _ in 0..(MAX_INFLATED_BYTES / (1 << 20) + 1) {
+                e.write_all(&[b' '; 1 << 20]).unwrap();
+            }
+            e.write_all(b"]").unwrap();
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                e.finish().unwrap(),
+            )
+        };
+        for gz in [
+            "%%%",
+            "AAAA",
+            deflated(b"{\"not\":\"an array\"}").unwrap().as_str(),
+            &bomb,
+        ] {
+            let data = format!("{{\"pack\":1,\"type\":[],\"gz\":\"{gz}\"}}");
+            let err = unpack(data.as_bytes()).unwrap().unwrap_err();
+            assert_eq!(
+                err.first().field.as_deref(),
+                Some("/gz"),
+                "{}",
+                &gz[..gz.len().min(8)]
+            );
+        }
     }
 
     #[test]
@@ -276,8 +395,8 @@ mod tests {
             .unwrap();
         assert_eq!(unpacked.shard, None);
         let events = unpacked.events;
-        assert_eq!(events, [&b"1"[..], b"{\"a\":2}"]);
-        assert!(decode(events[0]).is_err());
+        assert_eq!(events, [b"1".to_vec(), b"{\"a\":2}".to_vec()]);
+        assert!(decode(&events[0]).is_err());
     }
 
     #[test]

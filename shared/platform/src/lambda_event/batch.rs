@@ -268,6 +268,9 @@ pub type Decoded = Result<Envelope, (DecodeError, Vec<u8>)>;
 /// with their sub-sequence numbers and own partition keys (`None`: the record's), and the shard a pack was meant
 /// for (a reader on another shard leaves its events out: they were written again where they belong).
 #[derive(Debug)]
+// A one-event record is the common case: boxing it would allocate once more per record, to save bytes of a value
+// that lives for one record.
+#[allow(clippy::large_enum_variant)]
 pub enum Contents {
     /// A record that is one event.
     One(Decoded),
@@ -421,7 +424,7 @@ pub fn record_events(bytes: Vec<u8>) -> Contents {
                 .into_iter()
                 .zip(0u64..)
                 .map(|(event, sub)| {
-                    let decoded = decode_event(event);
+                    let decoded = decode_event(&event);
                     // Each event travels under its own subject (a pack may hold several keys of one shard).
                     let key = decoded.as_ref().ok().map(|e| e.subject().to_owned());
                     (sub, key, decoded)

@@ -71,7 +71,7 @@ impl MemoryPublisher {
             .written
             .iter()
             .flat_map(|r| match tubes_contract::codec::unpack(&r.data) {
-                Some(Ok(pack)) => pack.events.into_iter().map(<[u8]>::to_vec).collect(),
+                Some(Ok(pack)) => pack.events,
                 _ => vec![r.data.clone()],
             })
             .collect()
