@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq query replay logs trace lint bench bench-cold-start bench-local bench-event-store bench-consumer soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev test test-rust check-template dlq query replay logs trace lint bench bench-cold-start bench-local bench-event-store bench-consumer bench-packing cost soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -88,6 +88,12 @@ bench-event-store: bootstrap ## Event store and read side figures on moto and ki
 
 bench-consumer: bootstrap ## Consumer records/s per invocation with idempotency records in DynamoDB (moto) vs without.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q --release -p tubes-tests --example consumer_figures
+
+bench-packing: bootstrap ## Events a shard takes, packed and not: ingest writing 100-event batches to kinesis-local (REQUESTS, default 200).
+	cargo run -q --release -p tubes-tests --example packing_figures -- $(or $(REQUESTS),200)
+
+cost: ## Write docs/cost.md: $ per million events (single POSTs, batches, packed batches) from measured figures and docs/prices.json.
+	cargo run -q --release -p tubes-tests --example cost_model
 
 FUZZ_SECS ?= 60
 fuzz: ## Fuzz the ingest handler and the envelope parser (cargo fuzz on nightly; FUZZ_SECS per target).

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use tubes_contract::Envelope;
 use tubes_ingest::{Config, Ingest};
+use tubes_platform::lambda_event::record_events;
 use tubes_platform::KinesisPublisher;
 use tubes_tests::fault_proxy::{Fault, FaultProxy};
 use tubes_tests::KinesisLocal;
@@ -61,12 +61,19 @@ async fn setup(name: &str) -> Setup {
 }
 
 impl Setup {
+    /// Ingest writing a record per event (`PACK_MAX_BYTES=0`): these tests are about entries; packed writes have
+    /// their own below.
     fn ingest(&self, deadline_ms: u64) -> Ingest<KinesisPublisher> {
+        self.ingest_packing(deadline_ms, 0)
+    }
+
+    fn ingest_packing(&self, deadline_ms: u64, pack_max_bytes: usize) -> Ingest<KinesisPublisher> {
         let publisher = KinesisPublisher::new(self.proxy.client(), &self.stream);
         Ingest::new(
             publisher,
             &Config {
                 write_deadline_ms: deadline_ms,
+                pack_max_bytes,
                 ..tubes_tests::open_ingest_config(&self.stream)
             },
             tubes_tests::open_sources(),
@@ -79,8 +86,14 @@ impl Setup {
             .read_all(&self.stream, &self.arn)
             .await
             .into_iter()
-            .flat_map(|(_, records)| records)
-            .map(|r| Envelope::decode(&r.data).unwrap().id().to_owned())
+            .flat_map(|(source, records)| {
+                records.into_iter().flat_map(move |r| {
+                    record_events(r.data)
+                        .for_shard(r.partition_key, &source.shard_id)
+                        .into_iter()
+                        .map(|(_, _, e)| e.unwrap().id().to_owned())
+                })
+            })
             .collect()
     }
 }
@@ -118,6 +131,26 @@ async fn failed_entries_are_retried_alone_and_every_event_lands_once() {
     );
     let on_stream = s.on_stream().await;
     assert_eq!(sorted(on_stream), sorted(accepted));
+}
+
+#[tokio::test]
+async fn a_failed_pack_is_retried_alone_and_every_event_lands_once() {
+    let s = setup("faults-packed").await;
+    // Two shards, 40 events: a pack or more per shard; the first entry of the first call fails.
+    s.proxy.set(Fault::FailOnce(vec![0], "InternalFailure"));
+    let response = s
+        .ingest_packing(5_000, tubes_ingest::config::DEFAULT_PACK_MAX_BYTES)
+        .handle(batch(40))
+        .await;
+    assert_eq!(response.status(), 202, "{}", json_body(&response));
+    let accepted = ids(&json_body(&response)["accepted"]);
+    assert_eq!(accepted.len(), 40);
+    let calls = s.proxy.calls();
+    assert!(
+        calls[0] < 40 && calls[1] == 1,
+        "{calls:?}: packs, then the failed one alone"
+    );
+    assert_eq!(sorted(s.on_stream().await), sorted(accepted));
 }
 
 #[tokio::test]

@@ -13,9 +13,7 @@ use tubes_contract::codec;
 use tubes_ingest::Ingest;
 use tubes_platform::lambda_event::{kinesis_event, KinesisBatch};
 use tubes_platform::KinesisPublisher;
-use tubes_tests::{open_ingest_config, open_sources, KinesisLocal};
-
-use crate::pipeline::post as http_v2_post;
+use tubes_tests::{http_v2_post, open_ingest_config, open_sources, KinesisLocal};
 
 const STREAM: &str = "packing";
 

@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Response};
 use serde_json::{json, Value};
 use tubes_ingest::{Config, Ingest};
 use tubes_platform::dead_letters::LogDeadLetters;
@@ -11,21 +11,7 @@ use tubes_platform::lambda_event::kinesis_event;
 use tubes_platform::mail::MemoryMailer;
 use tubes_platform::users::MemoryDirectory;
 use tubes_platform::{Harness, KinesisBatch, KinesisPublisher};
-use tubes_tests::KinesisLocal;
-
-const HTTP_V2: &str = include_str!("../fixtures/apigw-http-v2-request.json");
-
-/// A real HTTP API (v2) event for `POST /events`.
-/// A `POST /events` of `body` through the HTTP API (v2) fixture.
-pub(crate) fn post(content_type: &str, body: &str) -> Request {
-    let mut v: Value = serde_json::from_str(HTTP_V2).unwrap();
-    v["requestContext"]["http"]["method"] = json!("POST");
-    v["requestContext"]["http"]["path"] = json!("/events");
-    v["rawPath"] = json!("/events");
-    v["headers"]["content-type"] = json!(content_type);
-    v["body"] = json!(body);
-    lambda_http::request::from_str(&v.to_string()).unwrap()
-}
+use tubes_tests::{http_v2_post, KinesisLocal};
 
 fn signed_up(user: &str) -> Value {
     json!({
@@ -64,7 +50,7 @@ async fn a_posted_signup_reaches_the_stream_and_the_signups_consumer() {
 
     // When a client POSTs a user.signed_up event
     let response = ingest
-        .handle(post(
+        .handle(http_v2_post(
             "application/cloudevents+json",
             &signed_up("usr_42").to_string(),
         ))
@@ -167,7 +153,7 @@ async fn bad_requests_write_nothing_to_the_stream() {
         ("application/json", oversized, StatusCode::PAYLOAD_TOO_LARGE),
     ];
     for (content_type, body, status) in cases {
-        let response = ingest.handle(post(content_type, &body)).await;
+        let response = ingest.handle(http_v2_post(content_type, &body)).await;
         assert_eq!(
             response.status(),
             status,
@@ -179,7 +165,7 @@ async fn bad_requests_write_nothing_to_the_stream() {
 
     // A valid sentinel afterwards is the only record in the stream.
     let response = ingest
-        .handle(post(
+        .handle(http_v2_post(
             "application/json",
             &signed_up("usr_sentinel").to_string(),
         ))
@@ -208,7 +194,7 @@ async fn one_aggregates_events_stay_on_one_shard_in_order() {
         let mut event = signed_up(user);
         event["id"] = json!(format!("evt-{i}"));
         let response = ingest
-            .handle(post("application/json", &event.to_string()))
+            .handle(http_v2_post("application/json", &event.to_string()))
             .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         sent.push((user.to_owned(), format!("evt-{i}")));

@@ -821,6 +821,31 @@ fn free_kinesis_port() -> u16 {
 pub const OPEN_SOURCES: &str =
     r#"{"demo": {"open": true, "event_types": ["*"], "ce_sources": ["*"]}}"#;
 
+/// The `i`-th payment of a workload of `ty` (`payment.received`) as a client sends it, about 200 bytes: values
+/// vary as real ones do (a payment id, an amount, a payer per account of 2,000), so that deflating a pack is not
+/// flattered by repetition; only names, the source and the type repeat.
+pub fn payment_sent(ty: &str, i: usize) -> serde_json::Value {
+    let mix = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let account = (i % 2_000) as u64;
+    serde_json::json!({"specversion": "1.0", "source": "/shop", "type": ty,
+        "data": {"payment_id": format!("pay_{mix:016x}"), "account_id": format!("acc_{account:05}"),
+                 "amount": 100 + mix % 99_900, "currency": "EUR",
+                 "payer_email": format!("payer.{:08x}@example.com", account * 2_654_435_761 % (1 << 32))}})
+}
+
+/// A `POST /events` of `body` (as `content_type`) through the HTTP API (v2): the real event fixture, as API
+/// Gateway hands it to ingest.
+pub fn http_v2_post(content_type: &str, body: &str) -> lambda_http::Request {
+    const HTTP_V2: &str = include_str!("../fixtures/apigw-http-v2-request.json");
+    let mut v: serde_json::Value = serde_json::from_str(HTTP_V2).expect("the fixture is JSON");
+    v["requestContext"]["http"]["method"] = serde_json::json!("POST");
+    v["requestContext"]["http"]["path"] = serde_json::json!("/events");
+    v["rawPath"] = serde_json::json!("/events");
+    v["headers"]["content-type"] = serde_json::json!(content_type);
+    v["body"] = serde_json::json!(body);
+    lambda_http::request::from_str(&v.to_string()).expect("the fixture is an HTTP API event")
+}
+
 /// Ingest's configuration for `stream` with [`OPEN_SOURCES`]'s `demo` as the default source.
 pub fn open_ingest_config(stream: &str) -> tubes_ingest::Config {
     tubes_ingest::Config {

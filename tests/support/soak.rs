@@ -606,43 +606,56 @@ async fn reconcile_read_models(
     }
 }
 
-/// The event store against the stream: every record the stream holds (ingest's and the consumers') is in the
+/// The event store against the stream: every event the stream holds (ingest's and the consumers', a packed
+/// record's each at its sub-sequence number, none of a pack that landed on another shard than it names) is in the
 /// archive, once. Waits for the archive to catch up until `deadline` (its batching window is seconds).
 async fn reconcile_archive(r: &mut Report, stack: &LocalStack, deadline: Instant) {
+    type Place = (String, String, Option<u64>);
     let stream = env_var(stack, "STREAM_NAME");
     let bucket = env_var(stack, "ARCHIVE_BUCKET");
-    let records: HashSet<(String, String)> =
+    let events: HashSet<Place> =
         crate::read_stream(&stack.kinesis(), &stream, "arn:aws:kinesis:local")
             .await
             .into_iter()
             .flat_map(|(source, records)| {
-                records
-                    .into_iter()
-                    .map(move |rec| (source.shard_id.clone(), rec.sequence_number.into_string()))
+                records.into_iter().flat_map(move |rec| {
+                    let (shard, seq) = (source.shard_id.clone(), rec.sequence_number.into_string());
+                    tubes_platform::lambda_event::record_events(rec.data)
+                        .for_shard(rec.partition_key, &shard)
+                        .into_iter()
+                        .map(move |(sub, _, _)| (shard.clone(), seq.clone(), sub))
+                })
             })
             .collect();
     let s3 = stack.s3();
+    let place = |(shard, seq, sub): &Place| match sub {
+        Some(sub) => format!("{shard}/{seq}.{sub}"),
+        None => format!("{shard}/{seq}"),
+    };
     loop {
         let lines = crate::archived(&s3, &bucket).await;
-        let mut seen: HashMap<(String, String), usize> = HashMap::new();
+        let mut seen: HashMap<Place, usize> = HashMap::new();
         for (_, line) in &lines {
             *seen
-                .entry((line.at.shard_id.clone(), line.at.sequence_number.clone()))
+                .entry((
+                    line.at.shard_id.clone(),
+                    line.at.sequence_number.clone(),
+                    line.at.sub_sequence_number,
+                ))
                 .or_default() += 1;
         }
-        let missing: Vec<&(String, String)> =
-            records.iter().filter(|k| !seen.contains_key(*k)).collect();
+        let missing: Vec<&Place> = events.iter().filter(|k| !seen.contains_key(*k)).collect();
         if missing.is_empty() || Instant::now() > deadline {
             r.archived = lines.len();
             r.lost.extend(
                 missing
                     .iter()
-                    .map(|(shard, seq)| format!("archive: record {shard}/{seq}")),
+                    .map(|p| format!("archive: event {}", place(p))),
             );
             r.doubled.extend(
                 seen.iter()
                     .filter(|(_, n)| **n > 1)
-                    .map(|((shard, seq), n)| format!("archive: record {shard}/{seq} {n} times")),
+                    .map(|(p, n)| format!("archive: event {} {n} times", place(p))),
             );
             return;
         }
@@ -904,7 +917,7 @@ impl std::fmt::Display for Report {
         writeln!(f, "  doubled         {}", self.doubled.len())?;
         writeln!(f, "  reordered       {}", self.reordered.len())?;
         writeln!(f, "  parked          {}", self.parked)?;
-        writeln!(f, "  archived        {} records", self.archived)?;
+        writeln!(f, "  archived        {} events", self.archived)?;
         writeln!(
             f,
             "  read models     {} accounts and memberships checked against the ledger and directory",
