@@ -41,6 +41,7 @@ COLUMNS = {
     "partition_key": "VARCHAR",
     "shard_id": "VARCHAR",
     "sequence_number": "VARCHAR",
+    "sub_sequence_number": "BIGINT",
     "arrival_time": "TIMESTAMP",
     "raw": "VARCHAR",
     "error": "VARCHAR",

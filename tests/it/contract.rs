@@ -379,7 +379,17 @@ fn the_spec_documents_every_error_code_of_ingest_and_no_other() {
         .iter()
         .flat_map(|s| from_code[s].clone())
         .collect();
-    assert_eq!(write_failures, retryable);
+    // Every retryable answer but one is a write's: `sources_unavailable` refuses the request before anything is
+    // written (ingest has not read its sources yet), so no event of a 207 carries it.
+    let before_writing: BTreeSet<String> = ["sources_unavailable".to_owned()].into();
+    assert_eq!(
+        write_failures,
+        retryable
+            .difference(&before_writing)
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    );
+    assert!(retryable.is_superset(&before_writing), "{retryable:?}");
 }
 
 /// POSTs `body` as JSON, with the API key `key` if given; the answer's status, content type and body.
