@@ -9,6 +9,7 @@
 //! failure reported at the shared sequence number redelivers the whole record (its events already handled are
 //! then skipped by the idempotency records).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -230,32 +231,32 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             arrival,
             contents,
         } = kinesis;
-        match contents {
-            Contents::One(envelope) => self.0.records.push(BatchRecord {
-                sequence_number,
-                sub_sequence_number: None,
-                partition_key: order_key(&envelope, partition_key),
-                arrival,
-                envelope,
-            }),
-            Contents::Many(events, meant_for) => {
-                let start = self.0.records.len();
-                if let Some(shard) = meant_for {
-                    self.0
-                        .pack_checks
-                        .push((start..start + events.len(), shard));
-                }
-                self.0.records.reserve(events.len());
-                for (sub, key, envelope) in events {
-                    self.0.records.push(BatchRecord {
-                        sequence_number: sequence_number.clone(),
-                        sub_sequence_number: Some(sub),
-                        partition_key: key.unwrap_or_else(|| partition_key.clone()),
-                        arrival,
-                        envelope,
-                    });
-                }
-            }
+        let start = self.0.records.len();
+        let records = &mut self.0.records;
+        let meant_for = contents.each(
+            partition_key,
+            |sub_sequence_number, partition_key, envelope| {
+                records.push(BatchRecord {
+                    // Filled in below: moved into the last event, cloned for the others (a record of one event,
+                    // the common case, costs no copy).
+                    sequence_number: SequenceNumber::default(),
+                    sub_sequence_number,
+                    partition_key,
+                    arrival,
+                    envelope,
+                });
+            },
+        );
+        if let Some((last, others)) = self.0.records[start..].split_last_mut() {
+            others
+                .iter_mut()
+                .for_each(|r| r.sequence_number.clone_from(&sequence_number));
+            last.sequence_number = sequence_number;
+        }
+        // The shard a pack names is checked once the event's shard is known (see `drop_misplaced`).
+        if let Some(shard) = meant_for {
+            let end = self.0.records.len();
+            self.0.pack_checks.push((start..end, shard));
         }
         Ok(())
     }
@@ -265,8 +266,9 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
 pub type Decoded = Result<Envelope, (DecodeError, Vec<u8>)>;
 
 /// What a record's data holds ([`record_events`]): one event, or the events of a packed record or KPL aggregate
-/// with their sub-sequence numbers and own partition keys (`None`: the record's), and the shard a pack was meant
-/// for (a reader on another shard leaves its events out: they were written again where they belong).
+/// with their sub-sequence numbers and own partition keys (a KPL user record's; `None`: ordered as a record of one
+/// event is, by [`Contents::each`]), and the shard a pack was meant for (a reader on another shard leaves its
+/// events out: they were written again where they belong).
 #[derive(Debug)]
 // A one-event record is the common case: boxing it would allocate once more per record, to save bytes of a value
 // that lives for one record.
@@ -423,12 +425,9 @@ pub fn record_events(bytes: Vec<u8>) -> Contents {
             pack.events
                 .into_iter()
                 .zip(0u64..)
-                .map(|(event, sub)| {
-                    let decoded = decode_event(&event);
-                    // Each event travels under its own subject (a pack may hold several keys of one shard).
-                    let key = decoded.as_ref().ok().map(|e| e.subject().to_owned());
-                    (sub, key, decoded)
-                })
+                // Each event is ordered by its own subject (a pack may hold several keys of one shard): no key of
+                // its own, so the record's rule applies (`order_key`).
+                .map(|(event, sub)| (sub, None, decode_event(&event)))
                 .collect(),
             pack.shard.map(str::to_owned),
         ),
@@ -437,40 +436,57 @@ pub fn record_events(bytes: Vec<u8>) -> Contents {
 }
 
 impl Contents {
-    /// The events as a reader of `shard` takes them: each with its sub-sequence number (`None` for a record that is
-    /// one event) and the key its order is kept by ([`BatchRecord::partition_key`]); none of a pack meant for
-    /// another shard. `partition_key` is the record's.
+    /// Hands each event to `f`, in order: its sub-sequence number (`None` for a record that is one event), the key
+    /// its order is kept by ([`BatchRecord::partition_key`]) and the event; `partition_key` is the record's.
+    /// Returns the shard a pack names, which the caller checks against the shard it reads.
+    pub fn each(
+        self,
+        partition_key: String,
+        mut f: impl FnMut(Option<u64>, String, Decoded),
+    ) -> Option<String> {
+        match self {
+            Contents::One(envelope) => {
+                f(
+                    None,
+                    order_key(&envelope, Cow::Owned(partition_key)),
+                    envelope,
+                );
+                None
+            }
+            Contents::Many(events, meant_for) => {
+                for (sub, key, envelope) in events {
+                    let key =
+                        key.unwrap_or_else(|| order_key(&envelope, Cow::Borrowed(&partition_key)));
+                    f(Some(sub), key, envelope);
+                }
+                meant_for
+            }
+        }
+    }
+
+    /// The events as a reader of `shard` takes them ([`Contents::each`]); none of a pack meant for another shard.
     pub fn for_shard(
         self,
         partition_key: String,
         shard: &str,
     ) -> Vec<(Option<u64>, String, Decoded)> {
-        match self {
-            Contents::One(envelope) => {
-                let key = order_key(&envelope, partition_key);
-                vec![(None, key, envelope)]
-            }
-            Contents::Many(_, Some(meant)) if meant != shard => Vec::new(),
-            Contents::Many(events, _) => events
-                .into_iter()
-                .map(|(sub, key, envelope)| {
-                    (
-                        Some(sub),
-                        key.unwrap_or_else(|| partition_key.clone()),
-                        envelope,
-                    )
-                })
-                .collect(),
+        let mut events = Vec::new();
+        let meant_for = self.each(partition_key, |sub, key, event| {
+            events.push((sub, key, event))
+        });
+        if meant_for.is_some_and(|meant| meant != shard) {
+            events.clear();
         }
+        events
     }
 }
 
-/// The key a single-event record's order is kept by: its event's subject (a writer may send an event under
-/// another key of the same shard: ingest's packer does, for an event too large to pack), else the record's key.
-fn order_key(envelope: &Decoded, partition_key: String) -> String {
+/// The key an event without a partition key of its own is ordered by: its subject (a packed event's records
+/// share one key; a producer may key a record of one event otherwise), else, undecoded, the record's key.
+fn order_key(envelope: &Decoded, record_key: Cow<'_, str>) -> String {
     match envelope {
-        Ok(e) if e.subject() != partition_key => e.subject().to_owned(),
-        _ => partition_key,
+        Ok(e) if e.subject() != record_key => e.subject().to_owned(),
+        _ => record_key.into_owned(),
     }
 }
 
