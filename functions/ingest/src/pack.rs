@@ -41,24 +41,15 @@ pub struct Packed {
 /// The records for `events` (each encoded alone, with its type), packed per shard of `map` up to `max_bytes`
 /// (see the module docs). Every event is in exactly one record; records of one shard keep request order.
 pub fn pack(events: &[(EventType, &Record)], map: &ShardMap, max_bytes: usize) -> Vec<Packed> {
-    // Groups in order of their first event; an event whose hash the map does not cover goes alone.
-    let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
-    for (i, (_, record)) in events.iter().enumerate() {
-        let shard = map
-            .shard_of(hash_key(&record.partition_key))
-            .map(|s| s.id.as_str());
-        match groups
-            .iter_mut()
-            .find(|(s, _)| shard.is_some() && *s == shard)
-        {
-            Some((_, members)) => members.push(i),
-            None => groups.push((shard, vec![i])),
-        }
-    }
-    let mut out = Vec::with_capacity(groups.len());
-    for (shard, members) in groups {
+    let shards = groups(0..events.len(), |i| {
+        map.shard_of(hash_key(&events[i].1.partition_key))
+            .map(|s| s.id.as_str())
+    });
+    let mut out = Vec::with_capacity(shards.len());
+    for (shard, members) in shards {
         match (shard, members.as_slice()) {
             (Some(shard), [_, _, ..]) => pack_group(events, shard, &members, max_bytes, &mut out),
+            // Alone on its shard, or on none the map covers: each goes plain, routed by its own key.
             _ => out.extend(members.into_iter().map(|i| Packed {
                 record: events[i].1.clone(),
                 members: vec![i],
@@ -69,6 +60,22 @@ pub fn pack(events: &[(EventType, &Record)], map: &ShardMap, max_bytes: usize) -
     out
 }
 
+/// `indices` grouped by `key`: groups in order of their first index, each in the given order.
+fn groups<K: PartialEq>(
+    indices: impl Iterator<Item = usize>,
+    key: impl Fn(usize) -> K,
+) -> Vec<(K, Vec<usize>)> {
+    let mut groups: Vec<(K, Vec<usize>)> = Vec::new();
+    for i in indices {
+        let k = key(i);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((k, vec![i])),
+        }
+    }
+    groups
+}
+
 /// Fills packs with one shard's events, whole keys at a time (see the module docs).
 fn pack_group(
     events: &[(EventType, &Record)],
@@ -77,28 +84,17 @@ fn pack_group(
     max_bytes: usize,
     out: &mut Vec<Packed>,
 ) {
-    // The shard's keys in order of their first event, each with its events in request order.
-    let mut keys: Vec<(&str, Vec<usize>)> = Vec::new();
-    for &i in members {
-        let key = events[i].1.partition_key.as_str();
-        match keys.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, of_key)) => of_key.push(i),
-            None => keys.push((key, vec![i])),
-        }
-    }
     let mut pack = Pack::default();
-    for (_, of_key) in keys {
+    for (_, of_key) in groups(members.iter().copied(), |i| {
+        events[i].1.partition_key.as_str()
+    }) {
         // A key that does not fit in what is left starts a pack of its own: a key split over packs leads each.
-        let whole: usize = of_key.iter().map(|&i| events[i].1.data.len() + 1).sum();
-        if !pack.is_empty()
-            && (pack.size + whole + 24 > max_bytes
-                || pack.members.len() + of_key.len() > MAX_PACK_EVENTS)
-        {
+        if !pack.is_empty() && !pack.fits(of_key.iter().map(|&i| events[i]), max_bytes) {
             pack.flush(events, shard, out);
         }
         for i in of_key {
             let (ty, record) = events[i];
-            if !pack.is_empty() && !pack.fits(ty, record, max_bytes) {
+            if !pack.is_empty() && !pack.fits([events[i]], max_bytes) {
                 pack.flush(events, shard, out);
             }
             if pack.is_empty() {
@@ -114,7 +110,7 @@ fn pack_group(
                     continue;
                 }
             } else {
-                pack.size = pack.grown(ty, record);
+                pack.size = pack.grown([events[i]]);
             }
             pack.members.push(i);
             if !pack.types.contains(&ty) {
@@ -139,18 +135,29 @@ impl Pack {
         self.members.is_empty()
     }
 
-    /// The size with `record` (of type `ty`) added.
-    fn grown(&self, ty: EventType, record: &Record) -> usize {
-        let new_type = if self.types.contains(&ty) {
-            0
-        } else {
-            ty.as_str().len() + 3
-        };
-        self.size + record.data.len() + 1 + new_type
+    /// The size with `added` (events with their types) added: each event and its comma, and each type not in the
+    /// pack yet.
+    fn grown<'a>(&self, added: impl IntoIterator<Item = (EventType, &'a Record)>) -> usize {
+        let mut new_types: Vec<EventType> = Vec::new();
+        let mut size = self.size;
+        for (ty, record) in added {
+            size += record.data.len() + 1;
+            if !self.types.contains(&ty) && !new_types.contains(&ty) {
+                new_types.push(ty);
+                size += ty.as_str().len() + 3;
+            }
+        }
+        size
     }
 
-    fn fits(&self, ty: EventType, record: &Record, max_bytes: usize) -> bool {
-        self.grown(ty, record) <= max_bytes && self.members.len() < MAX_PACK_EVENTS
+    /// Whether `added` fits in the pack, within `max_bytes` and [`MAX_PACK_EVENTS`].
+    fn fits<'a>(
+        &self,
+        added: impl IntoIterator<Item = (EventType, &'a Record), IntoIter: ExactSizeIterator>,
+        max_bytes: usize,
+    ) -> bool {
+        let added = added.into_iter();
+        self.members.len() + added.len() <= MAX_PACK_EVENTS && self.grown(added) <= max_bytes
     }
 
     /// Writes out the pack, under its first event's key, and starts an empty one.
@@ -317,6 +324,46 @@ mod tests {
         );
         let sizes: Vec<usize> = packed[1..].iter().map(|p| p.members.len()).collect();
         assert_eq!(sizes, [MAX_PACK_EVENTS, MAX_PACK_EVENTS, 50]);
+    }
+
+    #[test]
+    fn a_key_is_in_one_pack_or_leads_each_of_its_packs_whatever_its_types() {
+        // Half the keys send payments; each of the others three events of three other types (long names), new to a
+        // pack of payments: the fit of a whole key counts each type it adds.
+        let others = [
+            EventType::AccountCredited,
+            EventType::UserUnsubscribed,
+            EventType::AccountOpened,
+        ];
+        let keys: Vec<String> = (0..12).map(|k| format!("k{k}")).collect();
+        let records: Vec<Record> = (0..48)
+            .map(|i| record(&keys[i % 12], 40 + (i * 7) % 90))
+            .collect();
+        let events: Vec<(EventType, &Record)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match i % 12 {
+                0..6 => (EventType::PaymentReceived, r),
+                _ => (others[(i / 12) % 3], r),
+            })
+            .collect();
+        for max in (400..3_000).step_by(13) {
+            let packed = pack(&events, &ShardMap::single("only"), max);
+            for key in &keys {
+                let holding: Vec<&Packed> = packed
+                    .iter()
+                    .filter(|p| p.members.iter().any(|&i| records[i].partition_key == *key))
+                    .collect();
+                assert!(
+                    holding.len() == 1 || holding.iter().all(|p| p.record.partition_key == *key),
+                    "max {max}: {key} is in {} packs, not leading each",
+                    holding.len()
+                );
+            }
+            assert!(packed
+                .iter()
+                .all(|p| p.record.billed_size() <= max || p.members.len() == 1));
+        }
     }
 
     #[test]
