@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tubes_contract::codec;
 use tubes_ingest::Ingest;
 use tubes_platform::lambda_event::{kinesis_event, KinesisBatch};
-use tubes_platform::KinesisPublisher;
+use tubes_platform::{KinesisPublisher, Publisher as _};
 use tubes_tests::{http_v2_post, open_ingest_config, open_sources, KinesisLocal};
 
 const STREAM: &str = "packing";
@@ -43,20 +43,14 @@ async fn open_shards(client: &aws_sdk_kinesis::Client, n: usize) -> Vec<String> 
         let active = summary
             .stream_description_summary()
             .is_some_and(|d| d.stream_status().as_str() == "ACTIVE");
-        let listed = client
-            .list_shards()
-            .stream_name(STREAM)
-            .send()
+        // Open shards as ingest lists them (a closed shard has an ending sequence number).
+        let open: Vec<String> = KinesisPublisher::new(client.clone(), STREAM)
+            .open_shards()
             .await
-            .unwrap();
-        let open: Vec<String> = listed
-            .shards()
-            .iter()
-            .filter(|s| {
-                s.sequence_number_range()
-                    .is_some_and(|r| r.ending_sequence_number().is_none())
-            })
-            .map(|s| s.shard_id().to_owned())
+            .unwrap()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.id)
             .collect();
         if active && open.len() == n {
             return open;

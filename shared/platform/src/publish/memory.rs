@@ -11,6 +11,9 @@ use super::{
     MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL,
 };
 
+/// The shard of a publisher never resharded.
+const ONE_SHARD: &str = "shardId-000000000000";
+
 /// An in-memory [`Publisher`]: keeps what it accepted and fails on command.
 #[derive(Debug, Default)]
 pub struct MemoryPublisher {
@@ -22,7 +25,7 @@ struct MemoryState {
     written: Vec<Record>,
     next: VecDeque<MemoryFault>,
     calls: Vec<usize>,
-    /// Where records go (by their partition key's hash), and what `open_shards` lists; `None`: one shard.
+    /// Where records go (by their partition key's hash), and what `open_shards` lists; `None`: [`ONE_SHARD`].
     shards: Option<ShardMap>,
     /// What each accepted record's outcome said: its shard.
     placed: Vec<String>,
@@ -59,8 +62,8 @@ impl MemoryPublisher {
         self.lock().calls.clone()
     }
 
-    /// The stream's shards from now on: records go where Kinesis would put them, and [`ListShards`] lists them
-    /// (a split or a merge, as a writer with an older map meets it); [`Publisher::open_shards`] lists them.
+    /// The stream's shards from now on (a split or a merge, as a writer with an older map meets it): records go
+    /// where Kinesis would put them, and [`Publisher::open_shards`] lists them.
     pub fn reshard(&self, shards: ShardMap) {
         self.lock().shards = Some(shards);
     }
@@ -134,7 +137,7 @@ impl Publisher for MemoryPublisher {
                     .shards
                     .as_ref()
                     .and_then(|m| m.shard_of(hash_key(&record.partition_key)))
-                    .map_or_else(|| "shardId-000000000000".to_owned(), |s| s.id.clone());
+                    .map_or_else(|| ONE_SHARD.to_owned(), |s| s.id.clone());
                 state.written.push(record.clone());
                 state.placed.push(shard.clone());
                 out.push(PutOutcome::Accepted {
@@ -150,7 +153,7 @@ impl Publisher for MemoryPublisher {
         let mut state = self.lock();
         state.listed += 1;
         Ok(Some(state.shards.as_ref().map_or_else(
-            || ShardMap::single("shardId-000000000000").shards().to_vec(),
+            || ShardMap::single(ONE_SHARD).shards().to_vec(),
             |m| m.shards().to_vec(),
         )))
     }
