@@ -23,6 +23,7 @@ mod payments;
 mod pipeline;
 mod redrive;
 mod replay;
+mod schema_examples;
 mod schemas;
 mod soak;
 mod users;

@@ -17,7 +17,11 @@
 use schemars::{json_schema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
-use crate::catalogue::{EventType, MAX_DESCRIPTION, MAX_LOCALE, MAX_NAME};
+use crate::catalogue::{
+    AccountCredited, AccountFrozen, AccountOpened, EventData, EventType, PaymentFailed,
+    PaymentFailureReason, PaymentProcessed, PaymentReceived, UserSignedUp, UserUnsubscribed,
+    MAX_DESCRIPTION, MAX_LOCALE, MAX_NAME,
+};
 use crate::envelope::SPECVERSION;
 use crate::validate::{CURRENCIES, MAX_AMOUNT_MINOR, MAX_EMAIL_LEN, MAX_ID_LEN, MAX_SOURCE_LEN};
 
@@ -132,14 +136,99 @@ pub fn timestamp(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// The schema of one event type's envelope, data included.
+/// The schema of one event type's envelope, data included, with [`example`] as its one example.
 pub fn event_schema(ty: EventType) -> Value {
     let (data, defs) = crate::catalogue::shape::data_schema(ty);
     let mut schema = envelope(ty.as_str(), data);
+    schema["examples"] = json!([example(ty)]);
     if !defs.is_empty() {
         schema["$defs"] = Value::Object(defs);
     }
     schema
+}
+
+/// One valid event of type `ty` as a producer sends it (a whole envelope, its optional members filled in): the `examples` of its schema, and the sample data of `tubes-dev send`. Built from
+/// the catalogue's own types, so a renamed or added member changes it (and a test checks that it still validates).
+pub fn example(ty: EventType) -> Value {
+    let at = time::macros::datetime!(2026-11-22 10:00:00 UTC);
+    let (account, user, email) = ("acc_42", "usr_7", "ada@example.com");
+    let (data, subject) = match ty {
+        EventType::PaymentReceived => sample(PaymentReceived {
+            payment_id: "pay_1".into(),
+            account_id: account.into(),
+            amount: 1250,
+            currency: "EUR".into(),
+            payer_email: email.into(),
+            description: Some("Invoice 2026-118".into()),
+        }),
+        EventType::PaymentProcessed => sample(PaymentProcessed {
+            payment_id: "pay_1".into(),
+            account_id: account.into(),
+            amount: 1250,
+            currency: "EUR".into(),
+            payer_email: email.into(),
+            processed_at: at,
+        }),
+        EventType::PaymentFailed => sample(PaymentFailed {
+            payment_id: "pay_1".into(),
+            account_id: account.into(),
+            amount: 1250,
+            currency: "EUR".into(),
+            payer_email: email.into(),
+            reason: PaymentFailureReason::InsufficientFunds,
+            detail: Some("balance 1000, asked 1250".into()),
+            failed_at: at,
+        }),
+        EventType::AccountOpened => sample(AccountOpened {
+            account_id: account.into(),
+            currency: "EUR".into(),
+            per_payment_limit: Some(50_000),
+            opened_at: at,
+        }),
+        EventType::AccountCredited => sample(AccountCredited {
+            credit_id: "crd_1".into(),
+            account_id: account.into(),
+            amount: 5000,
+            currency: "EUR".into(),
+            credited_at: at,
+        }),
+        EventType::AccountFrozen => sample(AccountFrozen {
+            account_id: account.into(),
+            reason: Some("fraud review".into()),
+            frozen_at: at,
+        }),
+        EventType::UserSignedUp => sample(UserSignedUp {
+            user_id: user.into(),
+            email: email.into(),
+            name: "Ada Lovelace".into(),
+            locale: Some("en-GB".into()),
+            marketing_opt_in: true,
+            signed_up_at: at,
+        }),
+        EventType::UserUnsubscribed => sample(UserUnsubscribed {
+            user_id: user.into(),
+            email: email.into(),
+            list_id: "news".into(),
+            reason: Some("too many e-mails".into()),
+            unsubscribed_at: at,
+        }),
+    };
+    json!({
+        "specversion": SPECVERSION,
+        "id": format!("evt_example_{}", ty.as_str().replace('.', "_")),
+        "source": "/shop/checkout",
+        "type": ty.as_str(),
+        "subject": subject,
+        "time": "2026-11-22T10:00:00Z",
+        "datacontenttype": "application/json",
+        "data": data,
+    })
+}
+
+/// An example's data as JSON, and its aggregate id (the subject).
+fn sample<T: EventData>(data: T) -> (Value, String) {
+    let subject = data.aggregate_id().to_owned();
+    (serde_json::to_value(data).unwrap_or_default(), subject)
 }
 
 fn envelope(type_name: &str, data: Value) -> Value {

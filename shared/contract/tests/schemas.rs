@@ -87,3 +87,28 @@ fn every_type_has_a_schema_with_its_id_and_constraints() {
         );
     }
 }
+
+#[test]
+fn every_schema_carries_its_example_and_the_contract_accepts_it() {
+    let now = time::OffsetDateTime::now_utc();
+    for ty in tubes_contract::EventType::ALL {
+        let example = schema::example(*ty);
+        let s = schema::event_schema(*ty);
+        assert_eq!(
+            s["examples"],
+            serde_json::json!([example]),
+            "{}",
+            ty.as_str()
+        );
+        // The contract's own validation (what ingest runs): strict, every problem reported.
+        let parsed = tubes_contract::Envelope::parse(example.to_string().as_bytes(), now)
+            .unwrap_or_else(|v| panic!("the {} example is refused: {v:?}", ty.as_str()));
+        assert_eq!(parsed.event_type(), *ty);
+        assert_eq!(parsed.subject(), example["subject"]);
+        // Every member the type defines is shown, optional ones too.
+        let members = s["properties"]["data"]["properties"].as_object().unwrap();
+        let shown = example["data"].as_object().unwrap();
+        let missing: Vec<&String> = members.keys().filter(|m| !shown.contains_key(*m)).collect();
+        assert!(missing.is_empty(), "{}: {missing:?}", ty.as_str());
+    }
+}
