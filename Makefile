@@ -5,7 +5,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
 
-.PHONY: help bootstrap dev test test-rust check-template dlq query replay logs trace lint bench bench-cold-start bench-local bench-event-store bench-consumer bench-packing cost soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev reset test test-rust check-template dlq query replay logs trace lint bench bench-cold-start bench-local bench-event-store bench-consumer bench-packing cost soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ check-template: bootstrap ## cfn-lint, sam validate (--lint), cfn-lint on the SA
 openapi: bootstrap ## The API contract: openapi.yaml against the code, and schemathesis against the local stack.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo test -p tubes-tests --test it --locked -- contract::
 
+# The commands below run the workspace's binaries as `make dev` builds them: every binary at once, with one
+# feature set, so none of them compiles again what another built (`cargo run -p X` would: other features).
+RUN := cargo build -q --workspace --bins && "$${CARGO_TARGET_DIR:-target}"/debug
+
 dlq: ## Dead letters of the local stack: make dlq ARGS="list tubes-SignupsDeadLetterQueue" (list | show | redrive [--stream S | --to-function F]).
 	AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
 	AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$${TUBES_KINESIS_PORT:-4568} \
@@ -48,16 +52,16 @@ replay: ## Replay the local event store: make replay ARGS="--to-stream tubes-Eve
 	AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
 	AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$${TUBES_KINESIS_PORT:-4568} \
 	AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
-	  cargo run -q -p tubes-ops --bin tubes-replay -- --state $(STATE)/replay.state.json $(ARGS)
+	  $(RUN)/tubes-replay --state $(STATE)/replay.state.json $(ARGS)
 
 logs: ## Follow the local functions' logs, pretty-printed (FUNCTION=payments: one function).
 	@ls $(STATE)/logs/*$(FUNCTION)*.log >/dev/null 2>&1 || { echo "no logs under $(STATE)/logs yet: make dev first" >&2; exit 1; }
-	@cargo build -q -p tubes-local --bin tubes-local
+	@cargo build -q --workspace --bins
 	tail -q -n 20 -F $(STATE)/logs/*$(FUNCTION)*.log | "$${CARGO_TARGET_DIR:-target}"/debug/tubes-local logs pretty
 
 trace: ## Everything one event id, trace id or request id touched, across functions, in time order (ID=...).
 	@test -n "$(ID)" || { echo "usage: make trace ID=<event id | trace id | request id>" >&2; exit 2; }
-	@cargo run -q -p tubes-local --bin tubes-local -- logs trace "$(ID)" --dir $(STATE)/logs
+	@$(RUN)/tubes-local logs trace "$(ID)" --dir $(STATE)/logs
 
 lint: ## rustfmt and clippy, as CI runs them.
 	cargo fmt --all --check
@@ -113,6 +117,9 @@ lock: ## Re-pin the transitive Python packages after editing tools/requirements.
 	{ echo "# Every transitive Python package, pinned (pip freeze of requirements.txt). Regenerate: make lock"; \
 	  $(VENV)/pip freeze | grep -v '^-e'; } > tools/constraints.txt
 	scripts/bootstrap.sh
+
+reset: ## Clear the local stack's state (streams, checkpoints, tables, queues, logs: TUBES_STATE_DIR) and nothing else.
+	@scripts/reset.sh
 
 clean: ## Remove build output and local state (not the installed tools).
 	cargo clean

@@ -19,7 +19,11 @@
 # lambda_runtime::runtime=error), TUBES_MOTO_DYNAMODB_PORT (a second moto on that port holds the DynamoDB tables of
 # the functions named in TUBES_MOTO_DYNAMODB_FUNCTIONS, default tubes-consumer-payments: moto answers DynamoDB one
 # request at a time on one core, and the soak needs the second; with TUBES_NO_RELOAD=1 only).
-# Ctrl-C stops everything this script started. State (stream data, checkpoints, logs) lives in .local/dev.
+# TUBES_PERSIST (default 1: every emulator keeps its state under the state directory, so a restart finds the
+# streams, checkpoints, tables, queues, buckets and secrets as they were; 0: none does, and a start begins empty).
+# Ctrl-C stops everything this script started. State (stream data, checkpoints, moto's state, logs) lives in
+# .local/dev; `make reset` removes it (and nothing else). Refuses to start when one of its ports is taken, or
+# another stack runs on the same state directory, before touching anything.
 # Supervised: a child that exits is restarted and the others keep running (moto's tables, the stream's data and
 # the mapping's checkpoints survive it); a function instance that ends is replaced (alone without live reload; by
 # restarting `cargo lambda watch`, which does not replace one itself, with it). A child that keeps dying (5
@@ -30,7 +34,6 @@ cd "$root"
 t0=$(date +%s.%N)
 elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
 say() { echo "dev: [$(elapsed) s] $*" >&2; }
-scripts/bootstrap.sh
 
 kinesis_port=${TUBES_KINESIS_PORT:-4568}
 moto_port=${TUBES_MOTO_PORT:-4566}
@@ -45,14 +48,41 @@ if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) -ne ${#ports[@]} ]]; then
   echo "dev: ports clash: HTTP $http_port, moto $moto_port${moto2_port:+ and $moto2_port}, kinesis-local $kinesis_port (and its TLS port $((kinesis_port - 1)))" >&2
   exit 2
 fi
-if [[ -n $moto2_port && "${TUBES_NO_RELOAD:-}" != 1 ]]; then
-  # With live reload cargo lambda watch starts the functions, all with one environment.
-  echo "dev: TUBES_MOTO_DYNAMODB_PORT needs TUBES_NO_RELOAD=1 (this script starting each function itself)" >&2
+# Every port free, before anything is started or written: name who holds a taken one.
+taken=()
+port_names=([$http_port]="HTTP (TUBES_HTTP_PORT)" [$moto_port]="moto (TUBES_MOTO_PORT)"
+  [$kinesis_port]="the Kinesis emulator (TUBES_KINESIS_PORT)" [$((kinesis_port - 1))]="kinesis-local's TLS port (TUBES_KINESIS_PORT - 1)")
+[[ -z $moto2_port ]] || port_names[$moto2_port]="the second moto (TUBES_MOTO_DYNAMODB_PORT)"
+for port in "${ports[@]}"; do
+  listener=$(ss -Hltnp "sport = :$port" 2>/dev/null | head -1)
+  [[ -n $listener ]] || continue
+  holder="another process"
+  if [[ $listener =~ users:\(\(\"([^\"]+)\",pid=([0-9]+) ]]; then
+    holder="${BASH_REMATCH[1]} (pid ${BASH_REMATCH[2]}: $(tr '\0' ' ' <"/proc/${BASH_REMATCH[2]}/cmdline" 2>/dev/null | cut -c1-120))"
+  fi
+  taken+=("port $port, for ${port_names[$port]}, is taken by $holder")
+done
+if (( ${#taken[@]} )); then
+  printf 'dev: %s\n' "${taken[@]}" >&2
+  echo "dev: nothing was started. Stop that process, or choose other ports (e.g. TUBES_HTTP_PORT=9100)." >&2
   exit 2
 fi
 state=${TUBES_STATE_DIR:-.local/dev}
+if [[ -f $state/dev.pid ]] && kill -0 "$(cat "$state/dev.pid")" 2>/dev/null; then
+  echo "dev: a stack (pid $(cat "$state/dev.pid")) already runs on $state; stop it first, or set TUBES_STATE_DIR" >&2
+  exit 2
+fi
+scripts/bootstrap.sh
 mkdir -p "$state"
 state=$(cd "$state" && pwd)
+echo $$ >"$state/dev.pid"
+persist=${TUBES_PERSIST:-1}
+case $persist in
+  1) ;;
+  0) # None persists: what a previous run left would point into streams and tables that are gone.
+     rm -rf "$state/kinesis" "$state/kinesalite" "$state"/moto*.state "$state/checkpoints.json" ;;
+  *) echo "dev: TUBES_PERSIST=$persist: 1 (keep the emulators' state) or 0 (start empty)" >&2; exit 2 ;;
+esac
 
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 export AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
@@ -81,6 +111,7 @@ cleanup() {
   (( ${#instance_pid[@]} == 0 )) || stop_instances
   [[ -z "${pid_of[watch]:-}" ]] || stop_watch
   for pid in "${pid_of[@]}"; do stop_group "$pid"; done
+  rm -f "$state/dev.pid"
   echo "dev: stopped everything it started" >&2
 }
 # A signal ends the script (and so runs cleanup, on EXIT): a trap that only cleaned up would return to the
@@ -115,34 +146,42 @@ esac
 bin="${CARGO_TARGET_DIR:-target}/$profile"
 
 # Build everything first, so the first invocation of each function does not wait for a compile.
-say "building ($profile)"
-cargo build --workspace --bins --quiet "${build_flags[@]}"
+# Every binary of the workspace with one feature set, which `make dlq`, `make replay`, `make logs` and the other
+# commands build the same way: none of them compiles again what this built.
+say "building the workspace's binaries ($profile): the first build compiles the AWS SDK and takes minutes; cargo's progress follows"
+cargo build --workspace --bins "${build_flags[@]}"
+say "built"
+touch "$state/.reload-stamp" # live reload: changes after this build
 
 # The children, each a function that starts it (logs append: a restart keeps what came before).
 start_kinesis() {
   if [[ $kinesis_engine == kinesalite ]]; then
-    # On loopback only; its LevelDB under the state directory keeps the streams across restarts.
-    mkdir -p "$state/kinesalite"
-    spawn kinesis node -e "require('$root/tools/node_modules/kinesalite')({path: '$state/kinesalite', shardLimit: 100,
+    # On loopback only; its LevelDB under the state directory keeps the streams across restarts (in memory
+    # without TUBES_PERSIST).
+    local path=""
+    (( persist )) && { mkdir -p "$state/kinesalite"; path="path: '$state/kinesalite', "; }
+    spawn kinesis node -e "require('$root/tools/node_modules/kinesalite')({${path}shardLimit: 100,
       createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0}).listen($kinesis_port, '127.0.0.1')" \
       >>"$state/kinesis.log" 2>&1
     wait_http kinesis "$AWS_ENDPOINT_URL_KINESIS" "${pid_of[kinesis]}"
     return
   fi
-  # kinesis-local binds every interface; it is only ever addressed on 127.0.0.1. It persists its streams.
+  # kinesis-local binds every interface: scripts/loopback.cjs keeps it on 127.0.0.1. It persists its streams.
   KINESIS_MOCK_CERT_PATH="$root/tools/node_modules/kinesis-local/server.json" \
   KINESIS_MOCK_PLAIN_PORT="$kinesis_port" KINESIS_MOCK_TLS_PORT="$((kinesis_port - 1))" \
-  CREATE_STREAM_DURATION=0ms LOG_LEVEL=WARN SHOULD_PERSIST_DATA=true PERSIST_PATH="$state/kinesis" \
-    spawn kinesis node tools/node_modules/kinesis-local/main.js >>"$state/kinesis.log" 2>&1
+  CREATE_STREAM_DURATION=0ms LOG_LEVEL=WARN SHOULD_PERSIST_DATA=$( ((persist)) && echo true || echo false) PERSIST_PATH="$state/kinesis" \
+    spawn kinesis node -r "$root/scripts/loopback.cjs" tools/node_modules/kinesis-local/main.js >>"$state/kinesis.log" 2>&1
   wait_http kinesis "$AWS_ENDPOINT_URL_KINESIS" "${pid_of[kinesis]}"
 }
 start_moto() {
   # moto with DynamoDB requests one at a time, so conditional writes are atomic as in DynamoDB (see the script).
-  spawn moto .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto_port" >>"$state/moto.log" 2>&1
+  TUBES_MOTO_STATE=$( ((persist)) && echo "$state/moto.state") \
+    spawn moto .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto_port" >>"$state/moto.log" 2>&1
   wait_http moto "$AWS_ENDPOINT_URL_SQS" "${pid_of[moto]}"
 }
 start_moto2() { # the second moto (TUBES_MOTO_DYNAMODB_PORT): DynamoDB only
-  spawn moto2 .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto2_port" >>"$state/moto2.log" 2>&1
+  TUBES_MOTO_STATE=$( ((persist)) && echo "$state/moto2.state") \
+    spawn moto2 .venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto2_port" >>"$state/moto2.log" 2>&1
   wait_http moto2 "$moto2_endpoint" "${pid_of[moto2]}"
 }
 provision() { # the template's streams, queues, secrets and tables, created if missing
@@ -158,18 +197,18 @@ provision2() { # the template's tables on the second moto too (the other resourc
   AWS_ENDPOINT_URL_DYNAMODB="$moto2_endpoint" "$bin"/tubes-local provision \
     --template "$state/template.json" --env-out "$state/functions.moto2.env" "${sources[@]}"
 }
-# Live reload (make dev): cargo lambda watch starts each function's instances (`cargo run`) on demand, and
-# restarts them when a source changes. Without it (TUBES_NO_RELOAD=1: tests, the soak), cargo lambda watch serves
-# only the Lambda APIs (invoke and runtime) and this script runs INSTANCES instances of each function's built
-# binary itself, supervised one by one: a killed instance is replaced alone, in milliseconds, where cargo lambda
-# watch would leave it dead, and restarting all of cargo lambda watch to replace it would cold-start every
-# function (each instance a `cargo run`).
+# The functions: cargo lambda watch serves only the Lambda APIs (invoke and runtime) and this script runs
+# INSTANCES instances of each function's built binary itself, supervised one by one: a killed instance is replaced
+# alone, in milliseconds (cargo lambda watch would leave it dead). Live reload (unless TUBES_NO_RELOAD=1: tests
+# and the soak want the binaries they started with) is this script's too: a saved source file under functions/ or
+# shared/ (or a Cargo.toml) starts `cargo build`, and only the functions whose binaries changed get new instances
+# (cargo lambda watch's own reload restarts every function, each a `cargo run`).
 instances=4
-watch_mode=(--concurrency "$instances")
-direct=0
-if [[ "${TUBES_NO_RELOAD:-}" == 1 ]]; then watch_mode=(--ignore-changes --only-lambda-apis); direct=1; fi
-# Logs: one file per function (JSON lines), appended across restarts, rotated over 10 MB when opened. With live
-# reload, cargo lambda watch prints every function's lines: `tubes-local logs split` routes them.
+watch_mode=(--ignore-changes --only-lambda-apis)
+reload=1
+[[ "${TUBES_NO_RELOAD:-}" != 1 ]] || reload=0
+# Logs: one file per function (JSON lines, each instance appending), kept across restarts, rotated over 10 MB
+# when opened.
 logs="$state/logs"
 mkdir -p "$logs"
 rotate() { [[ ! -f $1 ]] || (( $(stat -c %s "$1") <= 10485760 )) || mv -f "$1" "$1.1"; }
@@ -218,25 +257,16 @@ stop_instances() { # TERM every instance, then KILL what is left after 5 s
 start_watch() {
   local var env_args=()
   for var in "${function_vars[@]}"; do env_args+=(--env-var "$var"); done
-  if (( direct )); then
-    # The instances write their own files; cargo lambda watch only serves the APIs.
-    rotate "$logs/watch.log"
-    spawn watch cargo lambda watch "${watch_mode[@]}" "${build_flags[@]}" --invoke-address 127.0.0.1 \
-      --invoke-port "$http_port" --env-file "$state/functions.env" "${env_args[@]}" >>"$logs/watch.log" 2>&1
-  else
-    spawn watch cargo lambda watch "${watch_mode[@]}" "${build_flags[@]}" --invoke-address 127.0.0.1 \
-      --invoke-port "$http_port" --env-file "$state/functions.env" "${env_args[@]}" \
-      > >("$bin"/tubes-local logs split --dir "$logs") 2>&1
-  fi
-  instances_seen=" "
-  if (( direct )); then
-    for _ in $(seq 1 600); do
-      (echo >"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null && break
-      kill -0 "${pid_of[watch]}" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $logs/watch.log" >&2; return 1; }
-      sleep 0.1
-    done
-    (( ${#instance_pid[@]} )) || start_instances
-  fi
+  # The instances write their own files; cargo lambda watch only serves the APIs.
+  rotate "$logs/watch.log"
+  spawn watch cargo lambda watch "${watch_mode[@]}" "${build_flags[@]}" --invoke-address 127.0.0.1 \
+    --invoke-port "$http_port" --env-file "$state/functions.env" "${env_args[@]}" >>"$logs/watch.log" 2>&1
+  for _ in $(seq 1 600); do
+    (echo >"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null && break
+    kill -0 "${pid_of[watch]}" 2>/dev/null || { echo "dev: cargo lambda watch exited; see $logs/watch.log" >&2; return 1; }
+    sleep 0.1
+  done
+  (( ${#instance_pid[@]} )) || start_instances
   for _ in $(seq 1 600); do
     # Long enough for ingest's first (cold) answer: a client that gives up leaves the runtime an orphan invocation.
     curl -s -o /dev/null -m 60 "http://127.0.0.1:${http_port}/" && return 0
@@ -250,20 +280,42 @@ start_esm() {
     --lambda "http://127.0.0.1:${http_port}" --state "$state" --log "$state/esm.jsonl" \
     --summary-secs "${TUBES_SUMMARY_SECS:-10}"
 }
-# Function instances: the workspace's binaries (`tubes-…`), children of cargo lambda watch, each in a session of
-# its own (so stopping watch's process group does not stop them: stop_watch does). One that
-# was seen and is gone has ended, and cargo lambda watch does not replace it (nor reliably log its end): its
-# function's next invocations would hang. Sets `ended` to the PID of one that ended, if any, and remembers the
-# living.
-instances_seen=" "
-instance_ended() {
-  local now pid
-  ended=""
-  now=" $({ pgrep -P "${pid_of[watch]}" '^tubes-' || true; } | tr '\n' ' ')"
-  for pid in $instances_seen; do
-    [[ $now == *" $pid "* ]] || { ended=$pid; break; }
+# Live reload: the sources are looked at twice a second (`find -newer` over a few hundred files); a change builds
+# the workspace, and each function whose binary the build rewrote gets new instances (started before the old are
+# stopped; an invocation an old one was handling fails, and the mapping emulator retries it). A failed build
+# leaves the running code as it was.
+reload_stamp="$state/.reload-stamp"
+# The workspace's crates, as folders relative to the root (a function's own, the shared ones, …).
+mapfile -t watched < <(cargo metadata --no-deps --format-version 1 --offline | .venv/bin/python -c 'import json, os, sys
+for p in json.load(sys.stdin)["packages"]:
+    print(os.path.relpath(os.path.dirname(p["manifest_path"])))')
+binary_times() { local b; for b in "${function_binaries[@]}"; do stat -c "$b=%Y.%s" "$bin/$b" 2>/dev/null || true; done; }
+reload_if_changed() {
+  local changed before after b i
+  changed=$(find "${watched[@]}" Cargo.toml Cargo.lock -newer "$reload_stamp" -type f \
+    \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) -print -quit 2>/dev/null)
+  [[ -n $changed ]] || return 0
+  touch "$reload_stamp" # before building: a save during the build triggers another
+  say "reload: $changed changed; building"
+  before=$(binary_times)
+  if ! cargo build --workspace --bins --quiet "${build_flags[@]}"; then
+    say "reload: the build failed (above); the functions keep running the code they had"
+    return 0
+  fi
+  after=$(binary_times)
+  local reloaded=()
+  functions_env
+  for b in "${function_binaries[@]}"; do
+    [[ $(grep "^$b=" <<<"$before") != $(grep "^$b=" <<<"$after") ]] || continue
+    reloaded+=("$b")
+    for i in $(seq 1 "$instances"); do
+      local old=${instance_pid["$b#$i"]}
+      start_instance "$b" "$i"
+      kill -TERM -- "-$old" 2>/dev/null || true
+    done
+    echo "$b" >>"$state/ended-instances"
   done
-  instances_seen=$now
+  if (( ${#reloaded[@]} )); then say "reload: new instances of ${reloaded[*]}"; else say "reload: no function changed"; fi
 }
 
 say "$kinesis_engine on 127.0.0.1:${kinesis_port}, moto (SQS, DynamoDB, S3) on 127.0.0.1:${moto_port}"
@@ -330,8 +382,9 @@ restart() { # name reason
   if [[ $name == watch ]]; then stop_watch; elif [[ -n "${pid_of[$name]:-}" ]]; then stop_group "${pid_of[$name]}"; fi
   case $name in
     kinesis) start_kinesis ;;
-    # moto keeps its state in memory: a new one gets the template's resources again (idempotency records and
-    # dead letters of the old one are gone, as they would be if the table or queue were recreated).
+    # A new moto reads the state file (TUBES_PERSIST), up to its last snapshot; provisioning again creates
+    # whatever is missing (all of it without TUBES_PERSIST: the idempotency records and dead letters of the
+    # old one are gone then, as they would be if the table or queue were recreated).
     moto) start_moto && provision ;;
     moto2) start_moto2 && provision2 ;;
     watch) start_watch ;;
@@ -342,30 +395,20 @@ while true; do
   for name in "${!pid_of[@]}"; do
     kill -0 "${pid_of[$name]}" 2>/dev/null || restart "$name" "it exited"
   done
-  if (( direct )); then
-    for key in "${!instance_pid[@]}"; do
-      kill -0 "${instance_pid[$key]}" 2>/dev/null && continue
-      record_start instance_starts "${key%#*}"
-      if (( recent >= 5 * instances )); then
-        echo "dev: ${key%#*} keeps failing (its instances ended $((5 * instances)) times within a minute): stopping. See $logs/${key%#*}.log" >&2
-        exit 1
-      fi
-      say "instance ${key#*#} of ${key%#*} ended; starting another (the others keep running)"
-      # Its invocation in flight will never be answered: the mapping emulator fails it on this line (as
-      # Lambda's "Runtime exited"), not after the function's timeout.
-      echo "${key%#*}" >>"$state/ended-instances"
-      start_instance "${key%#*}" "${key#*#}"
-    done
-    ended=""
-  else
-    instance_ended
-  fi
-  if [[ -n $ended ]]; then
-    # Not counted as a crash of cargo lambda watch: a live reload ends instances too.
-    say "watch: function instance $ended ended, and cargo lambda watch does not replace one; restarting it"
-    stop_watch
-    start_watch || restart watch "it did not come back"
-  fi
+  for key in "${!instance_pid[@]}"; do
+    kill -0 "${instance_pid[$key]}" 2>/dev/null && continue
+    record_start instance_starts "${key%#*}"
+    if (( recent >= 5 * instances )); then
+      echo "dev: ${key%#*} keeps failing (its instances ended $((5 * instances)) times within a minute): stopping. See $logs/${key%#*}.log" >&2
+      exit 1
+    fi
+    say "instance ${key#*#} of ${key%#*} ended; starting another (the others keep running)"
+    # Its invocation in flight will never be answered: the mapping emulator fails it on this line (as
+    # Lambda's "Runtime exited"), not after the function's timeout.
+    echo "${key%#*}" >>"$state/ended-instances"
+    start_instance "${key%#*}" "${key#*#}"
+  done
+  (( ! reload )) || reload_if_changed
   # The process that started this stack is gone (a test or soak killed without cleaning up): stop with it.
   if [[ -n "${TUBES_PARENT_PID:-}" ]] && ! kill -0 "$TUBES_PARENT_PID" 2>/dev/null; then
     echo "dev: the process that started the stack ($TUBES_PARENT_PID) is gone; stopping" >&2

@@ -38,6 +38,7 @@ touch, and connections kept open.
    transaction's three times per item: half of a debit's `TransactWriteItems` went to lexing conditions. The tree
    is kept per expression text, names and values (moto does not change it); a claim's `attribute_not_exists(#k)`
    is parsed once for all requests.
+10. `TUBES_MOTO_STATE=FILE`: the state is kept in FILE and read back at start (`scripts/moto_state.py`).
 
 Same arguments as `moto_server`.
 """
@@ -74,6 +75,8 @@ _tally_path = os.environ.get("TUBES_MOTO_TALLY")
 if _tally_path is not None and "-p" in sys.argv[:-1]:
     _tally_path += "." + sys.argv[sys.argv.index("-p") + 1]
 _tally = {}
+# TUBES_MOTO_STATE=FILE (see 10.).
+_state = None
 
 
 class _ServerRequest(Request):
@@ -92,6 +95,8 @@ def _dynamodb_app(environ, start_response):
 
 class _SerialDynamoDB(server.DomainDispatcherApplication):
     def __call__(self, environ, start_response):
+        if _state is not None:
+            _state.changed(environ)
         # The JSON protocol names the operation in X-Amz-Target: "DynamoDB_20120810.UpdateItem".
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             arrived = time.perf_counter()
@@ -309,4 +314,10 @@ server.MotoRequestHandler = _KeepAlive
 cache_expressions()
 
 if __name__ == "__main__":
+    if os.environ.get("TUBES_MOTO_STATE"):
+        import moto_state  # next to this script
+
+        _state = moto_state.State(os.environ["TUBES_MOTO_STATE"], _dynamodb)
+        _state.start()
+        server.signal_handler = _state.stop  # moto's own only exits
     server.main()

@@ -1,17 +1,25 @@
-//! `make dev` as a developer runs it: live reload on (`cargo lambda watch` starts each function's instances
-//! itself and prints their lines), with `tubes-local logs split` routing every line to its function's file. The
-//! other integration tests run the functions directly (`TUBES_NO_RELOAD=1`); this one checks what only live
-//! reload does: the routing, the build noise filtered out, and the log level reaching the functions.
+//! `make dev` as a developer runs it: live reload on. Each function's instances write their JSON lines to its own
+//! file, and a saved source file rebuilds the workspace and restarts only the functions whose binaries changed
+//! (scripts/dev.sh). The other integration tests run without reload (`TUBES_NO_RELOAD=1`).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
-use tubes_tests::LocalStack;
+use tubes_tests::{repo_root, LocalStack};
 
 const DEADLINE: Duration = Duration::from_secs(300);
 
+/// Polls `check` until it answers true, or fails with `what`.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_live_reload_each_functions_lines_reach_its_own_file_as_json() {
+async fn with_live_reload_each_function_logs_to_its_own_file_and_a_save_reloads_only_that_function() {
     let stack = LocalStack::start_with_env(
         "tests/e2e/template.yaml",
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
@@ -50,8 +58,8 @@ async fn with_live_reload_each_functions_lines_reach_its_own_file_as_json() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Each function's file holds that function's JSON lines and nothing else: no build output, no other
-    // function's lines.
+    // Each function's file holds that function's JSON lines (and its EMF documents) and nothing else: no build
+    // output, no other function's lines.
     for (file, function) in [
         ("tubes-ingest.log", "tubes-ingest"),
         ("tubes-consumer-payments.log", "tubes-consumer-payments"),
@@ -61,6 +69,9 @@ async fn with_live_reload_each_functions_lines_reach_its_own_file_as_json() {
         for line in text.lines() {
             let parsed: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{file}: not a JSON line ({e}): {line}"));
+            if parsed.get("_aws").is_some() {
+                continue; // an EMF document: metrics, in the function's log as in CloudWatch Logs
+            }
             assert_eq!(parsed["function"], function, "{file}: {line}");
             assert_eq!(
                 parsed["timestamp"].as_str().map(str::len),
@@ -87,13 +98,43 @@ async fn with_live_reload_each_functions_lines_reach_its_own_file_as_json() {
         "ingest's answer to the request: {ingest}"
     );
     assert!(!ingest.contains("ada@example.com"), "no addresses in logs");
-    // cargo's own lines (the instances are `cargo run`s) are dropped, not routed anywhere.
-    for entry in std::fs::read_dir(&logs).unwrap().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        assert!(
-            !text.contains("Blocking waiting for file lock") && !text.contains("     Running `"),
-            "build noise in {:?}",
-            entry.file_name()
-        );
-    }
+
+    // A save in one function's crate (its source touched: cargo rebuilds it) gives that function new instances
+    // and leaves the others running.
+    let consumer_before = stack.pids("tubes-test-consumer");
+    let payments_before = stack.pids("tubes-consumer-payments");
+    assert!(!consumer_before.is_empty() && !payments_before.is_empty());
+    std::fs::File::options()
+        .append(true)
+        .open(repo_root().join("tests/consumer/src/main.rs"))
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+    until("new instances of tubes-test-consumer", || {
+        let now = stack.pids("tubes-test-consumer");
+        now.len() == consumer_before.len() && now.iter().all(|p| !consumer_before.contains(p))
+    })
+    .await;
+    let dev_log = std::fs::read_to_string(stack.state.join("dev.log")).unwrap();
+    assert!(
+        dev_log.contains("reload: new instances of tubes-test-consumer\n"),
+        "only the touched function reloads: {dev_log}"
+    );
+    assert_eq!(
+        stack.pids("tubes-consumer-payments"),
+        payments_before,
+        "payments was not touched: its instances keep running"
+    );
+    // The new instances handle the next event for them.
+    let signup = json!({"specversion": "1.0", "source": "/e2e", "type": "user.signed_up", "data": {
+        "user_id": "usr_reload", "email": "usr_reload@example.com", "name": "after-reload",
+        "marketing_opt_in": false, "signed_up_at": "2026-11-22T10:00:00Z"}});
+    stack.post_event(&http, &signup).await;
+    until("the reloaded consumer handles an event", || {
+        stack
+            .json_lines("handled.jsonl")
+            .iter()
+            .any(|h| h["user_id"] == "usr_reload")
+    })
+    .await;
 }

@@ -6,6 +6,7 @@ mod archive;
 mod consumers;
 mod contract;
 mod dead_letters;
+mod dev_stack;
 mod esm;
 mod event_status;
 mod idempotency;

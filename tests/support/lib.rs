@@ -283,7 +283,10 @@ impl KinesisLocal {
             main.display()
         );
         let (plain, tls) = (free_port(), free_port());
+        // kinesis-local binds every interface unless the preload keeps it on loopback.
         let child = Command::new("node")
+            .arg("-r")
+            .arg(repo_root().join("scripts/loopback.cjs"))
             .arg(&main)
             .env("KINESIS_MOCK_CERT_PATH", dir.join("server.json"))
             .env("KINESIS_MOCK_PLAIN_PORT", plain.to_string())
@@ -465,6 +468,8 @@ pub const POST_DEADLINE: Duration = Duration::from_secs(240);
 /// for one template, on free loopback ports and its own state directory; stopped (every process) when dropped.
 pub struct LocalStack {
     child: Child,
+    template: String,
+    ports: Ports,
     /// The state directory (`esm.jsonl`, `logs/`, …).
     pub state: PathBuf,
     /// `http://127.0.0.1:{port}`: `POST /events` and the Lambda Invoke API.
@@ -500,13 +505,39 @@ impl LocalStack {
     ) -> Self {
         let state = parent.join(format!("stack-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&state).expect("state dir");
+        Self::start_in(template, state, env, ports)
+    }
+
+    /// Stops this stack (as dropping it does) and starts it again on the same state directory and ports: what
+    /// a developer's second `make dev` finds.
+    pub fn restart(mut self, env: &[(&str, &str)]) -> Self {
+        self.stop();
+        let (template, state, ports) = (self.template.clone(), self.state.clone(), self.ports);
+        Self::start_in(&template, state, env, ports)
+    }
+
+    fn start_in(
+        template: &str,
+        state: PathBuf,
+        env: &[(&str, &str)],
+        ports: Ports,
+    ) -> Self {
         let Ports {
             http,
             moto,
             kinesis,
             moto_dynamodb,
         } = ports;
-        let log = std::fs::File::create(state.join("dev.log")).expect("dev log");
+        // Appended: a restarted stack's lines follow the first one's.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(state.join("dev.log"))
+            .expect("dev log");
+        let ready_before = std::fs::read_to_string(state.join("dev.log"))
+            .unwrap_or_default()
+            .matches("dev: ready")
+            .count();
         // `setsid`: the stack is its own process group, so dropping it can stop every process it started.
         let mut dev = Command::new("setsid");
         if let Some(port) = moto_dynamodb {
@@ -531,6 +562,8 @@ impl LocalStack {
             .expect("scripts/dev.sh starts");
         let mut stack = LocalStack {
             child,
+            template: template.to_owned(),
+            ports,
             state,
             http: format!("http://127.0.0.1:{http}"),
             sqs_endpoint: format!("http://127.0.0.1:{moto}"),
@@ -541,7 +574,7 @@ impl LocalStack {
         let deadline = Instant::now() + Duration::from_secs(900);
         loop {
             let log = std::fs::read_to_string(stack.state.join("dev.log")).unwrap_or_default();
-            if log.contains("dev: ready") {
+            if log.matches("dev: ready").count() > ready_before {
                 return stack;
             }
             if let Ok(Some(status)) = stack.child.try_wait() {
@@ -568,6 +601,18 @@ impl LocalStack {
                     .is_ok_and(|s| s.success())
             })
             .count()
+    }
+
+    /// The PIDs of this stack's processes whose executable is `name` (e.g. a function's instances), sorted.
+    pub fn pids(&self, name: &str) -> Vec<i32> {
+        let mut pids: Vec<i32> = self
+            .processes()
+            .into_iter()
+            .filter(|(_, n, _)| n == name)
+            .map(|(pid, ..)| pid)
+            .collect();
+        pids.sort_unstable();
+        pids
     }
 
     /// CPU seconds (user and system) used so far by each kind of process of this stack that is running now
@@ -786,6 +831,16 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl LocalStack {
+    /// Stops every process of the stack (once; again is a no-op).
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         // TERM the process group: dev.sh's trap stops everything it started, then exits.
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{}", self.child.id())])

@@ -314,6 +314,9 @@ pub async fn run(settings: Settings, parent: &std::path::Path) -> Report {
         // One line per invocation, as deployed: the per-record lines of the local default would write hundreds
         // of megabytes at 100,000 events.
         ("TUBES_LOG", "info"),
+        // No state kept (a fresh state directory anyway): a snapshot of moto's tables after 100,000 events would
+        // hold its DynamoDB lock for a long time.
+        ("TUBES_PERSIST", "0"),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()));
     let parent = parent.to_owned();
