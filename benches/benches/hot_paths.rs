@@ -8,10 +8,10 @@
 //!   encode, publish to a publisher that acknowledges at once, 202 body) against the baseline of parsing the same
 //!   body into a `serde_json::Value`.
 //! - **ingest invocation**: the whole invocation as the runtime runs it (the HTTP API v2 event's bytes →
-//!   `lambda_http`'s request → the handler → the response serialised for the runtime) against the bare
-//!   `serde_json` parse of the same bytes into `ApiGatewayV2httpRequest`. The event is written in the order AWS
-//!   sends its keys ([`HTTP_API_EVENT`]), not through `json!` (which sorts them and makes parsing faster than on
-//!   real payloads).
+//!   ingest's `HttpApiEvent`, which keeps only what ingest reads → the handler → the response serialised for the
+//!   runtime) against the bare `serde_json` parse of the same bytes into `ApiGatewayV2httpRequest`. The event is
+//!   written in the order AWS sends its keys ([`HTTP_API_EVENT`]), not through `json!` (which sorts them and makes
+//!   parsing faster than on real payloads).
 //! - **consumer batch with idempotency**: the same batch with every record claimed and completed in an in-memory
 //!   store (payload hash, key, claim, completion), against the harness without idempotency: the harness's own
 //!   cost of exactly-once bookkeeping, without the DynamoDB round trips (measured on the emulator in tests).
@@ -42,7 +42,7 @@ use tubes_bench::{compare, report};
 use tubes_contract::{codec, EventType, Record};
 use tubes_ingest::credentials::api_key;
 use tubes_ingest::webhook::Secret;
-use tubes_ingest::{Config, FixedSources, Ingest, Sources};
+use tubes_ingest::{Config, FixedSources, HttpApiEvent, Ingest, Sources};
 use tubes_platform::consumer::{consumer_fn, Consumer};
 use tubes_platform::dead_letters::LogDeadLetters;
 use tubes_platform::idempotency::{IdempotencyTimes, MemoryIdempotency};
@@ -336,21 +336,14 @@ fn main() {
 
     if selected("ingest") || selected("invocation") {
         use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-        use lambda_http::request::LambdaRequest;
-        use lambda_http::{Context, LambdaEvent, Service};
 
         let event = http_api_event(PAYMENT);
         let ingest = Ingest::new(AckPublisher, &bench_config(), sources().0);
-        // What `lambda_http::run` does with each event the runtime hands over.
-        let mut adapter = lambda_http::Adapter::from(lambda_http::service_fn(|req: Request| {
-            let ingest = &ingest;
-            async move { Ok::<_, Infallible>(ingest.handle(req).await) }
-        }));
-        let mut invoke = || {
-            let payload: LambdaRequest = serde_json::from_slice(&event).expect("an HTTP API event");
-            let response = rt
-                .block_on(adapter.call(LambdaEvent::new(payload, Context::default())))
-                .expect("infallible");
+        // What ingest's `main.rs` has the runtime do with each event: the bytes into ingest's view of the HTTP API
+        // event (`LambdaEvent<HttpApiEvent>`), the handler, the answer serialised.
+        let invoke = || {
+            let payload: HttpApiEvent = serde_json::from_slice(&event).expect("an HTTP API event");
+            let response = rt.block_on(ingest.invoke(payload));
             serde_json::to_vec(&response).expect("serialisable")
         };
         let answer: serde_json::Value = serde_json::from_slice(&invoke()).expect("JSON");

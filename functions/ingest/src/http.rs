@@ -1,9 +1,9 @@
 //! The HTTP gates before any event is read: the route, the media type, the nesting depth, and whether the body is
-//! one event or a batch.
+//! one event or a batch; and the one view of a request they read ([`Incoming`]), whatever carried it.
 
-use lambda_http::http::{header, HeaderMap};
+use lambda_http::http::{header, HeaderMap, Method};
 use lambda_http::request::RequestContext;
-use lambda_http::{Request, RequestExt};
+use lambda_http::{Body, Request, RequestExt};
 use tubes_contract::{Code, Violation, Violations};
 
 use crate::auth::Route;
@@ -35,6 +35,41 @@ pub fn route(path: &str) -> Result<Route<'_>, IngestError> {
     }
 }
 
+/// One request as the handler reads it: borrowed from what carried it (an HTTP API event or `lambda_http`'s
+/// request), so its body is neither copied nor parsed again. [`crate::event::HttpApiEvent::incoming`] makes one of
+/// an invocation's event.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'r> {
+    /// The request method.
+    pub method: &'r Method,
+    /// The path as the client sent it, without an API Gateway stage prefix ([`route_path`]).
+    pub path: &'r str,
+    /// The request headers (names lower case).
+    pub headers: &'r HeaderMap,
+    /// The raw body, base64 decoded if it came encoded (signatures are over these bytes).
+    pub body: &'r [u8],
+    /// The caller API Gateway's IAM authorizer verified, if the request went through it.
+    pub iam_caller: Option<&'r str>,
+}
+
+impl<'r> Incoming<'r> {
+    /// The request `lambda_http` built (any front door it parses).
+    pub fn from_request(request: &'r Request) -> Self {
+        let body: &[u8] = match request.body() {
+            Body::Text(text) => text.as_bytes(),
+            Body::Binary(bytes) => bytes,
+            _ => &[],
+        };
+        Incoming {
+            method: request.method(),
+            path: route_path(request),
+            headers: request.headers(),
+            body,
+            iam_caller: crate::credentials::iam::caller(request),
+        }
+    }
+}
+
 /// The request path as the client sent it, without an API Gateway stage prefix.
 pub fn route_path(request: &Request) -> &str {
     let raw = request.raw_http_path();
@@ -47,6 +82,11 @@ pub fn route_path(request: &Request) -> &str {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
         _ => None,
     };
+    without_stage(path, stage)
+}
+
+/// `path` without the prefix of a named `stage` (HTTP API paths carry it; `$default` has none) or a trailing `/`.
+pub(crate) fn without_stage<'p>(path: &'p str, stage: Option<&str>) -> &'p str {
     let path = match stage {
         Some(stage) if stage != "$default" => path
             .strip_prefix('/')

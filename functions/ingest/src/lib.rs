@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod event;
 pub mod http;
 pub mod idempotency_key;
 pub mod pack;
@@ -27,6 +28,7 @@ pub mod write;
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::{Arc, PoisonError};
 
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::{HeaderMap, HeaderValue, Method};
 use lambda_http::{Body, Request, Response};
 use time::OffsetDateTime;
@@ -41,10 +43,11 @@ use tubes_platform::{clock, Publisher, PutOutcome};
 pub use config::Config;
 pub use credentials::webhook;
 pub use error::IngestError;
+pub use event::HttpApiEvent;
 pub use sources::{FixedSources, Sources, SourcesFetch};
 
 use auth::{AuthError, Authenticated};
-use http::Kind;
+use http::{Incoming, Kind};
 use idempotency_key::IdempotencyKey;
 
 /// The ingest handler over a [`Publisher`], with the sources read through `F`.
@@ -103,14 +106,31 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         self.meter.as_ref()
     }
 
+    /// Answers one HTTP API (payload format 2.0) or function URL event, as the runtime hands it over: what the
+    /// deployed function runs. The request is read where it lies in the event (its body borrowed, or decoded once
+    /// if base64 encoded) and the answer is the event's own response type; see [`Ingest::serve`].
+    pub async fn invoke(&self, event: HttpApiEvent) -> ApiGatewayV2httpResponse {
+        let response = match event.body_bytes() {
+            Ok(body) => self.serve(event.incoming(&body)).await,
+            Err(err) => err.into_response(),
+        };
+        event::answer(response)
+    }
+
+    /// Answers one request as `lambda_http` built it (any front door it parses: tests, tools, other runtimes);
+    /// see [`Ingest::serve`].
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        self.serve(Incoming::from_request(&request)).await
+    }
+
     /// Handles one HTTP request; never fails (errors are responses). Each request is one log line at INFO (its
     /// status, source, and event counts or refusal code; never the body) and, if measured ([`Ingest::measured`]),
     /// one record in the meter; the events' own lines are at DEBUG.
-    pub async fn handle(&self, request: Request) -> Response<Body> {
+    pub async fn serve(&self, request: Incoming<'_>) -> Response<Body> {
         let started = std::time::Instant::now();
         let mut source = None;
         let mut tally = IngestRequest::default();
-        let trace = trace_of(request.headers());
+        let trace = trace_of(request.headers);
         let trace_hex = trace.trace_id().to_hex();
         let trace_id = trace_hex.as_str();
         let mut response = match self
@@ -158,22 +178,17 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
 
     async fn try_handle(
         &self,
-        request: Request,
+        request: Incoming<'_>,
         trace: TraceParent,
         source_name: &mut Option<String>,
         tally: &mut IngestRequest,
     ) -> Result<Response<Body>, IngestError> {
-        let route = http::route(http::route_path(&request))?;
-        if request.method() != Method::POST {
+        let route = http::route(request.path)?;
+        if request.method != Method::POST {
             return Err(IngestError::MethodNotAllowed);
         }
-        let declared = http::check_content_type(request.headers())?;
-        let body: &[u8] = match request.body() {
-            Body::Empty => &[],
-            Body::Text(text) => text.as_bytes(),
-            Body::Binary(bytes) => bytes,
-            _ => &[],
-        };
+        let declared = http::check_content_type(request.headers)?;
+        let body = request.body;
         if body.len() > self.max_body_bytes {
             return Err(IngestError::PayloadTooLarge {
                 size: body.len(),
@@ -188,8 +203,8 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         let now = clock::now();
         let request_auth = auth::Request {
             route,
-            iam_caller: credentials::iam::caller(&request),
-            headers: request.headers(),
+            iam_caller: request.iam_caller,
+            headers: request.headers,
             body,
             now: now.unix_timestamp(),
         };
@@ -211,7 +226,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
                 other => IngestError::Auth(other),
             })?;
         *source_name = Some(source.name.clone());
-        let idempotency_key = IdempotencyKey::from_headers(request.headers())?;
+        let idempotency_key = IdempotencyKey::from_headers(request.headers)?;
         // Events sent without an id get one derived from the key: a blind resend is the same events.
         let key = idempotency_key.as_ref().map(|k| (k, source.name.as_str()));
 
