@@ -24,9 +24,11 @@ use tubes_platform::read_model::{Document, ReadModelStore, ReadModels};
 
 pub mod error;
 pub mod events;
+pub mod readers;
 
 pub use error::QueryError;
 pub use events::{Consumers, EventStatus};
+pub use readers::{ReadersFetch, ReadersSource, SecretReaders};
 
 /// The readers and their keys: `{"dashboard": {"api_keys": {"2026-11": "sha256:…"}}}` (several keys per reader
 /// during a rotation; `tubes-keys` mints them).
@@ -174,17 +176,26 @@ impl ReadRecords for NoRecords {
     }
 }
 
-/// The query API over read models in `S` and, for events' status, the consumers' idempotency records in `R`.
+/// The query API over read models in `S`, for the readers read through `F` and, for events' status, the
+/// consumers' idempotency records in `R`.
 #[derive(Debug)]
-pub struct Query<S, R = NoRecords> {
+pub struct Query<S, R = NoRecords, F = SecretReaders> {
     models: ReadModels<S>,
-    readers: Readers,
+    readers: ReadersSource<F>,
     events: Option<(R, Consumers)>,
 }
 
 impl<S: ReadModelStore> Query<S> {
     /// Answers from `store` for `readers` (without events' status until [`Query::with_events`]).
     pub fn new(store: S, readers: Readers) -> Self {
+        Self::reading(store, ReadersSource::ready(readers))
+    }
+}
+
+impl<S: ReadModelStore, F> Query<S, NoRecords, F> {
+    /// Answers from `store` for the readers of `readers`, which may still be being read
+    /// ([`ReadersSource::in_background`]).
+    pub fn reading(store: S, readers: ReadersSource<F>) -> Self {
         Self {
             models: ReadModels::new(store),
             readers,
@@ -194,7 +205,7 @@ impl<S: ReadModelStore> Query<S> {
 
     /// The same API, answering `GET /events/{source}/{id}` from the idempotency records in `records` of
     /// `consumers`.
-    pub fn with_events<R: ReadRecords>(self, records: R, consumers: Consumers) -> Query<S, R> {
+    pub fn with_events<R: ReadRecords>(self, records: R, consumers: Consumers) -> Query<S, R, F> {
         Query {
             models: self.models,
             readers: self.readers,
@@ -203,7 +214,7 @@ impl<S: ReadModelStore> Query<S> {
     }
 }
 
-impl<S: ReadModelStore, R: ReadRecords> Query<S, R> {
+impl<S: ReadModelStore, R: ReadRecords, F: ReadersFetch> Query<S, R, F> {
     /// Answers one request; never fails (every error is an answer). A `HEAD` gets the headers `GET` would get.
     pub async fn handle(&self, request: &Request) -> Response<Body> {
         let mut response = match self.answer(request).await {
@@ -237,9 +248,14 @@ impl<S: ReadModelStore, R: ReadRecords> Query<S, R> {
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or(""));
+        let readers = self
+            .readers
+            .current()
+            .await
+            .map_err(|_| QueryError::Unavailable("readers"))?;
         match ApiKey::from_authorization(authorization) {
             None => return Err(QueryError::MissingCredentials),
-            Some(Some(key)) if self.readers.admits(&key) => {}
+            Some(Some(key)) if readers.admits(&key) => {}
             Some(_) => return Err(QueryError::InvalidCredentials),
         }
         let (tag, body) = match resource {

@@ -1,4 +1,4 @@
-//! The query function: the readers (`READERS`, JSON, or the secret `READERS_SECRET_ARN`), the read models
+//! The query function: the readers (`READERS`, JSON, or the secret `READERS_SECRET_ARN`, read in the background), the read models
 //! (`READ_MODELS_TABLE`) and, for events' status, the idempotency records (`IDEMPOTENCY_TABLE`) of the consumers
 //! named in `EVENT_CONSUMERS` (`tubes_platform::runtime::Env`) once, then the handler per request.
 
@@ -6,22 +6,22 @@ use lambda_http::{run, service_fn, Error, Request};
 use tubes_platform::idempotency::ReadRecords;
 use tubes_platform::read_model::ReadModelStore;
 use tubes_platform::runtime::Env;
-use tubes_query::{Consumers, Query, Readers};
+use tubes_query::{Consumers, Query, Readers, ReadersSource, SecretReaders};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let env = Env::load().await;
+    // Inline readers are parsed now (a bad one stops the cold start); a secret is read while the runtime asks for
+    // the first request, which waits for it: the secret store's round trip is not part of the cold start. Until it
+    // is read, requests are answered 503.
     let readers = match env.optional("READERS") {
-        Some(json) => json,
-        None => aws_sdk_secretsmanager::Client::new(env.aws())
-            .get_secret_value()
-            .secret_id(env.required("READERS_SECRET_ARN")?)
-            .send()
-            .await?
-            .secret_string
-            .unwrap_or_default(),
+        Some(json) => ReadersSource::ready(Readers::parse(&json)?),
+        None => ReadersSource::in_background(SecretReaders::new(
+            aws_sdk_secretsmanager::Client::new(env.aws()),
+            env.required("READERS_SECRET_ARN")?,
+        )),
     };
-    let query = Query::new(env.read_models()?, Readers::parse(&readers)?);
+    let query = Query::reading(env.read_models()?, readers);
     match env.idempotency()? {
         Some((records, _)) => {
             let consumers = Consumers::parse(&env.required("EVENT_CONSUMERS")?)?;

@@ -464,3 +464,99 @@ mod event_status {
         );
     }
 }
+
+/// A readers secret that tests edit, counting its reads.
+#[derive(Debug, Clone, Default)]
+struct Secret {
+    json: std::sync::Arc<std::sync::Mutex<String>>,
+    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Secret {
+    fn set(&self, json: &str) {
+        *self.json.lock().unwrap() = json.to_owned();
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl ReadersFetch for Secret {
+    async fn fetch(&self) -> Result<String, ConfigError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.json.lock().unwrap().clone())
+    }
+}
+
+/// The readers of [`setup`], as the secret holds them.
+fn readers_json() -> String {
+    let (_, hash) = mint("dashboard", "k1", [7; SECRET_BYTES]).unwrap();
+    json!({"dashboard": {"api_keys": {"k1": hash.to_string()}}}).to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn readers_read_in_the_background_answer_503_until_read_and_no_key_is_taken_meanwhile() {
+    // Given a readers secret that cannot be read yet (empty: not a readers object), read in the background.
+    let s = setup();
+    fold(&s.store, &[opened("acc_1")]).await;
+    let secret = Secret::default();
+    let query = Query::reading(&s.store, ReadersSource::in_background(secret.clone()));
+    let auth = format!("Bearer {}", s.key);
+    let get = |auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        request("GET", "/accounts/acc_1", &headers)
+    };
+
+    // When requests come before the readers could be read, then each is a 503 with the error body and its
+    // Retry-After, with a key or without: never served, never refused as if the key were wrong.
+    let early = query.handle(&get(Some(&auth))).await;
+    assert_eq!(early.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body(&early)["error"]["code"], "unavailable");
+    assert!(early.headers().contains_key("retry-after"));
+    assert_eq!(
+        query.handle(&get(None)).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Within the gap the secret is not read again per request.
+    assert_eq!(secret.reads(), 1);
+
+    // When the secret becomes readable, then the next request after the gap reads it and is served.
+    secret.set(&readers_json());
+    tokio::time::advance(readers::RETRY_GAP_UNREAD).await;
+    assert_eq!(
+        query.handle(&get(Some(&auth))).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        query.handle(&get(None)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Once read, the readers are not read again.
+    tokio::time::advance(readers::RETRY_GAP_UNREAD * 10).await;
+    assert_eq!(
+        query.handle(&get(Some(&auth))).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(secret.reads(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_request_waits_for_the_readers_read_started_at_cold_start() {
+    let s = setup();
+    fold(&s.store, &[opened("acc_1")]).await;
+    let secret = Secret::default();
+    secret.set(&readers_json());
+    let query = Query::reading(&s.store, ReadersSource::in_background(secret.clone()));
+    let auth = format!("Bearer {}", s.key);
+    let served = query
+        .handle(&request(
+            "GET",
+            "/accounts/acc_1",
+            &[("authorization", &auth)],
+        ))
+        .await;
+    assert_eq!(served.status(), StatusCode::OK);
+    // The read started at cold start is the one the request used: no second read.
+    assert_eq!(secret.reads(), 1);
+}
