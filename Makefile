@@ -124,3 +124,26 @@ reset: ## Clear the local stack's state (streams, checkpoints, tables, queues, l
 clean: ## Remove build output and local state (not the installed tools).
 	cargo clean
 	rm -rf .aws-sam .local
+
+# tubes-dev: the local stack of `make dev` as a daily tool (tubes-dev --help; the ports and state directory from
+# TUBES_HTTP_PORT, TUBES_KINESIS_PORT, TUBES_MOTO_PORT, TUBES_STATE_DIR as `make dev` reads them).
+.PHONY: send story tail invoke look
+DEV := cargo build -q -p tubes-ops --bin tubes-dev && "$${CARGO_TARGET_DIR:-target}"/debug/tubes-dev
+
+send: ## POST an example event to the local stack: make send TYPE=payment.received ARGS="--set amount=999 --count 3".
+	@test -n "$(TYPE)" || { echo 'usage: make send TYPE=payment.received [ARGS="--set amount=999 --subject acc_42 --count N"]' >&2; exit 2; }
+	@$(DEV) send "$(TYPE)" $(ARGS)
+
+story: ## Play the README's story on the local stack and show its effects (ledger, profile, e-mails).
+	@$(DEV) story $(ARGS)
+
+tail: ## Follow the local stream, decoded, one line per event: make tail ARGS="--type payment.received --from latest".
+	@$(DEV) tail $(ARGS)
+
+invoke: ## Invoke one consumer without the stream: make invoke FUNCTION=payments ARGS="--sample payment.received --set amount=999" (or --event FILE).
+	@test -n "$(FUNCTION)" || { echo 'usage: make invoke FUNCTION=payments ARGS="--sample payment.received | --event FILE"' >&2; exit 2; }
+	@$(DEV) invoke "$(FUNCTION)" $(ARGS)
+
+look: ## The local state: make look ARGS="ledger acc_42" (profile USER | outbox --limit N).
+	@test -n "$(ARGS)" || { echo 'usage: make look ARGS="ledger ACCOUNT | profile USER | outbox [--limit N]"' >&2; exit 2; }
+	@$(DEV) look $(ARGS)

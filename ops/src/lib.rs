@@ -30,6 +30,7 @@
 //! | [`keys`] | minting API keys and signing secrets for the sources and readers (`tubes-keys`) |
 //! | [`replay`] | replaying the event store onto the stream or into a read model version (`tubes-replay`) |
 
+pub mod dev;
 mod entry;
 mod error;
 mod invoke;

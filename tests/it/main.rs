@@ -7,6 +7,7 @@ mod consumers;
 mod contract;
 mod dead_letters;
 mod dev_stack;
+mod dev_tool;
 mod esm;
 mod event_status;
 mod idempotency;
