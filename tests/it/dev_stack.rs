@@ -36,7 +36,13 @@ fn listening_addresses(port: u16) -> Vec<String> {
 #[tokio::test]
 async fn kinesis_local_listens_on_loopback_only() {
     let emulator = KinesisLocal::start().await;
-    let plain: u16 = emulator.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let plain: u16 = emulator
+        .endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let addresses = listening_addresses(plain);
     // 127.0.0.1 in /proc's byte order; 0.0.0.0 or :: would be every interface.
     assert_eq!(addresses, ["0100007F"], "kinesis-local on port {plain}");

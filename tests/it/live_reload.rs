@@ -19,7 +19,7 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_live_reload_each_function_logs_to_its_own_file_and_a_save_reloads_only_that_function() {
+async fn each_function_logs_to_its_own_file_and_a_save_reloads_only_its_function() {
     let stack = LocalStack::start_with_env(
         "tests/e2e/template.yaml",
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),

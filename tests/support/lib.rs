@@ -516,12 +516,7 @@ impl LocalStack {
         Self::start_in(&template, state, env, ports)
     }
 
-    fn start_in(
-        template: &str,
-        state: PathBuf,
-        env: &[(&str, &str)],
-        ports: Ports,
-    ) -> Self {
+    fn start_in(template: &str, state: PathBuf, env: &[(&str, &str)], ports: Ports) -> Self {
         let Ports {
             http,
             moto,
