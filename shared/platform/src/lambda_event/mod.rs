@@ -21,7 +21,9 @@ pub mod record;
 pub use answer::{function_error, verdict, Invocation, Verdict};
 #[cfg(any(test, feature = "test-util"))]
 pub use batch::batch_of;
-pub use batch::{record_events, BatchRecord, Contents, DecodeError, Decoded, KinesisBatch};
+pub use batch::{
+    record_events, BatchRecord, Contents, DecodeError, Decoded, KinesisBatch, PayloadError,
+};
 pub use event::{kinesis_event, stream_name, stream_region, BatchSource, KinesisEvent};
 pub use on_failure::{Condition, KinesisBatchInfo, OnFailure};
 pub use record::{SequenceNumber, StreamRecord};

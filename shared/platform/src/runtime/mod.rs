@@ -14,8 +14,14 @@
 //! }
 //! ```
 
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::layers::TracingLayer;
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent, LambdaInvocation, Runtime};
+use serde::de::IgnoredAny;
 
 use crate::consumer::Consumer;
 use crate::dead_letters::{AnyDeadLetters, DeadLetters};
@@ -60,18 +66,169 @@ async fn run<C: Consumer, D: DeadLetters, S: IdempotencyStore>(
     let emf = Emf::install()
         .inspect_err(|err| tracing::warn!(error = %err, "no metrics recorder"))
         .ok();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<KinesisBatch>| {
+    let payloads = Payloads::default();
+    let handler = service_fn(|event: LambdaEvent<IgnoredAny>| {
         let harness = &harness;
+        let batch = payloads
+            .take(&event.context.request_id)
+            .map(|payload| KinesisBatch::from_payload(&payload));
         // Claims expire with this invocation (its deadline), so a retry after a timeout is not locked out.
         let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
         async move {
-            let report = harness.run_until(event.payload, deadline).await;
+            let batch = match batch {
+                Some(Ok(batch)) => batch,
+                // Not a Kinesis event: the invocation fails as it did when the runtime deserialised the payload,
+                // with the same error type and message.
+                Some(Err(err)) => {
+                    return Err(Diagnostic {
+                        error_type: "lambda_runtime::deserializer::DeserializeError".into(),
+                        error_message: err.to_string(),
+                    })
+                }
+                None => {
+                    return Err(Diagnostic {
+                        error_type: "tubes_platform::runtime::NoPayload".into(),
+                        error_message: "the invocation's payload was not handed over".into(),
+                    })
+                }
+            };
+            let report = harness.run_until(batch, deadline).await;
             // One EMF document per invocation, written before the answer (Lambda may freeze us after it).
             if let Some(emf) = emf {
                 emf.flush();
             }
-            Ok::<KinesisEventResponse, Error>(report.response)
+            Ok::<KinesisEventResponse, Diagnostic>(report.response)
         }
-    }))
-    .await
+    });
+    // As `lambda_runtime::run` composes it, with the payload taken first (see `TakePayload`).
+    Runtime::new(handler)
+        .layer(TakePayload::layer(payloads.clone()))
+        .layer(TracingLayer::new())
+        .run()
+        .await
+}
+
+/// What [`TakePayload`] hands the handler: the payload of the invocation under way, by its request id.
+#[derive(Clone, Default)]
+struct Payloads(Arc<Mutex<Option<(String, Vec<u8>)>>>);
+
+impl Payloads {
+    fn put(&self, request_id: String, payload: Vec<u8>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((request_id, payload));
+    }
+
+    /// The payload of `request_id`'s invocation, once.
+    fn take(&self, request_id: &str) -> Option<Vec<u8>> {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match slot.take() {
+            Some((id, payload)) if id == request_id => Some(payload),
+            _ => None,
+        }
+    }
+}
+
+/// Takes each invocation's payload bytes before the runtime deserialises them, for the handler to decode in one
+/// pass ([`KinesisBatch::from_payload`]), and leaves the runtime `null` to deserialise (into `IgnoredAny`). The
+/// runtime would read the bytes with `serde_path_to_error`, which records every member's key as it goes. Invocations
+/// are one at a time (`Runtime::run`), so one slot holds the payload between this layer and the handler.
+struct TakePayload<S> {
+    inner: S,
+    payloads: Payloads,
+}
+
+impl TakePayload<()> {
+    /// The layer that puts each payload in `payloads`.
+    fn layer<S>(payloads: Payloads) -> impl Layer<S, Service = TakePayload<S>> {
+        lambda_runtime::tower::layer::layer_fn(move |inner| TakePayload {
+            inner,
+            payloads: payloads.clone(),
+        })
+    }
+}
+
+impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for TakePayload<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut invocation: LambdaInvocation) -> Self::Future {
+        let payload = std::mem::replace(&mut invocation.body, "null".into());
+        // No copy: the runtime's buffer is moved into the `Vec` when nothing else shares it.
+        self.payloads
+            .put(invocation.context.request_id.clone(), payload.into());
+        self.inner.call(invocation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::{ready, Ready};
+
+    use super::*;
+
+    /// The inner service: keeps the body the runtime would deserialise.
+    struct Keep(Vec<Vec<u8>>);
+
+    impl Service<LambdaInvocation> for Keep {
+        type Response = ();
+        type Error = Error;
+        type Future = Ready<Result<(), Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
+            self.0.push(invocation.body.to_vec());
+            ready(Ok(()))
+        }
+    }
+
+    fn invocation(request_id: &str, body: &'static [u8]) -> LambdaInvocation {
+        let mut context = lambda_runtime::Context::default();
+        context.request_id = request_id.into();
+        LambdaInvocation {
+            parts: http::Response::new(()).into_parts().0,
+            body: body.into(),
+            context,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_handler_gets_the_payload_bytes_and_the_runtime_null() {
+        let payloads = Payloads::default();
+        let mut service = TakePayload::layer(payloads.clone()).layer(Keep(Vec::new()));
+
+        service
+            .call(invocation("req-1", br#"{"Records":[]}"#))
+            .await
+            .unwrap();
+
+        assert_eq!(service.inner.0, [b"null".to_vec()]);
+        assert_eq!(
+            serde_json::from_slice::<IgnoredAny>(b"null").ok(),
+            Some(IgnoredAny)
+        );
+        // Another invocation's id takes nothing, and the payload is taken once.
+        assert_eq!(payloads.take("req-2"), None);
+        service
+            .call(invocation("req-3", br#"{"Records":[]}"#))
+            .await
+            .unwrap();
+        assert_eq!(
+            payloads.take("req-3").as_deref(),
+            Some(&br#"{"Records":[]}"#[..])
+        );
+        assert_eq!(payloads.take("req-3"), None);
+    }
 }
