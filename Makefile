@@ -128,7 +128,7 @@ clean: ## Remove build output and local state (not the installed tools).
 # tubes-dev: the local stack of `make dev` as a daily tool (tubes-dev --help; the ports and state directory from
 # TUBES_HTTP_PORT, TUBES_KINESIS_PORT, TUBES_MOTO_PORT, TUBES_STATE_DIR as `make dev` reads them).
 .PHONY: send story tail invoke look
-DEV := cargo build -q -p tubes-ops --bin tubes-dev && "$${CARGO_TARGET_DIR:-target}"/debug/tubes-dev
+DEV = $(RUN)/tubes-dev
 
 send: ## POST an example event to the local stack: make send TYPE=payment.received ARGS="--set amount=999 --count 3".
 	@test -n "$(TYPE)" || { echo 'usage: make send TYPE=payment.received [ARGS="--set amount=999 --subject acc_42 --count N"]' >&2; exit 2; }
