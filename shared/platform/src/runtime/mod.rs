@@ -110,7 +110,10 @@ async fn run<C: Consumer, D: DeadLetters, S: IdempotencyStore>(
 
 /// What [`TakePayload`] hands the handler: the payload of the invocation under way, by its request id.
 #[derive(Clone, Default)]
-struct Payloads(Arc<Mutex<Option<(String, Vec<u8>)>>>);
+struct Payloads(Arc<Mutex<Option<Payload>>>);
+
+/// An invocation's request id and payload bytes.
+type Payload = (String, Vec<u8>);
 
 impl Payloads {
     fn put(&self, request_id: String, payload: Vec<u8>) {
