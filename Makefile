@@ -32,7 +32,7 @@ openapi: bootstrap ## The API contract: openapi.yaml against the code, and schem
 # feature set, so none of them compiles again what another built (`cargo run -p X` would: other features).
 RUN := cargo build -q --workspace --bins && "$${CARGO_TARGET_DIR:-target}"/debug
 
-dlq: ## Dead letters of the local stack: make dlq ARGS="list tubes-SignupsDeadLetterQueue" (list | show | redrive [--stream S | --to-function F]).
+dlq: ## Dead letters of the local stack: make dlq ARGS="list" (list [QUEUE] | show QUEUE ID [--raw] | delete QUEUE ID | purge QUEUE | redrive QUEUE [ID] [--stream S | --to-function F] [--wait SECS]; --help).
 	AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$${TUBES_MOTO_PORT:-4566} \
 	AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$${TUBES_KINESIS_PORT:-4568} \
 	AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$${TUBES_HTTP_PORT:-9000} \

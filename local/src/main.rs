@@ -1,115 +1,199 @@
 //! `tubes-local`: provisions the template's resources on the local emulators and runs the Kinesis event source
 //! mapping emulator. Started by `make dev` (scripts/dev.sh); see `tubes-local --help`.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use tubes_local::app::App;
 use tubes_local::logs;
 use tubes_local::runner::{Emulator, Settings};
 use tubes_local::stack::{environment, provision, Clients};
 use tubes_local::view::View;
 
-const HELP: &str = "\
-tubes-local: the local stack's resources and Kinesis event source mapping emulator.
+/// The local stack's resources and Kinesis event source mapping emulator.
+///
+/// The template is the SAM-expanded one (scripts/expand_template.py template.yaml OUT.json); `make dev` writes
+/// it to STATE/template.json, which is the default.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tubes-local",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-USAGE:
-  tubes-local provision --template EXPANDED.json --env-out FILE [--prefix tubes] [--secret-file ID=PATH]
-      Creates the template's streams, queues, secrets, tables and buckets (idempotently) on the emulators named
-      by AWS_ENDPOINT_URL_KINESIS / _SQS / _SECRETS_MANAGER / _DYNAMODB / _S3 and writes the functions'
-      environment to FILE.
-      --secret-file (once per secret): the secret ID (a logical id) is created with the contents of PATH
-      instead of the template's SecretString (the local stack's demo source and reader).
-  tubes-local run --template EXPANDED.json [--lambda http://127.0.0.1:9000] [--prefix tubes]
-                  [--state DIR] [--log FILE] [--summary-secs 10] [--quiet]
-      Runs every Kinesis event source mapping of the template until interrupted.
-  tubes-local logs split --dir DIR
-      Routes standard input (cargo lambda watch's output) to DIR/FUNCTION.log, DIR/metrics.log (EMF) and
-      DIR/watch.log, build noise left out; appends, and rotates a file over 10 MB when it opens it.
-  tubes-local logs pretty
-      Standard input's JSON log lines as a person reads them (make logs).
-  tubes-local logs trace ID --dir DIR
-      Every line under DIR about an event id, trace id or request id, and every line of its traces, across
-      functions, in time order (make trace ID).
+/// What to do.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+enum Command {
+    /// Creates the template's resources on the emulators and writes the functions' environment.
+    ///
+    /// The streams, queues, secrets, tables and buckets are created if missing, on the emulators named by
+    /// AWS_ENDPOINT_URL_KINESIS / _SQS / _SECRETS_MANAGER / _DYNAMODB / _S3.
+    Provision {
+        #[command(flatten)]
+        stack: Stack,
+        /// Where the functions' environment goes (NAME=value lines, as cargo lambda watch reads them).
+        #[arg(long, value_name = "FILE")]
+        env_out: PathBuf,
+    },
+    /// Runs every Kinesis event source mapping of the template until interrupted.
+    Run {
+        #[command(flatten)]
+        stack: Stack,
+        /// The functions' Invoke endpoint (cargo lambda watch).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "AWS_ENDPOINT_URL_LAMBDA",
+            default_value = "http://127.0.0.1:9000"
+        )]
+        lambda: String,
+        /// The live view's events, appended as JSON lines.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+        /// Seconds between summaries.
+        #[arg(
+            long,
+            value_name = "SECS",
+            env = "TUBES_SUMMARY_SECS",
+            default_value_t = 10
+        )]
+        summary_secs: u64,
+        /// Summaries only, no line per batch.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// The functions' log files.
+    #[command(subcommand)]
+    Logs(Logs),
+    /// Prints a completion script for SHELL.
+    ///
+    /// E.g. `tubes-local completions zsh > ~/.zfunc/_tubes-local`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
 
-The template is the SAM-expanded one: scripts/expand_template.py template.yaml OUT.json";
+/// What `provision` and `run` share: the template, the resources' names, the state directory.
+#[derive(Debug, Args, PartialEq, Eq)]
+struct Stack {
+    /// The SAM-expanded template (JSON). Default: STATE/template.json.
+    #[arg(long, value_name = "EXPANDED.json")]
+    template: Option<PathBuf>,
+    /// The prefix of the resources' names.
+    #[arg(long, default_value = "tubes")]
+    prefix: String,
+    /// The local stack's state directory: the mappings' checkpoints (run), the functions' logs (STATE/logs).
+    #[arg(long, value_name = "DIR", env = "TUBES_STATE_DIR")]
+    state: Option<PathBuf>,
+    /// This secret (a logical id of the template) is created with the contents of PATH instead of the
+    /// template's SecretString (the local stack's demo source and reader); once per secret.
+    #[arg(long, value_name = "ID=PATH", value_parser = secret_file)]
+    secret_file: Vec<(String, PathBuf)>,
+}
 
-struct Args(BTreeMap<String, String>);
-
-impl Args {
-    fn parse(args: &[String]) -> Result<Self, String> {
-        let mut map = BTreeMap::new();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let key = a
-                .strip_prefix("--")
-                .ok_or_else(|| format!("unexpected argument {a}"))?;
-            if key == "quiet" {
-                map.insert(key.to_owned(), "true".to_owned());
-                continue;
-            }
-            let value = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
-            match map.get_mut(key) {
-                // `--secret-file` may be given once per secret: its values are kept one per line.
-                Some(previous) if key == "secret-file" => {
-                    previous.push('\n');
-                    previous.push_str(value);
-                }
-                _ => {
-                    map.insert(key.to_owned(), value.clone());
-                }
-            }
+impl Stack {
+    /// The template's path: as given, else STATE/template.json.
+    fn template(&self) -> Result<PathBuf, String> {
+        match (&self.template, &self.state) {
+            (Some(template), _) => Ok(template.clone()),
+            (None, Some(state)) => Ok(state.join("template.json")),
+            (None, None) => Err(
+                "--template is required (or --state DIR / TUBES_STATE_DIR: DIR/template.json)"
+                    .into(),
+            ),
         }
-        Ok(Args(map))
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    fn required(&self, key: &str) -> Result<&str, String> {
-        self.get(key).ok_or_else(|| format!("--{key} is required"))
     }
 }
 
-fn read_app(path: &str) -> Result<App, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-    let value = serde_json::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
+/// `--secret-file ID=PATH`.
+fn secret_file(spec: &str) -> Result<(String, PathBuf), String> {
+    match spec.split_once('=') {
+        Some((id, path)) if !id.is_empty() && !path.is_empty() => {
+            Ok((id.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err("takes LOGICAL_ID=PATH".into()),
+    }
+}
+
+/// `tubes-local logs …`: no emulator, no template.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+enum Logs {
+    /// Routes standard input (cargo lambda watch's output) to one file per function.
+    ///
+    /// DIR/FUNCTION.log, DIR/metrics.log (EMF) and DIR/watch.log, build noise left out; appends, and rotates a
+    /// file over 10 MB when it opens it.
+    Split {
+        /// The logs directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Standard input's JSON log lines as a person reads them (make logs).
+    Pretty,
+    /// Every line under DIR about an id, and every line of its traces, in time order (make trace ID).
+    ///
+    /// The id is an event id, a trace id or a request id; the lines come from every function.
+    Trace {
+        /// An event id, trace id or request id.
+        id: String,
+        /// The logs directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+fn read_app(path: &std::path::Path) -> Result<App, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     App::from_template(&value).map_err(|e| e.to_string())
 }
 
-async fn run(command: &str, args: &Args) -> Result<(), String> {
-    let mut app = read_app(args.required("template")?)?;
-    for spec in args.get("secret-file").into_iter().flat_map(str::lines) {
-        let (id, path) = spec
-            .split_once('=')
-            .ok_or("--secret-file takes LOGICAL_ID=PATH")?;
-        let value = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+async fn run(command: Command) -> Result<(), String> {
+    let stack = match &command {
+        Command::Provision { stack, .. } | Command::Run { stack, .. } => stack,
+        Command::Logs(logs) => return run_logs(logs),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "tubes-local",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+    };
+    let mut app = read_app(&stack.template()?)?;
+    for (id, path) in &stack.secret_file {
+        let value =
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let secret = app
             .secrets
             .iter_mut()
-            .find(|s| s.logical_id == id)
+            .find(|s| s.logical_id == *id)
             .ok_or_else(|| format!("--secret-file: the template declares no secret {id}"))?;
         secret.initial = Some(value);
     }
-    let prefix = args.get("prefix").unwrap_or("tubes");
     let clients = Clients::from_env().await;
-    let resolved = provision(&app, prefix, &clients)
+    let resolved = provision(&app, &stack.prefix, &clients)
         .await
         .map_err(|e| e.to_string())?;
     match command {
-        "provision" => {
+        Command::Provision { env_out, .. } => {
             let env = environment(&app, &resolved).map_err(|e| e.to_string())?;
             let text = env
                 .iter()
                 .map(|(k, v)| env_line(k, v))
                 .collect::<Result<String, String>>()?;
-            let out = args.required("env-out")?;
-            std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
+            std::fs::write(&env_out, text).map_err(|e| format!("{}: {e}", env_out.display()))?;
             for (id, (name, _)) in &resolved.streams {
                 println!("stream {id}: {name}");
             }
@@ -124,39 +208,36 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
             }
             Ok(())
         }
-        "run" => {
-            let log = match args.get("log") {
+        Command::Run {
+            stack,
+            lambda,
+            log,
+            summary_secs,
+            quiet,
+        } => {
+            let log = match &log {
                 Some(p) => Some(
                     OpenOptions::new()
                         .create(true)
                         .append(true)
                         .open(p)
-                        .map_err(|e| format!("{p}: {e}"))?,
+                        .map_err(|e| format!("{}: {e}", p.display()))?,
                 ),
                 None => None::<File>,
             };
-            let view = Arc::new(View::new(log, args.get("quiet").is_some()));
+            let view = Arc::new(View::new(log, quiet));
             view.functions(
                 app.functions
                     .iter()
                     .map(|f| (f.logical_id.clone(), f.binary.clone())),
             );
-            let summary_every: u64 = args
-                .get("summary-secs")
-                .unwrap_or("10")
-                .parse()
-                .map_err(|_| "--summary-secs")?;
             let settings = Settings {
-                lambda_endpoint: args
-                    .get("lambda")
-                    .unwrap_or("http://127.0.0.1:9000")
-                    .trim_end_matches('/')
-                    .into(),
+                lambda_endpoint: lambda.trim_end_matches('/').into(),
                 region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
                 account: "000000000000".into(),
                 idle_poll: Duration::from_secs(1),
                 discovery: Duration::from_secs(5),
-                state_dir: args.get("state").map(PathBuf::from),
+                state_dir: stack.state.clone(),
             };
             let mappings = app.mappings.len();
             let emulator = Emulator::new(
@@ -177,7 +258,7 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
                 let view = Arc::clone(&view);
                 // The consumers' own metrics (handled, duplicates, lag), from their EMF documents in the functions'
                 // logs.
-                let logs_dir = args.get("state").map(|s| PathBuf::from(s).join("logs"));
+                let logs_dir = stack.state.as_ref().map(|s| s.join("logs"));
                 tokio::spawn(async move {
                     let mut tail = logs::Tail::default();
                     let mut next_summary = tokio::time::Instant::now();
@@ -191,7 +272,7 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
                         }
                         if tokio::time::Instant::now() >= next_summary {
                             view.summary();
-                            next_summary += Duration::from_secs(summary_every.max(1));
+                            next_summary += Duration::from_secs(summary_secs.max(1));
                         }
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -203,23 +284,17 @@ async fn run(command: &str, args: &Args) -> Result<(), String> {
             view.summary();
             Ok(())
         }
-        other => Err(format!("unknown command {other}")),
+        Command::Logs(_) | Command::Completions { .. } => Ok(()),
     }
 }
 
-/// `tubes-local logs …`: no emulator, no template.
-fn logs(argv: &[String]) -> Result<(), String> {
+fn run_logs(command: &Logs) -> Result<(), String> {
     use std::io::{BufRead as _, Write as _};
-    let dir = |args: &[String]| -> Result<PathBuf, String> {
-        Args::parse(args)?.required("dir").map(PathBuf::from)
-    };
-    match argv.first().map(String::as_str) {
-        Some("split") => {
-            let dir = dir(&argv[1..])?;
-            logs::split(std::io::stdin().lock(), &dir)
-                .map_err(|e| format!("{}: {e}", dir.display()))
+    match command {
+        Logs::Split { dir } => {
+            logs::split(std::io::stdin().lock(), dir).map_err(|e| format!("{}: {e}", dir.display()))
         }
-        Some("pretty") => {
+        Logs::Pretty => {
             let mut out = std::io::stdout().lock();
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
                 if writeln!(out, "{}", logs::pretty(&line))
@@ -231,10 +306,8 @@ fn logs(argv: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
-        Some("trace") => {
-            let id = argv.get(1).ok_or("trace needs an id")?;
-            let dir = dir(&argv[2..])?;
-            let lines = logs::read_lines(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Logs::Trace { id, dir } => {
+            let lines = logs::read_lines(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let found = logs::trace(&lines, id);
             if found.is_empty() {
                 return Err(format!("no line under {} names {id}", dir.display()));
@@ -244,38 +317,21 @@ fn logs(argv: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
-        _ => Err("split --dir DIR | pretty | trace ID --dir DIR".into()),
     }
 }
 
+/// Exit codes: 0 done, 1 failed, 2 usage (clap's).
 #[tokio::main]
 async fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let Some(command) = argv.first().cloned() else {
-        eprintln!("{HELP}");
-        return ExitCode::from(2);
+    let command = Cli::parse().command;
+    let name = match &command {
+        Command::Logs(_) => "tubes-local logs",
+        _ => "tubes-local",
     };
-    if command == "--help" || command == "-h" {
-        println!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    if command == "logs" {
-        return match logs(&argv[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("tubes-local logs: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let result = match Args::parse(&argv[1..]) {
-        Ok(args) => run(&command, &args).await,
-        Err(e) => Err(e),
-    };
-    match result {
+    match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tubes-local: {e}");
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }
@@ -295,6 +351,149 @@ fn env_line(name: &str, value: &str) -> Result<String, String> {
         Ok(format!("{name}=\"{value}\"\n"))
     } else {
         Ok(format!("{name}={value}\n"))
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tubes-local").chain(line.split_whitespace()))
+            .map(|c| c.command)
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_scripts_command_lines_still_parse() {
+        // scripts/dev.sh's provision and run, and the Makefile's logs.
+        let Command::Provision { stack, env_out } = parse(
+            "provision --template s/template.json --env-out s/functions.env --secret-file SourcesSecret=s/sources.json",
+        )
+        .unwrap() else {
+            panic!("provision")
+        };
+        assert_eq!(env_out, PathBuf::from("s/functions.env"));
+        assert_eq!(stack.template().unwrap(), PathBuf::from("s/template.json"));
+        assert_eq!(stack.prefix, "tubes");
+        assert_eq!(
+            stack.secret_file,
+            [("SourcesSecret".to_owned(), PathBuf::from("s/sources.json"))]
+        );
+        let Command::Run { stack, lambda, log, summary_secs, quiet } = parse(
+            "run --template s/template.json --lambda http://127.0.0.1:9001 --state s --log s/esm.jsonl --summary-secs 3",
+        )
+        .unwrap() else {
+            panic!("run")
+        };
+        assert_eq!(
+            (lambda.as_str(), log, summary_secs, quiet, stack.state),
+            (
+                "http://127.0.0.1:9001",
+                Some(PathBuf::from("s/esm.jsonl")),
+                3,
+                false,
+                Some(PathBuf::from("s"))
+            )
+        );
+        assert_eq!(
+            parse("logs split --dir s/logs").unwrap(),
+            Command::Logs(Logs::Split {
+                dir: "s/logs".into()
+            })
+        );
+        assert_eq!(parse("logs pretty").unwrap(), Command::Logs(Logs::Pretty));
+        assert_eq!(
+            parse("logs trace evt_1 --dir s/logs").unwrap(),
+            Command::Logs(Logs::Trace {
+                id: "evt_1".into(),
+                dir: "s/logs".into()
+            })
+        );
+    }
+
+    #[test]
+    fn the_template_defaults_to_the_state_directorys() {
+        let Command::Provision { stack, .. } = parse("provision --state s --env-out f").unwrap()
+        else {
+            panic!("provision")
+        };
+        assert_eq!(stack.template().unwrap(), PathBuf::from("s/template.json"));
+        let Command::Provision { stack, .. } = parse("provision --env-out f").unwrap() else {
+            panic!("provision")
+        };
+        // TUBES_STATE_DIR may be set where the tests run: only without it is the template missing.
+        if std::env::var_os("TUBES_STATE_DIR").is_none() {
+            assert!(stack
+                .template()
+                .unwrap_err()
+                .contains("--template is required"));
+        }
+    }
+
+    #[test]
+    fn the_environment_fills_in_what_the_line_leaves_out() {
+        // The variables are the documented ones.
+        let command = Cli::command();
+        let run = command.find_subcommand("run").unwrap();
+        let env = |id: &str| {
+            run.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        assert_eq!(env("lambda").as_deref(), Some("AWS_ENDPOINT_URL_LAMBDA"));
+        assert_eq!(env("state").as_deref(), Some("TUBES_STATE_DIR"));
+        assert_eq!(env("summary_secs").as_deref(), Some("TUBES_SUMMARY_SECS"));
+        // And a variable fills in a missing flag, the flag wins over it: shown with one cargo sets for every test
+        // (setting one here would race the other tests' reads of the environment).
+        let manifest =
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+        let command = Cli::command().mut_subcommand("run", |c| {
+            c.mut_arg("lambda", |a| a.env("CARGO_MANIFEST_DIR"))
+        });
+        let lambda = |line: &str| {
+            let matches = command
+                .clone()
+                .try_get_matches_from(line.split_whitespace())
+                .unwrap();
+            match <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+                .unwrap()
+                .command
+            {
+                Command::Run { lambda, .. } => lambda,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(lambda("tubes-local run --template t.json"), manifest);
+        assert_eq!(
+            lambda("tubes-local run --template t.json --lambda http://x"),
+            "http://x"
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_help_exits_0() {
+        for wrong in [
+            "",
+            "serve",
+            "provision --template t.json",
+            "run --summary-secs often",
+            "provision --env-out f --secret-file nopath",
+            "logs trace --dir d",
+            "logs split",
+            "completions tcsh",
+        ] {
+            let e = parse(wrong).expect_err(wrong);
+            assert_eq!(e.exit_code(), 2, "{wrong}: {e}");
+        }
+        for help in ["--help", "run --help", "logs --help", "help provision"] {
+            assert_eq!(parse(help).expect_err(help).exit_code(), 0, "{help}");
+        }
     }
 }
 

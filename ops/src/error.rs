@@ -19,6 +19,20 @@ pub enum OpsError {
         /// Why.
         reason: String,
     },
+    /// No queue has this name or URL.
+    #[error("queue {queue} not found (tubes-dlq list names the dead-letter queues)")]
+    QueueNotFound {
+        /// The name or URL given.
+        queue: String,
+    },
+    /// The queue holds no message with this id (or it is out of sight: being redriven elsewhere).
+    #[error("no message {id} on {queue} (tubes-dlq list {queue} names its messages)")]
+    MessageNotFound {
+        /// The queue, as given.
+        queue: String,
+        /// The SQS message id given.
+        id: String,
+    },
     /// The function to redrive to does not exist (nothing was redriven to it).
     #[error(
         "function {function} not found: name the consumer's function (locally its binary, \

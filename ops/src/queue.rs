@@ -1,7 +1,9 @@
 //! A consumer's dead-letter queue: every message read without consuming it, hidden while a redrive works on it,
-//! shown again or deleted.
+//! shown again or deleted; and the account's dead-letter queues with their depths.
 
 use std::collections::HashSet;
+
+use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::entry::{Entry, Message};
 use crate::error::{aws, OpsError};
@@ -10,12 +12,39 @@ use crate::error::{aws, OpsError};
 /// should `list` die, they reappear after this).
 const LIST_HIDE_SECS: i32 = 30;
 
+/// What the template's dead-letter queues are called: `PaymentsDeadLetterQueue` and the others, named
+/// `tubes-PaymentsDeadLetterQueue` locally and `STACK-PaymentsDeadLetterQueue-SUFFIX` by CloudFormation.
+pub const DEAD_LETTER_QUEUE_MARK: &str = "DeadLetterQueue";
+
+/// A queue and how many messages it holds (SQS's approximate counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The queue's name (the last segment of its URL).
+    pub name: String,
+    /// The queue's URL.
+    pub url: String,
+    /// Messages waiting (`ApproximateNumberOfMessages`).
+    pub visible: u64,
+    /// Messages received and out of sight for now (`ApproximateNumberOfMessagesNotVisible`): being listed or
+    /// redriven; they come back unless deleted.
+    pub in_flight: u64,
+}
+
+impl QueueDepth {
+    /// Every message of the queue, waiting or out of sight.
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight
+    }
+}
+
 /// A consumer's dead-letter queue, and the streams its records came from.
 #[derive(Debug, Clone)]
 pub struct DeadLetterQueue {
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) kinesis: aws_sdk_kinesis::Client,
     pub(crate) url: String,
+    /// Shows how far a redrive got (hidden unless the caller gives a bar: tests, CI and the library stay quiet).
+    pub(crate) progress: indicatif::ProgressBar,
 }
 
 impl DeadLetterQueue {
@@ -29,15 +58,37 @@ impl DeadLetterQueue {
             sqs,
             kinesis,
             url: url.into(),
+            progress: indicatif::ProgressBar::hidden(),
         }
     }
 
-    /// The queue named or addressed by `queue` (a URL, or a name looked up).
+    /// Redrives show their progress on `bar` (its length is set by each redrive).
+    #[must_use]
+    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = bar;
+        self
+    }
+
+    /// The queue's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The queue's name: the last segment of its URL.
+    pub fn name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
+    }
+
+    /// The queue named or addressed by `queue` (a URL, or a name looked up); [`OpsError::QueueNotFound`] if
+    /// there is no such queue (a URL is checked too, so that a typo is not an empty queue).
     pub async fn find(
         sqs: aws_sdk_sqs::Client,
         kinesis: aws_sdk_kinesis::Client,
         queue: &str,
     ) -> Result<Self, OpsError> {
+        let not_found = || OpsError::QueueNotFound {
+            queue: queue.to_owned(),
+        };
         let url = if queue.starts_with("http://") || queue.starts_with("https://") {
             queue.to_owned()
         } else {
@@ -45,11 +96,115 @@ impl DeadLetterQueue {
                 .queue_name(queue)
                 .send()
                 .await
-                .map_err(|e| aws("GetQueueUrl", e))?
+                .map_err(|e| match e.as_service_error() {
+                    Some(s) if s.is_queue_does_not_exist() => not_found(),
+                    _ => aws("GetQueueUrl", e),
+                })?
                 .queue_url
-                .unwrap_or_default()
+                .ok_or_else(not_found)?
         };
-        Ok(Self::new(sqs, kinesis, url))
+        let dlq = Self::new(sqs, kinesis, url);
+        dlq.depth().await.map_err(|e| match e {
+            DepthError::Missing => not_found(),
+            DepthError::Ops(e) => e,
+        })?;
+        Ok(dlq)
+    }
+
+    /// The dead-letter queues of the account (every queue whose name holds [`DEAD_LETTER_QUEUE_MARK`], or every
+    /// queue with `all`), optionally only those whose name starts with `prefix`, by name, with their depths.
+    pub async fn queues(
+        sqs: &aws_sdk_sqs::Client,
+        prefix: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<QueueDepth>, OpsError> {
+        let mut urls = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = sqs
+                .list_queues()
+                .set_queue_name_prefix(prefix.map(str::to_owned))
+                .max_results(1000)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| aws("ListQueues", e))?;
+            urls.extend(page.queue_urls().iter().cloned());
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
+            }
+        }
+        let mut out = Vec::new();
+        for url in urls {
+            let name = url.rsplit('/').next().unwrap_or(&url).to_owned();
+            if !all && !name.contains(DEAD_LETTER_QUEUE_MARK) {
+                continue;
+            }
+            match depth(sqs, &url).await {
+                Ok(depth) => out.push(depth),
+                // Deleted between the listing and now.
+                Err(DepthError::Missing) => {}
+                Err(DepthError::Ops(e)) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, DepthError> {
+        depth(&self.sqs, &self.url).await
+    }
+
+    /// The message `id`, left on the queue; [`OpsError::MessageNotFound`] if the queue does not show it.
+    pub async fn message(&self, id: &str) -> Result<Message, OpsError> {
+        self.list()
+            .await?
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or_else(|| self.no_message(id))
+    }
+
+    /// Deletes the message `id`; [`OpsError::MessageNotFound`] if the queue does not show it (then nothing is
+    /// deleted). What it held, for the caller to say.
+    pub async fn delete_message(&self, id: &str) -> Result<Message, OpsError> {
+        let messages = self.receive_all(LIST_HIDE_SECS).await?;
+        let (found, others): (Vec<Message>, Vec<Message>) =
+            messages.into_iter().partition(|m| m.id == id);
+        for chunk in others.chunks(10) {
+            self.show_all_again(chunk).await?;
+        }
+        let message = found
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.no_message(id))?;
+        self.delete(&message).await?;
+        Ok(message)
+    }
+
+    /// Deletes every message of the queue, out of sight ones included (SQS `PurgeQueue`: AWS takes up to 60
+    /// seconds to finish, and refuses a second purge of the queue within 60 seconds). The depth before.
+    pub async fn purge(&self) -> Result<QueueDepth, OpsError> {
+        let before = self.depth().await.map_err(|e| match e {
+            DepthError::Missing => OpsError::QueueNotFound {
+                queue: self.name().to_owned(),
+            },
+            DepthError::Ops(e) => e,
+        })?;
+        self.sqs
+            .purge_queue()
+            .queue_url(&self.url)
+            .send()
+            .await
+            .map_err(|e| aws("PurgeQueue", e))?;
+        Ok(before)
+    }
+
+    pub(crate) fn no_message(&self, id: &str) -> OpsError {
+        OpsError::MessageNotFound {
+            queue: self.name().to_owned(),
+            id: id.to_owned(),
+        }
     }
 
     /// Reads every message, holding each out of sight for `hide_secs` (0: others see them at once).
@@ -152,6 +307,14 @@ impl DeadLetterQueue {
         Ok(())
     }
 
+    /// Makes messages visible again at once, ten per call.
+    pub(crate) async fn show_many_again(&self, messages: &[Message]) -> Result<(), OpsError> {
+        for chunk in messages.chunks(10) {
+            self.show_all_again(chunk).await?;
+        }
+        Ok(())
+    }
+
     /// Makes a message visible again at once.
     pub(crate) async fn show_again(&self, message: &Message) -> Result<(), OpsError> {
         self.sqs
@@ -164,4 +327,37 @@ impl DeadLetterQueue {
             .map_err(|e| aws("ChangeMessageVisibility", e))?;
         Ok(())
     }
+}
+
+/// A queue's depth (one `GetQueueAttributes`).
+async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDepth, DepthError> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| match e.as_service_error() {
+            Some(s) if s.is_queue_does_not_exist() => DepthError::Missing,
+            _ => DepthError::Ops(aws("GetQueueAttributes", e)),
+        })?;
+    let count = |name: QueueAttributeName| {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(QueueDepth {
+        name: url.rsplit('/').next().unwrap_or(url).to_owned(),
+        url: url.to_owned(),
+        visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    })
+}
+
+/// Why a depth could not be read: the queue is gone, or the call failed.
+enum DepthError {
+    Missing,
+    Ops(OpsError),
 }

@@ -8,6 +8,7 @@ mod contract;
 mod dead_letters;
 mod dev_stack;
 mod dev_tool;
+mod dlq_cli;
 mod esm;
 mod event_status;
 mod idempotency;

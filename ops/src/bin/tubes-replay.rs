@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -286,17 +285,24 @@ async fn run(args: Args) -> Result<Ended, String> {
             }
         });
     }
-    let started = Instant::now();
-    let at_start = state.events;
-    let mut last_print = Instant::now();
-    let mut progress = |done: usize, total: usize| {
-        if last_print.elapsed().as_millis() >= 500 || done >= total {
-            eprint!(
-                "\r{}",
-                replay::progress_line(done, total, started, at_start)
-            );
-            last_print = Instant::now();
+    // A bar on standard error when it is a terminal; none in tests, CI or a log file.
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new(plan.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "[{bar:40}] {pos}/{len} events  {per_sec}  {eta} left",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
         }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_position(state.events as u64);
+    // A resumed replay's earlier events are not counted in its rate.
+    bar.reset_eta();
+    let mut progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
     };
     let should_stop = || stop.load(Ordering::Relaxed);
     let ended = match &args.target {
@@ -363,7 +369,7 @@ async fn run(args: Args) -> Result<Ended, String> {
             ended
         }
     };
-    eprintln!();
+    bar.finish_and_clear();
     match ended {
         Ended::Done => eprintln!(
             "tubes-replay: {} of {} events sent to {} (replay {}).",

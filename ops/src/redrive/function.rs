@@ -12,7 +12,7 @@ use tubes_platform::lambda_event::{
     DEFAULT_BATCH_SIZE, MAX_PAYLOAD_BYTES,
 };
 
-use super::RedriveReport;
+use super::{letter_label, record_label, RedriveReport, Sent};
 use crate::entry::Entry;
 use crate::error::OpsError;
 use crate::invoke::{invoke, Answer};
@@ -24,7 +24,10 @@ impl DeadLetterQueue {
     /// records (see the crate docs for what counts as handled). The stream is only read (an on-failure range):
     /// other consumers of it do not see the records again. A record parked twice is handed over once.
     ///
-    /// A function that does not exist is [`OpsError::FunctionNotFound`], with every message left on the queue.
+    /// A function that does not exist is [`OpsError::FunctionNotFound`], with every message left on the queue;
+    /// a message `only` that the queue does not show is [`OpsError::MessageNotFound`]. Once the function has
+    /// answered, one look at the queue finds the records it parked again ([`RedriveReport::parked_again`]: the
+    /// consumer harness parks a record before it answers, so its letter is there by then).
     pub async fn redrive_to_function(
         &self,
         only: Option<&str>,
@@ -35,11 +38,16 @@ impl DeadLetterQueue {
         let mut work = Work::default();
         let mut prepared = Vec::new();
         // Out of sight while being redriven: a second operator does not redrive them too.
-        for message in self.receive_all(300).await? {
-            if only.is_some_and(|id| id != message.id) {
-                self.show_again(&message).await?;
-                continue;
-            }
+        let messages = self.receive_all(300).await?;
+        report.seen = messages.iter().map(|m| m.id.clone()).collect();
+        let (mine, others): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| only.is_none_or(|id| id == m.id));
+        self.show_many_again(&others).await?;
+        if let (Some(id), true) = (only, mine.is_empty()) {
+            return Err(self.no_message(id));
+        }
+        for message in mine {
             let records = match &message.entry {
                 Entry::Letter(letter) => letter_record(letter, &message.id).map(|r| vec![r]),
                 Entry::OnFailure { batch, .. } => self
@@ -64,7 +72,33 @@ impl DeadLetterQueue {
             let records = records.map(|records| {
                 records
                     .into_iter()
-                    .map(|r| work.add(r, letter))
+                    .map(|r| {
+                        let sent = match &message.entry {
+                            Entry::Letter(l) => Sent {
+                                label: letter_label(l),
+                                event: l.event_source.clone().zip(l.event_id.clone()),
+                                place: Some((
+                                    r.shard_id.clone(),
+                                    r.record.sequence_number.clone(),
+                                    l.sub_sequence_number,
+                                )),
+                            },
+                            _ => Sent {
+                                label: record_label(
+                                    &r.shard_id,
+                                    r.record.sequence_number.as_str(),
+                                    None,
+                                ),
+                                event: None,
+                                place: Some((
+                                    r.shard_id.clone(),
+                                    r.record.sequence_number.clone(),
+                                    None,
+                                )),
+                            },
+                        };
+                        work.add(r, letter, sent)
+                    })
                     .collect::<Vec<_>>()
             });
             prepared.push((message, records));
@@ -75,7 +109,9 @@ impl DeadLetterQueue {
             .region()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let missing = work.invoke(lambda, function, &region).await;
+        self.progress.set_length(work.records.len() as u64);
+        let missing = work.invoke(lambda, function, &region, &self.progress).await;
+        self.progress.finish_and_clear();
         report.invocations = work.invocations;
         for (i, handled) in work.outcomes.iter().enumerate() {
             if matches!(handled, Some(Ok(()))) {
@@ -84,6 +120,7 @@ impl DeadLetterQueue {
                 } else {
                     report.range_records += 1;
                 }
+                report.sent.push(work.sent[i].clone());
             }
         }
 
@@ -116,6 +153,8 @@ impl DeadLetterQueue {
                 function: function.to_owned(),
             });
         }
+        self.watch_parked_again(&mut report, std::time::Duration::ZERO)
+            .await?;
         Ok(report)
     }
 }
@@ -169,6 +208,8 @@ struct Work {
     index: HashMap<(String, String, String), usize>,
     /// Whether the message that named a record first was a dead letter (else an on-failure range).
     from_letter: Vec<bool>,
+    /// How a message written later would name each record.
+    sent: Vec<Sent>,
     /// `None`: not attempted; `Some(Ok)`: handled; `Some(Err(why))`: not redriven.
     outcomes: Vec<Option<Result<(), String>>>,
     invocations: usize,
@@ -176,7 +217,7 @@ struct Work {
 
 impl Work {
     /// Adds a record: its index, and whether this is the first message to name it.
-    fn add(&mut self, record: Pending, letter: bool) -> (usize, bool) {
+    fn add(&mut self, record: Pending, letter: bool, sent: Sent) -> (usize, bool) {
         let key = (
             record.stream_arn.clone(),
             record.shard_id.clone(),
@@ -189,6 +230,7 @@ impl Work {
         self.index.insert(key, i);
         self.records.push(record);
         self.from_letter.push(letter);
+        self.sent.push(sent);
         self.outcomes.push(None);
         (i, true)
     }
@@ -242,6 +284,7 @@ impl Work {
         lambda: &aws_sdk_lambda::Client,
         function: &str,
         region: &str,
+        progress: &indicatif::ProgressBar,
     ) -> bool {
         for shard in self.shards() {
             let source = self.records[shard[0]].source(region);
@@ -253,6 +296,7 @@ impl Work {
             let mut stopped: Option<String> = None;
             for range in chunks(&records, DEFAULT_BATCH_SIZE, MAX_PAYLOAD_BYTES) {
                 let ids = &shard[range.clone()];
+                progress.inc(ids.len() as u64);
                 if let Some(why) = &stopped {
                     self.settle(ids, &Err(why.clone()));
                     continue;
@@ -334,18 +378,30 @@ mod tests {
         assert_eq!(e.kinesis.approximate_arrival_timestamp, 1_480_641_523.477);
     }
 
+    fn sent(p: &Pending) -> Sent {
+        Sent {
+            label: record_label(&p.shard_id, p.record.sequence_number.as_str(), None),
+            event: None,
+            place: None,
+        }
+    }
+
     #[test]
     fn a_record_named_twice_is_one_record_and_shards_are_in_sequence_order() {
         let mut work = Work::default();
-        assert_eq!(work.add(pending("shard-b", "30"), true), (0, true));
-        assert_eq!(work.add(pending("shard-a", "100"), false), (1, true));
-        assert_eq!(work.add(pending("shard-a", "99"), false), (2, true));
+        let mut add = |p: Pending, letter| {
+            let s = sent(&p);
+            work.add(p, letter, s)
+        };
+        assert_eq!(add(pending("shard-b", "30"), true), (0, true));
+        assert_eq!(add(pending("shard-a", "100"), false), (1, true));
+        assert_eq!(add(pending("shard-a", "99"), false), (2, true));
         assert_eq!(
-            work.add(pending("shard-b", "30"), true),
+            add(pending("shard-b", "30"), true),
             (0, false),
             "parked twice"
         );
-        assert_eq!(work.add(pending("shard-b", "4"), true), (3, true));
+        assert_eq!(add(pending("shard-b", "4"), true), (3, true));
         assert_eq!(work.shards(), [vec![3, 0], vec![2, 1]]);
         assert_eq!(work.failure(0).as_deref(), Some("not attempted"));
     }
