@@ -14,15 +14,15 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tubes_tests::{repo_root, Moto, REGION};
 
-/// The `tubes-dlq` binary, built once for this test binary (cargo builds only this package's binaries for its
-/// tests).
+/// The `tubes-dlq` binary, built once for this test binary with every binary of the workspace, as `make dev` and
+/// the local stacks build them (one feature set: `-p tubes-ops` alone would compile shared crates again).
 fn tubes_dlq() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args(["build", "-q", "-p", "tubes-ops", "--bin", "tubes-dlq"])
+                .args(["build", "-q", "--workspace", "--bins"])
                 .current_dir(repo_root())
                 .status()
                 .expect("cargo runs");

@@ -5,7 +5,7 @@
 //!
 //! - [`shards`]: per mapping, a discovery task lists the stream's shards every few seconds and starts a reader for
 //!   each new shard once its parents are read to the end (resharding). Per shard, a reader polls `GetRecords` (at
-//!   once while records are waiting, once a second when idle), drops the records the filter criteria reject, and
+//!   once while records are waiting, every `idle_poll` when idle), drops the records the filter criteria reject, and
 //!   hands the rest to `ParallelizationFactor` lanes by partition key hash, so one key's records stay in order.
 //! - [`lanes`]: per lane, batches of up to `BatchSize` records / 6 MB, gathered for up to
 //!   `MaximumBatchingWindowInSeconds`, delivered one at a time until every record is checkpointed.
@@ -42,7 +42,7 @@ pub struct Settings {
     pub region: String,
     /// Account id used in ARNs.
     pub account: String,
-    /// Wait between polls of an idle shard (AWS: about once a second).
+    /// Wait between polls of an idle shard (`tubes-local run --idle-poll-ms`, 200 ms by default).
     pub idle_poll: Duration,
     /// Wait between shard listings (resharding).
     pub discovery: Duration,
