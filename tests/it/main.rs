@@ -7,6 +7,7 @@ mod consumers;
 mod contract;
 mod dead_letters;
 mod dev_stack;
+mod docs_commands;
 mod dev_tool;
 mod dlq_cli;
 mod esm;
