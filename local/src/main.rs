@@ -77,6 +77,10 @@ enum Command {
             default_value_t = 200
         )]
         idle_poll_ms: u64,
+        /// Every mapping's batching window, in seconds, instead of the template's
+        /// `MaximumBatchingWindowInSeconds` (e.g. 0: each batch starts as soon as its records are read).
+        #[arg(long, value_name = "SECS", env = "TUBES_BATCHING_WINDOW_SECS")]
+        batching_window_secs: Option<u64>,
         /// Summaries only, no line per batch.
         #[arg(long)]
         quiet: bool,
@@ -224,8 +228,14 @@ async fn run(command: Command) -> Result<(), String> {
             log,
             summary_secs,
             idle_poll_ms,
+            batching_window_secs,
             quiet,
         } => {
+            if let Some(secs) = batching_window_secs {
+                for m in &mut app.mappings {
+                    m.batching_window = Duration::from_secs(secs.min(300));
+                }
+            }
             let log = match &log {
                 Some(p) => Some(
                     OpenOptions::new()
@@ -461,6 +471,10 @@ mod cli_tests {
         assert_eq!(env("state").as_deref(), Some("TUBES_STATE_DIR"));
         assert_eq!(env("summary_secs").as_deref(), Some("TUBES_SUMMARY_SECS"));
         assert_eq!(env("idle_poll_ms").as_deref(), Some("TUBES_IDLE_POLL_MS"));
+        assert_eq!(
+            env("batching_window_secs").as_deref(),
+            Some("TUBES_BATCHING_WINDOW_SECS")
+        );
         // And a variable fills in a missing flag, the flag wins over it: shown with one cargo sets for every test
         // (setting one here would race the other tests' reads of the environment).
         let manifest =
