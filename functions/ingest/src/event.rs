@@ -42,8 +42,9 @@ pub struct HttpApiEvent {
     /// The headers of [`READ_HEADERS`] the request carried.
     #[serde(default, deserialize_with = "read_headers")]
     pub headers: HeaderMap,
-    /// Who called, how, through which stage.
-    #[serde(default)]
+    /// Who called, how, through which stage. Required: every HTTP API and function URL event has one, and an
+    /// invocation without it (a Kinesis batch redriven to the wrong function, a test event) must be a function
+    /// error, not a 404 answered as a success.
     pub request_context: RequestContext,
     /// The body: text, or base64 if [`HttpApiEvent::is_base64_encoded`].
     #[serde(default)]

@@ -307,3 +307,12 @@ async fn the_answer_is_an_http_api_response() {
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["accepted"][0]["id"], "evt_1");
 }
+
+/// An invocation that is not an HTTP request (a Kinesis batch redriven to ingest by mistake) does not parse: the
+/// runtime reports a function error, and nothing is answered as a success (a redrive would delete its letter).
+#[test]
+fn a_kinesis_batch_is_not_an_http_api_event() {
+    let kinesis = r#"{"Records":[{"kinesis":{"partitionKey":"k","data":"e30=","sequenceNumber":"1"},"eventSource":"aws:kinesis"}]}"#;
+    let err = serde_json::from_str::<HttpApiEvent>(kinesis).unwrap_err();
+    assert!(err.to_string().contains("requestContext"), "{err}");
+}
