@@ -168,18 +168,33 @@ impl DeadLetterQueue {
     /// Deletes the message `id`; [`OpsError::MessageNotFound`] if the queue does not show it (then nothing is
     /// deleted). What it held, for the caller to say.
     pub async fn delete_message(&self, id: &str) -> Result<Message, OpsError> {
-        let messages = self.receive_all(LIST_HIDE_SECS).await?;
-        let (found, others): (Vec<Message>, Vec<Message>) =
-            messages.into_iter().partition(|m| m.id == id);
-        for chunk in others.chunks(10) {
-            self.show_all_again(chunk).await?;
-        }
+        let (found, _) = self.take(Some(id), LIST_HIDE_SECS).await?;
         let message = found
             .into_iter()
             .next()
             .ok_or_else(|| self.no_message(id))?;
         self.delete(&message).await?;
         Ok(message)
+    }
+
+    /// Takes the queue's messages out of sight for `hide_secs` and keeps those `only` names (all without it),
+    /// making the others visible again at once; with them, the ids of every message the queue showed.
+    /// [`OpsError::MessageNotFound`] when `only` names none of them.
+    pub(crate) async fn take(
+        &self,
+        only: Option<&str>,
+        hide_secs: i32,
+    ) -> Result<(Vec<Message>, HashSet<String>), OpsError> {
+        let messages = self.receive_all(hide_secs).await?;
+        let seen = messages.iter().map(|m| m.id.clone()).collect();
+        let (mine, others): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| only.is_none_or(|id| id == m.id));
+        self.show_many_again(&others).await?;
+        if let (Some(id), true) = (only, mine.is_empty()) {
+            return Err(self.no_message(id));
+        }
+        Ok((mine, seen))
     }
 
     /// Deletes every message of the queue, out of sight ones included (SQS `PurgeQueue`: AWS takes up to 60

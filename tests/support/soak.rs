@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::fault_proxy::{Fault, FaultProxy};
 use crate::{free_port, scan_table as scan, LocalStack, Ports};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 /// Concurrent senders.
@@ -346,14 +347,22 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
     let planned: usize = lanes.iter().map(Vec::len).sum();
 
     let started = Instant::now();
+    // Progress for a person watching (indicatif draws nothing off a terminal: CI logs keep the lines below).
+    let progress = ProgressBar::new(planned as u64).with_style(
+        ProgressStyle::with_template(
+            "soak: sent {pos}/{len} events {wide_bar} {per_sec} {elapsed}",
+        )
+        .expect("a valid template"),
+    );
     let running = Arc::new(AtomicBool::new(true));
     let faults: Arc<Mutex<BTreeMap<&'static str, u64>>> = Arc::default();
     let fault_task = {
-        let (stack, proxy, running, faults) = (
+        let (stack, proxy, running, faults, progress) = (
             stack.clone(),
             proxy.clone(),
             running.clone(),
             faults.clone(),
+            progress.clone(),
         );
         let every = settings.fault_every;
         tokio::spawn(async move {
@@ -363,10 +372,12 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
                     return;
                 }
                 let hit = fault(&stack, &proxy, name).await;
-                eprintln!(
-                    "soak: [{:.0} s] fault: {name} ({hit})",
-                    started.elapsed().as_secs_f64()
-                );
+                progress.suspend(|| {
+                    eprintln!(
+                        "soak: [{:.0} s] fault: {name} ({hit})",
+                        started.elapsed().as_secs_f64()
+                    )
+                });
                 *faults.lock().unwrap().entry(name).or_default() += hit;
             }
         })
@@ -379,13 +390,14 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
     let rate = settings.send_rate;
     let mut senders = Vec::new();
     for s in 0..SENDERS {
-        let (queue, http, url, api_key, answers, paced) = (
+        let (queue, http, url, api_key, answers, paced, progress) = (
             queue.clone(),
             http.clone(),
             url.clone(),
             api_key.clone(),
             answers.clone(),
             paced.clone(),
+            progress.clone(),
         );
         senders.push(tokio::spawn(async move {
             let mut rng = Rng(s as u64 + 11);
@@ -423,8 +435,10 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
                     .iter()
                     .any(|e| e.get("id").is_none())
                     .then(|| format!("soak-{s}-{request}"));
+                let events = batch.len() as u64;
                 let body = Value::from(batch).to_string();
                 post(&http, &url, &api_key, &body, key.as_deref(), &answers).await;
+                progress.inc(events);
                 if rng.below(10) == 0 {
                     post(&http, &url, &api_key, &body, key.as_deref(), &answers).await;
                 }
@@ -435,6 +449,7 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
         s.await.expect("a sender");
     }
     let accepted_in = started.elapsed();
+    progress.finish_and_clear();
     eprintln!(
         "soak: [{:.0} s] all {planned} events accepted; waiting for the consumers",
         accepted_in.as_secs_f64()
@@ -446,11 +461,20 @@ async fn soak(stack: &Arc<LocalStack>, proxy: &FaultProxy, settings: &Settings) 
     let ledger = env_var(stack, "LEDGER_TABLE");
     let users_table = env_var(stack, "USERS_TABLE");
     let deadline = Instant::now() + Duration::from_secs(900.max(settings.events / 20));
-    while mails_missing(&expected, &stack.json_lines("outbox.jsonl")) > 0
-        && Instant::now() < deadline
-    {
+    let wanted = mails_missing(&expected, &[]) as u64;
+    let waiting = ProgressBar::new(wanted).with_style(
+        ProgressStyle::with_template("soak: e-mails out {pos}/{len} {wide_bar} {elapsed}")
+            .expect("a valid template"),
+    );
+    loop {
+        let missing = mails_missing(&expected, &stack.json_lines("outbox.jsonl")) as u64;
+        waiting.set_position(wanted.saturating_sub(missing));
+        if missing == 0 || Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    waiting.finish_and_clear();
     let (items, members) = loop {
         let items = scan(&stack.payments_dynamodb(), &ledger).await;
         let complete = expected

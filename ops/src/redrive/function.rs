@@ -38,15 +38,8 @@ impl DeadLetterQueue {
         let mut work = Work::default();
         let mut prepared = Vec::new();
         // Out of sight while being redriven: a second operator does not redrive them too.
-        let messages = self.receive_all(300).await?;
-        report.seen = messages.iter().map(|m| m.id.clone()).collect();
-        let (mine, others): (Vec<_>, Vec<_>) = messages
-            .into_iter()
-            .partition(|m| only.is_none_or(|id| id == m.id));
-        self.show_many_again(&others).await?;
-        if let (Some(id), true) = (only, mine.is_empty()) {
-            return Err(self.no_message(id));
-        }
+        let (mine, seen) = self.take(only, 300).await?;
+        report.seen = seen;
         for message in mine {
             let records = match &message.entry {
                 Entry::Letter(letter) => letter_record(letter, &message.id).map(|r| vec![r]),

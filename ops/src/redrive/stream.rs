@@ -26,15 +26,8 @@ impl DeadLetterQueue {
         let mut report = RedriveReport::default();
         let mut done: HashSet<(String, String)> = HashSet::new();
         // Out of sight while being redriven: a second operator does not redrive them too.
-        let messages = self.receive_all(300).await?;
-        report.seen = messages.iter().map(|m| m.id.clone()).collect();
-        let (mine, others): (Vec<_>, Vec<_>) = messages
-            .into_iter()
-            .partition(|m| only.is_none_or(|id| id == m.id));
-        self.show_many_again(&others).await?;
-        if let (Some(id), true) = (only, mine.is_empty()) {
-            return Err(self.no_message(id));
-        }
+        let (mine, seen) = self.take(only, 300).await?;
+        report.seen = seen;
         self.progress.set_length(mine.len() as u64);
         for message in mine {
             let outcome = match &message.entry {
