@@ -4,8 +4,15 @@ SHELL := /bin/bash
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 VENV := .venv/bin
+# Run from inside `cargo test` (the tests drive make and dev.sh), the environment holds cargo's variables for the
+# test crate; build scripts that watch them (ring's watches CARGO_PKG_NAME, CARGO_MANIFEST_DIR, OUT_DIR) would then
+# run again, and again at the user's next build. A build from here sees what a shell sees.
+unexport CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH CARGO_MANIFEST_LINKS CARGO_PKG_NAME CARGO_PKG_VERSION \
+  CARGO_PKG_VERSION_MAJOR CARGO_PKG_VERSION_MINOR CARGO_PKG_VERSION_PATCH CARGO_PKG_VERSION_PRE CARGO_PKG_AUTHORS \
+  CARGO_PKG_DESCRIPTION CARGO_PKG_HOMEPAGE CARGO_PKG_REPOSITORY CARGO_PKG_LICENSE CARGO_PKG_LICENSE_FILE \
+  CARGO_PKG_README CARGO_PKG_RUST_VERSION CARGO_CRATE_NAME CARGO_PRIMARY_PACKAGE CARGO_TARGET_TMPDIR OUT_DIR
 
-.PHONY: help bootstrap dev reset test test-rust check-template dlq query replay logs trace lint bench bench-cold-start bench-local bench-event-store bench-consumer bench-packing cost soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev reset test test-rust check-template dlq keys query replay logs trace lint bench bench-cold-start bench-local bench-event-store bench-consumer bench-packing cost soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -37,7 +44,10 @@ dlq: ## Dead letters of the local stack: make dlq ARGS="list" (list [QUEUE] | sh
 	AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$${TUBES_KINESIS_PORT:-4568} \
 	AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$${TUBES_HTTP_PORT:-9000} \
 	AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \
-	  cargo run -q -p tubes-ops --bin tubes-dlq -- $(ARGS)
+	  $(RUN)/tubes-dlq $(ARGS)
+
+keys: ## Mint credentials for sources and readers: make keys ARGS="api-key SOURCE KEY_ID" (signing-secret | demo DIR | completions SHELL; --help).
+	@$(RUN)/tubes-keys $(ARGS)
 
 STATE ?= $(or $(TUBES_STATE_DIR),.local/dev)
 # SQL from the environment ($$SQL), not pasted into the recipe: quotes in it stay as written.

@@ -3,8 +3,9 @@
 #   1. the local AWS endpoints: kinesis-local (Kinesis) and moto (SQS dead-letter queues, Secrets Manager,
 #      DynamoDB idempotency records and tables, S3 for the event store);
 #   2. the template's streams, queues, secrets, tables and buckets, created if missing (tubes-local provision);
-#   3. every function under `cargo lambda watch` (live reload), with the template's environment resolved
-#      to the local endpoints; POST http://127.0.0.1:${TUBES_HTTP_PORT:-9000}/events;
+#   3. every function's binary, TUBES_INSTANCES instances each, on `cargo lambda watch`'s Lambda APIs (invoke and
+#      runtime), with the template's environment resolved to the local endpoints, reloaded per function when its
+#      sources change; POST http://127.0.0.1:${TUBES_HTTP_PORT:-9000}/events;
 #   4. the Kinesis event source mapping emulator with its live view (tubes-local run).
 # Settings (environment): TUBES_TEMPLATE (default template.yaml), TUBES_STATE_DIR (.local/dev), TUBES_HTTP_PORT
 # (9000), TUBES_KINESIS_PORT (4568; 4567 is its TLS port), TUBES_MOTO_PORT (4566), TUBES_SUMMARY_SECS (10),
@@ -25,10 +26,17 @@
 # .local/dev; `make reset` removes it (and nothing else). Refuses to start when one of its ports is taken, or
 # another stack runs on the same state directory, before touching anything.
 # Supervised: a child that exits is restarted and the others keep running (moto's tables, the stream's data and
-# the mapping's checkpoints survive it); a function instance that ends is replaced (alone without live reload; by
-# restarting `cargo lambda watch`, which does not replace one itself, with it). A child that keeps dying (5
-# restarts within a minute) stops the stack.
+# the mapping's checkpoints survive it); a function instance that ends is replaced alone. A child that keeps dying
+# (5 restarts within a minute) stops the stack. TUBES_INSTANCES (default 4, one per shard of the template's stream:
+# each instance takes one invocation at a time) sets the instances per function; each holds 23–27 MB, so 1 runs
+# the stack in about half the memory, its shards' batches taking turns.
 set -euo pipefail
+# Started from inside `cargo test` (the tests run this script), the environment holds cargo's variables for the test
+# crate; build scripts that watch them (ring's: CARGO_PKG_NAME, CARGO_MANIFEST_DIR, OUT_DIR) would run again here and
+# again at the user's next build. Builds from here see what a shell sees.
+for var in $(compgen -e); do
+  [[ ! $var =~ ^(CARGO_PKG_.*|CARGO_MANIFEST_.*|CARGO_CRATE_NAME|CARGO_PRIMARY_PACKAGE|CARGO_TARGET_TMPDIR|CARGO_BIN_EXE_.*|OUT_DIR)$ ]] || unset "$var"
+done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 t0=$(date +%s.%N)
@@ -39,6 +47,8 @@ kinesis_port=${TUBES_KINESIS_PORT:-4568}
 moto_port=${TUBES_MOTO_PORT:-4566}
 http_port=${TUBES_HTTP_PORT:-9000}
 template=${TUBES_TEMPLATE:-template.yaml}
+instances=${TUBES_INSTANCES:-4}
+[[ $instances =~ ^[1-9][0-9]?$ ]] || { echo "dev: TUBES_INSTANCES=$instances: a number of instances per function, 1 to 99" >&2; exit 2; }
 # kinesis-local also takes the port below its own (TLS): say so rather than fail later with "address in use".
 moto2_port=${TUBES_MOTO_DYNAMODB_PORT:-}
 moto2_endpoint=${moto2_port:+http://127.0.0.1:$moto2_port}
@@ -99,17 +109,9 @@ stop_group() { # pid: TERM its process group, then KILL what is left after 5 s
   for _ in $(seq 1 50); do kill -0 -- "-$1" 2>/dev/null || break; sleep 0.1; done
   kill -KILL -- "-$1" 2>/dev/null || true
 }
-stop_watch() { # cargo lambda watch and the function instances it started
-  local children
-  children=$(pgrep -P "${pid_of[watch]}" || true)
-  stop_group "${pid_of[watch]}"
-  # shellcheck disable=SC2086 # a list of PIDs
-  [[ -z $children ]] || kill -KILL $children 2>/dev/null || true
-}
 cleanup() {
   trap - EXIT INT TERM
   (( ${#instance_pid[@]} == 0 )) || stop_instances
-  [[ -z "${pid_of[watch]:-}" ]] || stop_watch
   for pid in "${pid_of[@]}"; do stop_group "$pid"; done
   rm -f "$state/dev.pid"
   echo "dev: stopped everything it started" >&2
@@ -203,7 +205,6 @@ provision2() { # the template's tables on the second moto too (the other resourc
 # and the soak want the binaries they started with) is this script's too: a saved source file under functions/ or
 # shared/ (or a Cargo.toml) starts `cargo build`, and only the functions whose binaries changed get new instances
 # (cargo lambda watch's own reload restarts every function, each a `cargo run`).
-instances=4
 watch_mode=(--ignore-changes --only-lambda-apis)
 reload=1
 [[ "${TUBES_NO_RELOAD:-}" != 1 ]] || reload=0
@@ -298,6 +299,8 @@ reload_if_changed() {
   touch "$reload_stamp" # before building: a save during the build triggers another
   say "reload: $changed changed; building"
   before=$(binary_times)
+  local esm_before
+  esm_before=$(stat -c %Y.%s "$bin/tubes-local" 2>/dev/null)
   if ! cargo build --workspace --bins --quiet "${build_flags[@]}"; then
     say "reload: the build failed (above); the functions keep running the code they had"
     return 0
@@ -316,6 +319,13 @@ reload_if_changed() {
     echo "$b" >>"$state/ended-instances"
   done
   if (( ${#reloaded[@]} )); then say "reload: new instances of ${reloaded[*]}"; else say "reload: no function changed"; fi
+  # The mapping emulator's own code: restarted on its checkpoints (saved every second; a batch in flight is
+  # delivered again, as after any restart).
+  if [[ $esm_before != $(stat -c %Y.%s "$bin/tubes-local" 2>/dev/null) ]]; then
+    say "reload: tubes-local changed; restarting the mapping emulator"
+    stop_group "${pid_of[esm]}"
+    start_esm
+  fi
 }
 
 say "$kinesis_engine on 127.0.0.1:${kinesis_port}, moto (SQS, DynamoDB, S3) on 127.0.0.1:${moto_port}"
@@ -379,7 +389,7 @@ restart() { # name reason
     exit 1
   fi
   say "$name: $2; restarting it (the others keep running)"
-  if [[ $name == watch ]]; then stop_watch; elif [[ -n "${pid_of[$name]:-}" ]]; then stop_group "${pid_of[$name]}"; fi
+  [[ -z "${pid_of[$name]:-}" ]] || stop_group "${pid_of[$name]}"
   case $name in
     kinesis) start_kinesis ;;
     # A new moto reads the state file (TUBES_PERSIST), up to its last snapshot; provisioning again creates

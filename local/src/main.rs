@@ -142,15 +142,6 @@ fn secret_file(spec: &str) -> Result<(String, PathBuf), String> {
 /// `tubes-local logs …`: no emulator, no template.
 #[derive(Debug, Subcommand, PartialEq, Eq)]
 enum Logs {
-    /// Routes standard input (cargo lambda watch's output) to one file per function.
-    ///
-    /// DIR/FUNCTION.log, DIR/metrics.log (EMF) and DIR/watch.log, build noise left out; appends, and rotates a
-    /// file over 10 MB when it opens it.
-    Split {
-        /// The logs directory.
-        #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
-    },
     /// Standard input's JSON log lines as a person reads them (make logs).
     Pretty,
     /// Every line under DIR about an id, and every line of its traces, in time order (make trace ID).
@@ -299,7 +290,15 @@ async fn run(command: Command) -> Result<(), String> {
                     }
                 })
             };
-            let _ = tokio::signal::ctrl_c().await;
+            // Ctrl-C where it runs alone, SIGTERM from dev.sh (or a test) stopping the stack: either way the
+            // checkpoints are saved first, or a restart would deliver the last second's batches again.
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .map_err(|e| format!("SIGTERM handler: {e}"))?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
             summaries.abort();
             emulator.save();
             view.summary();
@@ -312,9 +311,6 @@ async fn run(command: Command) -> Result<(), String> {
 fn run_logs(command: &Logs) -> Result<(), String> {
     use std::io::{BufRead as _, Write as _};
     match command {
-        Logs::Split { dir } => {
-            logs::split(std::io::stdin().lock(), dir).map_err(|e| format!("{}: {e}", dir.display()))
-        }
         Logs::Pretty => {
             let mut out = std::io::stdout().lock();
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -421,12 +417,6 @@ mod cli_tests {
                 Some(PathBuf::from("s"))
             )
         );
-        assert_eq!(
-            parse("logs split --dir s/logs").unwrap(),
-            Command::Logs(Logs::Split {
-                dir: "s/logs".into()
-            })
-        );
         assert_eq!(parse("logs pretty").unwrap(), Command::Logs(Logs::Pretty));
         assert_eq!(
             parse("logs trace evt_1 --dir s/logs").unwrap(),
@@ -511,7 +501,6 @@ mod cli_tests {
             "run --summary-secs often",
             "provision --env-out f --secret-file nopath",
             "logs trace --dir d",
-            "logs split",
             "completions tcsh",
         ] {
             let e = parse(wrong).expect_err(wrong);

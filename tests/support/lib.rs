@@ -24,6 +24,29 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// `command` with the environment a shell has: without the variables cargo sets for the test crate
+/// (`CARGO_PKG_*`, `CARGO_MANIFEST_*`, `OUT_DIR`, …). A build that saw them would make build scripts that watch
+/// them (ring's) run again, and again at the user's next build from a shell.
+pub fn as_from_a_shell(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
 /// The bytes of a valid `user.signed_up` event `id` for `user` (as a producer would put it on the stream).
 pub fn signup_bytes(id: &str, user: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
