@@ -2,119 +2,16 @@
 //! `tubes_platform::telemetry::logs`), kept across restarts and rotated; read back pretty-printed (`make logs`) or
 //! gathered for one event or trace across functions, in time order (`make trace ID`).
 //!
-//! - [`split`]: what `cargo lambda watch` prints (every function's lines, cargo's own, the functions' EMF
-//!   documents) routed to `{function}.log`, `metrics.log` and `watch.log`, build noise left out. Without live
-//!   reload, `scripts/dev.sh` writes each function's output to its file itself.
 //! - [`pretty`]: a line as a person reads it: `10:00:00.123 payments      INFO  batch done handled=3 …`.
 //! - [`trace`]: every line that names an id (event id, trace id, request id), and every line of the traces those
 //!   lines belong to, across the files, in time order.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::fs::File;
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-
-/// A log file larger than this is rotated (to `NAME.1`, replacing the previous one) when it is opened.
-pub const ROTATE_BYTES: u64 = 10 * 1024 * 1024;
-
-/// Where a line of `cargo lambda watch`'s output goes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Route {
-    /// A function's JSON line: to `{function}.log`.
-    Function(String),
-    /// An EMF document (no function named in it): to `metrics.log`.
-    Metrics,
-    /// cargo's and cargo lambda watch's own lines that a person needs (errors, warnings about the functions).
-    Watch,
-    /// Build noise: progress lines, file-lock waits.
-    Noise,
-}
-
-/// The route of one line.
-pub fn route(line: &str) -> Route {
-    let trimmed = line.trim();
-    if trimmed.starts_with('{') {
-        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(trimmed) {
-            if let Some(function) = map.get("function").and_then(Value::as_str) {
-                if is_file_name(function) {
-                    return Route::Function(function.to_owned());
-                }
-            }
-            if map.contains_key("_aws") {
-                return Route::Metrics;
-            }
-        }
-        return Route::Watch;
-    }
-    const NOISE: [&str; 9] = [
-        "Blocking waiting for file lock",
-        "Compiling ",
-        "Finished ",
-        "Running `",
-        "Building ",
-        "Checking ",
-        "Fresh ",
-        "Updating ",
-        "Locking ",
-    ];
-    if trimmed.is_empty() || NOISE.iter().any(|n| trimmed.starts_with(n)) {
-        Route::Noise
-    } else {
-        Route::Watch
-    }
-}
-
-/// A function name that can name a file: letters, digits, `-`, `_`, `.`, not starting with `.`.
-fn is_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// Opens `path` to append, rotating it first if it is larger than [`ROTATE_BYTES`].
-pub fn open_log(path: &Path) -> io::Result<File> {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
-        let mut rotated = path.as_os_str().to_owned();
-        rotated.push(".1");
-        std::fs::rename(path, rotated)?;
-    }
-    OpenOptions::new().create(true).append(true).open(path)
-}
-
-/// Routes every line of `input` to its file under `dir` (see [`route`]) until `input` ends. Each line is written
-/// whole, at once, so that several writers of one file never interleave within a line.
-pub fn split(input: impl BufRead, dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut files: HashMap<String, File> = HashMap::new();
-    for line in input.lines() {
-        let line = match line {
-            Ok(line) => line,
-            // Not UTF-8: not one of ours; skip it rather than stop logging.
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
-            Err(e) => return Err(e),
-        };
-        let name = match route(&line) {
-            Route::Function(f) => f,
-            Route::Metrics => "metrics".to_owned(),
-            Route::Watch => "watch".to_owned(),
-            Route::Noise => continue,
-        };
-        let file = match files.get_mut(&name) {
-            Some(file) => file,
-            None => {
-                let file = open_log(&dir.join(format!("{name}.log")))?;
-                files.entry(name).or_insert(file)
-            }
-        };
-        file.write_all(format!("{line}\n").as_bytes())?;
-    }
-    Ok(())
-}
 
 /// The function's short name: `tubes-consumer-payments` → `payments`, `tubes-ingest` → `ingest`.
 fn short(function: &str) -> &str {
@@ -346,69 +243,11 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write as _;
+
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn lines_go_to_their_function_and_noise_nowhere() {
-        assert_eq!(
-            route(
-                r#"{"timestamp":"t","level":"INFO","function":"tubes-ingest","message":"answered"}"#
-            ),
-            Route::Function("tubes-ingest".into())
-        );
-        assert_eq!(
-            route(r#"{"_aws":{},"Consumer":"payments"}"#),
-            Route::Metrics
-        );
-        assert_eq!(
-            route(r#"{"function":"../../etc/passwd"}"#),
-            Route::Watch,
-            "a function name is never a path"
-        );
-        assert_eq!(
-            route("    Blocking waiting for file lock on build directory"),
-            Route::Noise
-        );
-        assert_eq!(route("   Compiling tubes-platform v0.1.0"), Route::Noise);
-        assert_eq!(route(""), Route::Noise);
-        assert_eq!(route(" ERROR the function panicked"), Route::Watch);
-        assert_eq!(route("{not json"), Route::Watch);
-    }
-
-    #[test]
-    fn split_writes_one_file_per_function_and_keeps_what_was_there() {
-        let dir = std::env::temp_dir().join(format!("tubes-logs-split-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("tubes-ingest.log"), "earlier\n").unwrap();
-        let input = "{\"function\":\"tubes-ingest\",\"message\":\"a\"}\n   Compiling x\n{\"function\":\"tubes-consumer-payments\",\"message\":\"b\"}\nplain\n";
-        split(input.as_bytes(), &dir).unwrap();
-        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
-        assert_eq!(
-            read("tubes-ingest.log"),
-            "earlier\n{\"function\":\"tubes-ingest\",\"message\":\"a\"}\n"
-        );
-        assert_eq!(read("tubes-consumer-payments.log").lines().count(), 1);
-        assert_eq!(read("watch.log"), "plain\n");
-        assert!(!read("watch.log").contains("Compiling"));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_large_log_is_rotated_when_opened() {
-        let dir = std::env::temp_dir().join(format!("tubes-logs-rotate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f.log");
-        std::fs::write(&path, vec![b'x'; ROTATE_BYTES as usize + 1]).unwrap();
-        let mut f = open_log(&path).unwrap();
-        f.write_all(b"new\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
-        assert_eq!(
-            std::fs::metadata(dir.join("f.log.1")).unwrap().len(),
-            ROTATE_BYTES + 1
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn a_consumers_emf_document_gives_its_handled_duplicates_and_lag() {

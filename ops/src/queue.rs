@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use tubes_platform::dead_letters::sqs;
 
 use crate::entry::{Entry, Message};
 use crate::error::{aws, OpsError};
@@ -346,28 +346,17 @@ impl DeadLetterQueue {
 
 /// A queue's depth (one `GetQueueAttributes`).
 async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDepth, DepthError> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
+    let depth = sqs::depth(sqs, url)
         .await
         .map_err(|e| match e.as_service_error() {
             Some(s) if s.is_queue_does_not_exist() => DepthError::Missing,
             _ => DepthError::Ops(aws("GetQueueAttributes", e)),
         })?;
-    let count = |name: QueueAttributeName| {
-        out.attributes()
-            .and_then(|a| a.get(&name))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
     Ok(QueueDepth {
         name: url.rsplit('/').next().unwrap_or(url).to_owned(),
         url: url.to_owned(),
-        visible: count(QueueAttributeName::ApproximateNumberOfMessages),
-        in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        visible: depth.visible,
+        in_flight: depth.in_flight,
     })
 }
 

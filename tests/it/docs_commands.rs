@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tubes_tests::{repo_root, LocalStack};
+use tubes_tests::{as_from_a_shell, repo_root, LocalStack};
 
 /// The project's command-line tools.
 const BINARIES: &[&str] = &[
@@ -25,10 +25,6 @@ const BINARIES: &[&str] = &[
     "tubes-keys",
     "tubes-local",
 ];
-
-/// Tools without `--help`: their usage (printed on a bad argument) stands for it, and their documented commands,
-/// which only mint credentials locally, are run for real and must succeed.
-const NO_HELP: &[&str] = &["tubes-keys"];
 
 /// How long a documented command may run against no stack before it is stopped: argument parsing takes
 /// milliseconds, so one still running has parsed.
@@ -384,7 +380,7 @@ fn binaries() -> &'static Path {
             .expect("the target directory")
             .to_path_buf();
         let out = output(
-            Command::new("cargo")
+            as_from_a_shell(&mut Command::new("cargo"))
                 .args(["build", "-q", "--workspace", "--bins"])
                 .env("CARGO_TARGET_DIR", &target)
                 .current_dir(repo_root()),
@@ -519,25 +515,9 @@ struct Help {
     commands: Vec<String>,
 }
 
-/// `binary path… --help` (for [`NO_HELP`] tools, their usage); `Err` with the output when it fails.
+/// `binary path… --help`; `Err` with the output when it fails.
 fn help(binary: &str, path: &[String]) -> Result<Help, String> {
     let exe = binaries().join(binary);
-    if NO_HELP.contains(&binary) {
-        let out = output(&mut Command::new(&exe));
-        let text = String::from_utf8_lossy(&out.stderr).into_owned();
-        // The usage lists the first words only: below them there are no subcommands.
-        let commands = text
-            .split_once(&format!("usage: {binary} "))
-            .filter(|_| path.is_empty())
-            .map(|(_, u)| {
-                u.split('|')
-                    .filter_map(|alt| alt.split_whitespace().next())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        return Ok(Help { text, commands });
-    }
     let out = output(Command::new(&exe).args(path).arg("--help"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
@@ -632,20 +612,18 @@ fn check_help(call: &ToolCall) -> Vec<String> {
 
 /// Runs a documented command as written with nothing to reach (every endpoint a closed loopback port, an empty
 /// state directory, a scratch working directory): it must get past its argument parsing (exit code other than 2,
-/// usage), or, for a [`NO_HELP`] tool, succeed. With `--help` appended it must print help (exit 0).
+/// usage). With `--help` appended it must print help (exit 0).
 fn check_run(call: &ToolCall, scratch: &Path) -> Vec<String> {
     let shown = format!("{}: `{} {}`", call.place, call.binary, call.args.join(" "));
     let exe = binaries().join(&call.binary);
     let mut problems = Vec::new();
-    if !NO_HELP.contains(&call.binary.as_str()) {
-        let out = output(Command::new(&exe).args(&call.args).arg("--help"));
-        if !out.status.success() {
-            problems.push(format!(
-                "{shown} --help: exited {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+    let out = output(Command::new(&exe).args(&call.args).arg("--help"));
+    if !out.status.success() {
+        problems.push(format!(
+            "{shown} --help: exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     let dir = scratch.join(uuid::Uuid::now_v7().to_string());
     std::fs::create_dir_all(dir.join("state")).expect("scratch dir");
@@ -692,9 +670,6 @@ fn check_run(call: &ToolCall, scratch: &Path) -> Vec<String> {
     let out = child.wait_with_output().expect("output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     match status {
-        Some(s) if NO_HELP.contains(&call.binary.as_str()) && !s.success() => {
-            problems.push(format!("{shown}: exited {s}: {}", stderr.trim()));
-        }
         // Exit 2 is also a refusal that is no usage error (`tubes-dlq purge` without a terminal to confirm on).
         Some(s)
             if s.code() == Some(2)

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 use tubes_platform::aws;
+use tubes_platform::dead_letters::sqs;
 use tubes_platform::lambda_event::{
     function_error, kinesis_event, BatchSource, Condition, Invocation, OnFailure, StreamRecord,
 };
@@ -131,25 +131,7 @@ impl Emulator {
         let queue = self.mapping(i).on_failure.as_ref()?;
         let (url, _) = self.resolved.queues.get(queue)?;
         let sqs = self.sqs.as_ref()?;
-        let out = sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .ok()?;
-        let attributes = out.attributes()?;
-        let count = |name: QueueAttributeName| {
-            attributes
-                .get(&name)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Some(
-            count(QueueAttributeName::ApproximateNumberOfMessages)
-                + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+        Some(sqs::depth(sqs, url).await.ok()?.total())
     }
 
     pub(super) async fn on_failure(

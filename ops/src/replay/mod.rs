@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -349,26 +348,6 @@ pub async fn run<S: Sink>(
         progress(state.events, planned);
         lanes.retain(|l| l.len() > 0);
     }
-}
-
-/// A progress line: a bar, the count, the rate and the time left.
-pub fn progress_line(done: usize, total: usize, started: Instant, done_at_start: usize) -> String {
-    let width = 30;
-    let filled = (done * width).checked_div(total).unwrap_or(width);
-    let elapsed = started.elapsed().as_secs_f64().max(1e-3);
-    #[allow(clippy::cast_precision_loss)]
-    let rate = (done - done_at_start.min(done)) as f64 / elapsed;
-    #[allow(clippy::cast_precision_loss)]
-    let eta = if rate > 0.0 {
-        format!("{:.0} s", (total - done.min(total)) as f64 / rate)
-    } else {
-        "?".to_owned()
-    };
-    format!(
-        "[{}{}] {done}/{total} events, {rate:.0}/s, {eta} left",
-        "#".repeat(filled.min(width)),
-        ".".repeat(width - filled.min(width))
-    )
 }
 
 /// A replay's id: `rpl_` and the time it started (sortable, readable in a record).

@@ -175,21 +175,6 @@ async fn waves_send_one_event_per_key_and_a_stopped_replay_resumes_where_it_stop
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn the_progress_line_says_rate_and_time_left() {
-    let line = progress_line(
-        50,
-        100,
-        Instant::now() - std::time::Duration::from_secs(5),
-        0,
-    );
-    assert!(
-        line.starts_with("[###############..............."),
-        "{line}"
-    );
-    assert!(line.contains("50/100 events, 10/s, 5 s left"), "{line}");
-}
-
 mod switching {
     use std::time::Duration;
 

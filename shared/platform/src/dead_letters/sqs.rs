@@ -2,12 +2,54 @@
 //! redrive it. The body is JSON ([`DeadLetterMessage`]); `consumer`, `event_type` and `attempts` are also
 //! message attributes, so a queue can be browsed or filtered without parsing bodies.
 
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::{DeadLetter, DeadLetterError, DeadLetters};
 use crate::aws;
+
+/// How many messages a queue holds: waiting, and out of sight (received, not yet deleted or shown again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Depth {
+    /// `ApproximateNumberOfMessages`.
+    pub visible: u64,
+    /// `ApproximateNumberOfMessagesNotVisible`.
+    pub in_flight: u64,
+}
+
+impl Depth {
+    /// Every message of the queue, waiting or out of sight.
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight
+    }
+}
+
+/// The depth of the queue at `url` (one `GetQueueAttributes`); the SDK's error as it is, for the caller to tell a
+/// missing queue from a failed call.
+pub async fn depth(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<Depth, aws_sdk_sqs::error::SdkError<GetQueueAttributesError>> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?;
+    let count = |name: QueueAttributeName| {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Depth {
+        visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    })
+}
 
 /// The body of a dead-letter message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
