@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tubes_tests::{repo_root, Moto, REGION};
+use tubes_tests::{as_from_a_shell, read_stream, repo_root, KinesisLocal, Moto, REGION};
 
 /// The `tubes-dlq` binary, built once for this test binary with every binary of the workspace, as `make dev` and
 /// the local stacks build them (one feature set: `-p tubes-ops` alone would compile shared crates again).
@@ -21,7 +21,7 @@ fn tubes_dlq() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
+            let status = as_from_a_shell(&mut Command::new(cargo))
                 .args(["build", "-q", "--workspace", "--bins"])
                 .current_dir(repo_root())
                 .status()
@@ -36,15 +36,21 @@ fn tubes_dlq() -> PathBuf {
 
 /// Runs `tubes-dlq ARGS` against `moto` (and `lambda`, the Invoke endpoint), standard input not a terminal.
 async fn dlq(moto: &Moto, lambda: &str, args: &[&str]) -> Output {
+    dlq_on(moto, &moto.endpoint, lambda, args).await
+}
+
+/// [`dlq`] with its streams on `kinesis`.
+async fn dlq_on(moto: &Moto, kinesis: &str, lambda: &str, args: &[&str]) -> Output {
     let bin = tubes_dlq();
-    let (endpoint, lambda) = (moto.endpoint.clone(), lambda.to_owned());
+    let (endpoint, kinesis, lambda) =
+        (moto.endpoint.clone(), kinesis.to_owned(), lambda.to_owned());
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     // Off the runtime: the stand-in function answers on it meanwhile.
     tokio::task::spawn_blocking(move || {
         Command::new(bin)
             .args(&args)
             .env("AWS_ENDPOINT_URL_SQS", &endpoint)
-            .env("AWS_ENDPOINT_URL_KINESIS", &endpoint)
+            .env("AWS_ENDPOINT_URL_KINESIS", &kinesis)
             .env("AWS_ENDPOINT_URL_LAMBDA", &lambda)
             .env("AWS_REGION", REGION)
             .env("AWS_ACCESS_KEY_ID", "local")
@@ -459,5 +465,81 @@ async fn a_redrive_whose_record_is_parked_again_is_a_failure_that_names_it() {
         "{printed}"
     );
     assert_eq!(function.invocations(), 3);
+    messages_until(&sqs, &url, "empty", <[_]>::is_empty).await;
+}
+
+/// `redrive --stream S --wait SECS`: the records go back onto the stream, and the queue is watched for them being
+/// parked again by the stream's consumers (here the test, as the harness would: a new dead letter for the same
+/// event once the record is on the stream). Parked again within the wait: a failure naming it; not: success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_onto_the_stream_watched_with_wait_reports_a_record_parked_again() {
+    let (moto, kinesis) = tokio::join!(Moto::start(), KinesisLocal::start());
+    let sqs = moto.sqs();
+    let q = "it-StreamDeadLetterQueue";
+    let url = queue(&sqs, q).await;
+    let arn = kinesis.create_stream("it-redrive-stream", 1).await;
+    let on_stream = |n: usize| {
+        let (client, arn) = (kinesis.client(), arn.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let records: usize = read_stream(&client, "it-redrive-stream", &arn)
+                    .await
+                    .iter()
+                    .map(|(_, r)| r.len())
+                    .sum();
+                if records >= n {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{n} record(s) on the stream");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let redrive = [
+        "redrive",
+        q,
+        "--stream",
+        "it-redrive-stream",
+        "--wait",
+        "20",
+    ];
+
+    // Given a consumer that still cannot handle the event: once the record is on the stream, it parks it again.
+    send(&sqs, &url, &letter("evt_stream")).await;
+    let run = {
+        let (moto_ref, endpoint) = (&moto, kinesis.endpoint.clone());
+        async move { dlq_on(moto_ref, &endpoint, "http://127.0.0.1:9", &redrive).await }
+    };
+    let park_again = async {
+        on_stream(1).await;
+        send(&sqs, &url, &letter("evt_stream")).await;
+    };
+    let (out, ()) = tokio::join!(run, park_again);
+    let (status, printed) = code(&out);
+    // Then the redrive fails, naming the event and why it was parked again, well before the wait is over.
+    assert_eq!(status, 1, "{printed}");
+    assert!(
+        printed.contains("parked again: event /it evt_stream: parked again by signups")
+            && printed.contains("1 record(s) parked again right away"),
+        "{printed}"
+    );
+    let left = messages_until(&sqs, &url, "the new letter", |m| m.len() == 1).await;
+
+    // Given a consumer that handles it now: nothing is parked within the wait, and the redrive succeeds.
+    let short = [
+        "redrive",
+        q,
+        &left[0].id,
+        "--stream",
+        "it-redrive-stream",
+        "--wait",
+        "2",
+    ];
+    let out = dlq_on(&moto, &kinesis.endpoint, "http://127.0.0.1:9", &short).await;
+    let (status, printed) = code(&out);
+    assert_eq!(status, 0, "{printed}");
+    assert!(!printed.contains("parked again:"), "{printed}");
+    on_stream(2).await;
     messages_until(&sqs, &url, "empty", <[_]>::is_empty).await;
 }
