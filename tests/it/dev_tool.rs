@@ -168,3 +168,127 @@ async fn the_story_leaves_every_consumers_effect_and_a_bad_override_is_refused_n
         text(&good)
     );
 }
+
+/// `tail` follows a split: started on a one-shard stream, it shows the event written before the split from the
+/// parent, then, once the parent is read to its end, the next event of the same subject from the child it went to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_a_split_from_the_parent_to_its_child() {
+    use std::io::BufRead as _;
+    use std::time::{Duration, Instant};
+
+    let kinesis = tubes_tests::KinesisLocal::start().await;
+    let stream = "tubes-EventStream";
+    kinesis.create_stream(stream, 1).await;
+    let client = kinesis.client();
+    let put = |id: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .put_record()
+                .stream_name(stream)
+                .partition_key("usr_tail")
+                .data(tubes_tests::signup_bytes(id, "usr_tail").into())
+                .send()
+                .await
+                .unwrap()
+                .shard_id
+        }
+    };
+    let parent = put("evt_before_split").await;
+
+    // The workspace's tubes-dev, built as `make dev` builds it.
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), Into::into);
+    let built = tubes_tests::as_from_a_shell(&mut Command::new("cargo"))
+        .args(["build", "-q", "--workspace", "--bins"])
+        .current_dir(repo_root())
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("tail-{}", uuid::Uuid::now_v7()));
+    let mut tail = Command::new(std::path::PathBuf::from(target).join("debug/tubes-dev"))
+        .args(["tail", "--subject", "usr_tail"])
+        .env("TUBES_KINESIS_PORT", port(&kinesis.endpoint))
+        .env("TUBES_STATE_DIR", &state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let mut until_line = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !seen.iter().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left.max(Duration::from_millis(1))) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no line with {needle} from tail; it printed: {seen:#?}"),
+            }
+        }
+        seen.clone()
+    };
+    until_line("evt_before_split");
+
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(parent.as_str())
+        .new_starting_hash_key((u128::MAX / 2 + 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    // Once the stream is active with the parent closed, the subject's next event goes to a child.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        let active = summary
+            .stream_description_summary()
+            .is_some_and(|d| d.stream_status().as_str() == "ACTIVE");
+        let shards = client
+            .list_shards()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        let open = shards
+            .shards()
+            .iter()
+            .filter(|s| {
+                s.sequence_number_range()
+                    .is_some_and(|r| r.ending_sequence_number().is_none())
+            })
+            .count();
+        if active && open == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stream did not split");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let child = put("evt_after_split").await;
+    assert_ne!(child, parent, "written to a child");
+    let printed = until_line("evt_after_split");
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let before = printed.iter().position(|l| l.contains("evt_before_split"));
+    let after = printed.iter().position(|l| l.contains("evt_after_split"));
+    assert!(before < after, "in order: {printed:#?}");
+    assert!(
+        printed[after.unwrap()].contains(&child),
+        "read from the child {child}: {printed:#?}"
+    );
+}

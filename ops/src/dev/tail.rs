@@ -2,9 +2,11 @@
 //! (shard / sequence number, `#n` the sub-sequence of an event in a packed record or KPL aggregate). Every shard
 //! is read (`ListShards`, then `GetShardIterator` and `GetRecords` per shard, polled); records are decoded the
 //! way every reader of the stream decodes them ([`record_events`]): a pack meant for another shard is left to
-//! the shard it was written again on, as the consumers leave it.
+//! the shard it was written again on, as the consumers leave it. Resharding is followed: the shards are listed
+//! again when one is read to its end and every few seconds, and a child shard is read once its parents are, so
+//! one subject's events come out in order across a split or a merge.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use tubes_contract::{Envelope, EventType};
@@ -49,6 +51,9 @@ struct Reader {
 
 /// How long to wait when no shard had anything new.
 const POLL: Duration = Duration::from_millis(500);
+
+/// How often the shards are listed again while following (resharding adds shards).
+const RELIST: Duration = Duration::from_secs(5);
 
 /// The line of one event (`None` when the filters leave it out).
 fn line(
@@ -103,8 +108,17 @@ fn kinesis_error(stack: &Stack, operation: &str, e: impl std::error::Error) -> D
     )
 }
 
-pub(super) async fn run(stack: &Stack, args: TailArgs) -> Result<(), DevError> {
-    let kinesis = stack.kinesis();
+/// A shard of the stream, with the shards it was split or merged from.
+struct Shard {
+    id: String,
+    parents: Vec<String>,
+}
+
+/// Every shard of the stream, open and closed (`ListShards`, every page).
+async fn list_shards(
+    stack: &Stack,
+    kinesis: &aws_sdk_kinesis::Client,
+) -> Result<Vec<Shard>, DevError> {
     let stream = stack.stream();
     let mut shards = Vec::new();
     let mut token = None;
@@ -124,43 +138,99 @@ pub(super) async fn run(stack: &Stack, args: TailArgs) -> Result<(), DevError> {
                 kinesis_error(stack, "ListShards", e)
             }
         })?;
-        shards.extend(page.shards().iter().map(|s| s.shard_id().to_owned()));
+        shards.extend(page.shards().iter().map(|s| {
+            Shard {
+                id: s.shard_id().to_owned(),
+                parents: [s.parent_shard_id(), s.adjacent_parent_shard_id()]
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect(),
+            }
+        }));
         token = page.next_token().map(str::to_owned);
         if token.is_none() {
-            break;
+            return Ok(shards);
         }
     }
-    let kind = match args.from {
-        From::TrimHorizon => ShardIteratorType::TrimHorizon,
-        From::Latest => ShardIteratorType::Latest,
-    };
-    let mut readers = Vec::new();
-    for shard in shards {
+}
+
+/// The shards to start reading now: those not read yet whose parents are not being read any more (a child is read
+/// once its parents are read to their end, so one key's events come out in order across a split or a merge).
+/// Shards the stream had at the start are read from `kind`; those found later (children of a split or merge since)
+/// from their first record, whatever `--from` said.
+async fn open_new_shards(
+    stack: &Stack,
+    kinesis: &aws_sdk_kinesis::Client,
+    readers: &mut Vec<Reader>,
+    at_start: &mut Vec<String>,
+    kind: &ShardIteratorType,
+) -> Result<usize, DevError> {
+    let listed = list_shards(stack, kinesis).await?;
+    let ids: Vec<String> = listed.iter().map(|s| s.id.clone()).collect();
+    if at_start.is_empty() {
+        at_start.clone_from(&ids);
+    }
+    let mut opened = 0;
+    for shard in listed {
+        if readers.iter().any(|r| r.shard == shard.id) {
+            continue;
+        }
+        // A parent still listed (within the retention period) and not read to its end yet goes first.
+        let waits = shard.parents.iter().any(|p| {
+            ids.contains(p)
+                && readers
+                    .iter()
+                    .find(|r| r.shard == *p)
+                    .is_none_or(|r| r.iterator.is_some())
+        });
+        if waits {
+            continue;
+        }
+        let kind = if at_start.contains(&shard.id) {
+            kind.clone()
+        } else {
+            ShardIteratorType::TrimHorizon
+        };
         let out = kinesis
             .get_shard_iterator()
-            .stream_name(&stream)
-            .shard_id(&shard)
-            .shard_iterator_type(kind.clone())
+            .stream_name(stack.stream())
+            .shard_id(&shard.id)
+            .shard_iterator_type(kind)
             .send()
             .await
             .map_err(|e| kinesis_error(stack, "GetShardIterator", e))?;
         readers.push(Reader {
-            shard,
+            shard: shard.id,
             iterator: out.shard_iterator().map(str::to_owned),
         });
+        opened += 1;
     }
+    Ok(opened)
+}
+
+pub(super) async fn run(stack: &Stack, args: TailArgs) -> Result<(), DevError> {
+    let kinesis = stack.kinesis();
+    let kind = match args.from {
+        From::TrimHorizon => ShardIteratorType::TrimHorizon,
+        From::Latest => ShardIteratorType::Latest,
+    };
+    let (mut readers, mut at_start) = (Vec::new(), Vec::new());
+    open_new_shards(stack, &kinesis, &mut readers, &mut at_start, &kind).await?;
     eprintln!(
         "tubes-dev: {} on {} shard(s), from {}",
-        stream,
+        stack.stream(),
         readers.len(),
         match args.from {
             From::TrimHorizon => "the oldest record",
             From::Latest => "now",
         }
     );
+    let mut listed_at = Instant::now();
     loop {
         let mut any = false;
         let mut behind = false;
+        let mut closed = false;
         for reader in &mut readers {
             let Some(iterator) = reader.iterator.clone() else {
                 continue;
@@ -198,11 +268,16 @@ pub(super) async fn run(stack: &Stack, args: TailArgs) -> Result<(), DevError> {
                 }
             }
             reader.iterator = out.next_shard_iterator().map(str::to_owned);
+            closed |= reader.iterator.is_none();
+        }
+        // A shard read to its end (split or merged), or now and then: the shards the stream has now.
+        if closed || listed_at.elapsed() >= RELIST {
+            listed_at = Instant::now();
+            if open_new_shards(stack, &kinesis, &mut readers, &mut at_start, &kind).await? > 0 {
+                behind = true;
+            }
         }
         if args.no_follow && !any && !behind {
-            return Ok(());
-        }
-        if readers.iter().all(|r| r.iterator.is_none()) {
             return Ok(());
         }
         if !any {
