@@ -111,6 +111,7 @@ stop_group() { # pid: TERM its process group, then KILL what is left after 5 s
 }
 cleanup() {
   trap - EXIT INT TERM
+  [[ -z "${build_pid:-}" ]] || kill -TERM "$build_pid" 2>/dev/null || true
   (( ${#instance_pid[@]} == 0 )) || stop_instances
   for pid in "${pid_of[@]}"; do stop_group "$pid"; done
   rm -f "$state/dev.pid"
@@ -291,41 +292,51 @@ mapfile -t watched < <(cargo metadata --no-deps --format-version 1 --offline | .
 for p in json.load(sys.stdin)["packages"]:
     print(os.path.relpath(os.path.dirname(p["manifest_path"])))')
 binary_times() { local b; for b in "${function_binaries[@]}"; do stat -c "$b=%Y.%s" "$bin/$b" 2>/dev/null || true; done; }
+# The build runs in the background, so supervision goes on meanwhile (an instance that ends during a long build is
+# replaced at once); the instances are swapped when it has finished.
+build_pid="" reload_before="" esm_before=""
 reload_if_changed() {
-  local changed before after b i
+  local changed after b i status=0
+  if [[ -n $build_pid ]]; then
+    kill -0 "$build_pid" 2>/dev/null && return 0
+    wait "$build_pid" || status=$?
+    build_pid=""
+    if (( status != 0 )); then
+      say "reload: the build failed (above); the functions keep running the code they had"
+      return 0
+    fi
+    after=$(binary_times)
+    local reloaded=()
+    functions_env
+    for b in "${function_binaries[@]}"; do
+      [[ $(grep "^$b=" <<<"$reload_before") != $(grep "^$b=" <<<"$after") ]] || continue
+      reloaded+=("$b")
+      for i in $(seq 1 "$instances"); do
+        local old=${instance_pid["$b#$i"]}
+        start_instance "$b" "$i"
+        kill -TERM -- "-$old" 2>/dev/null || true
+      done
+      echo "$b" >>"$state/ended-instances"
+    done
+    if (( ${#reloaded[@]} )); then say "reload: new instances of ${reloaded[*]}"; else say "reload: no function changed"; fi
+    # The mapping emulator's own code: restarted on its checkpoints (saved on SIGTERM; a batch in flight is
+    # delivered again, as after any restart).
+    if [[ $esm_before != $(stat -c %Y.%s "$bin/tubes-local" 2>/dev/null) ]]; then
+      say "reload: tubes-local changed; restarting the mapping emulator"
+      stop_group "${pid_of[esm]}"
+      start_esm
+    fi
+    return 0
+  fi
   changed=$(find "${watched[@]}" Cargo.toml Cargo.lock -newer "$reload_stamp" -type f \
     \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) -print -quit 2>/dev/null)
   [[ -n $changed ]] || return 0
   touch "$reload_stamp" # before building: a save during the build triggers another
   say "reload: $changed changed; building"
-  before=$(binary_times)
-  local esm_before
+  reload_before=$(binary_times)
   esm_before=$(stat -c %Y.%s "$bin/tubes-local" 2>/dev/null)
-  if ! cargo build --workspace --bins --quiet "${build_flags[@]}"; then
-    say "reload: the build failed (above); the functions keep running the code they had"
-    return 0
-  fi
-  after=$(binary_times)
-  local reloaded=()
-  functions_env
-  for b in "${function_binaries[@]}"; do
-    [[ $(grep "^$b=" <<<"$before") != $(grep "^$b=" <<<"$after") ]] || continue
-    reloaded+=("$b")
-    for i in $(seq 1 "$instances"); do
-      local old=${instance_pid["$b#$i"]}
-      start_instance "$b" "$i"
-      kill -TERM -- "-$old" 2>/dev/null || true
-    done
-    echo "$b" >>"$state/ended-instances"
-  done
-  if (( ${#reloaded[@]} )); then say "reload: new instances of ${reloaded[*]}"; else say "reload: no function changed"; fi
-  # The mapping emulator's own code: restarted on its checkpoints (saved every second; a batch in flight is
-  # delivered again, as after any restart).
-  if [[ $esm_before != $(stat -c %Y.%s "$bin/tubes-local" 2>/dev/null) ]]; then
-    say "reload: tubes-local changed; restarting the mapping emulator"
-    stop_group "${pid_of[esm]}"
-    start_esm
-  fi
+  cargo build --workspace --bins --quiet "${build_flags[@]}" &
+  build_pid=$!
 }
 
 say "$kinesis_engine on 127.0.0.1:${kinesis_port}, moto (SQS, DynamoDB, S3) on 127.0.0.1:${moto_port}"

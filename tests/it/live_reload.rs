@@ -115,6 +115,12 @@ async fn each_function_logs_to_its_own_file_and_a_save_reloads_only_its_function
         now.len() == consumer_before.len() && now.iter().all(|p| !consumer_before.contains(p))
     })
     .await;
+    // The script says so once it has started them all (the line follows the new PIDs).
+    let reloaded = |log: &str| log.contains("reload: new instances of");
+    until("the reload said", || {
+        reloaded(&std::fs::read_to_string(stack.state.join("dev.log")).unwrap_or_default())
+    })
+    .await;
     let dev_log = std::fs::read_to_string(stack.state.join("dev.log")).unwrap();
     assert!(
         dev_log.contains("reload: new instances of tubes-test-consumer\n"),
