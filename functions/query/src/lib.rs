@@ -74,6 +74,13 @@ impl Readers {
         Ok(Self { keys })
     }
 
+    /// Whether `key`'s reader has a key of its id (whatever its secret).
+    pub fn knows(&self, key: &ApiKey<'_>) -> bool {
+        self.keys
+            .get(key.source)
+            .is_some_and(|keys| keys.contains_key(key.key_id))
+    }
+
     /// Whether `key` is one of its reader's keys.
     pub fn admits(&self, key: &ApiKey<'_>) -> bool {
         self.keys
@@ -248,15 +255,21 @@ impl<S: ReadModelStore, R: ReadRecords, F: ReadersFetch> Query<S, R, F> {
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or(""));
-        let readers = self
-            .readers
-            .current()
-            .await
-            .map_err(|_| QueryError::Unavailable("readers"))?;
+        let unavailable = |_| QueryError::Unavailable("readers");
+        let mut readers = self.readers.current().await.map_err(unavailable)?;
         match ApiKey::from_authorization(authorization) {
             None => return Err(QueryError::MissingCredentials),
-            Some(Some(key)) if readers.admits(&key) => {}
-            Some(_) => return Err(QueryError::InvalidCredentials),
+            Some(Some(key)) => {
+                // A key id no reader has may be one minted a moment ago: the readers are read again first (at
+                // most once per MIN_REFRESH_GAP, whatever the requests).
+                if !readers.knows(&key) {
+                    readers = self.readers.refreshed().await.map_err(unavailable)?;
+                }
+                if !readers.admits(&key) {
+                    return Err(QueryError::InvalidCredentials);
+                }
+            }
+            Some(None) => return Err(QueryError::InvalidCredentials),
         }
         let (tag, body) = match resource {
             Resource::Document { model, kind, id } => {

@@ -1,28 +1,25 @@
-//! Where the readers configuration comes from. Inline (`READERS`) it is parsed at cold start; in a secret
-//! (`READERS_SECRET_ARN`) it is read in the background ([`ReadersSource::in_background`]), as ingest reads its
-//! sources: the cold start does not wait for the secret store, the first request waits for that read, and until
-//! a configuration has been read every request is answered `503 unavailable` (never as if no key were valid), the
-//! read being tried again at most once per [`RETRY_GAP_UNREAD`]. Once read, the readers stay as they are until the
-//! next cold start.
+//! Where the readers configuration comes from. Inline (`READERS`) it is parsed at cold start and kept; in a
+//! secret (`READERS_SECRET_ARN`) it is read and kept fresh as ingest's sources are
+//! ([`tubes_platform::refresh::Refreshing`]): read in the background ([`ReadersSource::in_background`]) so the
+//! cold start does not wait for the secret store, the first request waiting for that read; `503 unavailable`
+//! until one succeeds (never as if no key were valid), tried again at most once per [`RETRY_GAP_UNREAD`]; then
+//! read again when older than `READERS_MAX_AGE_SECS` (300 by default) and at once, at most once per
+//! [`MIN_REFRESH_GAP`], when a request presents a key id no reader has (a key minted a moment ago): reader keys
+//! rotate without a cold start. A read that fails or does not parse keeps the readers in force.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tubes_platform::refresh::{Read, Refreshing};
+pub use tubes_platform::refresh::{
+    Unavailable as ReadersUnavailable, MIN_REFRESH_GAP, RETRY_GAP_UNREAD,
+};
 
 use crate::{ConfigError, Readers};
 
-/// The shortest time between two attempts to read the readers while none have been read: every request answers
-/// `503` meanwhile, but a broken secret is not read per request.
-pub const RETRY_GAP_UNREAD: Duration = Duration::from_secs(1);
-
-/// No readers configuration has been read yet: no key can be checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the readers configuration could not be read")]
-pub struct ReadersUnavailable;
+/// How old the readers may get before they are read again, unless `READERS_MAX_AGE_SECS` says otherwise.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Reads the readers JSON.
 pub trait ReadersFetch: Send + Sync {
@@ -70,84 +67,48 @@ impl ReadersFetch for SecretReaders {
 
 /// The readers: read already, or being read (see the module docs).
 #[derive(Debug)]
-pub struct ReadersSource<F = SecretReaders> {
-    /// `None`: given at cold start, never read.
-    fetch: Option<F>,
-    /// Set once, by the first read that parses: requests then read it without a lock.
-    current: OnceLock<Readers>,
-    /// Held while a read runs, so that concurrent requests wait for that one.
-    read: Mutex<Reads>,
-}
+pub struct ReadersSource<F = SecretReaders>(Refreshing<Readers, ReadersRead<F>>);
 
-/// When the readers were last tried, and the first read while it runs in the background.
-#[derive(Debug, Default)]
-struct Reads {
-    at: Option<Instant>,
-    first: Option<JoinHandle<Result<String, ConfigError>>>,
+/// Reads the readers JSON through `F` and parses it.
+#[derive(Debug, Clone)]
+pub struct ReadersRead<F>(F);
+
+impl<F: ReadersFetch> Read<Readers> for ReadersRead<F> {
+    async fn read(&self) -> Result<Readers, String> {
+        let json = self.0.fetch().await.map_err(|e| e.to_string())?;
+        Readers::parse(&json).map_err(|e| e.to_string())
+    }
 }
 
 impl<F> ReadersSource<F> {
-    /// Readers known at cold start (`READERS`, tests).
+    /// Readers known at cold start (`READERS`, tests), kept as they are.
     pub fn ready(readers: Readers) -> Self {
-        Self {
-            fetch: None,
-            current: OnceLock::from(readers),
-            read: Mutex::new(Reads::default()),
-        }
+        Self(Refreshing::fixed("readers", readers))
     }
 }
 
 impl<F: ReadersFetch> ReadersSource<F> {
     /// Starts reading the readers on the Tokio runtime and returns at once; the first request waits for that read.
-    pub fn in_background(fetch: F) -> Self
+    /// Then they are read again once older than `max_age`.
+    pub fn in_background(fetch: F, max_age: Duration) -> Self
     where
         F: Clone + 'static,
     {
-        let first = fetch.clone();
-        Self {
-            fetch: Some(fetch),
-            current: OnceLock::new(),
-            read: Mutex::new(Reads {
-                at: None,
-                first: Some(tokio::spawn(async move { first.fetch().await })),
-            }),
-        }
+        Self(Refreshing::in_background(
+            "readers",
+            ReadersRead(fetch),
+            max_age,
+        ))
     }
 
-    /// The readers, read first if they have not been yet (waiting for the background read, or trying again at
-    /// most once per [`RETRY_GAP_UNREAD`]).
-    pub async fn current(&self) -> Result<&Readers, ReadersUnavailable> {
-        if let Some(readers) = self.current.get() {
-            return Ok(readers);
-        }
-        let mut read = self.read.lock().await;
-        // Another request may have read them while this one waited for the lock.
-        if let Some(readers) = self.current.get() {
-            return Ok(readers);
-        }
-        let fetched = if let Some(first) = read.first.take() {
-            first
-                .await
-                .unwrap_or_else(|e| Err(ConfigError(format!("the first read did not finish: {e}"))))
-        } else if read.at.is_some_and(|at| at.elapsed() < RETRY_GAP_UNREAD) {
-            return Err(ReadersUnavailable);
-        } else {
-            match &self.fetch {
-                Some(fetch) => fetch.fetch().await,
-                None => return Err(ReadersUnavailable),
-            }
-        };
-        // Whatever happened, the next attempt waits a full gap.
-        read.at = Some(Instant::now());
-        match fetched.and_then(|json| Readers::parse(&json)) {
-            Ok(readers) => {
-                tracing::debug!("readers read");
-                Ok(self.current.get_or_init(|| readers))
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "readers not read; requests are answered 503 until they are");
-                Err(ReadersUnavailable)
-            }
-        }
+    /// The readers, read first if they have not been yet or are older than the maximum age.
+    pub async fn current(&self) -> Result<Arc<Readers>, ReadersUnavailable> {
+        self.0.current().await
+    }
+
+    /// The readers, read again first unless they were read within [`MIN_REFRESH_GAP`]: for a key id no reader
+    /// has.
+    pub async fn refreshed(&self) -> Result<Arc<Readers>, ReadersUnavailable> {
+        self.0.refreshed().await
     }
 }

@@ -501,7 +501,10 @@ async fn readers_read_in_the_background_answer_503_until_read_and_no_key_is_take
     let s = setup();
     fold(&s.store, &[opened("acc_1")]).await;
     let secret = Secret::default();
-    let query = Query::reading(&s.store, ReadersSource::in_background(secret.clone()));
+    let query = Query::reading(
+        &s.store,
+        ReadersSource::in_background(secret.clone(), readers::DEFAULT_MAX_AGE),
+    );
     let auth = format!("Bearer {}", s.key);
     let get = |auth: Option<&str>| {
         let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
@@ -532,7 +535,7 @@ async fn readers_read_in_the_background_answer_503_until_read_and_no_key_is_take
         query.handle(&get(None)).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    // Once read, the readers are not read again.
+    // Once read, the readers are not read again within their maximum age.
     tokio::time::advance(readers::RETRY_GAP_UNREAD * 10).await;
     assert_eq!(
         query.handle(&get(Some(&auth))).await.status(),
@@ -547,7 +550,10 @@ async fn the_first_request_waits_for_the_readers_read_started_at_cold_start() {
     fold(&s.store, &[opened("acc_1")]).await;
     let secret = Secret::default();
     secret.set(&readers_json());
-    let query = Query::reading(&s.store, ReadersSource::in_background(secret.clone()));
+    let query = Query::reading(
+        &s.store,
+        ReadersSource::in_background(secret.clone(), readers::DEFAULT_MAX_AGE),
+    );
     let auth = format!("Bearer {}", s.key);
     let served = query
         .handle(&request(
@@ -559,4 +565,61 @@ async fn the_first_request_waits_for_the_readers_read_started_at_cold_start() {
     assert_eq!(served.status(), StatusCode::OK);
     // The read started at cold start is the one the request used: no second read.
     assert_eq!(secret.reads(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reader_key_minted_after_the_cold_start_works_at_once_and_a_removed_one_stops_within_the_max_age(
+) {
+    let s = setup();
+    fold(&s.store, &[opened("acc_1")]).await;
+    let secret = Secret::default();
+    secret.set(&readers_json());
+    let query = Query::reading(
+        &s.store,
+        ReadersSource::in_background(secret.clone(), readers::DEFAULT_MAX_AGE),
+    );
+    let get = |key: &str| {
+        let auth = format!("Bearer {key}");
+        request("GET", "/accounts/acc_1", &[("authorization", &auth)])
+    };
+    assert_eq!(query.handle(&get(&s.key)).await.status(), StatusCode::OK);
+    assert_eq!(secret.reads(), 1);
+
+    // Given a new key k2 added to the secret (rotation: k1 still there), when it is used right away, then the
+    // readers are read again for the key id they did not know, and it is served.
+    let (k2, k2_hash) = mint("dashboard", "k2", [9; SECRET_BYTES]).unwrap();
+    let (_, k1_hash) = mint("dashboard", "k1", [7; SECRET_BYTES]).unwrap();
+    secret.set(
+        &json!({"dashboard": {"api_keys": {"k1": k1_hash.to_string(), "k2": k2_hash.to_string()}}})
+            .to_string(),
+    );
+    tokio::time::advance(readers::MIN_REFRESH_GAP).await;
+    assert_eq!(query.handle(&get(&k2)).await.status(), StatusCode::OK);
+    assert_eq!(secret.reads(), 2);
+
+    // Unknown key ids do not read the secret per request: at most once per gap.
+    let (stranger, _) = mint("dashboard", "k9", [1; SECRET_BYTES]).unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            query.handle(&get(&stranger)).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(secret.reads(), 2, "within the gap after the last read");
+    // A wrong secret for a known key id is refused without reading anything.
+    let (forged, _) = mint("dashboard", "k1", [8; SECRET_BYTES]).unwrap();
+    assert_eq!(
+        query.handle(&get(&forged)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(secret.reads(), 2);
+
+    // Given k1 removed, when the readers are older than their maximum age, then k1 is refused and k2 still served.
+    secret.set(&json!({"dashboard": {"api_keys": {"k2": k2_hash.to_string()}}}).to_string());
+    tokio::time::advance(readers::DEFAULT_MAX_AGE).await;
+    assert_eq!(
+        query.handle(&get(&s.key)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(query.handle(&get(&k2)).await.status(), StatusCode::OK);
 }

@@ -16,6 +16,7 @@
 //! | [`runtime`] | the composition root ([`Env`](runtime::Env)) and [`serve`](runtime::serve) on the Lambda runtime |
 //! | [`telemetry`] | metrics in CloudWatch's Embedded Metric Format: what the harness records per batch |
 //! | [`api_key`] | API keys (`tubes_{owner}.{key id}.{secret}`): parsed, minted, checked against stored hashes |
+//! | [`refresh`] | a configuration in a secret (sources, readers): read in the background, kept fresh, kept on a bad read |
 //! | [`aws`], [`clock`] | one way to describe a failed AWS call; one clock |
 //!
 //! The in-memory adapters are for tests: they compile with the feature `test-util`.
@@ -33,6 +34,7 @@ pub mod lambda_event;
 pub mod mail;
 pub mod publish;
 pub mod read_model;
+pub mod refresh;
 pub mod runtime;
 pub mod telemetry;
 pub mod users;
