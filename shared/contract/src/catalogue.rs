@@ -26,7 +26,7 @@ use crate::violation::{Code, Violation};
 
 pub(crate) mod shape;
 
-pub(crate) use shape::{Members, Unknown};
+pub(crate) use shape::{Members, ScannedMembers, Unknown};
 
 /// What every event's data provides beyond serde and validation.
 pub trait EventData: Serialize + DeserializeOwned + Validate + JsonSchema {
@@ -36,6 +36,11 @@ pub trait EventData: Serialize + DeserializeOwned + Validate + JsonSchema {
     /// The id of the aggregate the event belongs to (the value of [`EventData::AGGREGATE`]): the envelope's
     /// `subject` and the Kinesis partition key, so that the events of one aggregate stay in order.
     fn aggregate_id(&self) -> &str;
+}
+
+/// A catalogue type's [`shape::Shape`], read from its JSON Schema once.
+trait Shaped {
+    fn shape() -> &'static shape::Shape;
 }
 
 macro_rules! catalogue {
@@ -99,10 +104,20 @@ macro_rules! catalogue {
             ) -> Option<Event> {
                 match ty {
                     $(EventType::$variant => {
-                        // Read from the type's JSON Schema once, on first use.
-                        static SHAPE: std::sync::OnceLock<shape::Shape> = std::sync::OnceLock::new();
-                        let shape = SHAPE.get_or_init(|| shape::Shape::of(ty));
-                        shape::decode::<$data>(shape, members, unknown, c).map(Event::$variant)
+                        shape::decode::<$data>(<$data as Shaped>::shape(), members, unknown, c).map(Event::$variant)
+                    })+
+                }
+            }
+
+            /// The fast path's decode of `data` ([`shape::decode_fast`]): `None` for anything but a clean decode.
+            pub(crate) fn decode_data_fast(
+                ty: EventType,
+                members: &ScannedMembers<'_>,
+                unknown: Unknown,
+            ) -> Option<Event> {
+                match ty {
+                    $(EventType::$variant => {
+                        shape::decode_fast::<$data>(<$data as Shaped>::shape(), members, unknown).map(Event::$variant)
                     })+
                 }
             }
@@ -120,6 +135,14 @@ macro_rules! catalogue {
 
         $(impl From<$data> for Event {
             fn from(data: $data) -> Self { Event::$variant(data) }
+        })+
+
+        $(impl Shaped for $data {
+            fn shape() -> &'static shape::Shape {
+                // Read from the type's JSON Schema once, on first use.
+                static SHAPE: std::sync::OnceLock<shape::Shape> = std::sync::OnceLock::new();
+                SHAPE.get_or_init(|| shape::Shape::of(EventType::$variant))
+            }
         })+
     };
 }

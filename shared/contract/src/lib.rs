@@ -8,10 +8,13 @@
 //! - [`codec`]: envelope ↔ Kinesis record bytes and partition key; the one place that knows record encodings.
 //! - [`trace`]: W3C `traceparent`, the trace context an event carries from the POST to every effect.
 //! - [`schema`]: the JSON Schemas of the envelope of every event type, generated from these types (`schemas/`).
+//! - [`json`]: the strict JSON scanner of the decoding fast paths (the envelope's here, the Kinesis batch's in the
+//!   platform), which leave whatever it does not take to serde_json.
 
 pub mod catalogue;
 pub mod codec;
 pub mod envelope;
+pub mod json;
 pub mod schema;
 mod suggest;
 pub mod trace;

@@ -200,24 +200,55 @@ pub fn is_email(value: &str) -> bool {
         && local
             .split('.')
             .all(|atom| !atom.is_empty() && atom.bytes().all(atext));
-    let labels: Vec<&str> = domain.split('.').collect();
-    let label_ok = |l: &&str| {
+    let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    let tld_ok = labels.last().is_some_and(|t| {
-        t.len() >= 2 && (t.bytes().all(|b| b.is_ascii_alphabetic()) || t.starts_with("xn--"))
-    });
-    local_ok && domain.len() <= 253 && labels.len() >= 2 && labels.iter().all(label_ok) && tld_ok
+    // At least two labels, the last one alphabetic (or an IDN's `xn--`); without collecting them.
+    let Some((_, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    let tld_ok =
+        tld.len() >= 2 && (tld.bytes().all(|b| b.is_ascii_alphabetic()) || tld.starts_with("xn--"));
+    local_ok && domain.len() <= 253 && domain.split('.').all(label_ok) && tld_ok
 }
 
 /// Whether `code` is an active ISO 4217 code of a circulating currency (funds, metals and test codes excluded).
 pub fn is_currency(code: &str) -> bool {
-    code.len() == 3 && CURRENCIES.binary_search(&code).is_ok()
+    match code.as_bytes() {
+        &[a, b, c] => {
+            currency_index(a, b, c).is_some_and(|i| CURRENCY_SET[i / 64] & (1 << (i % 64)) != 0)
+        }
+        _ => false,
+    }
 }
+
+/// Where three upper-case letters sit in [`CURRENCY_SET`].
+const fn currency_index(a: u8, b: u8, c: u8) -> Option<usize> {
+    if a.is_ascii_uppercase() && b.is_ascii_uppercase() && c.is_ascii_uppercase() {
+        Some(((a - b'A') as usize * 26 + (b - b'A') as usize) * 26 + (c - b'A') as usize)
+    } else {
+        None
+    }
+}
+
+/// [`CURRENCIES`] as a set of bits, one per three-letter code, made at compile time: a lookup is a few
+/// instructions, where a search of the list compares strings (it showed in the consumer's profile).
+const CURRENCY_SET: [u64; 26 * 26 * 26 / 64 + 1] = {
+    let mut set = [0u64; 26 * 26 * 26 / 64 + 1];
+    let mut i = 0;
+    while i < CURRENCIES.len() {
+        let code = CURRENCIES[i].as_bytes();
+        if let Some(at) = currency_index(code[0], code[1], code[2]) {
+            set[at / 64] |= 1 << (at % 64);
+        }
+        i += 1;
+    }
+    set
+};
 
 /// Active ISO 4217 currency codes of circulating currencies (list of 2025-07), sorted for binary search.
 pub(crate) const CURRENCIES: &[&str] = &[

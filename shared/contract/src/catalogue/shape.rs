@@ -24,6 +24,27 @@ use crate::violation::{escape_pointer, from_serde, pointer_from_path, Code, Viol
 /// The members of a `data` object as sent: each name and its raw JSON value, in document order.
 pub(crate) type Members<'a> = [(Cow<'a, str>, &'a RawValue)];
 
+/// The members of a `data` object as the fast path ([`decode_fast`]) captures them: each value's raw JSON,
+/// checked by [`crate::json::Scanner`] as it skipped it.
+pub(crate) type ScannedMembers<'a> = [(Cow<'a, str>, &'a str)];
+
+/// A member's value as raw JSON text, however it was captured.
+trait RawJson {
+    fn text(&self) -> &str;
+}
+
+impl RawJson for &RawValue {
+    fn text(&self) -> &str {
+        self.get()
+    }
+}
+
+impl RawJson for &str {
+    fn text(&self) -> &str {
+        self
+    }
+}
+
 /// What to do with a member the type does not define.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unknown {
@@ -61,8 +82,14 @@ impl Kinds {
     ];
 
     /// The kind of a raw JSON value, from its first byte (serde_json captures raw values without leading space).
+    #[cfg(test)]
     fn of_raw(raw: &RawValue) -> Kinds {
-        let text = raw.get().as_bytes();
+        Kinds::of_text(raw.get())
+    }
+
+    /// The kind of a raw JSON value's text (as captured: no leading space), from its first byte.
+    fn of_text(text: &str) -> Kinds {
+        let text = text.as_bytes();
         match text.first() {
             Some(b'n') => Kinds::NULL,
             Some(b't' | b'f') => Kinds::BOOLEAN,
@@ -189,16 +216,21 @@ impl Shape {
     /// Checks `members` against this shape and records every problem in `c`. `None` when there is none (decode
     /// them all, as sent); otherwise the positions of the members the typed decode may still look at (known, of
     /// their type, first of their name), so that it can find the problems of values too.
-    fn check(
+    fn check<R: RawJson>(
         &self,
-        members: &Members<'_>,
+        members: &[(Cow<'_, str>, R)],
         unknown: Unknown,
         c: &mut Checker,
     ) -> Option<Vec<usize>> {
         let mut seen = 0u64;
         let mut keep: Option<Vec<usize>> = None;
         for (i, (name, raw)) in members.iter().enumerate() {
-            let problem = match self.index(name) {
+            // Members usually come in the schema's order (as ingest writes them): tried first.
+            let at = match self.members.get(i) {
+                Some(m) if m.name == *name => Some(i),
+                _ => self.index(name),
+            };
+            let problem = match at {
                 None if unknown == Unknown::Ignore => None,
                 None => Some(self.unknown(name)),
                 Some(m) => {
@@ -206,7 +238,7 @@ impl Shape {
                     let repeated = bit.is_some_and(|bit| seen & bit != 0);
                     seen |= bit.unwrap_or(0);
                     let member = &self.members[m];
-                    let kind = Kinds::of_raw(raw);
+                    let kind = Kinds::of_text(raw.text());
                     if repeated {
                         Some(Violation::at(
                             Code::DuplicateMember,
@@ -294,6 +326,113 @@ pub(crate) fn decode<T: DeserializeOwned>(
             decode_each_problem(shape, members, all, c)
         }),
         Some(keep) => decode_each_problem(shape, members, keep, c),
+    }
+}
+
+/// The fast path's decode: `Some` only for members that `shape` finds nothing wrong with and that decode as `T`,
+/// read from their raw JSON by [`Scalar`]; `None` otherwise, and the caller takes the serde_json path, which
+/// words every problem. What it takes decodes to the same value as [`decode`] would make of it.
+pub(crate) fn decode_fast<T: DeserializeOwned>(
+    shape: &Shape,
+    members: &ScannedMembers<'_>,
+    unknown: Unknown,
+) -> Option<T> {
+    let mut c = Checker::new();
+    if shape.check(members, unknown, &mut c).is_some() {
+        return None;
+    }
+    let members = members
+        .iter()
+        .map(|(name, raw)| (name.as_ref(), Scalar(raw)));
+    T::deserialize(MapDeserializer::<_, serde::de::value::Error>::new(members)).ok()
+}
+
+/// A member's value read from its raw JSON (checked by the scanner), for the values a catalogue type holds: strings,
+/// non-negative integers, booleans, `null`. It declines (an error) whatever it is not sure to read as serde_json
+/// does (an escaped string it cannot borrow is read by serde_json itself; a negative number, a fraction or an
+/// exponent, an object or array, an enum not written as a string), so that the serde_json path has the last word.
+struct Scalar<'a>(&'a str);
+
+impl<'de> serde::de::IntoDeserializer<'de, serde::de::value::Error> for Scalar<'de> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Scalar<'de> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde::de::Error as _;
+        let raw = self.0;
+        match raw.as_bytes() {
+            [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+                visitor.visit_borrowed_str(&raw[1..raw.len() - 1])
+            }
+            [b'"', ..] => visitor
+                .visit_string(serde_json::from_str::<String>(raw).map_err(Self::Error::custom)?),
+            b"true" => visitor.visit_bool(true),
+            b"false" => visitor.visit_bool(false),
+            b"null" => visitor.visit_unit(),
+            // serde_json reads `-0` as a float, and larger integers than u64 holds as floats too: declined.
+            digits if digits.iter().all(u8::is_ascii_digit) => match raw.parse::<u64>() {
+                Ok(n) => visitor.visit_u64(n),
+                Err(_) => Err(Self::Error::custom("declined: a number out of range")),
+            },
+            _ => Err(Self::Error::custom("declined: not a plain scalar")),
+        }
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        if self.0 == "null" {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde::de::Error as _;
+        // Unit variants written as a string; serde_json also takes `{"variant": null}`, which the shape refuses.
+        match self.0.as_bytes() {
+            [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => visitor.visit_enum(
+                serde::de::value::BorrowedStrDeserializer::new(&self.0[1..self.0.len() - 1]),
+            ),
+            _ => Err(Self::Error::custom("declined: not a plain string")),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    // A member the type does not know (tolerated behind the edge): already validated, whatever it holds.
+    fn deserialize_ignored_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
     }
 }
 

@@ -1,5 +1,9 @@
 //! One pass over an envelope's bytes: attributes borrowed where they can be, `data`'s members captured as raw
 //! JSON, every violation collected; then the data checked and decoded by its type.
+//!
+//! Two readers make that pass. The fast one ([`scan`], over [`crate::json::Scanner`]) takes a valid event only: at
+//! the first thing wrong or unusual it declines, and serde_json reads the event again and words every violation
+//! as it always has. A valid event decodes to the same envelope either way (tests compare the two).
 use std::borrow::Cow;
 use std::fmt;
 
@@ -37,6 +41,20 @@ pub(super) fn parse(
             )))
         }
     };
+    if let Some(raw) = scan(text) {
+        if let Ok(envelope) = raw.into_envelope(received_at, id_if_absent) {
+            return Ok(envelope);
+        }
+    }
+    parse_serde(text, received_at, id_if_absent)
+}
+
+/// The serde_json pass: every event, every violation in its words.
+pub(super) fn parse_serde(
+    text: &str,
+    received_at: Option<OffsetDateTime>,
+    id_if_absent: IdIfAbsent<'_>,
+) -> Result<Envelope, Violations> {
     let raw: Raw<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(err) if err.is_data() => {
@@ -61,13 +79,15 @@ enum Attr<'a> {
 enum Data<'a> {
     /// An object: its members, each name and raw value, in document order.
     Object(Vec<(Cow<'a, str>, &'a RawValue)>),
+    /// An object, as [`scan`] reads it.
+    Scanned(Vec<(Cow<'a, str>, &'a str)>),
     /// Any other JSON value but `null`.
     Other,
 }
 
 /// One pass over the envelope object, borrowing strings from the input where it can.
 #[derive(Default)]
-struct Raw<'a> {
+pub(super) struct Raw<'a> {
     attrs: [Option<Attr<'a>>; ATTRS.len()],
     data: Option<Data<'a>>,
     extensions: Vec<(Cow<'a, str>, serde_json::Value)>,
@@ -75,7 +95,7 @@ struct Raw<'a> {
 }
 
 /// The context attributes of CloudEvents 1.0 that tubes reads, by slot.
-const ATTRS: [&str; 8] = [
+pub(super) const ATTRS: [&str; 8] = [
     "specversion",
     "id",
     "source",
@@ -86,8 +106,19 @@ const ATTRS: [&str; 8] = [
     "dataschema",
 ];
 
-fn attr_slot(name: &str) -> Option<usize> {
-    ATTRS.iter().position(|a| *a == name)
+pub(super) fn attr_slot(name: &str) -> Option<usize> {
+    // A match, not a search of `ATTRS`: the compiler dispatches on the length first (a test keeps the two in step).
+    match name {
+        "specversion" => Some(0),
+        "id" => Some(1),
+        "source" => Some(2),
+        "type" => Some(3),
+        "subject" => Some(4),
+        "time" => Some(5),
+        "datacontenttype" => Some(6),
+        "dataschema" => Some(7),
+        _ => None,
+    }
 }
 
 /// A string attribute after a first look.
@@ -114,7 +145,7 @@ impl<'a> Raw<'a> {
         }
     }
 
-    fn into_envelope(
+    pub(super) fn into_envelope(
         mut self,
         received_at: Option<OffsetDateTime>,
         id_if_absent: IdIfAbsent<'_>,
@@ -178,7 +209,7 @@ impl<'a> Raw<'a> {
         };
 
         let time = match (self.string("time", &mut c), received_at) {
-            (Got::Str(t), _) => match OffsetDateTime::parse(&t, &Rfc3339) {
+            (Got::Str(t), _) => match parse_time(&t) {
                 Ok(t) => t.to_offset(UtcOffset::UTC),
                 Err(_) => {
                     c.push(Violation::at(
@@ -242,6 +273,15 @@ impl<'a> Raw<'a> {
                 let event = Event::decode_data(ty, &members, unknown, &mut c);
                 if let Some(event) = &event {
                     event.validate(&mut c);
+                }
+                event
+            }
+            (Some(ty), Some(Data::Scanned(members))) => {
+                let event = Event::decode_data_fast(ty, &members, unknown);
+                match &event {
+                    Some(event) => event.validate(&mut c),
+                    // Never shown: the fast path gives way to serde_json's, which says what is wrong.
+                    None => c.push(Violation::whole(Code::InvalidValue, "declined")),
                 }
                 event
             }
@@ -311,6 +351,105 @@ impl<'a> Raw<'a> {
     }
 }
 
+/// The fast pass over an event (see the module docs): `None` at the first thing it does not take, which is
+/// anything that would be a violation of the envelope's own (an attribute of another JSON type, a repeated one,
+/// `data` that is not an object, `data_base64`) and any extension but a string, a boolean or a non-negative
+/// integer. The rest, extensions' names and values included, is checked as the serde_json pass checks it.
+pub(super) fn scan(text: &str) -> Option<Raw<'_>> {
+    use crate::json::{Keyword, Scanner};
+
+    let mut s = Scanner::of_text(text);
+    let mut raw = Raw::default();
+    s.object(|s, key| {
+        let name = key.unescaped()?;
+        if let Some(i) = attr_slot(&name) {
+            let value = match s.peek()? {
+                b'"' => Some(Attr::Str(s.string()?.unescaped()?)),
+                // `null` is as good as absent, as in the serde_json pass.
+                b'n' => s.keyword().map(|_| None)?,
+                _ => return None,
+            };
+            if raw.attrs[i].is_some() {
+                return None;
+            }
+            raw.attrs[i] = value;
+        } else if name == "data" {
+            if raw.data.is_some() || s.peek()? != b'{' {
+                return None;
+            }
+            let mut members = Vec::with_capacity(8);
+            s.object(|s, key| {
+                let name = key.unescaped()?;
+                let start = s.peek().map(|_| s.position())?;
+                s.skip_value()?;
+                members.push((name, text.get(start..s.position())?));
+                Some(())
+            })?;
+            raw.data = Some(Data::Scanned(members));
+        } else if name == "data_base64" {
+            return None;
+        } else {
+            let value = match s.peek()? {
+                b'"' => serde_json::Value::String(s.string()?.unescaped()?.into_owned()),
+                b't' | b'f' => serde_json::Value::Bool(s.keyword()? == Keyword::True),
+                // serde_json reads `-0` as a float: negative numbers, fractions and exponents are left to it.
+                b'0'..=b'9' => serde_json::Value::from(s.number()?.parse::<u64>().ok()?),
+                _ => return None,
+            };
+            check_extension(&mut raw, name, value);
+        }
+        Some(())
+    })?;
+    s.at_end().then_some(raw)
+}
+
+/// An RFC 3339 timestamp. The form ingest writes, `2026-11-22T10:00:00Z` with up to nine digits of fraction, is
+/// read here (allocation-free, a few dozen instructions); any other form by `time`, which reads this one to the
+/// same instant (a test compares them).
+pub(crate) fn parse_time(t: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    fast_time(t).map_or_else(|| OffsetDateTime::parse(t, &Rfc3339), Ok)
+}
+
+pub(super) fn fast_time(t: &str) -> Option<OffsetDateTime> {
+    let b = t.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b.last() != Some(&b'Z')
+    {
+        return None;
+    }
+    let nanos = match &b[19..b.len() - 1] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let n = num(20..b.len() - 1)?;
+            n * 10u32.pow(9 - u32::try_from(digits.len()).ok()?)
+        }
+        _ => return None,
+    };
+    let year = i32::try_from(num(0..4)?).ok().filter(|y| *y >= 1)?;
+    let month = time::Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, u8::try_from(num(8..10)?).ok()?).ok()?;
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // A leap second (`:60`) is left to `time`.
+    let clock = time::Time::from_hms_nano(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+        nanos,
+    )
+    .ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_utc())
+}
+
 /// `type` names no catalogue type: the nearest one, when one is close.
 fn unknown_type(name: &str) -> Violation {
     let names = EventType::ALL.iter().map(|t| t.as_str());
@@ -348,15 +487,23 @@ pub(super) fn check_source(c: &mut Checker, source: &str) {
 
 /// `application/json`, `text/json` or `application/<anything>+json`, with optional parameters.
 pub(super) fn is_json_media_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || essence == "text/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    // Compared without case and without allocating (it runs for every event).
+    let starts = |prefix: &str| {
+        essence
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    };
+    let ends = |suffix: &str| {
+        essence
+            .len()
+            .checked_sub(suffix.len())
+            .and_then(|at| essence.get(at..))
+            .is_some_and(|s| s.eq_ignore_ascii_case(suffix))
+    };
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || (starts("application/") && ends("+json"))
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {

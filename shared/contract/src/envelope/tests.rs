@@ -730,3 +730,168 @@ fn a_replay_of_an_event_with_every_extension_it_may_have_still_decodes() {
     v["ext32"] = json!("x");
     assert!(parse(&v).is_err());
 }
+
+/// The fast pass (`parse::scan`) and the serde_json one agree: on every input the fast pass takes, the serde_json
+/// pass makes the same envelope. Valid events of every type, written both ways (sorted members, and as ingest
+/// writes them), then mutated at random (bytes dropped, tokens inserted where they may or may not belong).
+#[test]
+fn the_fast_pass_takes_only_what_the_serde_pass_reads_the_same() {
+    use super::parse::{parse_serde, scan};
+
+    let mut seeds: Vec<Vec<u8>> = Vec::new();
+    for ty in EventType::ALL {
+        let example = crate::schema::example(*ty);
+        seeds.push(serde_json::to_vec(&example).unwrap());
+        let envelope = Envelope::decode(&serde_json::to_vec(&example).unwrap()).unwrap();
+        let traced = envelope.traced(
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap(),
+        );
+        seeds.push(serde_json::to_vec(&traced).unwrap());
+        seeds.push(serde_json::to_vec_pretty(&traced).unwrap());
+    }
+    let tokens: &[&[u8]] = &[
+        b"\"",
+        b"\\",
+        b"\\u0041",
+        b"\\ud800",
+        b"\\n",
+        b"-0",
+        b"-1",
+        b"0",
+        b"1.5",
+        b"1e2",
+        b"12",
+        b"null",
+        b"true",
+        b"false",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b" ",
+        b"\n",
+        b"\t",
+        b"\x01",
+        "é".as_bytes(),
+        b"\xff",
+        b"\"x\":1,",
+        b"\"ext\":\"v\",",
+        b"\"ext\":-1,",
+        b"\"ext\":1.5,",
+        b"\"data\":{},",
+        b"\"id\":null,",
+        b"\"amount\":",
+        b"\"currency\":\"EUR\",",
+        b"\"reason\":{\"account_frozen\":null},",
+        b"Z",
+        b"T",
+        b"+01:00",
+        b".5",
+        b"60",
+        b"00",
+        b"\"description\":null,",
+    ];
+    let fixed_id = || "fixed".to_owned();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % n as u64).unwrap()
+    };
+    let (mut taken, mut declined) = (0, 0);
+    for round in 0..40_000 {
+        let mut bytes = seeds[round % seeds.len()].clone();
+        for _ in 0..=next(3) {
+            let at = next(bytes.len());
+            match next(3) {
+                0 => {
+                    bytes.remove(at);
+                }
+                1 => {
+                    let token = tokens[next(tokens.len())];
+                    bytes.splice(at..at, token.iter().copied());
+                }
+                _ => bytes[at] = tokens[next(tokens.len())][0],
+            }
+        }
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
+        for (received_at, id) in [
+            (None, None),
+            (Some(NOW), Some(&fixed_id as &dyn Fn() -> String)),
+        ] {
+            let fast = scan(text).map(|raw| raw.into_envelope(received_at, id));
+            match fast {
+                Some(Ok(envelope)) => {
+                    taken += 1;
+                    assert_eq!(parse_serde(text, received_at, id), Ok(envelope), "{text}");
+                }
+                _ => declined += 1,
+            }
+        }
+    }
+    // Both sides were exercised.
+    assert!(taken > 2_000 && declined > 20_000, "{taken} {declined}");
+}
+
+#[test]
+fn attribute_slots_are_the_attributes_in_order() {
+    for (i, name) in super::parse::ATTRS.iter().enumerate() {
+        assert_eq!(super::parse::attr_slot(name), Some(i), "{name}");
+    }
+    for other in ["data", "Type", "", "specversion ", "traceparent"] {
+        assert_eq!(super::parse::attr_slot(other), None, "{other}");
+    }
+}
+
+/// The timestamps the fast reading takes are read by `time` to the same instant; it declines the rest.
+#[test]
+fn the_fast_timestamp_reading_agrees_with_time() {
+    use time::format_description::well_known::Rfc3339;
+
+    let base = [
+        "2026-11-22T10:00:00Z",
+        "2026-11-22T10:00:00.5Z",
+        "2026-11-22T10:00:00.123456789Z",
+        "2026-11-22T10:00:00.1234567891Z",
+        "2024-02-29T23:59:59Z",
+        "2023-02-29T23:59:59Z",
+        "2026-12-31T23:59:60Z",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2026-11-22t10:00:00z",
+        "2026-11-22T10:00:00+00:00",
+        "2026-11-22T24:00:00Z",
+        "2026-13-22T10:00:00Z",
+        "2026-11-22T10:00:00.Z",
+        "2026-11-22T10:00Z",
+        "2026-1-22T10:00:00Z",
+        "+2026-11-22T10:00:00Z",
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut cases: Vec<String> = base.iter().map(|s| (*s).to_owned()).collect();
+    for _ in 0..50_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut s = base[usize::try_from(state % base.len() as u64).unwrap()]
+            .as_bytes()
+            .to_vec();
+        let at = usize::try_from((state >> 20) % s.len() as u64).unwrap();
+        s[at] = b"0123456789:-TZ.+"[usize::try_from((state >> 40) % 16).unwrap()];
+        cases.push(String::from_utf8(s).unwrap());
+    }
+    let mut taken = 0;
+    for t in &cases {
+        if let Some(fast) = super::parse::fast_time(t) {
+            taken += 1;
+            assert_eq!(OffsetDateTime::parse(t, &Rfc3339).ok(), Some(fast), "{t}");
+        }
+    }
+    assert!(taken > 3_000, "{taken}");
+}

@@ -157,3 +157,19 @@ fn texts() {
     assert!(codes(|c| c.text("/t", "ééé", 3)).is_empty());
     assert!(codes(|c| c.opt_text("/t", None, 3)).is_empty());
 }
+
+#[test]
+fn the_currency_set_is_the_list() {
+    for a in b'A'..=b'Z' {
+        for b in b'A'..=b'Z' {
+            for c in b'A'..=b'Z' {
+                let code = String::from_utf8(vec![a, b, c]).unwrap();
+                assert_eq!(
+                    is_currency(&code),
+                    CURRENCIES.binary_search(&code.as_str()).is_ok(),
+                    "{code}"
+                );
+            }
+        }
+    }
+}

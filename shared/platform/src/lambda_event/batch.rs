@@ -15,6 +15,7 @@ use std::fmt;
 use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use tubes_contract::json::{self, Scanner};
 use tubes_contract::{codec, Envelope, Violations};
 
 use super::event::KinesisEvent;
@@ -95,7 +96,13 @@ impl KinesisBatch {
     /// Kinesis event. Read straight from the bytes: the Lambda runtime's own deserialisation tracks the JSON path
     /// of every member it reads (for its error message), which cost the 10,000-record batch about a quarter more
     /// than the parse itself; the path is worked out only for a payload that fails.
+    ///
+    /// A fast pass ([`scan_batch`]) reads a well-formed event; anything it does not take, serde_json reads as
+    /// before, and decides.
     pub fn from_payload(payload: &[u8]) -> Result<Self, PayloadError> {
+        if let Some(batch) = scan_batch(payload) {
+            return Ok(batch);
+        }
         serde_json::from_slice(payload).or_else(|_| {
             let mut json = serde_json::Deserializer::from_slice(payload);
             serde_path_to_error::deserialize(&mut json).map_err(|err| PayloadError::new(&err))
@@ -236,14 +243,22 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
             }
         }
         let kinesis = kinesis.ok_or_else(|| de::Error::missing_field("kinesis"))?;
+        self.0.push(kinesis);
+        Ok(())
+    }
+}
+
+impl KinesisBatch {
+    /// Pushes a Kinesis record's events onto the batch.
+    fn push(&mut self, kinesis: KinesisPart) {
         let KinesisPart {
             sequence_number,
             partition_key,
             arrival,
             contents,
         } = kinesis;
-        let start = self.0.records.len();
-        let records = &mut self.0.records;
+        let start = self.records.len();
+        let records = &mut self.records;
         let meant_for = contents.each(
             partition_key,
             |sub_sequence_number, partition_key, envelope| {
@@ -258,7 +273,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 });
             },
         );
-        if let Some((last, others)) = self.0.records[start..].split_last_mut() {
+        if let Some((last, others)) = self.records[start..].split_last_mut() {
             others
                 .iter_mut()
                 .for_each(|r| r.sequence_number.clone_from(&sequence_number));
@@ -266,11 +281,135 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         }
         // The shard a pack names is checked once the event's shard is known (see `drop_misplaced`).
         if let Some(shard) = meant_for {
-            let end = self.0.records.len();
-            self.0.pack_checks.push((start..end, shard));
+            let end = self.records.len();
+            self.pack_checks.push((start..end, shard));
         }
-        Ok(())
     }
+}
+
+/// The fast pass over a Kinesis event (issue #15), with [`tubes_contract::json::Scanner`]: the batch exactly as
+/// the serde visitors below make it, or `None` for whatever it does not take (malformed JSON, a member of an
+/// unexpected type, a repeated member, data that is not plain base64, an arrival time that is not a plain
+/// number), which the serde_json pass then reads.
+fn scan_batch(payload: &[u8]) -> Option<KinesisBatch> {
+    let mut s = Scanner::new(payload);
+    let mut batch = KinesisBatch::default();
+    let mut seen = false;
+    // Every record's data decoded into this one buffer.
+    let mut data = Vec::new();
+    s.object(|s, key| {
+        if key.is("Records") {
+            // The serde pass reads a second `Records` too: left to it.
+            (!seen).then_some(())?;
+            seen = true;
+            s.array(|s| {
+                let kinesis = scan_record(s, &mut batch, &mut data)?;
+                batch.push(kinesis);
+                Some(())
+            })
+        } else {
+            other_key(key)?;
+            s.skip_value()
+        }
+    })?;
+    // The serde_json pass reads trailing bytes too (and then ignores them): left to it.
+    if !seen || !s.at_end() {
+        return None;
+    }
+    batch.drop_misplaced();
+    Some(batch)
+}
+
+/// A key the fast pass skips the value of: declined when it is written with escapes (it might be one the pass
+/// reads) or is not UTF-8 (which serde_json refuses in a key).
+fn other_key(key: json::Str<'_>) -> Option<()> {
+    (!key.escaped && (key.raw.is_ascii() || std::str::from_utf8(key.raw).is_ok())).then_some(())
+}
+
+/// One record of the fast pass: its `kinesis` member, and the stream and shard from the first record.
+fn scan_record(
+    s: &mut Scanner<'_>,
+    batch: &mut KinesisBatch,
+    data: &mut Vec<u8>,
+) -> Option<KinesisPart> {
+    let mut kinesis = None;
+    s.object(|s, key| {
+        if key.is("kinesis") {
+            // The serde pass reads a second one too, and keeps it: left to it.
+            kinesis.is_none().then_some(())?;
+            kinesis = Some(scan_kinesis(s, data)?);
+        } else if key.is("eventSourceARN") && batch.event_source_arn.is_none() {
+            batch.event_source_arn = Some(s.string()?.unescaped()?.into_owned());
+        } else if key.is("eventID") && batch.shard_id.is_none() {
+            let id = s.string()?.unescaped()?;
+            batch.shard_id = id.split_once(':').map(|(shard, _)| shard.to_owned());
+        } else {
+            other_key(key)?;
+            s.skip_value()?;
+        }
+        Some(())
+    })?;
+    kinesis
+}
+
+/// A record's `kinesis` member in the fast pass; its data decoded as it is read.
+fn scan_kinesis(s: &mut Scanner<'_>, data: &mut Vec<u8>) -> Option<KinesisPart> {
+    let (mut seq, mut key, mut contents, mut arrival) = (None, None, None, None);
+    s.object(|s, name| {
+        let first = |seen: bool| (!seen).then_some(());
+        let name = match name {
+            _ if name.escaped => return None,
+            _ if name.is("data") => "data",
+            _ if name.is("sequenceNumber") => "sequenceNumber",
+            _ if name.is("partitionKey") => "partitionKey",
+            _ if name.is("approximateArrivalTimestamp") => "approximateArrivalTimestamp",
+            _ => other_key(name).map(|()| "")?,
+        };
+        match name {
+            "sequenceNumber" => {
+                first(seq.is_some())?;
+                seq = Some(SequenceNumber::from(s.string()?.unescaped()?.into_owned()));
+            }
+            "partitionKey" => {
+                first(key.is_some())?;
+                key = Some(s.string()?.unescaped()?.into_owned());
+            }
+            "data" => {
+                first(contents.is_some())?;
+                // Base64 refuses escapes and control characters itself; its SIMD decoder takes exactly what the
+                // serde pass's does (a test says so), and what it refuses is left to that pass.
+                data.clear();
+                base64_simd::STANDARD
+                    .decode_append(s.string_unchecked()?, data)
+                    .ok()?;
+                contents = Some(events_of(data));
+            }
+            "approximateArrivalTimestamp" => {
+                first(arrival.is_some())?;
+                arrival = Some(match s.peek()? {
+                    b'n' => s.keyword().map(|_| None)?,
+                    b'0'..=b'9' => {
+                        let number = s.number()?;
+                        Some(if number.contains(['.', 'e', 'E']) {
+                            json::exact_f64(number)?
+                        } else {
+                            // As serde_json hands an integer over, and `Seconds` makes it a float.
+                            number.parse::<u64>().ok()? as f64
+                        })
+                    }
+                    _ => return None,
+                });
+            }
+            _ => s.skip_value()?,
+        }
+        Some(())
+    })?;
+    Some(KinesisPart {
+        sequence_number: seq?,
+        partition_key: key?,
+        arrival: arrival.flatten(),
+        contents: contents?,
+    })
 }
 
 /// An invocation payload that is not a Kinesis event: the invocation fails and Lambda retries the batch. The
@@ -435,8 +574,14 @@ fn decode_data(base64: &str) -> Contents {
 /// The events a record's data carries, decoded: a single event, a packed record's or a KPL aggregate's (the
 /// one decoding every reader of the stream shares: consumers, replay, redrive).
 pub fn record_events(bytes: Vec<u8>) -> Contents {
-    if kpl::is_aggregate(&bytes) {
-        return match kpl::deaggregate(&bytes) {
+    events_of(&bytes)
+}
+
+/// [`record_events`] of bytes that are kept only if they are needed (for a dead letter): the fast pass decodes
+/// each record's base64 into one buffer, and a valid event costs no copy of them.
+fn events_of(bytes: &[u8]) -> Contents {
+    if kpl::is_aggregate(bytes) {
+        return match kpl::deaggregate(bytes) {
             Ok(users) => Contents::Many(
                 users
                     .into_iter()
@@ -447,13 +592,13 @@ pub fn record_events(bytes: Vec<u8>) -> Contents {
                     .collect(),
                 None,
             ),
-            Err(err) => Contents::One(Err((err.into(), bytes))),
+            Err(err) => Contents::One(Err((err.into(), bytes.to_vec()))),
         };
     }
-    match codec::unpack(&bytes) {
-        None => Contents::One(match codec::decode(&bytes) {
+    match codec::unpack(bytes) {
+        None => Contents::One(match codec::decode(bytes) {
             Ok(envelope) => Ok(envelope),
-            Err(violations) => Err((DecodeError::Invalid(violations), bytes)),
+            Err(violations) => Err((DecodeError::Invalid(violations), bytes.to_vec())),
         }),
         Some(Ok(pack)) => Contents::Many(
             pack.events
@@ -465,7 +610,9 @@ pub fn record_events(bytes: Vec<u8>) -> Contents {
                 .collect(),
             pack.shard.map(str::to_owned),
         ),
-        Some(Err(violations)) => Contents::One(Err((DecodeError::Invalid(violations), bytes))),
+        Some(Err(violations)) => {
+            Contents::One(Err((DecodeError::Invalid(violations), bytes.to_vec())))
+        }
     }
 }
 
@@ -710,6 +857,95 @@ mod tests {
         // And the same bytes for an event.
         let data = base64::engine::general_purpose::STANDARD.encode(b"{\"specversion\":\"1.0\"}");
         assert_eq!(simd(&data), standard(&data));
+    }
+
+    /// The fast pass ([`scan_batch`]) makes the very batch the serde pass makes, of every payload it takes:
+    /// the fixture and a batch of events, each mutated at random.
+    #[test]
+    fn the_fast_pass_makes_the_batch_the_serde_pass_makes() {
+        let events: Vec<Value> = (0..3)
+            .map(|i| {
+                json!({"specversion": "1.0", "id": format!("evt_{i}"), "source": "/shop", "type": "payment.received",
+                       "subject": "acc_1", "time": "2026-11-22T10:00:00Z",
+                       "data": {"payment_id": format!("pay_{i}"), "account_id": "acc_1", "amount": 1250,
+                                "currency": "EUR", "payer_email": "ada@example.com"}})
+            })
+            .collect();
+        let records: Vec<super::super::record::StreamRecord> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| super::super::record::StreamRecord {
+                sequence_number: SequenceNumber::from(format!("{:056}", i + 1)),
+                partition_key: "acc_1".into(),
+                data: serde_json::to_vec(e).unwrap(),
+                arrival: 1_795_000_000.125,
+            })
+            .collect();
+        let source = super::super::event::BatchSource {
+            event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/s".into(),
+            shard_id: "shardId-000000000000".into(),
+            aws_region: "us-east-1".into(),
+            invoke_identity_arn: "arn:aws:iam::123456789012:role/r".into(),
+        };
+        let ours =
+            serde_json::to_vec(&super::super::event::kinesis_event(&source, &records)).unwrap();
+        let seeds = [FIXTURE.as_bytes().to_vec(), ours];
+        let tokens: &[&[u8]] = &[
+            b"\"",
+            b"\\",
+            b"\\/",
+            b"null",
+            b"1",
+            b"-1",
+            b"1.5",
+            b"1e400",
+            b"\"1.5\"",
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b",",
+            b" ",
+            b"\x01",
+            b"=",
+            b"\"kinesis\":{},",
+            b"\"data\":\"QQ==\",",
+            b"\"Records\":[],",
+            b"\xff",
+        ];
+        let mut rng = fastrand::Rng::with_seed(15);
+        let (mut taken, mut declined) = (0, 0);
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].clone();
+            for _ in 0..=rng.usize(..3) {
+                let at = rng.usize(..bytes.len());
+                let token = tokens[rng.usize(..tokens.len())];
+                match rng.u8(..3) {
+                    0 => {
+                        bytes.remove(at);
+                    }
+                    1 => {
+                        bytes.splice(at..at, token.iter().copied());
+                    }
+                    _ => bytes[at] = token[0],
+                }
+            }
+            match scan_batch(&bytes) {
+                Some(fast) => {
+                    taken += 1;
+                    let slow = serde_json::from_slice::<KinesisBatch>(&bytes)
+                        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
+                    assert_eq!(
+                        format!("{fast:?}"),
+                        format!("{slow:?}"),
+                        "{}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+                None => declined += 1,
+            }
+        }
+        assert!(taken > 1_000 && declined > 1_000, "{taken} {declined}");
     }
 
     #[test]

@@ -1,0 +1,415 @@
+//! A strict JSON scanner for the decoding fast paths (issue #15): the envelope's own ([`crate::Envelope::decode`],
+//! [`crate::Envelope::parse`]) and the consumer's Kinesis batch.
+//!
+//! It borrows everything and allocates nothing; strings are found with `memchr` (SIMD: SSE2/AVX2 on x86, NEON on
+//! arm64). It reads only what it is sure to read as serde_json does and answers `None` for anything else (a
+//! syntax error, but also what is valid and unusual); the caller then takes its serde_json path, which decides
+//! and words every error. So a fast path is never more lenient than the serde_json one: whatever it accepts,
+//! serde_json accepts and reads to the same value.
+
+/// Deepest nesting [`Scanner::skip_value`] walks (serde_json's own limit for values it builds).
+const MAX_DEPTH: usize = 128;
+
+/// A JSON string as it appears in the document, between its quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Str<'a> {
+    /// The bytes between the quotes, escapes as written.
+    pub raw: &'a [u8],
+    /// The same as text, when the scanner reads a `str` (already checked for UTF-8 as a whole).
+    text: Option<&'a str>,
+    /// Whether it holds a backslash escape (then `raw` is not its value: see [`Str::unescaped`]).
+    pub escaped: bool,
+}
+
+impl<'a> Str<'a> {
+    /// Whether it is `name`, written without escapes (a key written with them is matched by its
+    /// [`Str::unescaped`] value).
+    pub fn is(&self, name: &str) -> bool {
+        !self.escaped && self.raw == name.as_bytes()
+    }
+
+    /// Its value, borrowed when it has no escape; `None` if `raw` is not UTF-8 or an escape does not decode (a
+    /// lone surrogate), as serde_json would refuse it.
+    pub fn unescaped(&self) -> Option<std::borrow::Cow<'a, str>> {
+        let text = match self.text {
+            Some(text) => text,
+            None => std::str::from_utf8(self.raw).ok()?,
+        };
+        if !self.escaped {
+            return Some(std::borrow::Cow::Borrowed(text));
+        }
+        // Rare: serde_json itself decodes the escapes, so they mean exactly what they mean on the slow path.
+        let mut quoted = String::with_capacity(text.len() + 2);
+        quoted.push('"');
+        quoted.push_str(text);
+        quoted.push('"');
+        serde_json::from_str::<String>(&quoted)
+            .ok()
+            .map(std::borrow::Cow::Owned)
+    }
+}
+
+/// A cursor over a JSON document's bytes.
+#[derive(Debug, Clone)]
+pub struct Scanner<'a> {
+    bytes: &'a [u8],
+    /// `bytes` as text, when the scanner reads a `str`: its strings need no UTF-8 check of their own.
+    text: Option<&'a str>,
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    /// A scanner at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Scanner {
+            bytes,
+            text: None,
+            at: 0,
+        }
+    }
+
+    /// A scanner at the start of `text`.
+    pub fn of_text(text: &'a str) -> Self {
+        Scanner {
+            bytes: text.as_bytes(),
+            text: Some(text),
+            at: 0,
+        }
+    }
+
+    /// The byte offset the scanner is at.
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
+    /// Skips JSON whitespace; the next byte, if any.
+    pub fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.bytes.get(self.at) {
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// Skips whitespace and then `byte`, if it comes next.
+    pub fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// Whether nothing but whitespace is left.
+    pub fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    /// The string that comes next.
+    pub fn string(&mut self) -> Option<Str<'a>> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            self.at = special(self.bytes, self.at)?;
+            match self.bytes[self.at] {
+                b'"' => {
+                    let raw = &self.bytes[start..self.at];
+                    let text = self.text.and_then(|text| text.get(start..self.at));
+                    self.at += 1;
+                    return Some(Str { raw, text, escaped });
+                }
+                // Control characters must be escaped in a JSON string.
+                b if b < 0x20 => return None,
+                _ => {}
+            }
+            escaped = true;
+            self.escape()?;
+        }
+    }
+
+    /// The string that comes next, up to its closing quote only: its bytes are not checked at all (for a value
+    /// whose own decoding refuses anything but a few ASCII characters, as base64 does: `None` from it then sends
+    /// the caller to its slow path, which reads escapes and control characters as JSON says).
+    pub fn string_unchecked(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let rest = self.bytes.get(self.at..)?;
+        let end = memchr::memchr(b'"', rest)?;
+        self.at += end + 1;
+        Some(&rest[..end])
+    }
+
+    /// Past one escape (the scanner is at its backslash).
+    fn escape(&mut self) -> Option<()> {
+        match self.bytes.get(self.at + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+            b'u' => {
+                let hex = self.bytes.get(self.at + 2..self.at + 6)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                self.at += 6;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// The number that comes next, as written (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`).
+    pub fn number(&mut self) -> Option<&'a str> {
+        self.peek()?;
+        let start = self.at;
+        if self.bytes.get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        match self.bytes.get(self.at)? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.bytes.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            self.digits1()?;
+        }
+        if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.bytes.get(self.at), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.digits1()?;
+        }
+        // The digits and signs above are ASCII.
+        std::str::from_utf8(&self.bytes[start..self.at]).ok()
+    }
+
+    fn digits(&mut self) {
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+    }
+
+    fn digits1(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(word.len())?;
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// The literal `true`, `false` or `null` that comes next.
+    pub fn keyword(&mut self) -> Option<Keyword> {
+        match self.peek()? {
+            b't' => self.literal(b"true").map(|()| Keyword::True),
+            b'f' => self.literal(b"false").map(|()| Keyword::False),
+            b'n' => self.literal(b"null").map(|()| Keyword::Null),
+            _ => None,
+        }
+    }
+
+    /// Past the value that comes next, whatever it is, checking it as strictly as [`Scanner::string`] and
+    /// [`Scanner::number`] do; containers at most [`MAX_DEPTH`] deep.
+    pub fn skip_value(&mut self) -> Option<()> {
+        // Each open container: whether it is an object (its members have keys).
+        let mut open: Vec<bool> = Vec::new();
+        loop {
+            // One value.
+            match self.peek()? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'{' | b'[' => {
+                    let object = self.bytes[self.at] == b'{';
+                    self.at += 1;
+                    if open.len() >= MAX_DEPTH {
+                        return None;
+                    }
+                    let close = if object { b'}' } else { b']' };
+                    if self.peek()? == close {
+                        self.at += 1;
+                    } else {
+                        open.push(object);
+                        if object {
+                            self.string()?;
+                            self.eat(b':')?;
+                        }
+                        continue;
+                    }
+                }
+                b't' | b'f' | b'n' => {
+                    self.keyword()?;
+                }
+                _ => {
+                    self.number()?;
+                }
+            }
+            // After a value: the next member or element, or the end of containers.
+            loop {
+                let Some(&object) = open.last() else {
+                    return Some(());
+                };
+                match self.peek()? {
+                    b',' => {
+                        self.at += 1;
+                        if object {
+                            self.string()?;
+                            self.eat(b':')?;
+                        }
+                        break;
+                    }
+                    b'}' if object => {
+                        self.at += 1;
+                        open.pop();
+                    }
+                    b']' if !object => {
+                        self.at += 1;
+                        open.pop();
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+
+    /// Reads an object's members: `member` is called with each key, the scanner before its value, and must read
+    /// the value; `None` from it stops the scan.
+    pub fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, Str<'a>) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            member(self, key)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads an array's elements: `element` is called before each and must read it.
+    pub fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// A JSON literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyword {
+    /// `true`
+    True,
+    /// `false`
+    False,
+    /// `null`
+    Null,
+}
+
+/// Where the first quote, backslash or control character at or after `from` is: eight bytes a step for the first
+/// few (most strings of an event are short, where a SIMD search's call costs more than it saves), then by
+/// `memchr`.
+fn special(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const SHORT: usize = 24;
+    // The high bit of each byte that is zero (exact for the lowest such byte, which is all this asks).
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        if at - from >= SHORT {
+            let rest = &bytes[at..];
+            let stop = memchr::memchr2(b'"', b'\\', rest)?;
+            let span = &rest[..stop];
+            // A fold, not a search: the compiler makes it SIMD; the search runs only for a broken string.
+            if span.iter().fold(false, |bad, &b| bad | (b < 0x20)) {
+                return span
+                    .iter()
+                    .position(|&b| b < 0x20)
+                    .map(|control| at + control);
+            }
+            return Some(at + stop);
+        }
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let found = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
+}
+
+/// A number as serde_json reads it into an `f64`, when the fast path can be sure of the same bits: at most 15
+/// significant digits and a power of ten up to 22 either way. serde_json (without `float_roundtrip`) takes the
+/// digits as an integer and multiplies or divides it once by the power of ten; both exact there, that one operation
+/// is correctly rounded, and this does the same.
+pub fn exact_f64(number: &str) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let (negative, unsigned) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(i) => (&unsigned[..i], unsigned[i + 1..].parse::<i32>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.len() + frac.len() > 15 || int.is_empty() {
+        return None;
+    }
+    let mut digits: u64 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        digits = digits * 10 + u64::from(b - b'0');
+    }
+    let power = exponent.checked_sub(i32::try_from(frac.len()).ok()?)?;
+    let scale = *POW10.get(usize::try_from(power.unsigned_abs()).ok()?)?;
+    // At most 15 digits: below 2^53, exact as a float.
+    #[allow(clippy::cast_precision_loss)]
+    let value = digits as f64;
+    let value = if power >= 0 {
+        value * scale
+    } else {
+        value / scale
+    };
+    Some(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests;
