@@ -201,8 +201,25 @@ mod tests {
             http_port: 9000,
             kinesis_port: 4568,
             moto_port: 4566,
+            moto_dynamodb_port: None,
+            moto_dynamodb_functions: "tubes-consumer-payments".into(),
             state_dir: "/nonexistent".into(),
         })
+    }
+
+    #[test]
+    fn a_functions_tables_are_on_the_second_moto_only_when_dev_sh_put_them_there() {
+        assert_eq!(stack().moto_port_of("tubes-consumer-payments"), 4566);
+        let split = Stack::new(StackArgs {
+            http_port: 9000,
+            kinesis_port: 4568,
+            moto_port: 4566,
+            moto_dynamodb_port: Some(4569),
+            moto_dynamodb_functions: "tubes-consumer-payments".into(),
+            state_dir: "/nonexistent".into(),
+        });
+        assert_eq!(split.moto_port_of("tubes-consumer-payments"), 4569);
+        assert_eq!(split.moto_port_of("tubes-consumer-signups"), 4566);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `look`: the local state, read where and as the functions write it.
 //!
-//! - `ledger ACCOUNT`: the payments consumer's ledger table (`LEDGER_TABLE`, moto): the account item, read by the
+//! - `ledger ACCOUNT`: the payments consumer's ledger table (`LEDGER_TABLE`, moto; the second moto when dev.sh put
+//!   the payments tables there, `TUBES_MOTO_DYNAMODB_PORT`): the account item, read by the
 //!   consumer's own reader, its counted credits (`credit#{account}#{id}`) and its payments' decisions
 //!   (`payment#{id}`, by `account_id`);
 //! - `profile USER`: the users directory (`USERS_TABLE`): the profile, read by the directory's own reader, and the
@@ -70,8 +71,12 @@ fn store_error(stack: &Stack, table: &str, e: impl std::fmt::Display) -> DevErro
 }
 
 /// Every item of `table` whose `pk` starts with `prefix` (a scan: the local tables are small).
-async fn items(stack: &Stack, table: &str, prefix: &str) -> Result<Vec<Item>, DevError> {
-    let client = stack.dynamodb();
+async fn items(
+    stack: &Stack,
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    prefix: &str,
+) -> Result<Vec<Item>, DevError> {
     let mut out = Vec::new();
     let mut start = None;
     loop {
@@ -95,7 +100,8 @@ async fn items(stack: &Stack, table: &str, prefix: &str) -> Result<Vec<Item>, De
 /// The ledger of `account_id`; `None` when the account does not exist.
 pub(super) async fn ledger(stack: &Stack, account_id: &str) -> Result<Option<Ledger>, DevError> {
     let table = stack.resource("LEDGER_TABLE", "LedgerTable");
-    let ledger = DynamoLedger::new(stack.dynamodb(), &table);
+    let client = stack.dynamodb_of("tubes-consumer-payments");
+    let ledger = DynamoLedger::new(client.clone(), &table);
     let Some(account) = ledger
         .account(account_id)
         .await
@@ -104,7 +110,7 @@ pub(super) async fn ledger(stack: &Stack, account_id: &str) -> Result<Option<Led
         return Ok(None);
     };
     let credit_prefix = format!("credit#{account_id}#");
-    let credits = items(stack, &table, &credit_prefix)
+    let credits = items(stack, &client, &table, &credit_prefix)
         .await?
         .iter()
         .filter_map(|i| {
@@ -112,7 +118,7 @@ pub(super) async fn ledger(stack: &Stack, account_id: &str) -> Result<Option<Led
             Some((id.to_owned(), item_number(i, "amount")?))
         })
         .collect();
-    let payments = items(stack, &table, "payment#")
+    let payments = items(stack, &client, &table, "payment#")
         .await?
         .iter()
         .filter(|i| item_text(i, "account_id") == Some(account_id))
@@ -135,7 +141,8 @@ pub(super) async fn ledger(stack: &Stack, account_id: &str) -> Result<Option<Led
 /// The profile and lists of `user_id`; `None` when there is no profile.
 pub(super) async fn user(stack: &Stack, user_id: &str) -> Result<Option<User>, DevError> {
     let table = stack.resource("USERS_TABLE", "UsersTable");
-    let directory = DynamoDirectory::new(stack.dynamodb(), &table);
+    let client = stack.dynamodb_of("tubes-consumer-signups");
+    let directory = DynamoDirectory::new(client.clone(), &table);
     let Some(profile) = directory
         .profile(user_id)
         .await
@@ -144,7 +151,7 @@ pub(super) async fn user(stack: &Stack, user_id: &str) -> Result<Option<User>, D
         return Ok(None);
     };
     let suffix = format!("#{user_id}");
-    let lists = items(stack, &table, "member#")
+    let lists = items(stack, &client, &table, "member#")
         .await?
         .iter()
         .filter_map(|i| {

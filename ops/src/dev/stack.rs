@@ -25,6 +25,18 @@ pub struct StackArgs {
     /// moto: DynamoDB, SQS, S3, Secrets Manager.
     #[arg(long, env = "TUBES_MOTO_PORT", default_value_t = 4566, global = true)]
     pub moto_port: u16,
+    /// A second moto holding the DynamoDB tables of the functions in `--moto-dynamodb-functions` (dev.sh's
+    /// setting of the same name; the soak's).
+    #[arg(long, env = "TUBES_MOTO_DYNAMODB_PORT", global = true)]
+    pub moto_dynamodb_port: Option<u16>,
+    /// The functions whose tables are on `--moto-dynamodb-port` (space-separated binaries).
+    #[arg(
+        long,
+        env = "TUBES_MOTO_DYNAMODB_FUNCTIONS",
+        default_value = "tubes-consumer-payments",
+        global = true
+    )]
+    pub moto_dynamodb_functions: String,
     /// The stack's state directory: demo.env, functions.env, outbox.jsonl.
     #[arg(
         long,
@@ -134,13 +146,34 @@ impl Stack {
         aws_sdk_kinesis::Client::from_conf(config)
     }
 
-    pub(super) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+    /// The moto holding function `binary`'s tables: the second one when dev.sh put them there.
+    pub(super) fn moto_port_of(&self, binary: &str) -> u16 {
+        match self.args.moto_dynamodb_port {
+            Some(port)
+                if self
+                    .args
+                    .moto_dynamodb_functions
+                    .split_whitespace()
+                    .any(|f| f == binary) =>
+            {
+                port
+            }
+            _ => self.args.moto_port,
+        }
+    }
+
+    /// A DynamoDB client for the tables of function `binary` ([`Stack::moto_port_of`]).
+    pub(super) fn dynamodb_of(&self, binary: &str) -> aws_sdk_dynamodb::Client {
+        self.dynamodb_at(self.moto_port_of(binary))
+    }
+
+    fn dynamodb_at(&self, port: u16) -> aws_sdk_dynamodb::Client {
         use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
         let config = aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new("local", "local", None, None, "tubes-dev"))
-            .endpoint_url(Self::endpoint(self.args.moto_port))
+            .endpoint_url(Self::endpoint(port))
             .build();
         aws_sdk_dynamodb::Client::from_conf(config)
     }
