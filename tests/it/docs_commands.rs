@@ -4,7 +4,7 @@
 //! command written out in full runs past its argument parsing); and the README's curl example, run as written
 //! against the whole local stack, gets the answers the README shows.
 //!
-//! Code in the docs is read as a reader sees it: the lines of fenced blocks (comments dropped, `\` continuations
+//! Code in the docs is read as a reader sees it: the lines of fenced blocks (comments read as prose, `\` continuations
 //! joined) and inline code spans (a paragraph at a time, so a span may break across lines). Synopses (`[…]`,
 //! `(a | b)`, `…`, `<…>`, `UPPERCASE` placeholders) are checked for their subcommands and flags only.
 
@@ -90,7 +90,30 @@ fn snippets(doc: &str, text: &str) -> Vec<Snippet> {
             continue;
         }
         if fenced {
-            let code = strip_comment(line);
+            let (code, comment) = split_comment(line);
+            // A comment is prose: its code spans name commands too.
+            for span in comment.split('`').skip(1).step_by(2) {
+                out.push(Snippet {
+                    place: format!("{doc}:{n}"),
+                    text: span.trim().to_owned(),
+                    fenced: false,
+                });
+            }
+            // Flags a comment gives a project binary's command (`tubes-dlq list   # … (--all: …)`) are its: checked
+            // against that command's help, as a synopsis (`[--all]`), not run.
+            let flags: Vec<String> = comment
+                .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';' | ':'))
+                .filter(|w| w.starts_with("--") && w.len() > 2)
+                .map(|w| format!("[{w}]"))
+                .collect();
+            let first = code.split_whitespace().next().unwrap_or_default();
+            if !flags.is_empty() && pending.is_none() && binary_of(first).is_some() {
+                out.push(Snippet {
+                    place: format!("{doc}:{n}"),
+                    text: format!("{} {}", code.trim(), flags.join(" ")),
+                    fenced: true,
+                });
+            }
             let (start, mut joined) = pending.take().unwrap_or((n, String::new()));
             if let Some(head) = code.trim_end().strip_suffix('\\') {
                 joined.push_str(head);
@@ -118,19 +141,21 @@ fn snippets(doc: &str, text: &str) -> Vec<Snippet> {
     out
 }
 
-/// `line` without its shell comment (a `#` at the start or after a blank, outside quotes).
-fn strip_comment(line: &str) -> String {
+/// `line` split at its shell comment (a `#` at the start or after a blank, outside quotes): the code, the comment.
+fn split_comment(line: &str) -> (String, &str) {
     let (mut single, mut double, mut prev) = (false, false, ' ');
     for (i, c) in line.char_indices() {
         match c {
             '\'' if !double => single = !single,
             '"' if !single => double = !double,
-            '#' if !single && !double && prev.is_whitespace() => return line[..i].to_owned(),
+            '#' if !single && !double && prev.is_whitespace() => {
+                return (line[..i].to_owned(), &line[i..]);
+            }
             _ => {}
         }
         prev = c;
     }
-    line.to_owned()
+    (line.to_owned(), "")
 }
 
 /// Shell words: blanks separate, quotes group (and go), a backslash escapes.
