@@ -1,6 +1,7 @@
 //! `tubes-dlq` as an operator runs it, on moto's SQS: the dead-letter queues with their depths, a dead letter
-//! decoded, deletions that need a confirmation (`--yes` without a terminal), unknown queues and messages named,
-//! and a redrive to a function whose records are parked again reported as the failure it is. The function is a
+//! decoded, deletions that need a confirmation (`--yes` without a terminal; asked on one, a pseudo-terminal here),
+//! unknown queues and messages named, and a redrive to a function (or onto the stream, watched) whose records are
+//! parked again reported as the failure it is. The function is a
 //! stand-in Lambda endpoint that answers as the consumer harness does (it parks the record on the queue, then
 //! answers success; or reports it in `batchItemFailures`; or handles it).
 
@@ -542,4 +543,79 @@ async fn a_redrive_onto_the_stream_watched_with_wait_reports_a_record_parked_aga
     assert!(!printed.contains("parked again:"), "{printed}");
     on_stream(2).await;
     messages_until(&sqs, &url, "empty", <[_]>::is_empty).await;
+}
+
+/// Runs `tubes-dlq ARGS` against `moto` on a terminal (a pseudo-terminal, Python's `pty`), typing `typed`.
+async fn dlq_on_a_terminal(moto: &Moto, args: &[&str], typed: &str) -> Output {
+    use std::io::Write as _;
+    let bin = tubes_dlq();
+    let endpoint = moto.endpoint.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let typed = typed.to_owned();
+    tokio::task::spawn_blocking(move || {
+        // pty.spawn copies standard input to the terminal and the terminal to standard output; its status is the
+        // child's wait status.
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                "import os, pty, sys; sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))",
+            ])
+            .arg(bin)
+            .args(&args)
+            .env("AWS_ENDPOINT_URL_SQS", &endpoint)
+            .env("AWS_ENDPOINT_URL_KINESIS", &endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(typed.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("tubes-dlq on a terminal")
+    })
+    .await
+    .unwrap()
+}
+
+/// On a terminal `delete` asks (y), `purge` asks for the queue's name; any other answer deletes nothing (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_deleting_asks_and_only_the_asked_answer_deletes() {
+    let moto = Moto::start().await;
+    let sqs = moto.sqs();
+    let q = "it-TerminalDeadLetterQueue";
+    let url = queue(&sqs, q).await;
+    let first = send(&sqs, &url, &letter("evt_t1")).await;
+    send(&sqs, &url, &letter("evt_t2")).await;
+
+    let out = dlq_on_a_terminal(&moto, &["delete", q, &first], "n\n").await;
+    let (status, printed) = code(&out);
+    assert_eq!(status, 1, "{printed}");
+    assert!(
+        printed.contains(&format!("delete message {first}")) && printed.contains("not confirmed"),
+        "{printed}"
+    );
+    messages_until(&sqs, &url, "both kept", |m| m.len() == 2).await;
+
+    let out = dlq_on_a_terminal(&moto, &["delete", q, &first], "y\n").await;
+    let (status, printed) = code(&out);
+    assert_eq!(status, 0, "{printed}");
+    messages_until(&sqs, &url, "one left", |m| m.len() == 1 && m[0].id != first).await;
+
+    let out = dlq_on_a_terminal(&moto, &["purge", q], "y\n").await;
+    let (status, printed) = code(&out);
+    assert_eq!(status, 1, "y is not the queue's name: {printed}");
+    messages_until(&sqs, &url, "still one", |m| m.len() == 1).await;
+
+    let out = dlq_on_a_terminal(&moto, &["purge", q], &format!("{q}\n")).await;
+    let (status, printed) = code(&out);
+    assert_eq!(status, 0, "{printed}");
+    messages_until(&sqs, &url, "none left", <[_]>::is_empty).await;
 }
