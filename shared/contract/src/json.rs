@@ -24,12 +24,14 @@ pub struct Str<'a> {
 impl<'a> Str<'a> {
     /// Whether it is `name`, written without escapes (a key written with them is matched by its
     /// [`Str::unescaped`] value).
+    #[inline]
     pub fn is(&self, name: &str) -> bool {
         !self.escaped && self.raw == name.as_bytes()
     }
 
     /// Its value, borrowed when it has no escape; `None` if `raw` is not UTF-8 or an escape does not decode (a
     /// lone surrogate), as serde_json would refuse it.
+    #[inline]
     pub fn unescaped(&self) -> Option<std::borrow::Cow<'a, str>> {
         let text = match self.text {
             Some(text) => text,
@@ -83,6 +85,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips JSON whitespace; the next byte, if any.
+    #[inline]
     pub fn peek(&mut self) -> Option<u8> {
         while let Some(&b) = self.bytes.get(self.at) {
             if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
@@ -94,6 +97,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips whitespace and then `byte`, if it comes next.
+    #[inline]
     pub fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.at += 1)
     }
@@ -104,6 +108,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The string that comes next.
+    #[inline]
     pub fn string(&mut self) -> Option<Str<'a>> {
         self.eat(b'"')?;
         let start = self.at;
@@ -129,6 +134,7 @@ impl<'a> Scanner<'a> {
     /// The string that comes next, up to its closing quote only: its bytes are not checked at all (for a value
     /// whose own decoding refuses anything but a few ASCII characters, as base64 does: `None` from it then sends
     /// the caller to its slow path, which reads escapes and control characters as JSON says).
+    #[inline]
     pub fn string_unchecked(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let rest = self.bytes.get(self.at..)?;
@@ -332,6 +338,7 @@ pub enum Keyword {
 /// Where the first quote, backslash or control character at or after `from` is: eight bytes a step for the first
 /// few (most strings of an event are short, where a SIMD search's call costs more than it saves), then by
 /// `memchr`.
+#[inline]
 fn special(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
