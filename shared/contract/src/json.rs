@@ -386,26 +386,38 @@ pub fn exact_f64(number: &str) -> Option<f64> {
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
         1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
     ];
-    let (negative, unsigned) = match number.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, number),
-    };
-    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(i) => (&unsigned[..i], unsigned[i + 1..].parse::<i32>().ok()?),
-        None => (unsigned, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.len() + frac.len() > 15 || int.is_empty() {
+    // One pass: the sign, the digits (at most 15, the fraction's counted), the exponent.
+    let mut bytes = number.as_bytes();
+    let negative = bytes.first() == Some(&b'-');
+    if negative {
+        bytes = &bytes[1..];
+    }
+    let (mut digits, mut count, mut frac_len, mut in_frac) = (0u64, 0usize, 0usize, false);
+    let mut exponent = 0i32;
+    while let Some((&b, rest)) = bytes.split_first() {
+        match b {
+            b'0'..=b'9' => {
+                count += 1;
+                if count > 15 {
+                    return None;
+                }
+                digits = digits * 10 + u64::from(b - b'0');
+                frac_len += usize::from(in_frac);
+            }
+            b'.' if !in_frac && count > 0 => in_frac = true,
+            b'e' | b'E' if count > 0 => {
+                exponent = std::str::from_utf8(rest).ok()?.parse::<i32>().ok()?;
+                break;
+            }
+            _ => return None,
+        }
+        bytes = rest;
+    }
+    if count == 0 {
         return None;
     }
-    let mut digits: u64 = 0;
-    for b in int.bytes().chain(frac.bytes()) {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        digits = digits * 10 + u64::from(b - b'0');
-    }
-    let power = exponent.checked_sub(i32::try_from(frac.len()).ok()?)?;
+    let frac = frac_len;
+    let power = exponent.checked_sub(i32::try_from(frac).ok()?)?;
     let scale = *POW10.get(usize::try_from(power.unsigned_abs()).ok()?)?;
     // At most 15 digits: below 2^53, exact as a float.
     #[allow(clippy::cast_precision_loss)]
