@@ -10,23 +10,16 @@
 //! (0, 1, …) under `--count`, e.g. `--set payment_id=pay_{i}`.
 
 use serde_json::Value;
+use tubes_contract::envelope::CONTEXT_ATTRIBUTES;
+use tubes_contract::trace::TRACEPARENT;
 use tubes_contract::{schema, EventType};
 
 use super::DevError;
 
-/// The CloudEvents attributes a bare `--set` path names at the envelope (anything else is in `data`).
-const ENVELOPE_ATTRIBUTES: &[&str] = &[
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "subject",
-    "time",
-    "datacontenttype",
-    "dataschema",
-    "traceparent",
-    "data",
-];
+/// Whether a bare `--set` path's first name is one of the envelope's members (anything else is in `data`).
+fn at_envelope(name: &str) -> bool {
+    CONTEXT_ATTRIBUTES.contains(&name) || name == TRACEPARENT || name == "data"
+}
 
 /// A catalogue type by its name, or the list of them (clap's value parser).
 pub(super) fn parse_type(name: &str) -> Result<EventType, String> {
@@ -62,7 +55,7 @@ impl Set {
         if names.iter().any(String::is_empty) {
             return Err(format!("{arg:?}: the path has an empty member name"));
         }
-        if !anchored && !ENVELOPE_ATTRIBUTES.contains(&names[0].as_str()) {
+        if !anchored && !at_envelope(&names[0]) {
             names.insert(0, "data".into());
         }
         Ok(Self {

@@ -25,6 +25,19 @@ mod parse;
 
 use parse::{check_source, parse};
 
+/// The CloudEvents 1.0 context attributes an envelope has (besides extensions such as
+/// [`TRACEPARENT`](crate::trace::TRACEPARENT), and `data`).
+pub const CONTEXT_ATTRIBUTES: [&str; 8] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+];
+
 /// The only CloudEvents version accepted.
 pub const SPECVERSION: &str = "1.0";
 /// The `datacontenttype` written on every envelope.

@@ -95,16 +95,7 @@ pub(super) struct Raw<'a> {
 }
 
 /// The context attributes of CloudEvents 1.0 that tubes reads, by slot.
-pub(super) const ATTRS: [&str; 8] = [
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "subject",
-    "time",
-    "datacontenttype",
-    "dataschema",
-];
+pub(super) const ATTRS: [&str; 8] = CONTEXT_ATTRIBUTES;
 
 pub(super) fn attr_slot(name: &str) -> Option<usize> {
     // A match, not a search of `ATTRS`: the compiler dispatches on the length first (a test keeps the two in step).
