@@ -207,7 +207,7 @@ async fn tail_follows_a_split_from_the_parent_to_its_child() {
     assert!(built.success());
     let state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("tail-{}", uuid::Uuid::now_v7()));
-    let mut tail = Command::new(std::path::PathBuf::from(target).join("debug/tubes-dev"))
+    let mut tail = Command::new(target.join("debug/tubes-dev"))
         .args(["tail", "--subject", "usr_tail"])
         .env("TUBES_KINESIS_PORT", port(&kinesis.endpoint))
         .env("TUBES_STATE_DIR", &state)
