@@ -248,37 +248,7 @@ async fn tail_follows_a_split_from_the_parent_to_its_child() {
         .await
         .unwrap();
     // Once the stream is active with the parent closed, the subject's next event goes to a child.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .unwrap();
-        let active = summary
-            .stream_description_summary()
-            .is_some_and(|d| d.stream_status().as_str() == "ACTIVE");
-        let shards = client
-            .list_shards()
-            .stream_name(stream)
-            .send()
-            .await
-            .unwrap();
-        let open = shards
-            .shards()
-            .iter()
-            .filter(|s| {
-                s.sequence_number_range()
-                    .is_some_and(|r| r.ending_sequence_number().is_none())
-            })
-            .count();
-        if active && open == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the stream did not split");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tubes_tests::until_resharded(&client, stream, 2).await;
     let child = put("evt_after_split").await;
     assert_ne!(child, parent, "written to a child");
     let printed = until_line("evt_after_split");

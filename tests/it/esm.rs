@@ -174,29 +174,7 @@ async fn latest_skips_old_records_and_child_shards_follow_their_parent() {
         .send()
         .await
         .unwrap();
-    let open_shards = || async {
-        let shards = kinesis
-            .list_shards()
-            .stream_name("t-S")
-            .send()
-            .await
-            .unwrap();
-        shards
-            .shards()
-            .iter()
-            .filter(|s| {
-                s.sequence_number_range()
-                    .unwrap()
-                    .ending_sequence_number()
-                    .is_none()
-            })
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while open_shards().await < 2 {
-        assert!(Instant::now() < deadline, "the stream did not reshard");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tubes_tests::until_resharded(&kinesis, "t-S", 2).await;
     let keys: Vec<String> = (0..20).map(|i| format!("key-{i}")).collect();
     for k in &keys {
         put(&kinesis, k, &format!("after-reshard-{k}")).await;

@@ -4,16 +4,14 @@
 //! order it was sent.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
 use lambda_http::http::StatusCode;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 use tubes_contract::codec;
 use tubes_ingest::Ingest;
 use tubes_platform::lambda_event::{kinesis_event, KinesisBatch};
-use tubes_platform::{KinesisPublisher, Publisher as _};
-use tubes_tests::{http_v2_post, open_ingest_config, open_sources, KinesisLocal};
+use tubes_platform::KinesisPublisher;
+use tubes_tests::{http_v2_post, open_ingest_config, open_sources, until_resharded, KinesisLocal};
 
 const STREAM: &str = "packing";
 
@@ -28,39 +26,6 @@ fn batch(n: usize, users: usize, tag: &str) -> Vec<Value> {
                             "signed_up_at": "2026-12-04T10:00:00Z"}})
         })
         .collect()
-}
-
-/// Waits until the stream is active with `n` open shards; returns their ids.
-async fn open_shards(client: &aws_sdk_kinesis::Client, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(STREAM)
-            .send()
-            .await
-            .unwrap();
-        let active = summary
-            .stream_description_summary()
-            .is_some_and(|d| d.stream_status().as_str() == "ACTIVE");
-        // Open shards as ingest lists them (a closed shard has an ending sequence number).
-        let open: Vec<String> = KinesisPublisher::new(client.clone(), STREAM)
-            .open_shards()
-            .await
-            .unwrap()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        if active && open.len() == n {
-            return open;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stream did not reshard to {n} shards"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -90,7 +55,7 @@ async fn packs_survive_a_split_and_a_merge_under_a_stale_map_each_event_once_in_
     sent.extend(first);
 
     // The shard splits in the middle of the hash key range; ingest still maps everything to the parent.
-    let parent = open_shards(&client, 1).await.remove(0);
+    let parent = until_resharded(&client, STREAM, 1).await.remove(0);
     client
         .split_shard()
         .stream_name(STREAM)
@@ -99,7 +64,7 @@ async fn packs_survive_a_split_and_a_merge_under_a_stale_map_each_event_once_in_
         .send()
         .await
         .unwrap();
-    let children = open_shards(&client, 2).await;
+    let children = until_resharded(&client, STREAM, 2).await;
     let second = batch(120, 30, "b");
     assert_eq!(
         ingest.handle(post(&second)).await.status(),
@@ -116,7 +81,7 @@ async fn packs_survive_a_split_and_a_merge_under_a_stale_map_each_event_once_in_
         .send()
         .await
         .unwrap();
-    let merged = open_shards(&client, 1).await.remove(0);
+    let merged = until_resharded(&client, STREAM, 1).await.remove(0);
     let third = batch(120, 30, "c");
     assert_eq!(
         ingest.handle(post(&third)).await.status(),

@@ -399,6 +399,50 @@ impl KinesisLocal {
     }
 }
 
+/// The open shards of `stream` (a closed one has an ending sequence number), once the stream is `ACTIVE` with
+/// exactly `open` of them: after a split, a merge or `UpdateShardCount`. Fails after 30 s.
+pub async fn until_resharded(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    open: usize,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("DescribeStreamSummary");
+        let active = summary
+            .stream_description_summary()
+            .is_some_and(|d| d.stream_status().as_str() == "ACTIVE");
+        let shards = client
+            .list_shards()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("ListShards");
+        let ids: Vec<String> = shards
+            .shards()
+            .iter()
+            .filter(|s| {
+                s.sequence_number_range()
+                    .is_some_and(|r| r.ending_sequence_number().is_none())
+            })
+            .map(|s| s.shard_id().to_owned())
+            .collect();
+        if active && ids.len() == open {
+            return ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream} did not reshard to {open} open shards: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Reads every record of every shard of `stream` from the trim horizon, as `(source, records)` per shard (any
 /// Kinesis endpoint: a [`KinesisLocal`], a [`LocalStack`]'s).
 pub async fn read_stream(

@@ -17,6 +17,8 @@ pub mod envelope;
 pub mod json;
 pub mod schema;
 mod suggest;
+#[cfg(test)]
+mod test_rng;
 pub mod trace;
 pub mod validate;
 pub mod violation;

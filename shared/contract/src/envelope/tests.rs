@@ -794,13 +794,8 @@ fn the_fast_pass_takes_only_what_the_serde_pass_reads_the_same() {
         b"\"description\":null,",
     ];
     let fixed_id = || "fixed".to_owned();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        usize::try_from(state % n as u64).unwrap()
-    };
+    let mut rng = crate::test_rng::XorShift::new(0x2545_f491_4f6c_dd1d);
+    let mut next = |n: usize| rng.below(n);
     let (mut taken, mut declined) = (0, 0);
     for round in 0..40_000 {
         let mut bytes = seeds[round % seeds.len()].clone();
@@ -873,12 +868,10 @@ fn the_fast_timestamp_reading_agrees_with_time() {
         "2026-1-22T10:00:00Z",
         "+2026-11-22T10:00:00Z",
     ];
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
     let mut cases: Vec<String> = base.iter().map(|s| (*s).to_owned()).collect();
     for _ in 0..50_000 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
+        let state = rng.next_u64();
         let mut s = base[usize::try_from(state % base.len() as u64).unwrap()]
             .as_bytes()
             .to_vec();

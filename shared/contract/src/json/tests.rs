@@ -53,13 +53,8 @@ fn the_scanner_takes_only_what_serde_json_takes() {
     }
     // Random mutations of a document: whatever the scanner takes, serde_json takes.
     let seed = br#"{"Records":[{"kinesis":{"partitionKey":"acc_1","data":"eyJhIjoxfQ==","approximateArrivalTimestamp":1795000000.123},"eventID":"shardId-000000000000:4959","x":[1,{"y":null},"a\\nb"]}]}"#;
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        usize::try_from(state % n as u64).unwrap()
-    };
+    let mut rng = crate::test_rng::XorShift::new(0x2545_f491_4f6c_dd1d);
+    let mut next = |n: usize| rng.below(n);
     let alphabet = b"{}[],:\"\\ 0123456789.-+eEtrufalsn\x01\x7f";
     let (mut taken, mut refused) = (0, 0);
     for _ in 0..50_000 {
@@ -100,12 +95,10 @@ fn strings_are_read_with_their_escapes() {
 
 #[test]
 fn exact_floats_are_serde_jsons_own() {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
     let mut taken = 0;
     for i in 0..200_000u64 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
+        let state = rng.next_u64();
         let digits = state % 10u64.pow(1 + u32::try_from(i % 17).unwrap());
         let text = match i % 4 {
             0 => format!("{digits}"),
