@@ -9,12 +9,12 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::header::HeaderName;
 use lambda_http::http::{HeaderMap, HeaderValue, Method};
 use lambda_http::{Body, Response};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::{self, SerializeMap, SerializeStruct, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::credentials::webhook;
 use crate::error::IngestError;
@@ -137,18 +137,65 @@ impl HttpApiEvent {
     }
 }
 
-/// The answer to an HTTP API event (payload format 2.0), as `lambda_http` would have written it for `response`.
-pub fn answer(response: Response<Body>) -> ApiGatewayV2httpResponse {
+/// The answer to an HTTP API event (payload format 2.0): what API Gateway reads back, and nothing it ignores.
+///
+/// It serialises as `aws_lambda_events`' `ApiGatewayV2httpResponse` does (a test compares the two), less the
+/// empty `multiValueHeaders` and `cookies` ingest never sets, and without copying each header value to a `String`
+/// first: the answer is part of every request's cost (`make bench ARGS=invocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The status code.
+    pub status_code: u16,
+    /// The headers: each name once, with its first value (as `ApiGatewayV2httpResponse` writes them).
+    pub headers: HeaderMap,
+    /// The body; `None` for none.
+    pub body: Option<Body>,
+    /// Whether `body` is binary (written in base64).
+    pub is_base64_encoded: bool,
+}
+
+/// The answer to an HTTP API event for `response`, as `lambda_http` would have written it.
+pub fn answer(response: Response<Body>) -> Answer {
     let (parts, body) = response.into_parts();
-    let mut answer = ApiGatewayV2httpResponse::default();
-    answer.status_code = i64::from(parts.status.as_u16());
-    answer.headers = parts.headers;
-    answer.is_base64_encoded = matches!(body, Body::Binary(_));
-    answer.body = match body {
-        Body::Empty => None,
-        body => Some(body),
-    };
-    answer
+    Answer {
+        status_code: parts.status.as_u16(),
+        headers: parts.headers,
+        is_base64_encoded: matches!(body, Body::Binary(_)),
+        body: match body {
+            Body::Empty => None,
+            body => Some(body),
+        },
+    }
+}
+
+impl Serialize for Answer {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The headers as a JSON object, values borrowed.
+        struct Headers<'a>(&'a HeaderMap);
+        impl Serialize for Headers<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.keys_len()))?;
+                for name in self.0.keys() {
+                    let value =
+                        std::str::from_utf8(self.0[name].as_bytes()).map_err(ser::Error::custom)?;
+                    map.serialize_entry(name.as_str(), value)?;
+                }
+                map.end()
+            }
+        }
+        let members = 3 + usize::from(self.body.is_some());
+        let mut answer = serializer.serialize_struct("Answer", members)?;
+        answer.serialize_field("statusCode", &self.status_code)?;
+        answer.serialize_field("headers", &Headers(&self.headers))?;
+        match &self.body {
+            // Text as it is: `Body`'s own serialisation checks its UTF-8 again.
+            Some(Body::Text(text)) => answer.serialize_field("body", text)?,
+            Some(body) => answer.serialize_field("body", body)?,
+            None => {}
+        }
+        answer.serialize_field("isBase64Encoded", &self.is_base64_encoded)?;
+        answer.end()
+    }
 }
 
 /// Reads the headers of [`READ_HEADERS`] out of the event's `headers` object and skips the others unbuilt.
@@ -172,12 +219,10 @@ fn read_headers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HeaderMap,
             let mut headers = HeaderMap::new();
             while let Some(Name(name)) = map.next_key()? {
                 match name {
-                    Some(name) => {
-                        for value in map.next_value::<Values>()?.0 {
-                            let value = HeaderValue::from_str(&value).map_err(de::Error::custom)?;
-                            headers.append(name.clone(), value);
-                        }
-                    }
+                    Some(name) => map.next_value_seed(Append {
+                        headers: &mut headers,
+                        name,
+                    })?,
                     None => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -188,6 +233,17 @@ fn read_headers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HeaderMap,
     }
     deserializer.deserialize_option(Read)
 }
+
+/// [`READ_HEADERS`] as header names, made once: a name made from a string is parsed again each time.
+const READ_NAMES: [HeaderName; READ_HEADERS.len()] = [
+    HeaderName::from_static(READ_HEADERS[0]),
+    HeaderName::from_static(READ_HEADERS[1]),
+    HeaderName::from_static(READ_HEADERS[2]),
+    HeaderName::from_static(READ_HEADERS[3]),
+    HeaderName::from_static(READ_HEADERS[4]),
+    HeaderName::from_static(READ_HEADERS[5]),
+    HeaderName::from_static(READ_HEADERS[6]),
+];
 
 /// A header name: `Some` if ingest reads it ([`READ_HEADERS`]), compared without allocating.
 struct Name(Option<HeaderName>);
@@ -204,8 +260,8 @@ impl<'de> Deserialize<'de> for Name {
                 Ok(Name(
                     READ_HEADERS
                         .iter()
-                        .find(|read| read.eq_ignore_ascii_case(name))
-                        .map(|read| HeaderName::from_static(read)),
+                        .position(|read| read.eq_ignore_ascii_case(name))
+                        .map(|i| READ_NAMES[i].clone()),
                 ))
             }
         }
@@ -213,35 +269,39 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
-/// A header's values: one string (the format's), or a list of them.
-struct Values(Vec<String>);
+/// A header's values (one string, the format's, or a list of them), appended under `name` as they are read.
+struct Append<'h> {
+    headers: &'h mut HeaderMap,
+    name: HeaderName,
+}
 
-impl<'de> Deserialize<'de> for Values {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Values;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a header value or a list of them")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<Values, E> {
-                Ok(Values(vec![value.to_owned()]))
-            }
-            fn visit_string<E: de::Error>(self, value: String) -> Result<Values, E> {
-                Ok(Values(vec![value]))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Values, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
-                let mut values = Vec::new();
-                while let Some(value) = seq.next_element::<String>()? {
-                    values.push(value);
-                }
-                Ok(Values(values))
-            }
+impl<'de> DeserializeSeed<'de> for Append<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Append<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a header value or a list of them")
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+        let value = HeaderValue::from_str(value).map_err(E::custom)?;
+        self.headers.append(self.name, value);
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(value) = seq.next_element::<Cow<'_, str>>()? {
+            let value = HeaderValue::from_str(&value).map_err(de::Error::custom)?;
+            self.headers.append(self.name.clone(), value);
         }
-        deserializer.deserialize_any(V)
+        Ok(())
     }
 }
 
@@ -263,4 +323,42 @@ fn method<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Method, D::Error
 /// A boolean that may be `null` (false).
 fn nullish<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn event(headers: &str) -> Result<HttpApiEvent, serde_json::Error> {
+        serde_json::from_str(&format!(
+            r#"{{"rawPath":"/events","headers":{headers},"requestContext":{{"http":{{"method":"POST"}}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn only_the_read_headers_are_kept_whatever_their_case_one_value_or_a_list() {
+        let e = event(
+            r#"{"Content-Type":"application/json","x-other":"skipped","Idempotency-Key":["k1","k2"],
+                "authorization":null,"traceparent":[],"webhook-id":"msg_\u0031"}"#,
+        )
+        .unwrap();
+        let h = &e.headers;
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert_eq!(h["content-type"], "application/json");
+        let keys: Vec<_> = h.get_all("idempotency-key").iter().collect();
+        assert_eq!(keys, ["k1", "k2"]);
+        assert_eq!(h["webhook-id"], "msg_1");
+        assert!(!h.contains_key("x-other") && !h.contains_key("authorization"));
+        assert!(!h.contains_key("traceparent"));
+        assert!(event("null").unwrap().headers.is_empty());
+    }
+
+    #[test]
+    fn a_read_header_whose_value_is_not_a_header_value_is_refused() {
+        let err = event(r#"{"content-type":"application/json\n"}"#).unwrap_err();
+        assert!(err.to_string().contains("header value"), "{err}");
+        assert!(event(r#"{"content-type":7}"#).is_err());
+    }
 }

@@ -12,6 +12,7 @@
 //!
 //! [draft-ietf-httpapi-idempotency-key-header]: https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/
 
+use lambda_http::http::header::HeaderName;
 use lambda_http::http::HeaderMap;
 use uuid::Uuid;
 
@@ -35,7 +36,9 @@ impl IdempotencyKey {
     /// value many clients send, of 1 to [`MAX_LEN`] printable ASCII characters. Anything else is
     /// `400 invalid_idempotency_key`.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, IngestError> {
-        let mut values = headers.get_all(HEADER).iter();
+        // The name made once, not parsed again at each lookup.
+        const NAME: HeaderName = HeaderName::from_static(HEADER);
+        let mut values = headers.get_all(NAME).iter();
         let Some(value) = values.next() else {
             return Ok(None);
         };

@@ -28,7 +28,7 @@ pub mod write;
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::{Arc, PoisonError};
 
-use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use lambda_http::http::header::HeaderName;
 use lambda_http::http::{HeaderMap, HeaderValue, Method};
 use lambda_http::{Body, Request, Response};
 use time::OffsetDateTime;
@@ -43,7 +43,7 @@ use tubes_platform::{clock, Publisher, PutOutcome};
 pub use config::Config;
 pub use credentials::webhook;
 pub use error::IngestError;
-pub use event::HttpApiEvent;
+pub use event::{Answer, HttpApiEvent};
 pub use sources::{FixedSources, Sources, SourcesFetch};
 
 use auth::{AuthError, Authenticated};
@@ -109,7 +109,7 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
     /// Answers one HTTP API (payload format 2.0) or function URL event, as the runtime hands it over: what the
     /// deployed function runs. The request is read where it lies in the event (its body borrowed, or decoded once
     /// if base64 encoded) and the answer is the event's own response type; see [`Ingest::serve`].
-    pub async fn invoke(&self, event: HttpApiEvent) -> ApiGatewayV2httpResponse {
+    pub async fn invoke(&self, event: HttpApiEvent) -> Answer {
         let response = match event.body_bytes() {
             Ok(body) => self.serve(event.incoming(&body)).await,
             Err(err) => err.into_response(),
@@ -127,7 +127,8 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
     /// status, source, and event counts or refusal code; never the body) and, if measured ([`Ingest::measured`]),
     /// one record in the meter; the events' own lines are at DEBUG.
     pub async fn serve(&self, request: Incoming<'_>) -> Response<Body> {
-        let started = std::time::Instant::now();
+        // The clock is read only for the meter.
+        let started = self.meter.as_ref().map(|_| std::time::Instant::now());
         let mut source = None;
         let mut tally = IngestRequest::default();
         let trace = trace_of(request.headers);
@@ -168,9 +169,10 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         }
         // W3C Trace Context level 2: the caller learns the trace id even when it sent no traceparent.
         if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
-            response.headers_mut().insert(TRACERESPONSE, value);
+            const NAME: HeaderName = HeaderName::from_static(TRACERESPONSE);
+            response.headers_mut().insert(NAME, value);
         }
-        if let Some(meter) = &self.meter {
+        if let (Some(meter), Some(started)) = (&self.meter, started) {
             meter.record(&tally, started.elapsed());
         }
         response
@@ -210,21 +212,25 @@ impl<P: Publisher, F: SourcesFetch> Ingest<P, F> {
         };
         let default_source = self.default_source.as_deref();
         let unavailable = |_| IngestError::SourcesUnavailable;
-        let mut registry = self.sources.current().await.map_err(unavailable)?;
-        if let Err(AuthError::UnknownKey) = request_auth.authenticate(&registry, default_source) {
-            // A key minted since the sources were read: read them again (at most every few seconds).
-            registry = self.sources.refreshed().await.map_err(unavailable)?;
-        }
+        let registry = self.sources.current().await.map_err(unavailable)?;
+        let refreshed;
+        // Once per request (a signature's HMAC included), again only for a key the sources did not know.
+        let authenticated = match request_auth.authenticate(&registry, default_source) {
+            Err(AuthError::UnknownKey) => {
+                // A key minted since the sources were read: read them again (at most every few seconds).
+                refreshed = self.sources.refreshed().await.map_err(unavailable)?;
+                request_auth.authenticate(&refreshed, default_source)
+            }
+            first => first,
+        };
         let Authenticated {
             source,
             webhook_id,
             credential,
-        } = request_auth
-            .authenticate(&registry, default_source)
-            .map_err(|e| match e {
-                AuthError::UnknownKey => IngestError::Auth(AuthError::InvalidApiKey),
-                other => IngestError::Auth(other),
-            })?;
+        } = authenticated.map_err(|e| match e {
+            AuthError::UnknownKey => IngestError::Auth(AuthError::InvalidApiKey),
+            other => IngestError::Auth(other),
+        })?;
         *source_name = Some(source.name.clone());
         let idempotency_key = IdempotencyKey::from_headers(request.headers)?;
         // Events sent without an id get one derived from the key: a blind resend is the same events.
@@ -479,9 +485,10 @@ fn nonzero(n: usize) -> Option<usize> {
 /// The request's trace: the caller's `traceparent` continued with a span of ingest's own, or a new trace when
 /// it sent none or a broken one (a broken header never refuses a request: W3C says to start afresh).
 fn trace_of(headers: &HeaderMap) -> TraceParent {
+    const NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
     let span = fastrand::u64(1..);
     headers
-        .get(TRACEPARENT)
+        .get(NAME)
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse)
         .map_or_else(
@@ -498,10 +505,11 @@ fn parse_event(
     key: Option<(&IdempotencyKey, &str)>,
     index: usize,
 ) -> Result<Envelope, Violations> {
+    // The body was checked for UTF-8 once, as a whole.
     match key {
-        None => Envelope::parse(text.as_bytes(), now),
+        None => Envelope::parse_text(text, now, None),
         Some((key, source)) => {
-            Envelope::parse_with_id(text.as_bytes(), now, &|| key.event_id(source, index))
+            Envelope::parse_text(text, now, Some(&|| key.event_id(source, index)))
         }
     }
 }

@@ -102,7 +102,12 @@ pub async fn write_all_counted<P: Publisher>(
     let mut outcomes: Vec<Option<PutOutcome>> = vec![None; records.len()];
     // Keys with a record that was not acknowledged: their later records wait for a resend.
     let mut stopped: HashSet<&str> = HashSet::new();
-    for round in rounds(records) {
+    // One record (most requests): one round, without grouping by key.
+    let rounds = match records.len() {
+        1 => vec![vec![0]],
+        _ => rounds(records),
+    };
+    for round in rounds {
         let pending: Vec<usize> = round
             .iter()
             .copied()

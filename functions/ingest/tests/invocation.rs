@@ -120,11 +120,7 @@ async fn both(json: &str, v: &Value) -> (Answer, Answer) {
         "the same records written"
     );
     (
-        (
-            u16::try_from(invoked.status_code).unwrap(),
-            invoked.headers,
-            text(invoked.body),
-        ),
+        (invoked.status_code, invoked.headers, text(invoked.body)),
         (parts.status.as_u16(), parts.headers, text(Some(body))),
     )
 }
@@ -306,6 +302,75 @@ async fn the_answer_is_an_http_api_response() {
     assert_eq!(answer["isBase64Encoded"], false);
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["accepted"][0]["id"], "evt_1");
+}
+
+/// The lean answer is what `aws_lambda_events`' own response type writes for the same response (less its empty
+/// `multiValueHeaders` and `cookies`): for a 202, a refusal, a 207 with `Retry-After`, a binary and an empty body.
+#[tokio::test]
+async fn the_answer_serialises_as_api_gateway_v2_http_response_does() {
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+    use lambda_http::http::{HeaderValue, Response, StatusCode};
+
+    let (json, _) = sources_json();
+    let p = MemoryPublisher::default();
+    let mut responses = Vec::new();
+    for (content_type, body) in [
+        ("application/cloudevents+json", event("evt_1")),
+        (
+            "application/cloudevents+json",
+            "{\"not\": \"an event\"}".to_owned(),
+        ),
+        ("text/plain", "ü".to_owned()),
+    ] {
+        let v = http_event(
+            HTTP_V2,
+            "POST",
+            "/events",
+            &[("content-type", content_type)],
+            Some(&body),
+        );
+        let request = lambda_http::request::from_str(&v.to_string()).unwrap();
+        responses.push(ingest(&p, &json).handle(request).await);
+    }
+    let mut multi = Response::new(Body::Text("{\"accepted\":[]}".into()));
+    *multi.status_mut() = StatusCode::MULTI_STATUS;
+    multi
+        .headers_mut()
+        .append("retry-after", HeaderValue::from_static("1"));
+    multi
+        .headers_mut()
+        .append("vary", HeaderValue::from_static("a"));
+    multi
+        .headers_mut()
+        .append("vary", HeaderValue::from_static("b"));
+    responses.push(multi);
+    responses.push(Response::new(Body::Binary(vec![0, 159, 146, 150])));
+    let mut empty = Response::new(Body::Empty);
+    *empty.status_mut() = StatusCode::NO_CONTENT;
+    responses.push(empty);
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, [202, 422, 415, 207, 200, 204]);
+
+    for response in responses {
+        let (parts, body) = response.into_parts();
+        let rebuilt = || {
+            let mut r = Response::new(body.clone());
+            *r.status_mut() = parts.status;
+            *r.headers_mut() = parts.headers.clone();
+            r
+        };
+        let lean = serde_json::to_value(tubes_ingest::event::answer(rebuilt())).unwrap();
+        let mut theirs = ApiGatewayV2httpResponse::default();
+        theirs.status_code = i64::from(parts.status.as_u16());
+        theirs.headers = parts.headers.clone();
+        theirs.is_base64_encoded = matches!(body, Body::Binary(_));
+        theirs.body = (!matches!(body, Body::Empty)).then(|| body.clone());
+        let mut theirs = serde_json::to_value(theirs).unwrap();
+        let members = theirs.as_object_mut().unwrap();
+        assert_eq!(members.remove("multiValueHeaders"), Some(json!({})));
+        assert_eq!(members.remove("cookies"), Some(json!([])));
+        assert_eq!(lean, theirs, "{}", parts.status);
+    }
 }
 
 /// An invocation that is not an HTTP request (a Kinesis batch redriven to ingest by mistake) does not parse: the

@@ -58,11 +58,17 @@ pub enum EncodeError {
     Serialize(#[from] serde_json::Error),
 }
 
+/// The buffer [`encode`] starts with: most events take less (a payment is about 330 bytes).
+const ENCODE_CAPACITY: usize = 512;
+
 /// Encodes an envelope as a record.
 pub fn encode(envelope: &Envelope) -> Result<Record, EncodeError> {
+    // Room for a typical event at once: `to_vec` starts at 128 bytes and grows twice on the way.
+    let mut data = Vec::with_capacity(ENCODE_CAPACITY);
+    serde_json::to_writer(&mut data, envelope)?;
     let record = Record {
         partition_key: envelope.subject().to_owned(),
-        data: serde_json::to_vec(envelope)?,
+        data,
     };
     match record.billed_size() {
         size if size > MAX_RECORD_BYTES => Err(EncodeError::TooLarge { size }),

@@ -23,7 +23,7 @@ use crate::violation::Violations;
 
 mod parse;
 
-use parse::{check_source, parse};
+use parse::{check_source, parse, parse_text};
 
 /// The CloudEvents 1.0 context attributes an envelope has (besides extensions such as
 /// [`TRACEPARENT`](crate::trace::TRACEPARENT), and `data`).
@@ -128,6 +128,16 @@ impl Envelope {
         id_if_absent: &dyn Fn() -> String,
     ) -> Result<Self, Violations> {
         parse(bytes, Some(received_at), Some(id_if_absent))
+    }
+
+    /// [`Envelope::parse`], or [`Envelope::parse_with_id`] when `id_if_absent` is given, of text already known
+    /// to be UTF-8: ingest checks a request's body once for all of its events, not once more per event.
+    pub fn parse_text(
+        text: &str,
+        received_at: OffsetDateTime,
+        id_if_absent: Option<&dyn Fn() -> String>,
+    ) -> Result<Self, Violations> {
+        parse_text(text, Some(received_at), id_if_absent)
     }
 
     /// Decodes an envelope that ingest wrote (from a Kinesis record): strict, every attribute must be present;

@@ -41,6 +41,15 @@ pub(super) fn parse(
             )))
         }
     };
+    parse_text(text, received_at, id_if_absent)
+}
+
+/// [`parse`] of text already known to be UTF-8.
+pub(super) fn parse_text(
+    text: &str,
+    received_at: Option<OffsetDateTime>,
+    id_if_absent: IdIfAbsent<'_>,
+) -> Result<Envelope, Violations> {
     if let Some(raw) = scan(text) {
         if let Ok(envelope) = raw.into_envelope(received_at, id_if_absent) {
             return Ok(envelope);
