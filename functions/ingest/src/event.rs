@@ -139,9 +139,9 @@ impl HttpApiEvent {
 
 /// The answer to an HTTP API event (payload format 2.0): what API Gateway reads back, and nothing it ignores.
 ///
-/// It serialises as `aws_lambda_events`' `ApiGatewayV2httpResponse` does (a test compares the two), less the
-/// empty `multiValueHeaders` and `cookies` ingest never sets, and without copying each header value to a `String`
-/// first: the answer is part of every request's cost (`make bench ARGS=invocation`).
+/// It serialises as `aws_lambda_events`' `ApiGatewayV2httpResponse` does (a test compares the two, and reads the
+/// answer back as one), less the empty `multiValueHeaders` ingest never sets, and without copying each header
+/// value to a `String` first: the answer is part of every request's cost (`make bench ARGS=invocation`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     /// The status code.
@@ -183,7 +183,7 @@ impl Serialize for Answer {
                 map.end()
             }
         }
-        let members = 3 + usize::from(self.body.is_some());
+        let members = 4 + usize::from(self.body.is_some());
         let mut answer = serializer.serialize_struct("Answer", members)?;
         answer.serialize_field("statusCode", &self.status_code)?;
         answer.serialize_field("headers", &Headers(&self.headers))?;
@@ -194,6 +194,9 @@ impl Serialize for Answer {
             None => {}
         }
         answer.serialize_field("isBase64Encoded", &self.is_base64_encoded)?;
+        // Always empty (ingest sets no cookie), and written: `aws_lambda_events`' response type, which
+        // `cargo lambda watch` reads answers with, requires the member.
+        answer.serialize_field("cookies", &[(); 0])?;
         answer.end()
     }
 }

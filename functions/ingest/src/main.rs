@@ -5,7 +5,7 @@
 // limit of layout queries.
 #![recursion_limit = "256"]
 
-use lambda_http::lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_http::lambda_runtime::Error;
 use tubes_ingest::sources::AnySourcesFetch;
 use tubes_ingest::{Config, HttpApiEvent, Ingest, Sources};
 use tubes_platform::telemetry::Emf;
@@ -42,18 +42,20 @@ async fn main() -> Result<(), Error> {
         .inspect_err(|err| tracing::warn!(error = %err, "no metrics recorder"))
         .ok();
     // The HTTP API's events (and the function URL's, and `cargo lambda watch`'s: the same format) straight into
-    // the handler, reading only what it needs: no `lambda_http` request in between (`make bench ARGS=invocation`).
-    run(service_fn(|event: LambdaEvent<HttpApiEvent>| {
+    // the handler, reading only what it needs: no `lambda_http` request in between, and a plain serde_json parse,
+    // not the runtime's through `serde_path_to_error` (`make bench ARGS=invocation`).
+    tubes_platform::runtime::run_on_payloads(|payload, _| {
         let ingest = &ingest;
         async move {
-            let response = ingest.invoke(event.payload).await;
+            let event: HttpApiEvent = tubes_platform::runtime::deserialize(&payload)?;
+            let response = ingest.invoke(event).await;
             // Written before the answer (Lambda may freeze us after it), at most once a second: a flush costs
             // about a quarter of a request's own CPU (`make bench ARGS=metrics`); the meter keeps the rest.
             if let (Some(emf), Some(meter)) = (emf, ingest.meter()) {
                 emf.flush_at_most_every(METRICS_INTERVAL, || meter.drain());
             }
-            Ok::<_, Error>(response)
+            Ok(response)
         }
-    }))
+    })
     .await
 }

@@ -490,6 +490,28 @@ impl ReadersFetch for Secret {
 }
 
 /// The readers of [`setup`], as the secret holds them.
+/// `acc_1` opened, and a readers secret holding `readers` (nothing readable yet without them).
+async fn opened_with_readers(readers: Option<&str>) -> (Setup, Secret) {
+    let s = setup();
+    fold(&s.store, &[opened("acc_1")]).await;
+    let secret = Secret::default();
+    if let Some(readers) = readers {
+        secret.set(readers);
+    }
+    (s, secret)
+}
+
+/// The query over `s`'s read models, its readers read from `secret` in the background (as deployed).
+fn reading_in_background<'s>(
+    s: &'s Setup,
+    secret: &Secret,
+) -> Query<&'s MemoryReadModels, NoRecords, Secret> {
+    Query::reading(
+        &s.store,
+        ReadersSource::in_background(secret.clone(), readers::DEFAULT_MAX_AGE),
+    )
+}
+
 fn readers_json() -> String {
     let (_, hash) = mint("dashboard", "k1", [7; SECRET_BYTES]).unwrap();
     json!({"dashboard": {"api_keys": {"k1": hash.to_string()}}}).to_string()
@@ -498,13 +520,8 @@ fn readers_json() -> String {
 #[tokio::test(start_paused = true)]
 async fn readers_read_in_the_background_answer_503_until_read_and_no_key_is_taken_meanwhile() {
     // Given a readers secret that cannot be read yet (empty: not a readers object), read in the background.
-    let s = setup();
-    fold(&s.store, &[opened("acc_1")]).await;
-    let secret = Secret::default();
-    let query = Query::reading(
-        &s.store,
-        ReadersSource::in_background(secret.clone(), readers::DEFAULT_MAX_AGE),
-    );
+    let (s, secret) = opened_with_readers(None).await;
+    let query = reading_in_background(&s, &secret);
     let auth = format!("Bearer {}", s.key);
     let get = |auth: Option<&str>| {
         let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
@@ -546,14 +563,8 @@ async fn readers_read_in_the_background_answer_503_until_read_and_no_key_is_take
 
 #[tokio::test(start_paused = true)]
 async fn the_first_request_waits_for_the_readers_read_started_at_cold_start() {
-    let s = setup();
-    fold(&s.store, &[opened("acc_1")]).await;
-    let secret = Secret::default();
-    secret.set(&readers_json());
-    let query = Query::reading(
-        &s.store,
-        ReadersSource::in_background(secret.clone(), readers::DEFAULT_MAX_AGE),
-    );
+    let (s, secret) = opened_with_readers(Some(&readers_json())).await;
+    let query = reading_in_background(&s, &secret);
     let auth = format!("Bearer {}", s.key);
     let served = query
         .handle(&request(
@@ -570,14 +581,8 @@ async fn the_first_request_waits_for_the_readers_read_started_at_cold_start() {
 #[tokio::test(start_paused = true)]
 async fn a_reader_key_minted_after_the_cold_start_works_at_once_and_a_removed_one_stops_within_the_max_age(
 ) {
-    let s = setup();
-    fold(&s.store, &[opened("acc_1")]).await;
-    let secret = Secret::default();
-    secret.set(&readers_json());
-    let query = Query::reading(
-        &s.store,
-        ReadersSource::in_background(secret.clone(), readers::DEFAULT_MAX_AGE),
-    );
+    let (s, secret) = opened_with_readers(Some(&readers_json())).await;
+    let query = reading_in_background(&s, &secret);
     let get = |key: &str| {
         let auth = format!("Bearer {key}");
         request("GET", "/accounts/acc_1", &[("authorization", &auth)])

@@ -445,7 +445,7 @@ fn scan_kinesis(s: &mut Scanner<'_>, batch: &mut KinesisBatch, data: &mut Vec<u8
 pub struct PayloadError(String);
 
 impl PayloadError {
-    fn new(err: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+    pub(crate) fn new(err: &serde_path_to_error::Error<serde_json::Error>) -> Self {
         const CONTEXT: &str =
             "failed to deserialize the incoming data into the function's payload type";
         Self(match err.path().to_string().as_str() {
