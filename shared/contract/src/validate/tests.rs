@@ -173,3 +173,76 @@ fn the_currency_set_is_the_list() {
         }
     }
 }
+
+/// The e-mail rule of [`is_email`] written plainly, by splitting: the reference its one-pass version must agree with.
+fn is_email_by_parts(value: &str) -> bool {
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return false;
+    };
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(&b);
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(atext));
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let Some((_, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    let tld_ok =
+        tld.len() >= 2 && (tld.bytes().all(|b| b.is_ascii_alphabetic()) || tld.starts_with("xn--"));
+    local_ok && domain.len() <= 253 && domain.split('.').all(label_ok) && tld_ok
+}
+
+#[test]
+fn the_one_pass_email_check_agrees_with_the_plain_rule() {
+    // Addresses built from the characters that matter to the rule, at the lengths where its limits are.
+    const PIECES: &[&str] = &[
+        "a", "Z", "0", "9", "-", ".", "@", "_", "+", "'", " ", "xn--", "é", "\"", "co", "example",
+        "[",
+    ];
+    let mut rng = crate::test_rng::XorShift::new(0x5eed_e3a1);
+    let (mut valid, mut total) = (0, 0);
+    for _ in 0..200_000 {
+        let mut address = String::new();
+        for _ in 0..rng.below(12) {
+            address.push_str(PIECES[rng.below(PIECES.len())]);
+        }
+        if rng.below(4) == 0 {
+            // Near the limits: a long local part or a long label.
+            let long = "a".repeat(60 + rng.below(8));
+            address.insert_str(0, &long);
+        }
+        if rng.below(3) == 0 {
+            address.push_str(["@b.co", ".com", "@example.org", "-.io"][rng.below(4)]);
+        }
+        assert_eq!(
+            is_email(&address),
+            is_email_by_parts(&address),
+            "{address:?}"
+        );
+        valid += usize::from(is_email(&address));
+        total += 1;
+    }
+    // Both answers occur often enough for the comparison to mean something.
+    assert!(
+        valid > total / 50 && valid < total / 2,
+        "{valid} of {total} valid"
+    );
+    let edge = [
+        format!("{}@example.com", "a".repeat(64)),
+        format!("a@{}.com", "b".repeat(63)),
+        format!("a@{}.com", "b".repeat(64)),
+        format!("a@{}.co", "b.".repeat(125)),
+        format!("a@{}.co", "b.".repeat(126)),
+    ];
+    for address in &edge {
+        assert_eq!(is_email(address), is_email_by_parts(address), "{address:?}");
+    }
+}

@@ -132,12 +132,9 @@ impl<R: serde::Serialize> serde::Serialize for Answer<R> {
 /// for a payload it could not deserialise (its type and message, the JSON path of the fault included: only then is
 /// the payload read again, through `serde_path_to_error`).
 pub fn deserialize<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Diagnostic> {
-    serde_json::from_slice(payload).or_else(|_| {
-        let mut json = serde_json::Deserializer::from_slice(payload);
-        serde_path_to_error::deserialize(&mut json).map_err(|err| Diagnostic {
-            error_type: DESERIALIZE_ERROR.into(),
-            error_message: crate::lambda_event::PayloadError::new(&err).to_string(),
-        })
+    crate::lambda_event::PayloadError::read(payload).map_err(|err| Diagnostic {
+        error_type: DESERIALIZE_ERROR.into(),
+        error_message: err.to_string(),
     })
 }
 
