@@ -1,0 +1,163 @@
+//! The fast pass over a Kinesis event (issue #15), with [`tubes_contract::json::Scanner`]: what
+//! [`KinesisBatch::from_payload`] tries first. It reads a well-formed event as AWS writes it, and declines the
+//! rest to the serde pass of the parent module, which decides and words every error.
+
+use std::borrow::Cow;
+
+use tubes_contract::codec;
+use tubes_contract::json::{self, Scanner};
+
+use super::super::kpl;
+use super::super::record::SequenceNumber;
+use super::{events_of, order_key, BatchRecord, DecodeError, KinesisBatch};
+
+/// The fast pass over a Kinesis event (issue #15), with [`tubes_contract::json::Scanner`]: the batch exactly as
+/// the serde visitors of the parent module make it, or `None` for whatever it does not take (malformed JSON, a member of an
+/// unexpected type, a repeated member, data that is not plain base64, an arrival time that is not a plain
+/// number, a record whose data comes before its partition key or sequence number), which the serde_json pass
+/// then reads. Each record's events are decoded and pushed where they will stay, as the data is read: an
+/// envelope is a few hundred bytes, and moving each through the layers of the serde pass showed in its profile.
+pub(super) fn scan_batch(payload: &[u8]) -> Option<KinesisBatch> {
+    let mut s = Scanner::new(payload);
+    let mut batch = KinesisBatch::default();
+    let mut seen = false;
+    // Every record's data decoded into this one buffer.
+    let mut data = Vec::new();
+    s.object(|s, key| {
+        if key.is("Records") {
+            // The serde pass reads a second `Records` too: left to it.
+            (!seen).then_some(())?;
+            seen = true;
+            s.array(|s| scan_record(s, &mut batch, &mut data))
+        } else {
+            other_key(key)?;
+            s.skip_value()
+        }
+    })?;
+    // The serde_json pass reads trailing bytes too (and then ignores them): left to it.
+    if !seen || !s.at_end() {
+        return None;
+    }
+    batch.drop_misplaced();
+    Some(batch)
+}
+
+/// A key the fast pass skips the value of: declined when it is written with escapes (it might be one the pass
+/// reads) or is not UTF-8 (which serde_json refuses in a key).
+#[inline]
+fn other_key(key: json::Str<'_>) -> Option<()> {
+    (!key.escaped && (key.raw.is_ascii() || std::str::from_utf8(key.raw).is_ok())).then_some(())
+}
+
+/// One record of the fast pass: its `kinesis` member's events pushed onto the batch, and the stream and shard
+/// from the first record.
+fn scan_record(s: &mut Scanner<'_>, batch: &mut KinesisBatch, data: &mut Vec<u8>) -> Option<()> {
+    let mut kinesis = false;
+    s.object(|s, key| {
+        if key.is("kinesis") {
+            // The serde pass reads a second one too, and keeps it: left to it.
+            (!kinesis).then_some(())?;
+            kinesis = true;
+            scan_kinesis(s, batch, data)?;
+        } else if key.is("eventSourceARN") && batch.event_source_arn.is_none() {
+            batch.event_source_arn = Some(s.string()?.unescaped()?.into_owned());
+        } else if key.is("eventID") && batch.shard_id.is_none() {
+            let id = s.string()?.unescaped()?;
+            batch.shard_id = id.split_once(':').map(|(shard, _)| shard.to_owned());
+        } else {
+            other_key(key)?;
+            s.skip_value()?;
+        }
+        Some(())
+    })?;
+    kinesis.then_some(())
+}
+
+/// A record's `kinesis` member in the fast pass: its data decoded as it is read, its events pushed onto the batch
+/// (what [`KinesisBatch::push`] does for the serde pass).
+fn scan_kinesis(s: &mut Scanner<'_>, batch: &mut KinesisBatch, data: &mut Vec<u8>) -> Option<()> {
+    let (mut seq, mut key, mut events, mut arrival) = (None, None, None, None);
+    let mut seen_key = false;
+    s.object(|s, name| {
+        let first = |seen: bool| (!seen).then_some(());
+        if name.is("sequenceNumber") {
+            first(seq.is_some())?;
+            seq = Some(SequenceNumber::from(s.string()?.unescaped()?.into_owned()));
+        } else if name.is("partitionKey") {
+            first(seen_key)?;
+            seen_key = true;
+            key = Some(s.string()?.unescaped()?.into_owned());
+        } else if name.is("data") {
+            first(events.is_some())?;
+            // As AWS writes a record: its key before its data (which needs it to order the events).
+            let partition_key: String = key.take()?;
+            seq.as_ref()?;
+            // Base64 refuses escapes and control characters itself; its SIMD decoder takes exactly what the serde
+            // pass's does (a test says so), and what it refuses is left to that pass.
+            data.clear();
+            base64_simd::STANDARD
+                .decode_append(s.string_unchecked()?, data)
+                .ok()?;
+            let start = batch.records.len();
+            if kpl::is_aggregate(data) || codec::is_packed(data) {
+                let meant_for = events_of(data).each(partition_key, |sub, key, envelope| {
+                    batch.records.push(BatchRecord {
+                        sequence_number: SequenceNumber::default(),
+                        sub_sequence_number: sub,
+                        partition_key: key,
+                        arrival: None,
+                        envelope,
+                    });
+                });
+                if let Some(shard) = meant_for {
+                    let end = batch.records.len();
+                    batch.pack_checks.push((start..end, shard));
+                }
+            } else {
+                // A record of one event (what `events_of` and `Contents::each` make of it), built in place.
+                let envelope =
+                    codec::decode(data).map_err(|v| (DecodeError::Invalid(v), data.to_vec()));
+                let partition_key = order_key(&envelope, Cow::Owned(partition_key));
+                batch.records.push(BatchRecord {
+                    sequence_number: SequenceNumber::default(),
+                    sub_sequence_number: None,
+                    partition_key,
+                    arrival: None,
+                    envelope,
+                });
+            }
+            events = Some(start..batch.records.len());
+        } else if name.is("approximateArrivalTimestamp") {
+            first(arrival.is_some())?;
+            arrival = Some(match s.peek()? {
+                b'n' => s.keyword().map(|_| None)?,
+                b'0'..=b'9' => {
+                    let number = s.number()?;
+                    Some(if number.contains(['.', 'e', 'E']) {
+                        json::exact_f64(number)?
+                    } else {
+                        // As serde_json hands an integer over, and `Seconds` makes it a float.
+                        number.parse::<u64>().ok()? as f64
+                    })
+                }
+                _ => return None,
+            });
+        } else {
+            other_key(name)?;
+            s.skip_value()?;
+        }
+        Some(())
+    })?;
+    let (events, sequence_number) = (events?, seq?);
+    let arrival = arrival.flatten();
+    let records = &mut batch.records[events];
+    records.iter_mut().for_each(|r| r.arrival = arrival);
+    // Moved into the last event, cloned for the others (as `KinesisBatch::push`).
+    if let Some((last, others)) = records.split_last_mut() {
+        others
+            .iter_mut()
+            .for_each(|r| r.sequence_number.clone_from(&sequence_number));
+        last.sequence_number = sequence_number;
+    }
+    Some(())
+}
