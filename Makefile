@@ -12,7 +12,7 @@ unexport CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH CARGO_MANIFEST_LINKS CARGO_PKG_N
   CARGO_PKG_DESCRIPTION CARGO_PKG_HOMEPAGE CARGO_PKG_REPOSITORY CARGO_PKG_LICENSE CARGO_PKG_LICENSE_FILE \
   CARGO_PKG_README CARGO_PKG_RUST_VERSION CARGO_CRATE_NAME CARGO_PRIMARY_PACKAGE CARGO_TARGET_TMPDIR OUT_DIR
 
-.PHONY: help bootstrap dev reset test test-rust check-template dlq keys query replay logs trace lint bench bench-cold-start bench-local bench-event-store bench-consumer bench-packing cost soak schemas fuzz build deploy lock clean
+.PHONY: help bootstrap dev reset test test-rust check-template dlq keys query replay logs trace lint bench bench-cold-start bench-powertools bench-local bench-event-store bench-consumer bench-packing cost soak schemas fuzz build deploy lock clean
 
 help: ## This list.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ COLD_START_FUNCTIONS = -p tubes-ingest -p tubes-consumer-payments -p tubes-consu
 bench-cold-start: ## Each function's cold start (spawn → first GET /next) against a hello-world lambda_runtime binary; fails over +5 ms (ARGS: --runs N, names).
 	cargo build -q --profile bench --bins $(COLD_START_FUNCTIONS) -p tubes-bench
 	$(or $(CARGO_TARGET_DIR),target)/release/cold_start $(ARGS)
+
+bench-powertools: bootstrap ## The consumer's decode against Powertools' parser models (rebuilt with pydantic) on the same 10,000-record file: how many times faster (ARGS: --rounds N).
+	cargo build -q --profile bench --bin decode_payload -p tubes-bench
+	$(VENV)/python benches/powertools.py --bin $(or $(CARGO_TARGET_DIR),target)/release/decode_payload $(ARGS)
 
 bench-local: bootstrap ## Local stack figures: time to ready, 202 → consumer latency, sustained events/s (60 s), query latency.
 	PATH="$(CURDIR)/$(VENV):$$PATH" cargo run -q -p tubes-tests --example local_stack_figures -- $(or $(DURATION),60)

@@ -40,7 +40,7 @@ use std::hint::black_box;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_http::{Body, Request};
 use serde_json::json;
-use tubes_bench::{compare, report};
+use tubes_bench::{compare, kinesis_event_bytes, payment_bytes, report};
 use tubes_contract::{codec, EventType, Record};
 use tubes_ingest::credentials::api_key;
 use tubes_ingest::webhook::Secret;
@@ -48,7 +48,6 @@ use tubes_ingest::{Config, FixedSources, HttpApiEvent, Ingest, Sources};
 use tubes_platform::consumer::{consumer_fn, Consumer};
 use tubes_platform::dead_letters::LogDeadLetters;
 use tubes_platform::idempotency::{IdempotencyTimes, MemoryIdempotency};
-use tubes_platform::lambda_event::{kinesis_event, BatchSource, SequenceNumber, StreamRecord};
 use tubes_platform::publish::PublishError;
 use tubes_platform::telemetry::{logs, Emf};
 use tubes_platform::{Harness, KinesisBatch, Publisher, PutOutcome};
@@ -141,40 +140,6 @@ fn payment(i: usize) -> serde_json::Value {
         "data": {"payment_id": format!("pay_{i}"), "account_id": format!("acc_{}", i % 97), "amount": 1250 + i,
                  "currency": "EUR", "payer_email": "ada@example.com"}
     })
-}
-
-/// [`payment`]'s event as a producer writes it: members in CloudEvents order, not sorted as `json!` sorts them.
-fn payment_bytes(i: usize) -> Vec<u8> {
-    let (id, key) = (format!("evt_{i:08}"), format!("acc_{}", i % 97));
-    format!(
-        r#"{{"specversion":"1.0","id":"{id}","source":"/shop/checkout","type":"payment.received","subject":"{key}","time":"2026-11-22T10:00:00Z","datacontenttype":"application/json","data":{{"payment_id":"pay_{i}","account_id":"{key}","amount":{amount},"currency":"EUR","payer_email":"ada@example.com"}}}}"#,
-        amount = 1250 + i
-    )
-    .into_bytes()
-}
-
-/// A Kinesis event of `n` payment records, as Lambda hands it over: members in AWS's order (the structs of
-/// [`kinesis_event`] serialised directly; through a `Value` they would come out sorted, which parses faster than
-/// real payloads do) and each event in its producer's order ([`payment_bytes`]).
-fn kinesis_event_bytes(n: usize) -> Vec<u8> {
-    let records: Vec<StreamRecord> = (0..n)
-        .map(|i| StreamRecord {
-            sequence_number: SequenceNumber::from(format!(
-                "4959033827149025660855969253836157109592157598913658{:04}",
-                i % 10_000
-            )),
-            partition_key: format!("acc_{}", i % 97),
-            data: payment_bytes(i),
-            arrival: 1_795_000_000.123,
-        })
-        .collect();
-    let source = BatchSource {
-        event_source_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/tubes-events".into(),
-        shard_id: "shardId-000000000000".into(),
-        aws_region: "us-east-1".into(),
-        invoke_identity_arn: "arn:aws:iam::123456789012:role/tubes-payments".into(),
-    };
-    serde_json::to_vec(&kinesis_event(&source, &records)).expect("serialisable")
 }
 
 /// An HTTP API (payload format 2.0) event for `POST /events`, keys in the order API Gateway sends them; `{body}`
