@@ -27,7 +27,7 @@ use crate::consumer::Consumer;
 use crate::dead_letters::{AnyDeadLetters, DeadLetters};
 use crate::harness::Harness;
 use crate::idempotency::IdempotencyStore;
-use crate::lambda_event::KinesisBatch;
+use crate::lambda_event::{KinesisBatch, PayloadError};
 use crate::telemetry::Emf;
 
 mod env;
@@ -74,10 +74,7 @@ async fn run<C: Consumer, D: DeadLetters, S: IdempotencyStore>(
         async move {
             // Not a Kinesis event: the invocation fails as it did when the runtime deserialised the payload, with
             // the same error type and message.
-            let batch = batch.map_err(|err| Diagnostic {
-                error_type: DESERIALIZE_ERROR.into(),
-                error_message: err.to_string(),
-            })?;
+            let batch = batch?;
             let report = harness.run_until(batch, deadline).await;
             // One EMF document per invocation, written before the answer (Lambda may freeze us after it).
             if let Some(emf) = emf {
@@ -107,7 +104,7 @@ where
             .map(|payload| handler(payload, event.context));
         async move {
             match run {
-                Some(run) => run.await.map(Answer),
+                Some(run) => run.await,
                 None => Err(no_payload()),
             }
         }
@@ -119,27 +116,25 @@ where
         .await
 }
 
-/// A handler's answer, serialised as it is: one concrete type for the runtime, whatever the handler's.
-struct Answer<R>(R);
-
-impl<R: serde::Serialize> serde::Serialize for Answer<R> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
-
 /// `payload` as a `T`, read by serde_json's plain pass; when it does not deserialise, the error the runtime gives
 /// for a payload it could not deserialise (its type and message, the JSON path of the fault included: only then is
 /// the payload read again, through `serde_path_to_error`).
 pub fn deserialize<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Diagnostic> {
-    crate::lambda_event::PayloadError::read(payload).map_err(|err| Diagnostic {
-        error_type: DESERIALIZE_ERROR.into(),
-        error_message: err.to_string(),
-    })
+    Ok(PayloadError::read(payload)?)
 }
 
 /// The error type the runtime reports for a payload it could not deserialise.
 const DESERIALIZE_ERROR: &str = "lambda_runtime::deserializer::DeserializeError";
+
+/// A payload that did not deserialise, reported as the runtime reports one: its error type and message.
+impl From<PayloadError> for Diagnostic {
+    fn from(err: PayloadError) -> Self {
+        Diagnostic {
+            error_type: DESERIALIZE_ERROR.into(),
+            error_message: err.to_string(),
+        }
+    }
+}
 
 fn no_payload() -> Diagnostic {
     Diagnostic {
