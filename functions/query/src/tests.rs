@@ -489,7 +489,6 @@ impl ReadersFetch for Secret {
     }
 }
 
-/// The readers of [`setup`], as the secret holds them.
 /// `acc_1` opened, and a readers secret holding `readers` (nothing readable yet without them).
 async fn opened_with_readers(readers: Option<&str>) -> (Setup, Secret) {
     let s = setup();
@@ -512,6 +511,7 @@ fn reading_in_background<'s>(
     )
 }
 
+/// The readers of [`setup`], as the secret holds them.
 fn readers_json() -> String {
     let (_, hash) = mint("dashboard", "k1", [7; SECRET_BYTES]).unwrap();
     json!({"dashboard": {"api_keys": {"k1": hash.to_string()}}}).to_string()
