@@ -167,6 +167,42 @@ async fn a_redelivered_signup_has_its_effects_once_and_a_poison_record_is_parked
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    // A payload that is no Kinesis event at all (a mapping never sends one; a hand-made Invoke may): the
+    // invocation fails as the Lambda runtime reports a payload it cannot deserialise, with the JSON path of the
+    // fault; and the same function instance serves the next invocation (`cargo lambda watch` would not start
+    // another).
+    let invoke = format!(
+        "{}/2015-03-31/functions/tubes-consumer-signups/invocations",
+        stack.http
+    );
+    let answer = http
+        .post(&invoke)
+        .body(r#"{"Records":[{"kinesis":{"partitionKey":"usr_x","sequenceNumber":"1","data":7}}]}"#)
+        .send()
+        .await
+        .unwrap();
+    // `cargo lambda watch` answers a function error with a 500 and the runtime's error document.
+    assert!(answer.status().is_server_error(), "{}", answer.status());
+    let error: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        error["errorType"], "lambda_runtime::deserializer::DeserializeError",
+        "{error}"
+    );
+    let message = error["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Records[0].kinesis.data"),
+        "the path of the fault: {error}"
+    );
+    let answer = http
+        .post(&invoke)
+        .body(r#"{"Records":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    let empty: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(empty, json!({"batchItemFailures": []}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
