@@ -11,6 +11,12 @@ use super::super::kpl;
 use super::super::record::SequenceNumber;
 use super::{events_of, order_key, BatchRecord, DecodeError, KinesisBatch};
 
+/// The fewest bytes a record of a Lambda Kinesis event takes: its members' names and fixed values, its sequence
+/// number twice (`sequenceNumber`, `eventID`) and the stream's and role's ARNs.
+const MIN_RECORD_BYTES: usize = 512;
+/// The largest batch an event source mapping hands a function.
+const MAX_BATCH_RECORDS: usize = 10_000;
+
 /// The fast pass over a Kinesis event (issue #15), with [`tubes_contract::json::Scanner`]: the batch exactly as
 /// the serde visitors of the parent module make it, or `None` for whatever it does not take (malformed JSON, a member of an
 /// unexpected type, a repeated member, data that is not plain base64, an arrival time that is not a plain
@@ -20,6 +26,12 @@ use super::{events_of, order_key, BatchRecord, DecodeError, KinesisBatch};
 pub(super) fn scan_batch(payload: &[u8]) -> Option<KinesisBatch> {
     let mut s = Scanner::new(payload);
     let mut batch = KinesisBatch::default();
+    // Room for every record up front: growing the vector copies records already decoded (a few hundred bytes
+    // each) once per doubling. A record of AWS's takes at least this many bytes of the payload; a batch holds at
+    // most 10,000 records (packed ones may still add events beyond this).
+    batch
+        .records
+        .reserve((payload.len() / MIN_RECORD_BYTES).min(MAX_BATCH_RECORDS));
     let mut seen = false;
     // Every record's data decoded into this one buffer.
     let mut data = Vec::new();
