@@ -7,15 +7,14 @@ use std::borrow::Cow;
 use tubes_contract::codec;
 use tubes_contract::json::{self, Scanner};
 
-use super::super::kpl;
 use super::super::record::SequenceNumber;
+use super::super::{kpl, MAX_BATCH_SIZE};
 use super::{events_of, order_key, BatchRecord, DecodeError, KinesisBatch};
 
-/// The fewest bytes a record of a Lambda Kinesis event takes: its members' names and fixed values, its sequence
-/// number twice (`sequenceNumber`, `eventID`) and the stream's and role's ARNs.
+/// About the fewest bytes a record of a Lambda Kinesis event takes: its members' names and fixed values, its
+/// sequence number twice (`sequenceNumber`, `eventID`) and the stream's and role's ARNs come to ≈500 with no data
+/// at all. A capacity hint, not a bound: a batch of smaller records only grows its vector as before.
 const MIN_RECORD_BYTES: usize = 512;
-/// The largest batch an event source mapping hands a function.
-const MAX_BATCH_RECORDS: usize = 10_000;
 
 /// The fast pass over a Kinesis event (issue #15), with [`tubes_contract::json::Scanner`]: the batch exactly as
 /// the serde visitors of the parent module make it, or `None` for whatever it does not take (malformed JSON, a member of an
@@ -27,11 +26,11 @@ pub(super) fn scan_batch(payload: &[u8]) -> Option<KinesisBatch> {
     let mut s = Scanner::new(payload);
     let mut batch = KinesisBatch::default();
     // Room for every record up front: growing the vector copies records already decoded (a few hundred bytes
-    // each) once per doubling. A record of AWS's takes at least this many bytes of the payload; a batch holds at
-    // most 10,000 records (packed ones may still add events beyond this).
+    // each) once per doubling. No mapping hands over more than `MAX_BATCH_SIZE` records (packed ones may still
+    // add events beyond that, and grow the vector as before).
     batch
         .records
-        .reserve((payload.len() / MIN_RECORD_BYTES).min(MAX_BATCH_RECORDS));
+        .reserve((payload.len() / MIN_RECORD_BYTES).min(MAX_BATCH_SIZE));
     let mut seen = false;
     // Every record's data decoded into this one buffer.
     let mut data = Vec::new();
