@@ -191,6 +191,55 @@ impl<'a> Scanner<'a> {
         std::str::from_utf8(&self.bytes[start..self.at]).ok()
     }
 
+    /// The number that comes next as serde_json reads it into an `f64`, in the one form a Kinesis arrival time
+    /// takes, `1795000000.123` (digits, maybe a fraction; at most 15 digits in all), read and converted in one
+    /// pass; `None`, and the scanner where it was, for any other number (then [`Scanner::number`] and
+    /// [`exact_f64`] read it): it came to 5 % of the consumer's decode as those two passes and a search.
+    #[inline]
+    pub fn decimal(&mut self) -> Option<f64> {
+        // 10^-n for the fraction's n digits: the integer is below 2^53 and the power exact, so one correctly
+        // rounded division gives serde_json's bits (as `exact_f64` says).
+        const POW10: [f64; 16] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+        ];
+        self.peek()?;
+        let bytes = self.bytes.get(self.at..)?;
+        let (mut value, mut count, mut frac) = (0u64, 0usize, None);
+        for &b in bytes {
+            match b {
+                b'0'..=b'9' => {
+                    count += 1;
+                    value = value * 10 + u64::from(b - b'0');
+                    if count > 15 {
+                        return None;
+                    }
+                }
+                b'.' if frac.is_none() => frac = Some(count),
+                // Another `.`, an exponent, a sign: left to the general reading.
+                b'.' | b'e' | b'E' | b'+' | b'-' => return None,
+                _ => break,
+            }
+        }
+        let int_digits = frac.unwrap_or(count);
+        let frac_digits = count - int_digits;
+        // JSON's own rules: digits before a point and after it, no leading zero before another digit.
+        if int_digits == 0
+            || frac == Some(count)
+            || (bytes.first() == Some(&b'0') && int_digits > 1)
+        {
+            return None;
+        }
+        self.at += count + usize::from(frac.is_some());
+        // At most 15 digits: below 2^53, exact as a float.
+        #[allow(clippy::cast_precision_loss)]
+        let value = value as f64;
+        Some(if frac_digits == 0 {
+            value
+        } else {
+            value / POW10[frac_digits]
+        })
+    }
+
     fn digits(&mut self) {
         while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
             self.at += 1;

@@ -94,6 +94,56 @@ fn strings_are_read_with_their_escapes() {
 }
 
 #[test]
+fn decimals_read_in_one_pass_are_serde_jsons_own() {
+    let mut rng = crate::test_rng::XorShift::new(0x0dec_0dec_5eed);
+    let (mut taken, mut declined) = (0, 0);
+    for i in 0..200_000u64 {
+        let state = rng.next_u64();
+        let digits = state % 10u64.pow(1 + u32::try_from(i % 18).unwrap());
+        let text = match i % 5 {
+            0 => format!("{digits}"),
+            1 => format!("{}.{:03}", digits / 1000, digits % 1000),
+            2 => format!("{}.{}", digits % 100, digits),
+            3 => format!("{digits}e{}", state >> 61),
+            _ => format!("{digits}.{}E-1", i % 10),
+        };
+        let serde: f64 = serde_json::from_str(&text).unwrap();
+        let mut s = Scanner::of_text(&text);
+        match s.decimal() {
+            Some(fast) => {
+                taken += 1;
+                assert_eq!(fast.to_bits(), serde.to_bits(), "{text}");
+                assert!(s.at_end(), "{text}");
+            }
+            None => {
+                declined += 1;
+                assert_eq!(s.position(), 0, "{text}");
+            }
+        }
+    }
+    assert!(taken > 50_000 && declined > 50_000, "{taken} {declined}");
+    // What is not a number JSON writes, or not in this form, is left where it is.
+    for text in [
+        "01.5",
+        "1.",
+        ".5",
+        "-1.5",
+        "1.2.3",
+        "1e5",
+        "1234567890123456",
+        "x",
+    ] {
+        let mut s = Scanner::of_text(text);
+        assert_eq!(s.decimal(), None, "{text}");
+        assert_eq!(s.position(), 0, "{text}");
+    }
+    // A number ends where a member's value does.
+    let mut s = Scanner::of_text(" 1795000000.123,");
+    assert_eq!(s.decimal(), Some(1_795_000_000.123));
+    assert_eq!(s.peek(), Some(b','));
+}
+
+#[test]
 fn exact_floats_are_serde_jsons_own() {
     let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
     let mut taken = 0;

@@ -7,30 +7,84 @@ use serde::{Deserialize, Serialize};
 
 /// A Kinesis sequence number: a decimal string of up to 128 digits without leading zeros, ordered numerically
 /// (`"9" < "10"`), which is the order of the records in their shard.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SequenceNumber(String);
+///
+/// Kept inline when it is as short as Kinesis writes them today (56 digits): a consumer holds one per record of
+/// its batch, and as a `String` it was an allocation and a free for each (issue #15).
+#[derive(Clone)]
+pub struct SequenceNumber(Digits);
+
+/// [`INLINE`] bytes or fewer held in place, longer ones on the heap; which one depends on the length alone, so
+/// equal numbers are held alike.
+#[derive(Clone)]
+enum Digits {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+/// The longest sequence number held in place: the value's 64 bytes, less its length and its variant.
+const INLINE: usize = 62;
 
 impl SequenceNumber {
     /// The digits.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Whole `str`s are copied in (`SequenceNumber::from`), so this is always UTF-8.
+            Digits::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Digits::Heap(digits) => digits,
+        }
     }
 
     /// The digits, owned.
     pub fn into_string(self) -> String {
-        self.0
+        match self.0 {
+            Digits::Heap(digits) => digits.into_string(),
+            Digits::Inline { .. } => self.as_str().to_owned(),
+        }
     }
 
     /// The last `n` digits: what a person needs to tell neighbours apart.
     pub fn tail(&self, n: usize) -> &str {
-        &self.0[self.0.len().saturating_sub(n)..]
+        let digits = self.as_str();
+        digits
+            .get(digits.len().saturating_sub(n)..)
+            .unwrap_or(digits)
+    }
+}
+
+impl Default for SequenceNumber {
+    fn default() -> Self {
+        Self::from("")
+    }
+}
+
+impl fmt::Debug for SequenceNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SequenceNumber")
+            .field(&self.as_str())
+            .finish()
+    }
+}
+
+impl PartialEq for SequenceNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SequenceNumber {}
+
+impl std::hash::Hash for SequenceNumber {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
 impl Ord for SequenceNumber {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.0.len(), &self.0).cmp(&(other.0.len(), &other.0))
+        let (a, b) = (self.as_str(), other.as_str());
+        (a.len(), a).cmp(&(b.len(), b))
     }
 }
 
@@ -42,43 +96,80 @@ impl PartialOrd for SequenceNumber {
 
 impl From<String> for SequenceNumber {
     fn from(digits: String) -> Self {
-        Self(digits)
+        if digits.len() <= INLINE {
+            Self::from(digits.as_str())
+        } else {
+            Self(Digits::Heap(digits.into_boxed_str()))
+        }
     }
 }
 
 impl From<&str> for SequenceNumber {
     fn from(digits: &str) -> Self {
-        Self(digits.to_owned())
+        match u8::try_from(digits.len()) {
+            Ok(len) if usize::from(len) <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..digits.len()].copy_from_slice(digits.as_bytes());
+                Self(Digits::Inline { len, bytes })
+            }
+            _ => Self(Digits::Heap(digits.into())),
+        }
     }
 }
 
 impl AsRef<str> for SequenceNumber {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl PartialEq<str> for SequenceNumber {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        self.as_str() == other
     }
 }
 
 impl PartialEq<&str> for SequenceNumber {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        self.as_str() == *other
     }
 }
 
 impl PartialEq<String> for SequenceNumber {
     fn eq(&self, other: &String) -> bool {
-        &self.0 == other
+        self.as_str() == other
     }
 }
 
 impl fmt::Display for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+// As the string it is (what `#[serde(transparent)]` over a `String` was).
+impl Serialize for SequenceNumber {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SequenceNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SequenceNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SequenceNumber, E> {
+                Ok(SequenceNumber::from(v))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<SequenceNumber, E> {
+                Ok(SequenceNumber::from(v))
+            }
+        }
+        deserializer.deserialize_string(V)
     }
 }
 
@@ -142,6 +233,35 @@ mod tests {
         assert!(s("100") > s("99"));
         assert_eq!([s("10"), s("9"), s("11")].iter().min(), Some(&s("9")));
         assert_eq!(s("4956816737").tail(4), "6737");
+    }
+
+    #[test]
+    fn long_and_short_sequence_numbers_are_the_same_digits_however_held() {
+        use std::collections::HashSet;
+        // Around the length held in place, and Kinesis' longest (129 digits).
+        for len in [0, 1, 56, INLINE - 1, INLINE, INLINE + 1, 129] {
+            let digits: String = (0..len).map(|i| char::from(b'1' + (i % 9) as u8)).collect();
+            let (from_str, from_string) = (
+                SequenceNumber::from(digits.as_str()),
+                SequenceNumber::from(digits.clone()),
+            );
+            assert_eq!(from_str.as_str(), digits);
+            assert_eq!(from_str, from_string);
+            assert_eq!(from_str.clone().into_string(), digits);
+            assert_eq!(from_str.to_string(), digits);
+            let json = serde_json::to_string(&from_string).unwrap();
+            assert_eq!(json, format!("\"{digits}\""));
+            assert_eq!(
+                serde_json::from_str::<SequenceNumber>(&json).unwrap(),
+                from_str
+            );
+            assert_eq!(HashSet::from([from_str, from_string]).len(), 1);
+        }
+        // Ordered numerically across the two forms.
+        let short = SequenceNumber::from("9".repeat(INLINE));
+        let long = SequenceNumber::from(format!("1{}", "0".repeat(INLINE)));
+        assert!(short < long);
+        assert!(serde_json::from_str::<SequenceNumber>("42").is_err());
     }
 
     #[test]

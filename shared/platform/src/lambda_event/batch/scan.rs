@@ -93,7 +93,7 @@ fn scan_kinesis(s: &mut Scanner<'_>, batch: &mut KinesisBatch, data: &mut Vec<u8
         let first = |seen: bool| (!seen).then_some(());
         if name.is("sequenceNumber") {
             first(seq.is_some())?;
-            seq = Some(SequenceNumber::from(s.string()?.unescaped()?.into_owned()));
+            seq = Some(SequenceNumber::from(&*s.string()?.unescaped()?));
         } else if name.is("partitionKey") {
             first(seen_key)?;
             seen_key = true;
@@ -142,15 +142,19 @@ fn scan_kinesis(s: &mut Scanner<'_>, batch: &mut KinesisBatch, data: &mut Vec<u8
             first(arrival.is_some())?;
             arrival = Some(match s.peek()? {
                 b'n' => s.keyword().map(|_| None)?,
-                b'0'..=b'9' => {
-                    let number = s.number()?;
-                    Some(if number.contains(['.', 'e', 'E']) {
-                        json::exact_f64(number)?
-                    } else {
-                        // As serde_json hands an integer over, and `Seconds` makes it a float.
-                        number.parse::<u64>().ok()? as f64
-                    })
-                }
+                // The form Kinesis writes, in one pass; any other by the general reading.
+                b'0'..=b'9' => Some(match s.decimal() {
+                    Some(seconds) => seconds,
+                    None => {
+                        let number = s.number()?;
+                        if number.contains(['.', 'e', 'E']) {
+                            json::exact_f64(number)?
+                        } else {
+                            // As serde_json hands an integer over, and `Seconds` makes it a float.
+                            number.parse::<u64>().ok()? as f64
+                        }
+                    }
+                }),
                 _ => return None,
             });
         } else {
