@@ -70,7 +70,12 @@ impl Checker {
                 field,
                 format!("must be at most {max} characters"),
             ));
-        } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        } else if value
+            .bytes()
+            // A fold, not `all`: without the early exit the compiler checks many bytes a step (every event has
+            // several ids).
+            .fold(false, |bad, b| bad | !b.is_ascii_graphic())
+        {
             self.push(Violation::at(
                 Code::InvalidIdentifier,
                 field,
@@ -192,34 +197,81 @@ pub fn is_invisible_format(ch: char) -> bool {
 /// characters), and a domain of at least two DNS labels (letters, digits, inner hyphens; at most 63 each) whose
 /// last is alphabetic. Quoted local parts, IP literals and unencoded international names are refused.
 pub fn is_email(value: &str) -> bool {
-    // Over bytes, split by closures: it runs for every event that carries an address, and the same rule over
-    // `str` (`tests::is_email_by_parts`, which a test compares it with) searched for each `char` pattern.
-    let Some(at) = memchr::memrchr(b'@', value.as_bytes()) else {
+    // One pass over each part with a table of byte classes: it runs for every event that carries an address, and
+    // the rule written plainly (`tests::is_email_by_parts`, which a test compares this with) splits and searches
+    // (2.3 % of the consumer's decode in perf).
+    let bytes = value.as_bytes();
+    let Some(at) = memchr::memrchr(b'@', bytes) else {
         return false;
     };
-    let (local, domain) = (&value.as_bytes()[..at], &value.as_bytes()[at + 1..]);
-    let atext = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(b);
+    let (local, domain) = (&bytes[..at], &bytes[at + 1..]);
+    // Atoms of `atext` joined by single dots: none empty, so no dot first, last or twice in a row.
     let local_ok = !local.is_empty()
         && local.len() <= 64
+        && local.first() != Some(&b'.')
+        && local.last() != Some(&b'.')
+        && local.windows(2).all(|w| w != b"..")
         && local
-            .split(|&b| b == b'.')
-            .all(|atom| !atom.is_empty() && atom.iter().all(atext));
-    let label_ok = |l: &[u8]| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
-            && l.first() != Some(&b'-')
-            && l.last() != Some(&b'-')
-    };
-    // At least two labels, the last one alphabetic (or an IDN's `xn--`).
-    let Some(dot) = memchr::memrchr(b'.', domain) else {
+            .iter()
+            .all(|&b| b == b'.' || EMAIL_CLASS[usize::from(b)] & ATEXT != 0);
+    if !local_ok || domain.len() > 253 {
         return false;
-    };
-    let tld = &domain[dot + 1..];
-    let tld_ok =
-        tld.len() >= 2 && (tld.iter().all(u8::is_ascii_alphabetic) || tld.starts_with(b"xn--"));
-    local_ok && domain.len() <= 253 && domain.split(|&b| b == b'.').all(label_ok) && tld_ok
+    }
+    // Labels of letters, digits and inner hyphens, 1 to 63 long; the last (after a dot: two labels at least)
+    // alphabetic or an IDN's `xn--`.
+    let mut label_start = 0;
+    let mut last_dot = None;
+    for (i, &b) in domain.iter().enumerate() {
+        if b == b'.' {
+            if !label_ok(&domain[label_start..i]) {
+                return false;
+            }
+            last_dot = Some(i);
+            label_start = i + 1;
+        } else if EMAIL_CLASS[usize::from(b)] & LABEL == 0 {
+            return false;
+        }
+    }
+    let tld = &domain[label_start..];
+    last_dot.is_some()
+        && label_ok(tld)
+        && tld.len() >= 2
+        && (tld.iter().all(u8::is_ascii_alphabetic) || tld.starts_with(b"xn--"))
 }
+
+/// A DNS label's length and ends (its characters are checked as they are read).
+fn label_ok(label: &[u8]) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label.first() != Some(&b'-')
+        && label.last() != Some(&b'-')
+}
+
+/// [`EMAIL_CLASS`]: a character of an RFC 5322 atom.
+const ATEXT: u8 = 1;
+/// [`EMAIL_CLASS`]: a character of a DNS label (letters, digits, `-`).
+const LABEL: u8 = 2;
+
+/// The classes of each byte for [`is_email`], made at compile time.
+const EMAIL_CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            class[b] = ATEXT | LABEL;
+        }
+        b += 1;
+    }
+    let specials = b"!#$%&'*+/=?^_`{|}~-";
+    let mut i = 0;
+    while i < specials.len() {
+        class[specials[i] as usize] |= ATEXT;
+        i += 1;
+    }
+    class[b'-' as usize] |= LABEL;
+    class
+};
 
 /// Whether `code` is an active ISO 4217 code of a circulating currency (funds, metals and test codes excluded).
 pub fn is_currency(code: &str) -> bool {
