@@ -122,6 +122,21 @@ macro_rules! catalogue {
                 }
             }
 
+            /// The fast path's decode of `data` straight from the envelope's scan ([`shape::decode_scan`]):
+            /// `None` for anything but a clean decode.
+            pub(crate) fn decode_data_scan<'a>(
+                ty: EventType,
+                s: &mut crate::json::Scanner<'a>,
+                text: &'a str,
+                unknown: Unknown,
+            ) -> Option<Event> {
+                match ty {
+                    $(EventType::$variant => {
+                        shape::decode_scan::<$data>(<$data as Shaped>::shape(), s, text, unknown).map(Event::$variant)
+                    })+
+                }
+            }
+
             pub(crate) fn serialize_data<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
                 match self { $(Event::$variant(d) => map.serialize_entry("data", d),)+ }
             }

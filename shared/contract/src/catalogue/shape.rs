@@ -5,7 +5,9 @@
 //! repeated, missing or wrongly typed member) is reported in one answer, where serde stops at the first. The typed
 //! decode then sees only members of the right JSON type and can only fail on a value (a timestamp that does not
 //! parse, an unknown enum variant); those are collected too, one member at a time. A valid event costs one pass
-//! over its members' names and first bytes, and a decode from the raw values captured in the envelope's own pass.
+//! over its members' names and first bytes, and a decode from the raw values captured in the envelope's own pass;
+//! or, on the fast path when the event's `type` came first, one pass that checks each member against the shape
+//! as it decodes it ([`decode_scan`]).
 
 use std::borrow::Cow;
 
@@ -17,6 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::catalogue::EventType;
+use crate::json::Scanner;
 use crate::suggest;
 use crate::validate::{Checker, TIMESTAMP_MESSAGE};
 use crate::violation::{escape_pointer, from_serde, pointer_from_path, Code, Violation};
@@ -345,6 +348,150 @@ pub(crate) fn decode_fast<T: DeserializeOwned>(
         .iter()
         .map(|(name, raw)| (name.as_ref(), Scalar(raw)));
     T::deserialize(MapDeserializer::<_, serde::de::value::Error>::new(members)).ok()
+}
+
+/// The fast path's decode of a `data` object straight from the envelope's scan, the scanner at its `{`: what
+/// [`decode_fast`] does with captured members, without capturing them. Each member is checked against `shape` as
+/// it is read (known unless `unknown` ignores it, not repeated, of its JSON type) and its raw value handed to
+/// `T`'s decode ([`Scalar`]); then every required member must have come. `None` at the first thing it does not
+/// take, the scanner then anywhere: the caller declines the whole event to the serde_json path.
+pub(crate) fn decode_scan<'a, T: DeserializeOwned>(
+    shape: &Shape,
+    s: &mut Scanner<'a>,
+    text: &'a str,
+    unknown: Unknown,
+) -> Option<T> {
+    s.eat(b'{')?;
+    let mut members = ScanMembers {
+        s,
+        text,
+        shape,
+        unknown,
+        seen: 0,
+        read: 0,
+        member: None,
+        closed: false,
+    };
+    let value = T::deserialize(ScanObject(&mut members)).ok()?;
+    let complete = members.closed
+        && shape
+            .members
+            .iter()
+            .enumerate()
+            .take(TRACKED)
+            .all(|(m, member)| !member.required || members.seen & (1 << m) != 0);
+    complete.then_some(value)
+}
+
+/// The `data` object of [`decode_scan`], as serde's `Deserializer` of a map.
+struct ScanObject<'m, 's, 'a>(&'m mut ScanMembers<'s, 'a>);
+
+/// The members of [`decode_scan`]'s object, read one by one from the scanner.
+struct ScanMembers<'s, 'a> {
+    s: &'s mut Scanner<'a>,
+    text: &'a str,
+    shape: &'s Shape,
+    unknown: Unknown,
+    /// The shape's members read so far, a bit each (as [`Shape::check`] tracks them).
+    seen: u64,
+    /// How many members were read: the position tried first in the shape (ingest writes them in its order).
+    read: usize,
+    /// The shape's member whose value comes next.
+    member: Option<usize>,
+    /// Whether the object's `}` was read.
+    closed: bool,
+}
+
+/// Why [`decode_scan`] declined: never shown, the serde_json path words the problem.
+fn declined() -> serde::de::value::Error {
+    serde::de::Error::custom("declined")
+}
+
+impl<'de> serde::Deserializer<'de> for ScanObject<'_, '_, 'de> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(self.0)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> serde::de::MapAccess<'de> for ScanMembers<'_, 'de> {
+    type Error = serde::de::value::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        loop {
+            if self.closed {
+                return Ok(None);
+            }
+            let more = if self.read == 0 {
+                self.s.peek() != Some(b'}')
+            } else {
+                self.s.eat(b',').is_some()
+            };
+            if !more {
+                self.s.eat(b'}').ok_or_else(declined)?;
+                self.closed = true;
+                return Ok(None);
+            }
+            // A name written with escapes is left to the serde_json path.
+            let Some(Cow::Borrowed(name)) = self.s.string().and_then(|key| key.unescaped()) else {
+                return Err(declined());
+            };
+            self.s.eat(b':').ok_or_else(declined)?;
+            let guess = self.read;
+            self.read += 1;
+            let at = match self.shape.members.get(guess) {
+                Some(m) if m.name == name => Some(guess),
+                _ => self.shape.index(name),
+            };
+            let Some(m) = at else {
+                // Skipped as `decode_fast` has serde skip it; refused at the edge.
+                if self.unknown == Unknown::Ignore {
+                    self.s.skip_value().ok_or_else(declined)?;
+                    continue;
+                }
+                return Err(declined());
+            };
+            let bit = 1u64.checked_shl(u32::try_from(m).unwrap_or(u32::MAX));
+            if bit.is_some_and(|bit| self.seen & bit != 0) {
+                return Err(declined());
+            }
+            self.seen |= bit.unwrap_or(0);
+            self.member = Some(m);
+            return seed
+                .deserialize(serde::de::value::BorrowedStrDeserializer::new(name))
+                .map(Some);
+        }
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let m = self.member.take().ok_or_else(declined)?;
+        self.s.peek().ok_or_else(declined)?;
+        let start = self.s.position();
+        self.s.skip_value().ok_or_else(declined)?;
+        let raw = self
+            .text
+            .get(start..self.s.position())
+            .ok_or_else(declined)?;
+        if !self.shape.members[m].kinds.contains(Kinds::of_text(raw)) {
+            return Err(declined());
+        }
+        seed.deserialize(Scalar(raw))
+    }
 }
 
 /// A member's value read from its raw JSON (checked by the scanner), for the values a catalogue type holds: strings,

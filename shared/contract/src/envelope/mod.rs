@@ -102,9 +102,7 @@ pub fn keyed_id(consumer: &str, key: &str, ty: EventType) -> Uuid {
 /// [`Envelope::new`] make one, so holding an `Envelope` means holding a valid event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
-    id: String,
-    source: String,
-    subject: String,
+    names: Names,
     time: OffsetDateTime,
     dataschema: Option<String>,
     extensions: BTreeMap<String, serde_json::Value>,
@@ -155,18 +153,16 @@ impl Envelope {
     ) -> Result<Self, Violations> {
         let event = event.into();
         let envelope = Envelope {
-            id: id.into(),
-            source: source.into(),
-            subject: event.aggregate_id().to_owned(),
+            names: Names::new(&id.into(), &source.into(), event.aggregate_id()),
             time: time.to_offset(UtcOffset::UTC),
             dataschema: None,
             extensions: BTreeMap::new(),
             event,
         };
         let mut c = Checker::new();
-        c.id("/id", &envelope.id);
-        check_source(&mut c, &envelope.source);
-        c.id("/subject", &envelope.subject);
+        c.id("/id", envelope.id());
+        check_source(&mut c, envelope.source());
+        c.id("/subject", envelope.subject());
         envelope.event.validate(&mut c);
         Violations::from_vec(c.into_violations()).map_or(Ok(envelope), Err)
     }
@@ -288,21 +284,21 @@ impl Envelope {
         let mut c = Checker::new();
         c.id("/id", &id);
         Violations::from_vec(c.into_violations()).map_or(Ok(()), Err)?;
-        self.id = id;
+        self.names = Names::new(&id, self.source(), self.subject());
         Ok(self)
     }
 
     /// The event id (unique per event; the idempotency key downstream).
     pub fn id(&self) -> &str {
-        &self.id
+        self.names.id()
     }
     /// Who produced the event (a URI reference).
     pub fn source(&self) -> &str {
-        &self.source
+        self.names.source()
     }
     /// The aggregate id: the partition key, so one aggregate's events keep their order.
     pub fn subject(&self) -> &str {
-        &self.subject
+        self.names.subject()
     }
     /// When the event happened, in UTC.
     pub fn time(&self) -> OffsetDateTime {
@@ -338,9 +334,9 @@ impl Envelope {
         impl Serialize for Content<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut map = serializer.serialize_map(Some(4))?;
-                map.serialize_entry("source", &self.0.source)?;
+                map.serialize_entry("source", self.0.source())?;
                 map.serialize_entry("type", self.0.event_type().as_str())?;
-                map.serialize_entry("subject", &self.0.subject)?;
+                map.serialize_entry("subject", self.0.subject())?;
                 self.0.event.serialize_data(&mut map)?;
                 map.end()
             }
@@ -349,14 +345,54 @@ impl Envelope {
     }
 }
 
+/// An envelope's `id`, `source` and `subject`, one after the other in one string: every event has all three,
+/// and as three strings they were three allocations and three frees for each event a consumer decodes (issue #15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Names {
+    text: String,
+    /// Where `id` ends and `source` begins.
+    id_end: usize,
+    /// Where `source` ends and `subject` begins.
+    source_end: usize,
+}
+
+impl Names {
+    fn new(id: &str, source: &str, subject: &str) -> Self {
+        let mut text = String::with_capacity(id.len() + source.len() + subject.len());
+        text.push_str(id);
+        text.push_str(source);
+        text.push_str(subject);
+        Names {
+            text,
+            id_end: id.len(),
+            source_end: id.len() + source.len(),
+        }
+    }
+
+    // The bounds are where whole strings were pushed: always char boundaries, so `get` never answers `None`.
+    fn id(&self) -> &str {
+        self.text.get(..self.id_end).unwrap_or_default()
+    }
+
+    fn source(&self) -> &str {
+        self.text
+            .get(self.id_end..self.source_end)
+            .unwrap_or_default()
+    }
+
+    fn subject(&self) -> &str {
+        self.text.get(self.source_end..).unwrap_or_default()
+    }
+}
+
 impl Serialize for Envelope {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("specversion", SPECVERSION)?;
-        map.serialize_entry("id", &self.id)?;
-        map.serialize_entry("source", &self.source)?;
+        map.serialize_entry("id", self.id())?;
+        map.serialize_entry("source", self.source())?;
         map.serialize_entry("type", self.event.event_type().as_str())?;
-        map.serialize_entry("subject", &self.subject)?;
+        map.serialize_entry("subject", self.subject())?;
         let time = self
             .time
             .format(&Rfc3339)

@@ -3,7 +3,9 @@
 //!
 //! Two readers make that pass. The fast one ([`scan`], over [`crate::json::Scanner`]) takes a valid event only: at
 //! the first thing wrong or unusual it declines, and serde_json reads the event again and words every violation
-//! as it always has. A valid event decodes to the same envelope either way (tests compare the two).
+//! as it always has. A valid event decodes to the same envelope either way (tests compare the two). When `type`
+//! comes before `data`, as ingest writes events, the fast reader decodes the data as it reads it
+//! ([`Event::decode_data_scan`]) rather than capturing its members first.
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
@@ -51,9 +53,13 @@ pub(super) fn parse_text(
     received_at: Option<OffsetDateTime>,
     id_if_absent: IdIfAbsent<'_>,
 ) -> Result<Envelope, Violations> {
-    if let Some(raw) = scan(text) {
-        if let Ok(envelope) = raw.into_envelope(received_at, id_if_absent) {
-            return Ok(envelope);
+    // Filled in place and the envelope returned as it is, not taken apart and made again: both are a few hundred
+    // bytes, and each copy of them showed in the consumer's profile.
+    let mut raw = Raw::default();
+    if scan(text, unknown_members(received_at), &mut raw).is_some() {
+        let envelope = raw.make_envelope(received_at, id_if_absent);
+        if envelope.is_ok() {
+            return envelope;
         }
     }
     parse_serde(text, received_at, id_if_absent)
@@ -66,12 +72,24 @@ enum Attr<'a> {
     Other(&'static str),
 }
 
+/// What a `data` member its type does not define means: `decode` reads what ingest wrote, and members it does not
+/// know are a newer ingest's (ignored); `parse` is the edge, where they are refused.
+pub(super) fn unknown_members(received_at: Option<OffsetDateTime>) -> Unknown {
+    if received_at.is_none() {
+        Unknown::Ignore
+    } else {
+        Unknown::Refuse
+    }
+}
+
 /// `data` as it appeared.
 enum Data<'a> {
     /// An object: its members, each name and raw value, in document order.
     Object(Vec<(Cow<'a, str>, &'a RawValue)>),
-    /// An object, as [`scan`] reads it.
+    /// An object, as [`scan`] reads it when `type` comes after it.
     Scanned(Vec<(Cow<'a, str>, &'a str)>),
+    /// An object [`scan`] decoded as it read it, by the `type` that came before it (as ingest writes events).
+    Decoded(Event),
     /// Any other JSON value but `null`.
     Other,
 }
@@ -88,6 +106,9 @@ pub(super) struct Raw<'a> {
 /// The context attributes of CloudEvents 1.0 that tubes reads, by slot.
 pub(super) const ATTRS: [&str; 8] = CONTEXT_ATTRIBUTES;
 
+/// The slot of `type` ([`attr_slot`]).
+const TYPE_SLOT: usize = 3;
+
 #[inline]
 pub(super) fn attr_slot(name: &str) -> Option<usize> {
     // A match, not a search of `ATTRS`: the compiler dispatches on the length first (a test keeps the two in step).
@@ -95,7 +116,7 @@ pub(super) fn attr_slot(name: &str) -> Option<usize> {
         "specversion" => Some(0),
         "id" => Some(1),
         "source" => Some(2),
-        "type" => Some(3),
+        "type" => Some(TYPE_SLOT),
         "subject" => Some(4),
         "time" => Some(5),
         "datacontenttype" => Some(6),
@@ -113,7 +134,8 @@ enum Got<'a> {
 }
 
 impl<'a> Raw<'a> {
-    #[inline]
+    // Always inlined: called with each attribute's name as a constant, its slot is then found at compile time.
+    #[inline(always)]
     fn string(&mut self, name: &str, c: &mut Checker) -> Got<'a> {
         match attr_slot(name).and_then(|i| self.attrs[i].take()) {
             Some(Attr::Str(s)) => Got::Str(s),
@@ -129,8 +151,10 @@ impl<'a> Raw<'a> {
         }
     }
 
-    pub(super) fn into_envelope(
-        mut self,
+    /// The envelope of what the pass read (taken out of `self`), or every violation found. By reference, not by
+    /// value: `Raw` is a few hundred bytes, and its copy into the call showed in the consumer's profile.
+    pub(super) fn make_envelope(
+        &mut self,
         received_at: Option<OffsetDateTime>,
         id_if_absent: IdIfAbsent<'_>,
     ) -> Result<Envelope, Violations> {
@@ -141,11 +165,7 @@ impl<'a> Raw<'a> {
         // `decode` reads what ingest wrote: every attribute present, and members it does not know are a newer
         // ingest's (ignored). `parse` is the edge: attributes may be filled in, unknown members are refused.
         let strict = received_at.is_none();
-        let unknown = if strict {
-            Unknown::Ignore
-        } else {
-            Unknown::Refuse
-        };
+        let unknown = unknown_members(received_at);
         let missing = |c: &mut Checker, name: &str| {
             c.push(Violation::at(
                 Code::MissingField,
@@ -165,35 +185,39 @@ impl<'a> Raw<'a> {
             Got::Invalid => {}
         }
 
-        let id = match self.string("id", &mut c) {
+        // `id`, `source` and `subject` stay borrowed from the input until the envelope is made: its `Names` copies
+        // them into one allocation.
+        let id: Cow<'_, str> = match self.string("id", &mut c) {
             Got::Str(id) => {
                 c.id("/id", &id);
-                id.into_owned()
+                id
             }
             Got::Absent if !strict => {
-                id_if_absent.map_or_else(|| Uuid::now_v7().to_string(), |id| id())
+                Cow::Owned(id_if_absent.map_or_else(|| Uuid::now_v7().to_string(), |id| id()))
             }
             Got::Absent => {
                 missing(&mut c, "id");
-                String::new()
+                Cow::Borrowed("")
             }
-            Got::Invalid => String::new(),
+            Got::Invalid => Cow::Borrowed(""),
         };
 
         let source = match self.string("source", &mut c) {
             Got::Str(s) => {
                 check_source(&mut c, &s);
-                s.into_owned()
+                s
             }
             Got::Absent => {
                 missing(&mut c, "source");
-                String::new()
+                Cow::Borrowed("")
             }
-            Got::Invalid => String::new(),
+            Got::Invalid => Cow::Borrowed(""),
         };
 
         let time = match (self.string("time", &mut c), received_at) {
             (Got::Str(t), _) => match parse_time(&t) {
+                // Already UTC as ingest writes it (`Z`): the conversion is skipped, not done for nothing.
+                Ok(t) if t.offset().is_utc() => t,
                 Ok(t) => t.to_offset(UtcOffset::UTC),
                 Err(_) => {
                     c.push(Violation::at(
@@ -247,7 +271,7 @@ impl<'a> Raw<'a> {
             Got::Invalid => None,
         };
 
-        let event = match (event_type, self.data) {
+        let event = match (event_type, self.data.take()) {
             (_, None) => {
                 missing(&mut c, "data");
                 None
@@ -269,6 +293,15 @@ impl<'a> Raw<'a> {
                 }
                 event
             }
+            // Decoded by this very type in the scan (which never decodes by another one: a second `type` declines).
+            (Some(ty), Some(Data::Decoded(event))) if event.event_type() == ty => {
+                event.validate(&mut c);
+                Some(event)
+            }
+            (Some(_), Some(Data::Decoded(_))) => {
+                c.push(Violation::whole(Code::InvalidValue, "declined"));
+                None
+            }
             (Some(_), Some(Data::Other)) => {
                 c.push(Violation::at(
                     Code::NotAnObject,
@@ -279,20 +312,21 @@ impl<'a> Raw<'a> {
             }
         };
 
+        // `None`: the data's aggregate id.
         let subject = match (subject, &event) {
             (Got::Str(s), event) => {
                 c.id("/subject", &s);
                 if let Some(event) = event.as_ref().filter(|e| e.aggregate_id() != s) {
                     c.push(subject_mismatch(event));
                 }
-                s.into_owned()
+                Some(s)
             }
             (Got::Absent, Some(_)) if strict => {
                 missing(&mut c, "subject");
-                String::new()
+                Some(Cow::Borrowed(""))
             }
-            (Got::Absent, Some(event)) => event.aggregate_id().to_owned(),
-            (Got::Absent, None) | (Got::Invalid, _) => String::new(),
+            (Got::Absent, Some(_)) => None,
+            (Got::Absent, None) | (Got::Invalid, _) => Some(Cow::Borrowed("")),
         };
 
         if !strict {
@@ -308,17 +342,23 @@ impl<'a> Raw<'a> {
                 }
             }
         }
-        let extensions = self
-            .extensions
-            .into_iter()
-            .map(|(name, value)| (name.into_owned(), value))
-            .collect();
+        // Most events have none: no collecting then (it showed in the consumer's profile).
+        let extensions = if self.extensions.is_empty() {
+            BTreeMap::new()
+        } else {
+            std::mem::take(&mut self.extensions)
+                .into_iter()
+                .map(|(name, value)| (name.into_owned(), value))
+                .collect()
+        };
 
         match (Violations::from_vec(c.into_violations()), event) {
             (None, Some(event)) => Ok(Envelope {
-                id,
-                source,
-                subject,
+                names: Names::new(
+                    &id,
+                    &source,
+                    subject.as_deref().unwrap_or_else(|| event.aggregate_id()),
+                ),
                 time,
                 dataschema,
                 extensions,
@@ -338,12 +378,12 @@ impl<'a> Raw<'a> {
 /// The fast pass over an event (see the module docs): `None` at the first thing it does not take, which is
 /// anything that would be a violation of the envelope's own (an attribute of another JSON type, a repeated one,
 /// `data` that is not an object, `data_base64`) and any extension but a string, a boolean or a non-negative
-/// integer. The rest, extensions' names and values included, is checked as the serde_json pass checks it.
-pub(super) fn scan(text: &str) -> Option<Raw<'_>> {
+/// integer. The rest, extensions' names and values included, is checked as the serde_json pass checks it. What
+/// it reads goes into `raw` (`unknown`: what a member of `data` its type does not define means).
+pub(super) fn scan<'a>(text: &'a str, unknown: Unknown, raw: &mut Raw<'a>) -> Option<()> {
     use crate::json::{Keyword, Scanner};
 
     let mut s = Scanner::of_text(text);
-    let mut raw = Raw::default();
     s.object(|s, key| {
         let name = key.unescaped()?;
         if let Some(i) = attr_slot(&name) {
@@ -360,6 +400,17 @@ pub(super) fn scan(text: &str) -> Option<Raw<'_>> {
         } else if name == "data" {
             if raw.data.is_some() || s.peek()? != b'{' {
                 return None;
+            }
+            // The type came first, as ingest writes it: the data is decoded as it is read, nothing captured.
+            let ty = match &raw.attrs[TYPE_SLOT] {
+                Some(Attr::Str(name)) => EventType::parse(name),
+                _ => None,
+            };
+            if let Some(ty) = ty {
+                raw.data = Some(Data::Decoded(Event::decode_data_scan(
+                    ty, s, text, unknown,
+                )?));
+                return Some(());
             }
             let mut members = Vec::with_capacity(8);
             s.object(|s, key| {
@@ -380,11 +431,11 @@ pub(super) fn scan(text: &str) -> Option<Raw<'_>> {
                 b'0'..=b'9' => serde_json::Value::from(s.number()?.parse::<u64>().ok()?),
                 _ => return None,
             };
-            check_extension(&mut raw, name, value);
+            check_extension(raw, name, value);
         }
         Some(())
     })?;
-    s.at_end().then_some(raw)
+    s.at_end().then_some(())
 }
 
 /// An RFC 3339 timestamp. The form ingest writes, `2026-11-22T10:00:00Z` with up to nine digits of fraction, is

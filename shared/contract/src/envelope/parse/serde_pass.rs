@@ -19,7 +19,7 @@ pub(in crate::envelope) fn parse_serde(
     received_at: Option<OffsetDateTime>,
     id_if_absent: IdIfAbsent<'_>,
 ) -> Result<Envelope, Violations> {
-    let raw: Raw<'_> = match serde_json::from_str(text) {
+    let mut raw: Raw<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(err) if err.is_data() => {
             return Err(Violations::one(Violation::whole(
@@ -29,7 +29,7 @@ pub(in crate::envelope) fn parse_serde(
         }
         Err(err) => return Err(Violations::one(from_serde(String::new(), &err))),
     };
-    raw.into_envelope(received_at, id_if_absent)
+    raw.make_envelope(received_at, id_if_absent)
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
