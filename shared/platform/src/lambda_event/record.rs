@@ -36,6 +36,24 @@ impl SequenceNumber {
         }
     }
 
+    /// A sequence number as its digits' bytes (how the consumer's decoding finds them in the event), when they
+    /// are all ASCII digits and few enough to be held in place; else `None`, and the caller reads them as text.
+    pub(crate) fn from_digits(digits: &[u8]) -> Option<Self> {
+        let len = u8::try_from(digits.len())
+            .ok()
+            .filter(|&len| usize::from(len) <= INLINE)?;
+        // A fold, not `all`: no early exit, so the compiler checks many bytes a step.
+        if digits
+            .iter()
+            .fold(false, |bad, b| bad | !b.is_ascii_digit())
+        {
+            return None;
+        }
+        let mut bytes = [0; INLINE];
+        bytes[..digits.len()].copy_from_slice(digits);
+        Some(Self(Digits::Inline { len, bytes }))
+    }
+
     /// The digits, owned.
     pub fn into_string(self) -> String {
         match self.0 {
@@ -256,6 +274,15 @@ mod tests {
                 from_str
             );
             assert_eq!(HashSet::from([from_str, from_string]).len(), 1);
+        }
+        // Read from bytes, digits only.
+        let digits = "49590338271490256608559692538361571095921575989136580001";
+        assert_eq!(
+            SequenceNumber::from_digits(digits.as_bytes()),
+            Some(SequenceNumber::from(digits))
+        );
+        for bytes in [&b"12a4"[..], b"\xff1", "٣".as_bytes(), &[b'1'; INLINE + 1]] {
+            assert_eq!(SequenceNumber::from_digits(bytes), None, "{bytes:?}");
         }
         // Ordered numerically across the two forms.
         let short = SequenceNumber::from("9".repeat(INLINE));

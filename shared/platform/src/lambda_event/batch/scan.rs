@@ -93,7 +93,14 @@ fn scan_kinesis(s: &mut Scanner<'_>, batch: &mut KinesisBatch, data: &mut Vec<u8
         let first = |seen: bool| (!seen).then_some(());
         if name.is("sequenceNumber") {
             first(seq.is_some())?;
-            seq = Some(SequenceNumber::from(&*s.string()?.unescaped()?));
+            let digits = s.string()?;
+            // As Kinesis writes it, digits only: no UTF-8 check needed.
+            seq = Some(
+                match SequenceNumber::from_digits(digits.raw).filter(|_| !digits.escaped) {
+                    Some(number) => number,
+                    None => SequenceNumber::from(&*digits.unescaped()?),
+                },
+            );
         } else if name.is("partitionKey") {
             first(seen_key)?;
             seen_key = true;
