@@ -93,21 +93,31 @@ fn strings_are_read_with_their_escapes() {
     assert_eq!(s.string().unwrap().unescaped(), None);
 }
 
-#[test]
-fn decimals_read_in_one_pass_are_serde_jsons_own() {
-    let mut rng = crate::test_rng::XorShift::new(0x0dec_0dec_5eed);
-    let (mut taken, mut declined) = (0, 0);
-    for i in 0..200_000u64 {
+/// 200,000 numbers as JSON may write them, each with serde_json's `f64` of it, at every length up to 18 digits:
+/// integers, three-digit and long fractions, exponents either way, negative ones. What the float readers must
+/// read to serde_json's very bits, or decline.
+fn numbers(seed: u64) -> impl Iterator<Item = (String, f64)> {
+    let mut rng = crate::test_rng::XorShift::new(seed);
+    (0..200_000u64).map(move |i| {
         let state = rng.next_u64();
         let digits = state % 10u64.pow(1 + u32::try_from(i % 18).unwrap());
-        let text = match i % 5 {
+        let text = match i % 6 {
             0 => format!("{digits}"),
             1 => format!("{}.{:03}", digits / 1000, digits % 1000),
             2 => format!("{}.{}", digits % 100, digits),
-            3 => format!("{digits}e{}", state >> 61),
+            3 => format!("{digits}e{}", i64::try_from(state >> 59).unwrap() - 16),
+            4 => format!("-{}.{}E-{}", digits, i % 10, state >> 60),
             _ => format!("{digits}.{}E-1", i % 10),
         };
-        let serde: f64 = serde_json::from_str(&text).unwrap();
+        let serde = serde_json::from_str(&text).unwrap();
+        (text, serde)
+    })
+}
+
+#[test]
+fn decimals_read_in_one_pass_are_serde_jsons_own() {
+    let (mut taken, mut declined) = (0, 0);
+    for (text, serde) in numbers(0x0dec_0dec_5eed) {
         let mut s = Scanner::of_text(&text);
         match s.decimal() {
             Some(fast) => {
@@ -145,18 +155,8 @@ fn decimals_read_in_one_pass_are_serde_jsons_own() {
 
 #[test]
 fn exact_floats_are_serde_jsons_own() {
-    let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15);
     let mut taken = 0;
-    for i in 0..200_000u64 {
-        let state = rng.next_u64();
-        let digits = state % 10u64.pow(1 + u32::try_from(i % 17).unwrap());
-        let text = match i % 4 {
-            0 => format!("{digits}"),
-            1 => format!("{}.{:03}", digits / 1000, digits % 1000),
-            2 => format!("{digits}e{}", i64::try_from(state >> 59).unwrap() - 16),
-            _ => format!("-{}.{}E-{}", digits, i % 10, state >> 60),
-        };
-        let serde: f64 = serde_json::from_str(&text).unwrap();
+    for (text, serde) in numbers(0x9e37_79b9_7f4a_7c15) {
         if let Some(fast) = exact_f64(&text) {
             taken += 1;
             assert_eq!(fast.to_bits(), serde.to_bits(), "{text}");
