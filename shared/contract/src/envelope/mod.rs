@@ -347,13 +347,24 @@ impl Envelope {
 
 /// An envelope's `id`, `source` and `subject`, one after the other in one string: every event has all three,
 /// and as three strings they were three allocations and three frees for each event a consumer decodes (issue #15).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct Names {
     text: String,
     /// Where `id` ends and `source` begins.
     id_end: usize,
     /// Where `source` ends and `subject` begins.
     source_end: usize,
+}
+
+// The three strings as three fields, as the envelope showed them before they shared one string.
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Names")
+            .field("id", &self.id())
+            .field("source", &self.source())
+            .field("subject", &self.subject())
+            .finish()
+    }
 }
 
 impl Names {

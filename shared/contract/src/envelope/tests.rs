@@ -894,3 +894,23 @@ fn the_fast_timestamp_reading_agrees_with_time() {
     }
     assert!(taken > 3_000, "{taken}");
 }
+
+#[test]
+fn an_envelopes_names_are_kept_apart_in_one_string() {
+    let e = parse(&signed_up()).unwrap();
+    let renamed = e.clone().with_id("evt-2").unwrap();
+    assert_eq!(
+        (renamed.id(), renamed.source(), renamed.subject()),
+        ("evt-2", e.source(), e.subject())
+    );
+    assert_ne!(renamed, e);
+    // Equal only when each of the three is: the same characters split elsewhere are another envelope.
+    let shifted = Envelope::new("evt-1/", "shop/web", NOW, e.event().clone());
+    let plain = Envelope::new("evt-1", "/shop/web", NOW, e.event().clone());
+    assert_ne!(shifted.unwrap(), plain.unwrap());
+    let debug = format!("{renamed:?}");
+    assert!(
+        debug.contains(r#"id: "evt-2""#) && debug.contains(r#"source: "/shop/web""#),
+        "{debug}"
+    );
+}
