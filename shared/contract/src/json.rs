@@ -353,6 +353,28 @@ impl<'a> Scanner<'a> {
             self.at += 1;
             return Some(());
         }
+        self.members(&mut member)
+    }
+
+    /// The rest of an object whose members were read up to one's value ([`Scanner::object`] from there on): its
+    /// `}`, or a `,` and the members after it.
+    pub fn object_rest(
+        &mut self,
+        mut member: impl FnMut(&mut Self, Str<'a>) -> Option<()>,
+    ) -> Option<()> {
+        match self.peek()? {
+            b',' => self.at += 1,
+            b'}' => {
+                self.at += 1;
+                return Some(());
+            }
+            _ => return None,
+        }
+        self.members(&mut member)
+    }
+
+    /// Members from the next key to the object's `}`.
+    fn members(&mut self, member: &mut impl FnMut(&mut Self, Str<'a>) -> Option<()>) -> Option<()> {
         loop {
             let key = self.string()?;
             self.eat(b':')?;
@@ -366,6 +388,25 @@ impl<'a> Scanner<'a> {
                 _ => return None,
             }
         }
+    }
+
+    /// Past `bytes` if the document goes on with exactly them here (no whitespace skipped); the scanner stays
+    /// put otherwise.
+    #[inline]
+    pub fn skip_exactly(&mut self, bytes: &[u8]) -> bool {
+        let matches = self
+            .bytes
+            .get(self.at..)
+            .is_some_and(|rest| rest.starts_with(bytes));
+        if matches {
+            self.at += bytes.len();
+        }
+        matches
+    }
+
+    /// The bytes between two positions of the scanner (as [`Scanner::position`] gave them).
+    pub fn between(&self, from: usize, to: usize) -> &'a [u8] {
+        self.bytes.get(from..to).unwrap_or_default()
     }
 
     /// Reads an array's elements: `element` is called before each and must read it.

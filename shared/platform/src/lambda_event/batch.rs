@@ -747,7 +747,9 @@ mod tests {
     /// the fixture and a batch of events, each mutated at random.
     #[test]
     fn the_fast_pass_makes_the_batch_the_serde_pass_makes() {
-        let events: Vec<Value> = (0..3)
+        // Five records: the fast pass learns the members after `kinesis` from the first and passes the others'
+        // by comparing bytes, which the mutations then break here and there.
+        let events: Vec<Value> = (0..5)
             .map(|i| {
                 json!({"specversion": "1.0", "id": format!("evt_{i}"), "source": "/shop", "type": "payment.received",
                        "subject": "acc_1", "time": "2026-11-22T10:00:00Z",
@@ -830,6 +832,50 @@ mod tests {
             }
         }
         assert!(taken > 1_000 && declined > 1_000, "{taken} {declined}");
+    }
+
+    /// The members after `kinesis` that records repeat are passed by comparing bytes only once nothing is left
+    /// to learn from them: a first `eventID` without a shard in it leaves the shard to the next record's, as in
+    /// the serde pass, even when the two records are alike but for it; and a record unlike the one before is
+    /// read in full.
+    #[test]
+    fn records_alike_but_for_what_the_batch_still_learns_are_read_in_full() {
+        let record = |id: &str, region: &str| {
+            format!(
+                r#"{{"kinesis":{{"kinesisSchemaVersion":"1.0","partitionKey":"k","sequenceNumber":"1","data":"e30=","approximateArrivalTimestamp":1.5}},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"{id}","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::1:role/r","awsRegion":"{region}","eventSourceARN":"arn:aws:kinesis:{region}:1:stream/s"}}"#
+            )
+        };
+        let payload = format!(
+            r#"{{"Records":[{},{},{},{}]}}"#,
+            record("no-shard-here", "us-east-1"),
+            record("shardId-000000000007:1", "us-east-1"),
+            record("shardId-000000000007:2", "us-east-1"),
+            // Another shard in its id: not the batch's, which the second record named.
+            record("shardId-000000000008:3", "eu-west-1"),
+        );
+        let fast = scan_batch(payload.as_bytes()).expect("the fast pass takes it");
+        let slow: KinesisBatch = serde_json::from_str(&payload).unwrap();
+        assert_eq!(fast.shard_id.as_deref(), Some("shardId-000000000007"));
+        assert_eq!(
+            fast.event_source_arn.as_deref(),
+            Some("arn:aws:kinesis:us-east-1:1:stream/s")
+        );
+        assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+        assert_eq!(fast.records.len(), 4);
+        // A record alike the one before but for a broken `eventID` (a raw control character in it), or for a
+        // broken member after it: not taken, as serde_json does not take it.
+        for broken in [
+            payload.replacen("shardId-000000000007:2", "shardId-000000000007:\u{1}", 1),
+            payload.replacen(
+                r#""shardId-000000000007:2","eventName":"#,
+                r#""shardId-000000000007:2","eventName""#,
+                1,
+            ),
+        ] {
+            assert_ne!(broken, payload);
+            assert!(scan_batch(broken.as_bytes()).is_none(), "{broken}");
+            assert!(serde_json::from_str::<KinesisBatch>(&broken).is_err());
+        }
     }
 
     #[test]

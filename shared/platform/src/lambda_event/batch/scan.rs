@@ -34,12 +34,13 @@ pub(super) fn scan_batch(payload: &[u8]) -> Option<KinesisBatch> {
     let mut seen = false;
     // Every record's data decoded into this one buffer.
     let mut data = Vec::new();
+    let mut tail = None;
     s.object(|s, key| {
         if key.is("Records") {
             // The serde pass reads a second `Records` too: left to it.
             (!seen).then_some(())?;
             seen = true;
-            s.array(|s| scan_record(s, &mut batch, &mut data))
+            s.array(|s| scan_record(s, &mut batch, &mut data, &mut tail))
         } else {
             other_key(key)?;
             s.skip_value()
@@ -60,28 +61,90 @@ fn other_key(key: json::Str<'_>) -> Option<()> {
     (!key.escaped && (key.raw.is_ascii() || std::str::from_utf8(key.raw).is_ok())).then_some(())
 }
 
+/// How a record of a Lambda event begins: its `kinesis` member first.
+const KINESIS_FIRST: &[u8] = b"{\"kinesis\":";
+
+/// The members after `kinesis` of the last record read in full, as its bytes: up to `eventID`'s value, and from
+/// after that value to the record's `}`. Lambda repeats these members on every record of a batch (the source and
+/// its version, `eventID`, the event's name, the role, the region, the stream's ARN), and once the stream and the
+/// shard are known the fast pass only skips them. A record whose bytes there are exactly these holds the very
+/// members, with the same values but its `eventID`: it is past them with two comparisons and one string, where
+/// scanning their fourteen strings one by one was about 12 % of the decode.
+struct Tail<'a> {
+    before_id: &'a [u8],
+    after_id: &'a [u8],
+}
+
 /// One record of the fast pass: its `kinesis` member's events pushed onto the batch, and the stream and shard
-/// from the first record.
-fn scan_record(s: &mut Scanner<'_>, batch: &mut KinesisBatch, data: &mut Vec<u8>) -> Option<()> {
+/// from the first record; past the members after `kinesis` as fast as `tail` allows, which it learns from.
+fn scan_record<'a>(
+    s: &mut Scanner<'a>,
+    batch: &mut KinesisBatch,
+    data: &mut Vec<u8>,
+    tail: &mut Option<Tail<'a>>,
+) -> Option<()> {
     let mut kinesis = false;
-    s.object(|s, key| {
-        if key.is("kinesis") {
-            // The serde pass reads a second one too, and keeps it: left to it.
-            (!kinesis).then_some(())?;
-            kinesis = true;
-            scan_kinesis(s, batch, data)?;
-        } else if key.is("eventSourceARN") && batch.event_source_arn.is_none() {
-            batch.event_source_arn = Some(s.string()?.unescaped()?.into_owned());
-        } else if key.is("eventID") && batch.shard_id.is_none() {
-            let id = s.string()?.unescaped()?;
-            batch.shard_id = id.split_once(':').map(|(shard, _)| shard.to_owned());
-        } else {
-            other_key(key)?;
-            s.skip_value()?;
+    // Where the value of `eventID` lies, for learning the tail.
+    let mut id_at = None;
+    if !s.skip_exactly(KINESIS_FIRST) {
+        s.object(|s, key| record_member(s, key, batch, data, &mut kinesis, &mut id_at))?;
+        return kinesis.then_some(());
+    }
+    kinesis = true;
+    scan_kinesis(s, batch, data)?;
+    let after_kinesis = s.clone();
+    if let Some(known) = tail {
+        if s.skip_exactly(known.before_id) && s.string().is_some() && s.skip_exactly(known.after_id)
+        {
+            return Some(());
         }
-        Some(())
-    })?;
-    kinesis.then_some(())
+        // Another tail: read as any record's, from after `kinesis`.
+        *s = after_kinesis.clone();
+    }
+    s.object_rest(|s, key| record_member(s, key, batch, data, &mut kinesis, &mut id_at))?;
+    // Learnt once nothing is left to learn from a record's tail (then the members are only skipped).
+    if let (Some((id_start, id_end)), Some(_), Some(_)) =
+        (id_at, &batch.shard_id, &batch.event_source_arn)
+    {
+        *tail = Some(Tail {
+            before_id: s.between(after_kinesis.position(), id_start),
+            after_id: s.between(id_end, s.position()),
+        });
+    }
+    Some(())
+}
+
+/// A member of a record in the fast pass; `kinesis` says whether the record's was read, `id_at` where the value
+/// of its `eventID` lies.
+fn record_member<'a>(
+    s: &mut Scanner<'a>,
+    key: json::Str<'a>,
+    batch: &mut KinesisBatch,
+    data: &mut Vec<u8>,
+    kinesis: &mut bool,
+    id_at: &mut Option<(usize, usize)>,
+) -> Option<()> {
+    if key.is("kinesis") {
+        // The serde pass reads a second one too, and keeps it: left to it.
+        (!*kinesis).then_some(())?;
+        *kinesis = true;
+        scan_kinesis(s, batch, data)?;
+    } else if key.is("eventID") && (batch.shard_id.is_none() || s.peek()? == b'"') {
+        s.peek()?;
+        let start = s.position();
+        let id = s.string()?;
+        *id_at = Some((start, s.position()));
+        if batch.shard_id.is_none() {
+            let id = id.unescaped()?;
+            batch.shard_id = id.split_once(':').map(|(shard, _)| shard.to_owned());
+        }
+    } else if key.is("eventSourceARN") && batch.event_source_arn.is_none() {
+        batch.event_source_arn = Some(s.string()?.unescaped()?.into_owned());
+    } else {
+        other_key(key)?;
+        s.skip_value()?;
+    }
+    Some(())
 }
 
 /// A record's `kinesis` member in the fast pass: its data decoded as it is read, its events pushed onto the batch
