@@ -362,13 +362,8 @@ impl<'a> Scanner<'a> {
         &mut self,
         mut member: impl FnMut(&mut Self, Str<'a>) -> Option<()>,
     ) -> Option<()> {
-        match self.peek()? {
-            b',' => self.at += 1,
-            b'}' => {
-                self.at += 1;
-                return Some(());
-            }
-            _ => return None,
+        if !self.next_member()? {
+            return Some(());
         }
         self.members(&mut member)
     }
@@ -379,15 +374,22 @@ impl<'a> Scanner<'a> {
             let key = self.string()?;
             self.eat(b':')?;
             member(self, key)?;
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.next_member()? {
+                return Some(());
             }
         }
+    }
+
+    /// After a member's value: past its `,` (another member comes) or the object's `}`.
+    #[inline(always)]
+    fn next_member(&mut self) -> Option<bool> {
+        let more = match self.peek()? {
+            b',' => true,
+            b'}' => false,
+            _ => return None,
+        };
+        self.at += 1;
+        Some(more)
     }
 
     /// Past `bytes` if the document goes on with exactly them here (no whitespace skipped); the scanner stays
